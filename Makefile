@@ -1,0 +1,39 @@
+# The two commands a newcomer runs: `make run` (set up, then the demo pipeline) and
+# `make test` (set up, then the whole test suite). Both create .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# Stage commands in dvc.yaml call `python`: put the venv first so they use it.
+export PATH := $(BIN):$(PATH)
+export NO_ALBUMENTATIONS_UPDATE := 1
+
+.PHONY: setup run test test-fast lint demo-data clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+run: setup
+	$(BIN)/dvc repro
+	@echo "Submission: submissions/submission.csv"
+	@$(BIN)/dvc metrics show
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+
+# Rebuild data/demo from Debian's dataset-fashion-mnist (only needed to change the demo).
+demo-data: setup
+	$(BIN)/python data/demo/make_demo.py
+
+clean:
+	rm -rf $(VENV)

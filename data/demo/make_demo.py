@@ -1,0 +1,135 @@
+"""Build the embedded demo competition from Fashion-MNIST.
+
+In: the original Fashion-MNIST IDX files (Debian package `dataset-fashion-mnist`, MIT licence,
+Zalando Research), by default from /usr/share/datasets/fashion-mnist.
+Out (beside this script): `images/<split>/<id>.png`, `train.json`, `validation.json` and
+`test.json` in the iMaterialist Furniture 2018 format, `classes.csv` (label_id,name) and
+`test_labels.csv` (id,label) so the demo can score itself.
+
+Like the real lists, a few entries have a dead first URL (a missing file, an HTML error page or
+a 1x1 placeholder) and a good second one, and a few have no good URL at all.
+
+    python data/demo/make_demo.py [--source DIR] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+PER_CLASS = {"train": 300, "validation": 50, "test": 100}
+# Image ids (within a split, like the real competition) whose mirrors are broken.
+DEAD_FIRST = 6   # per split: first URL dead, second good
+NO_GOOD = 2      # per split: every URL dead
+BROKEN_URLS = ("file:images/broken/error.html", "file:images/broken/placeholder.gif",
+               "file:images/gone/{split}-{image_id}.png")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzipped) as a uint8 array: images (n, 28, 28) or labels (n,)."""
+    data = gzip.decompress(path.read_bytes())
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def balanced_sample(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    picks = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in range(10)]
+    order = np.concatenate(picks)
+    rng.shuffle(order)
+    return order
+
+
+def url_lists(split: str, n: int, rng: np.random.Generator) -> list[list[str]]:
+    """One URL list per image id 1..n; a few with a dead first mirror, a few with none good."""
+    ids = rng.choice(np.arange(1, n + 1), DEAD_FIRST + NO_GOOD, replace=False)
+    dead_first, no_good = set(ids[:DEAD_FIRST].tolist()), set(ids[DEAD_FIRST:].tolist())
+    lists = []
+    for image_id in range(1, n + 1):
+        good = f"file:images/{split}/{image_id}.png"
+        broken = BROKEN_URLS[image_id % len(BROKEN_URLS)].format(split=split, image_id=image_id)
+        if image_id in dead_first:
+            lists.append([broken, good])
+        elif image_id in no_good:
+            lists.append([broken, f"file:images/gone/{split}-{image_id}-mirror.png"])
+        else:
+            lists.append([good])
+    return lists
+
+
+def write_split(out: Path, split: str, images: np.ndarray, labels: np.ndarray,
+                rng: np.random.Generator) -> None:
+    folder = out / "images" / split
+    folder.mkdir(parents=True)
+    entries, annotations = [], []
+    for image_id, (pixels, urls) in enumerate(zip(images, url_lists(split, len(images), rng)), 1):
+        if urls[-1].endswith(f"/{image_id}.png"):
+            Image.fromarray(pixels, mode="L").save(folder / f"{image_id}.png", optimize=True)
+        entries.append({"url": urls, "image_id": image_id})
+        annotations.append({"image_id": image_id, "label_id": int(labels[image_id - 1]) + 1})
+    doc = {"images": entries}
+    if split != "test":
+        doc["annotations"] = annotations
+    (out / f"{split}.json").write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    if split == "test":
+        with open(out / "test_labels.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["id", "label"])
+            writer.writerows((a["image_id"], a["label_id"]) for a in annotations)
+
+
+def write_broken_files(out: Path) -> None:
+    """The kinds of junk real mirrors serve: an HTML error page and a 1x1 placeholder."""
+    broken = out / "images" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "error.html").write_text("<html><body><h1>404 Not Found</h1></body></html>\n")
+    Image.new("P", (1, 1)).save(broken / "placeholder.gif")
+
+
+def build(source: Path, out: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    pool_images = read_idx(source / "train-images-idx3-ubyte.gz")
+    pool_labels = read_idx(source / "train-labels-idx1-ubyte.gz")
+    test_images = read_idx(source / "t10k-images-idx3-ubyte.gz")
+    test_labels = read_idx(source / "t10k-labels-idx1-ubyte.gz")
+
+    shutil.rmtree(out / "images", ignore_errors=True)
+    write_broken_files(out)
+    # train and validation come from Fashion-MNIST's train set without overlap; test from t10k.
+    order = balanced_sample(pool_labels, PER_CLASS["train"] + PER_CLASS["validation"], rng)
+    per_label_seen: dict[int, int] = {}
+    train_idx, val_idx = [], []
+    for i in order:
+        seen = per_label_seen.get(int(pool_labels[i]), 0)
+        (train_idx if seen < PER_CLASS["train"] else val_idx).append(i)
+        per_label_seen[int(pool_labels[i])] = seen + 1
+    write_split(out, "train", pool_images[train_idx], pool_labels[train_idx], rng)
+    write_split(out, "validation", pool_images[val_idx], pool_labels[val_idx], rng)
+    test_order = balanced_sample(test_labels, PER_CLASS["test"], rng)
+    write_split(out, "test", test_images[test_order], test_labels[test_order], rng)
+
+    with open(out / "classes.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["label_id", "name"])
+        writer.writerows((i + 1, name) for i, name in enumerate(CLASS_NAMES))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    build(args.source, Path(__file__).resolve().parent, args.seed)
+
+
+if __name__ == "__main__":
+    main()

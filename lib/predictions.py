@@ -1,0 +1,54 @@
+"""The file format for probabilities passed between stages.
+
+One `.npz` per fold and split: `probs` float32 (n_images, n_classes), `image_ids` int64 and
+`classes` int64 (the label id of each column) beside them, plus, for out-of-fold files, `splits`
+(the source split of each row, since ids repeat across splits) and `targets` (true label ids).
+Row order is never implied: consumers align rows by id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lib.errors import UserError
+from lib.fileio import atomic_path
+
+
+@dataclass
+class Predictions:
+    probs: np.ndarray
+    image_ids: np.ndarray
+    classes: np.ndarray
+    splits: np.ndarray | None = None
+    targets: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n, c = self.probs.shape
+        if len(self.image_ids) != n or len(self.classes) != c:
+            raise ValueError(f"probs {self.probs.shape} do not match {len(self.image_ids)} ids "
+                             f"and {len(self.classes)} classes")
+
+
+def save_predictions(path: Path, predictions: Predictions) -> None:
+    arrays = {"probs": predictions.probs.astype(np.float32),
+              "image_ids": predictions.image_ids.astype(np.int64),
+              "classes": predictions.classes.astype(np.int64)}
+    if predictions.splits is not None:
+        arrays["splits"] = predictions.splits.astype(str)
+    if predictions.targets is not None:
+        arrays["targets"] = predictions.targets.astype(np.int64)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+
+
+def load_predictions(path: Path) -> Predictions:
+    if not path.is_file():
+        raise UserError(f"{path}: predictions not found (did predict run for this fold?)")
+    with np.load(path, allow_pickle=False) as data:
+        return Predictions(probs=data["probs"], image_ids=data["image_ids"],
+                           classes=data["classes"],
+                           splits=data["splits"] if "splits" in data else None,
+                           targets=data["targets"] if "targets" in data else None)

@@ -1,0 +1,45 @@
+"""What every stage shares: the paths of the pipeline's outs and a `main` wrapper that sets up
+logging and turns a user's mistake into one line on stderr (exit code 2), not a traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from lib.errors import UserError
+
+# Outs, exactly as dvc.yaml declares them.
+IMAGES_DIR = Path("data/images")
+DOWNLOAD_REPORT = Path("data/download_report.json")
+DOWNLOAD_FAILURES = Path("data/download_failures.csv")
+STATS_JSON = Path("data/stats.json")
+FOLDS_CSV = Path("data/folds.csv")
+SUBMISSION_CSV = Path("submissions/submission.csv")
+ENSEMBLE_METRICS = Path("metrics/ensemble.json")
+
+
+def model_dir(fold: int) -> Path:
+    return Path("models") / f"fold{fold}"
+
+
+def predictions_dir(fold: int) -> Path:
+    return Path("predictions") / f"fold{fold}"
+
+
+def run(main: Callable[[], None]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        main()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def fold_argument(argv: list[str] | None = None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fold", type=int, required=True)
+    return parser.parse_args(argv).fold

@@ -1,0 +1,20 @@
+"""stats: exact per-channel mean/std of the training images -> data/stats.json."""
+
+from lib.fileio import write_json
+from lib.images import list_images
+from lib.params import load_params
+from lib.stats import compute_stats
+from stages.common import IMAGES_DIR, STATS_JSON, run
+
+
+def main() -> None:
+    params = load_params(["stats.workers"])
+    paths = list_images(IMAGES_DIR / "train")
+    stats = compute_stats(paths, workers=params["stats.workers"])
+    write_json(STATS_JSON, stats.to_dict())
+    print(f"stats: {stats.images} images, mean {[round(m, 4) for m in stats.mean]}, "
+          f"std {[round(s, 4) for s in stats.std]}")
+
+
+if __name__ == "__main__":
+    run(main)
