@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from lib.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
@@ -36,7 +38,7 @@ URL_SCHEMES = ("file", "http", "https")
 _MAX_REPR = 80  # keep error messages on one readable line even for a huge bad value
 
 
-class CompetitionError(ValueError):
+class CompetitionError(UserError, ValueError):
     """A competition file is missing or malformed; the message names file, key, value, rule."""
 
 

@@ -100,8 +100,8 @@ class DownloadSettings:
     retries: int = 2  # extra attempts per URL for retryable failures
     backoff_s: float = 0.5  # base of the exponential backoff, seconds (with jitter)
     min_side: int = 8  # images smaller than this on either side are placeholders
-    max_bytes: int = 20_000_000  # bodies larger than this are rejected (reading stops at the cap)
-    max_pixels: int = 89_478_485  # width * height above this is a decompression bomb (PIL's default)
+    max_bytes: int = 20_000_000  # larger bodies are rejected (reading stops at the cap)
+    max_pixels: int = 89_478_485  # width * height above this is a decompression bomb (PIL default)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -239,7 +239,10 @@ def write_report(
 
 
 def check_image(body: bytes, *, min_side: int, max_pixels: int) -> tuple[str | None, str | None]:
-    """``(extension, None)`` if ``body`` decodes fully into a real image, else ``(None, reason)``."""
+    """``(extension, None)`` if ``body`` decodes fully into a real image, else ``(None, reason)``.
+
+    Runs in the worker processes, where ``_init_decoder`` has set PIL's own guard to max_pixels.
+    """
     try:
         with Image.open(io.BytesIO(body), formats=IMAGE_FORMATS) as image:
             width, height = image.size
@@ -318,12 +321,16 @@ async def _download_all(
     timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
     with _decoder_pool(settings, len(jobs)) as pool:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            progress = _Progress(bar)
             fetch = _Fetcher(session, competition_dir.resolve(), settings).fetch
             store = _Storer(pool, settings).store
-            pending = iter(jobs)  # shared by the workers; next() cannot interleave in one loop
+            # Lists are often grouped by source site; a fixed shuffle spreads the hosts so the
+            # per-host limit does not leave most workers queueing behind one host.
+            shuffled = random.Random(0).sample(jobs, len(jobs))
+            pending = iter(shuffled)  # shared by the workers; next() is atomic in one loop
             workers = min(settings.concurrency, len(jobs))
             await _run_workers(
-                [_worker(pending, fetch, store, outcomes, bar) for _ in range(workers)]
+                [_worker(pending, fetch, store, outcomes, progress) for _ in range(workers)]
             )
     return outcomes
 
@@ -344,16 +351,14 @@ async def _worker(
     fetch: Callable[[str], Awaitable[tuple[bytes | None, str | None]]],
     store: Callable[[bytes, _Job], Awaitable[str | None]],
     outcomes: list[ImageOutcome],
-    bar: tqdm,
+    progress: _Progress,
 ) -> None:
     # A fixed pool of workers, not one task per image: bounds memory (bodies in flight) and
     # the number of tasks for 200k-image competitions.
     for job in pending:
         outcome = await _fetch_image(job, fetch, store)
         outcomes.append(outcome)
-        if outcome.status == FAILED:
-            bar.set_postfix(failed=sum(o.status == FAILED for o in outcomes), refresh=False)
-        bar.update()
+        progress.advance(outcome)
 
 
 async def _fetch_image(
@@ -375,6 +380,20 @@ async def _fetch_image(
         reasons.append(reason)
     return ImageOutcome(record.split, record.image_id, FAILED, url=record.urls[-1],
                         reason=reasons[-1], reasons=tuple(reasons))
+
+
+@dataclass
+class _Progress:
+    """The tqdm bar, with the running count of failures shown beside it."""
+
+    bar: tqdm
+    failed: int = 0
+
+    def advance(self, outcome: ImageOutcome) -> None:
+        if outcome.status == FAILED:
+            self.failed += 1
+            self.bar.set_postfix(failed=self.failed, refresh=False)
+        self.bar.update()
 
 
 @dataclass

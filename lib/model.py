@@ -77,12 +77,15 @@ def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> N
     head = model.get_classifier()
     head_keys = {f"{name}.{p}" for name, module in model.named_modules() if module is head
                  for p, _ in module.named_parameters()}
+    own = model.state_dict()
     state = {k: v for k, v in state.items() if k not in head_keys}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k not in head_keys]
-    if missing or unexpected:
-        raise UserError(f"pretrained weights do not fit {type(model).__name__}: "
-                        f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    missing = [k for k in own if k not in state and k not in head_keys]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong_shape:
+        raise UserError(f"pretrained weights do not fit {type(model).__name__}: missing "
+                        f"{missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong_shape[:3]}")
+    model.load_state_dict(state, strict=False)
 
 
 def create_model(arch: str, *, num_classes: int, pretrained: str) -> nn.Module:

@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+
+from lib.errors import ParamError
+from lib.params import RULES, load_params
+from tests.conftest import REPO
+
+
+def write_params(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_repo_params_are_all_valid_and_all_have_rules():
+    import yaml
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    flat = [f"{k}.{sub}" if isinstance(v, dict) else k
+            for k, v in params.items() for sub in (v if isinstance(v, dict) else [None])]
+    assert sorted(flat) == sorted(RULES)
+    import os
+    cwd = os.getcwd()
+    os.chdir(REPO)  # competition and test_labels are paths relative to the repo
+    try:
+        assert load_params(flat, REPO / "params.yaml")["competition"] == "data/demo"
+    finally:
+        os.chdir(cwd)
+
+
+def test_values_come_back_by_dotted_key(tmp_path):
+    path = write_params(tmp_path, "lr: 0.1\ndownload:\n  retries: 3\n")
+    assert load_params(["lr", "download.retries"], path) == {"lr": 0.1, "download.retries": 3}
+
+
+@pytest.mark.parametrize(("text", "key", "allowed"), [
+    ("lr: -1\n", "lr", "a number > 0"),
+    ("lr: 'fast'\n", "lr", "a number > 0"),
+    ("epochs: 0\n", "epochs", "an integer >= 1"),
+    ("epochs: true\n", "epochs", "an integer >= 1"),
+    ("optimizer: adam\n", "optimizer", "one of sgd, adamw"),
+    ("tta: flip5\n", "tta", "one of none, flip"),
+    ("train_folds: [0, 0]\n", "train_folds", "distinct fold numbers"),
+    ("competition: nowhere\n", "competition", "a folder that holds train.json"),
+])
+def test_bad_value_names_key_value_and_what_is_allowed(tmp_path, text, key, allowed):
+    path = write_params(tmp_path, text)
+    with pytest.raises(ParamError) as error:
+        load_params([key], path)
+    message = str(error.value)
+    assert key in message and allowed in message and "\n" not in message
+    assert repr(__import__("yaml").safe_load(text)[key]) in message
+
+
+def test_train_folds_must_lie_below_folds(tmp_path):
+    path = write_params(tmp_path, "folds: 3\ntrain_folds: [0, 3]\n")
+    with pytest.raises(ParamError, match=r"train_folds = \[0, 3\].*0 to folds - 1 = 2"):
+        load_params(["folds", "train_folds"], path)
+
+
+def test_missing_key_and_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ParamError, match="missing key 'download.retries'"):
+        load_params(["download.retries"], write_params(tmp_path, "download: {}\n"))
+    with pytest.raises(ParamError, match="file not found"):
+        load_params(["lr"], tmp_path / "nope.yaml")
+    with pytest.raises(ParamError, match="not valid YAML"):
+        load_params(["lr"], write_params(tmp_path, "lr: [\n"))
