@@ -16,7 +16,7 @@ import albumentations as A
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from lib.images import load_rgb_array
 
@@ -47,23 +47,33 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def reseed(self, seed: int) -> None:
+        """Albumentations keeps its own RNG: seed it so augmentation is reproducible."""
+        self.transform.set_random_seed(seed)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = self.transform(image=load_rgb_array(self.paths[index]))["image"]
         return image, self.targets[index]
 
 
 def _seed_worker(worker_id: int) -> None:
-    # Each worker derives numpy/random seeds from torch's per-worker seed, so augmentation is
-    # reproducible for a given loader seed (https://pytorch.org/docs/stable/notes/randomness.html).
+    # Each worker derives its seeds from torch's per-worker seed (drawn from the loader's seeded
+    # generator every epoch), so augmentation is reproducible for a given loader seed
+    # (https://pytorch.org/docs/stable/notes/randomness.html).
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+    dataset = get_worker_info().dataset
+    if isinstance(dataset, ImageDataset):
+        dataset.reseed(seed)
 
 
 def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: int,
                 seed: int = 0, pin_memory: bool = False) -> DataLoader:
     generator = torch.Generator()
     generator.manual_seed(seed)
+    if isinstance(dataset, ImageDataset):
+        dataset.reseed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=False,
                       num_workers=workers, worker_init_fn=_seed_worker, generator=generator,
                       pin_memory=pin_memory, persistent_workers=workers > 0)

@@ -167,6 +167,7 @@ def download_competition(
     if unknown:
         raise ValueError(f"records_by_split has splits {unknown}; allowed: {', '.join(SPLITS)}")
     started = time.perf_counter()
+    prune_stale(records_by_split, Path(images_dir))
     jobs, outcomes = _plan(records_by_split, Path(images_dir))
     total = len(jobs) + len(outcomes)
     with tqdm(total=total, initial=len(outcomes), unit="img", desc="download", disable=None) as bar:
@@ -286,6 +287,27 @@ def _plan(
             else:
                 jobs.append(_Job(record, dest_dir))
     return jobs, skipped
+
+
+def prune_stale(records_by_split: dict[str, list[ImageRecord]], images_dir: Path) -> int:
+    """Delete images that the lists no longer name (or name under another label or split), so
+    the tree mirrors the current lists and later stages never train on a stale image."""
+    labelled = (r for split in LABELLED_SPLITS for r in records_by_split.get(split, ()))
+    width = label_width(labelled)
+    wanted = {(destination_dir(images_dir, r, width), str(r.image_id))
+              for records in records_by_split.values() for r in records}
+    removed = 0
+    for split in SPLITS:
+        for path in sorted((images_dir / split).rglob("*")):
+            if path.is_file() and (path.parent, path.name.partition(".")[0]) not in wanted:
+                path.unlink()
+                removed += 1
+        for folder in sorted((images_dir / split).glob("*/"), reverse=True):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    if removed:
+        logger.info("removed %d images that the competition lists no longer name", removed)
+    return removed
 
 
 def _prepare_dir(dest_dir: Path) -> set[str]:

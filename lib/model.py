@@ -84,7 +84,8 @@ def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> N
     wrong_shape = [k for k in state if k in own and state[k].shape != own[k].shape]
     if missing or unexpected or wrong_shape:
         raise UserError(f"pretrained weights do not fit {type(model).__name__}: missing "
-                        f"{missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong_shape[:3]}")
+                        f"{missing[:3]}, unexpected {unexpected[:3]}, "
+                        f"wrong shape {wrong_shape[:3]}")
     model.load_state_dict(state, strict=False)
 
 
@@ -103,5 +104,15 @@ def create_model(arch: str, *, num_classes: int, pretrained: str) -> nn.Module:
     else:
         state = read_weights(Path(pretrained))
     load_backbone_weights(model, state)
+    zero_classifier(model)
     log.info("loaded pretrained weights for %s (%s)", arch, pretrained)
     return model
+
+
+def zero_classifier(model: nn.Module) -> None:
+    """Start the new head at zero: every class equally likely, loss ln(n_classes). timm's
+    default init gives logits with a std of several units on pretrained features, so the first
+    epoch would be spent undoing it (and the backbone would get large random gradients)."""
+    head = model.get_classifier()
+    for param in head.parameters():
+        nn.init.zeros_(param)

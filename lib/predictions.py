@@ -50,5 +50,5 @@ def load_predictions(path: Path) -> Predictions:
     with np.load(path, allow_pickle=False) as data:
         return Predictions(probs=data["probs"], image_ids=data["image_ids"],
                            classes=data["classes"],
-                           splits=data["splits"] if "splits" in data else None,
-                           targets=data["targets"] if "targets" in data else None)
+                           splits=data.get("splits"),
+                           targets=data.get("targets"))

@@ -28,6 +28,7 @@ def test_train_loader_yields_batches_with_targets_and_is_reproducible(image_tree
     (a_images, a_targets), (b_images, b_targets) = first_batch(), first_batch()
     assert a_images.shape == (4, 3, 16, 16)
     assert torch.equal(a_targets, b_targets)
+    assert torch.equal(a_images, b_images)
 
 
 def test_unlabelled_dataset_and_length_mismatch(image_tree):
@@ -36,3 +37,16 @@ def test_unlabelled_dataset_and_length_mismatch(image_tree):
     assert ImageDataset(paths, None, transform)[0][1] == -1
     with pytest.raises(ValueError, match="4 paths but 1 targets"):
         ImageDataset(paths, [0], transform)
+
+
+def test_augmentation_is_reproducible_with_loader_workers(image_tree):
+    paths = list_images(image_tree / "train")
+    transform = build_transforms(img_size=16, mean=[0.5] * 3, std=[0.5] * 3, train=True)
+    dataset = ImageDataset(paths, list(range(len(paths))), transform)
+
+    def epoch(seed):
+        loader = make_loader(dataset, batch_size=6, shuffle=True, workers=2, seed=seed)
+        return torch.cat([images for images, _ in loader])
+
+    assert torch.equal(epoch(5), epoch(5))
+    assert not torch.equal(epoch(5), epoch(6))

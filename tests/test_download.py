@@ -422,3 +422,19 @@ def test_retry_after_and_backoff():
     assert _backoff_delay(0, 1.0, None) <= 1.0
     assert 2.0 <= _backoff_delay(2, 1.0, None) <= 4.0
     assert _backoff_delay(0, 0.01, 120.0) == 30.0  # Retry-After honoured, capped
+
+
+def test_images_the_lists_no_longer_name_are_removed(server: Server, tmp_path: Path):
+    images = tmp_path / "images"
+    stale = [images / "train" / "3" / "40.png",       # same id, label changed to 1
+             images / "train" / "2" / "77.png",       # id no longer listed
+             images / "validation" / "1" / "5.png"]   # split no longer present
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"old")
+    records = {"train": [train(40, 1, server.url("good.png"))]}
+    download_competition(records, competition_dir=tmp_path, images_dir=images,
+                         settings=DownloadSettings(**SETTINGS))
+    assert not any(path.exists() for path in stale)
+    assert [p.relative_to(images).as_posix() for p in images.rglob("*") if p.is_file()] == [
+        "train/1/40.png"]

@@ -71,7 +71,8 @@ def write_split(out: Path, split: str, images: np.ndarray, labels: np.ndarray,
     folder = out / "images" / split
     folder.mkdir(parents=True)
     entries, annotations = [], []
-    for image_id, (pixels, urls) in enumerate(zip(images, url_lists(split, len(images), rng)), 1):
+    urls_per_image = url_lists(split, len(images), rng)
+    for image_id, (pixels, urls) in enumerate(zip(images, urls_per_image, strict=True), 1):
         if urls[-1].endswith(f"/{image_id}.png"):
             Image.fromarray(pixels, mode="L").save(folder / f"{image_id}.png", optimize=True)
         entries.append({"url": urls, "image_id": image_id})
