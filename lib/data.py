@@ -14,6 +14,7 @@ from pathlib import Path
 
 import albumentations as A
 import numpy as np
+import pandas as pd
 import torch
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import DataLoader, Dataset, get_worker_info
@@ -82,3 +83,14 @@ def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: in
 def default_workers() -> int:
     """Loader processes: every core but one for the training process itself."""
     return max((os.cpu_count() or 1) - 1, 0)
+
+
+def rows_dataset(rows: pd.DataFrame, *, images_dir: Path, classes: Sequence[int] | None,
+                 transform: A.Compose) -> ImageDataset:
+    """A dataset of folds.csv rows; targets are column indices into `classes` (None: no
+    targets, as for prediction)."""
+    paths = [images_dir / path for path in rows["path"]]
+    if classes is None:
+        return ImageDataset(paths, None, transform)
+    column = {label: i for i, label in enumerate(classes)}
+    return ImageDataset(paths, [column[label] for label in rows["label"]], transform)

@@ -17,17 +17,19 @@ from lib.predictions import Predictions
 
 
 def mean_of_folds(folds: Sequence[Predictions]) -> Predictions:
-    """The arithmetic mean of the folds' probabilities over the image ids they all share."""
+    """The arithmetic mean of the folds' probabilities on the same images (test or holdout),
+    rows aligned by image id; targets, when present, come along."""
     first = folds[0]
     for other in folds[1:]:
         if not np.array_equal(other.classes, first.classes):
             raise UserError("folds were trained on different class lists: re-run all folds")
         if not np.array_equal(np.sort(other.image_ids), np.sort(first.image_ids)):
-            raise UserError("folds predicted different test images: re-run predict for all")
-    order = np.sort(first.image_ids)
+            raise UserError("folds predicted different images: re-run predict for every fold")
+    order = np.argsort(first.image_ids)
     stacked = [f.probs[np.argsort(f.image_ids)] for f in folds]
-    return Predictions(probs=np.mean(stacked, axis=0).astype(np.float32), image_ids=order,
-                       classes=first.classes)
+    targets = first.targets[order] if first.targets is not None else None
+    return Predictions(probs=np.mean(stacked, axis=0).astype(np.float32),
+                       image_ids=first.image_ids[order], classes=first.classes, targets=targets)
 
 
 def concat_oof(folds: Sequence[Predictions]) -> Predictions:

@@ -1,14 +1,23 @@
-"""Stratified k-fold assignment of the labelled images on disk.
+"""Stratified, duplicate-aware k-fold assignment of the labelled images on disk.
 
 In: the ImageFolder tree written by the download stage (`<split>/<label>/<image_id>.<ext>`),
-the splits to pool, k and a seed. Out: a DataFrame with one row per image, sorted by split and
-image_id: split, image_id, label, path (relative to the images folder) and fold (0..k-1).
-The same inputs give the same folds on every run and machine.
+the content hash of every image, how to use validation.json's images (pooled into the folds, or
+a fixed holdout), k and a seed.
+Out: a DataFrame with one row per labelled image, sorted by split and image_id: split, image_id,
+label, path (relative to the images folder), fold (0..k-1, or -1 for the holdout) and group
+(byte-identical images share a group); and a summary (per-fold counts and class balance,
+duplicates found). The same inputs give the same folds on every run and machine.
+
+Duplicates: each group of identical images is placed as one unit, so copies never sit on both
+sides of a split; a group that touches the holdout goes to the holdout whole.
+Classes with fewer images than folds: their images go to as many folds as they have images (one
+each); the other folds never validate that class. A warning lists them.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +28,8 @@ from lib.errors import UserError
 from lib.images import list_images
 
 log = logging.getLogger(__name__)
-COLUMNS = ["split", "image_id", "label", "path", "fold"]
+COLUMNS = ["split", "image_id", "label", "path", "fold", "group"]
+HOLDOUT = -1
 
 
 def scan_labelled(images_dir: Path, splits: Sequence[str]) -> pd.DataFrame:
@@ -40,32 +50,69 @@ def scan_labelled(images_dir: Path, splits: Sequence[str]) -> pd.DataFrame:
     return frame.sort_values(["split", "image_id"], ignore_index=True)
 
 
-def assign_folds(images: pd.DataFrame, *, folds: int, seed: int) -> pd.DataFrame:
-    """`images` with a `fold` column from a seeded stratified k-fold on `label`."""
-    counts = images["label"].value_counts()
+def assign_folds(images: pd.DataFrame, *, folds: int, seed: int,
+                 groups: pd.Series | None = None,
+                 holdout: pd.Series | None = None) -> pd.DataFrame:
+    """`images` with `fold` and `group` columns: a seeded stratified k-fold over groups of
+    identical images (each image its own group when `groups` is None); rows where `holdout` is
+    true, and their whole groups, get fold -1."""
+    result = images.copy()
+    result["group"] = groups.to_numpy() if groups is not None else range(len(result))
+    held = result["group"].isin(result.loc[holdout, "group"]) if holdout is not None \
+        else pd.Series(False, index=result.index)
+    pool = result[~held]
+    # One row per group, labelled with the group's most common label, is what gets stratified.
+    units = pool.groupby("group")["label"].agg(lambda s: s.mode().iloc[0])
+    counts = units.value_counts()
     if counts.max() < folds:
         raise UserError(f"folds = {folds} is more than the images of any class "
                         f"(largest class has {counts.max()})")
     small = counts[counts < folds]
     if len(small):
-        log.warning("%d classes have fewer images than folds=%d (e.g. label %s with %d); "
-                    "some folds hold none of them", len(small), folds, small.index[0],
-                    small.iloc[0])
+        log.warning("%d classes have fewer images than folds=%d: %s; each of their images "
+                    "goes to its own fold, and the other folds never validate them", len(small),
+                    folds, ", ".join(f"label {k} ({v})" for k, v in small.head(10).items()))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    result = images.copy()
-    result["fold"] = -1
-    for fold, (_, held_out) in enumerate(splitter.split(result, result["label"])):
-        result.loc[held_out, "fold"] = fold
+    unit_fold = pd.Series(-1, index=units.index)
+    with warnings.catch_warnings():  # the small-class warning is ours, above
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        for fold, (_, held_out) in enumerate(splitter.split(units.index, units.to_numpy())):
+            unit_fold.iloc[held_out] = fold
+    result["fold"] = result["group"].map(unit_fold).fillna(HOLDOUT).astype(int)
     return result[COLUMNS]
 
 
-def summarize(folds_frame: pd.DataFrame) -> str:
-    """Images per fold and the smallest/largest class count per fold, one line per fold."""
-    lines = []
+def summarize(folds_frame: pd.DataFrame, *, test_hashes: Sequence[str] = (),
+              hashes: pd.Series | None = None) -> dict:
+    """Counts and class balance per fold, and the duplicates found."""
+    per_fold = {}
     for fold, part in folds_frame.groupby("fold"):
         per_class = part["label"].value_counts()
-        lines.append(f"fold {fold}: {len(part)} images, {per_class.size} classes, "
-                     f"{per_class.min()}-{per_class.max()} per class")
+        name = "holdout" if fold == HOLDOUT else f"fold{fold}"
+        per_fold[name] = {"images": len(part), "classes": int(per_class.size),
+                          "min_per_class": int(per_class.min()),
+                          "max_per_class": int(per_class.max())}
+    sizes = folds_frame["group"].value_counts()
+    duplicated = folds_frame[folds_frame["group"].isin(sizes[sizes > 1].index)]
+    conflicts = duplicated.groupby("group")["label"].nunique()
+    summary = {"images": len(folds_frame), "per_fold": per_fold,
+               "duplicates": {"groups": int((sizes > 1).sum()),
+                              "images_in_groups": len(duplicated),
+                              "groups_with_conflicting_labels": int((conflicts > 1).sum())}}
+    if hashes is not None:
+        summary["duplicates"]["shared_with_test"] = int(hashes.isin(set(test_hashes)).sum())
+    return summary
+
+
+def describe(summary: dict) -> str:
+    """The summary as a few printable lines."""
+    lines = [f"{name}: {v['images']} images, {v['classes']} classes, "
+             f"{v['min_per_class']}-{v['max_per_class']} per class"
+             for name, v in summary["per_fold"].items()]
+    d = summary["duplicates"]
+    lines.append(f"duplicates: {d['groups']} groups of identical images ({d['images_in_groups']} "
+                 f"images, {d['groups_with_conflicting_labels']} with conflicting labels), "
+                 f"{d.get('shared_with_test', 0)} labelled images also in test")
     return "\n".join(lines)
 
 
@@ -80,9 +127,14 @@ def read_folds(path: Path) -> pd.DataFrame:
 
 
 def split_fold(frame: pd.DataFrame, fold: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(training rows, held-out rows) for `fold`."""
+    """(training rows, held-out rows) for `fold`; holdout rows are in neither."""
     if fold not in set(frame["fold"]):
         raise UserError(f"fold {fold} is not in folds.csv (folds there: "
-                        f"{sorted(set(frame['fold']))}): re-run the folds stage")
+                        f"{sorted(set(frame['fold']) - {HOLDOUT})}): re-run the folds stage")
     held_out = frame["fold"] == fold
-    return frame[~held_out].reset_index(drop=True), frame[held_out].reset_index(drop=True)
+    training = (frame["fold"] != fold) & (frame["fold"] != HOLDOUT)
+    return frame[training].reset_index(drop=True), frame[held_out].reset_index(drop=True)
+
+
+def holdout_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["fold"] == HOLDOUT].reset_index(drop=True)

@@ -44,8 +44,11 @@ def _choice(*allowed: str) -> Check:
     return lambda value: None if value in allowed else "one of " + ", ".join(allowed)
 
 
-def _bool(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "true or false"
+def _resolution(value: Any) -> str | None:
+    if value == "native" or (isinstance(value, int) and not isinstance(value, bool)
+                             and value >= 1):
+        return None
+    return "native or an image size in pixels (an integer >= 1)"
 
 
 def _text(value: Any) -> str | None:
@@ -85,7 +88,8 @@ RULES: dict[str, Check] = {
     "stats.workers": _int(0),
     "folds": _int(2),
     "train_folds": _fold_list,
-    "pool_validation": _bool,
+    "validation": _choice("pool", "holdout"),
+    "stats.resolution": _resolution,
     "seed": _int(0),
     "arch": _text,
     "pretrained": _text,

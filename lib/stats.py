@@ -1,9 +1,16 @@
 """Exact per-channel mean and std of a set of images, in parallel.
 
-In: image paths (decoded as RGB, values scaled to 0..1). Out: ImageStats with mean and std per
-channel, pixel and image counts and the unreadable files. Each worker process sums x and x^2
-over every pixel of a chunk of images in float64; the sums are merged, so the result is the
-exact population statistic, not an average of per-batch stds.
+In: image paths, decoded to 8-bit RGB exactly as the training loader decodes them
+(lib.images.load_rgb: grayscale, palette, alpha, CMYK and 16-bit images converted the same way),
+optionally resized to a square `size` as the evaluation transform does; the number of worker
+processes. Out: ImageStats with mean and std per channel (pixel values scaled to 0..1), the image
+and pixel counts and the files that could not be read.
+
+Each worker counts, per channel, how many pixels take each of the 256 values (an exact integer
+histogram), over chunks of images; histograms from every worker are added, and mean and variance
+come from the merged histogram in float64. Integer counts make the merge exact and the result
+independent of the order and the chunking, and counting uint8 values is far cheaper than
+summing x and x^2 in float64. Memory is constant: only 3 x 256 counts per worker.
 """
 
 from __future__ import annotations
@@ -12,9 +19,11 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import UnidentifiedImageError
 from tqdm import tqdm
@@ -23,7 +32,8 @@ from lib.errors import UserError
 from lib.images import load_rgb_array
 
 log = logging.getLogger(__name__)
-CHUNK = 64  # images per task: large enough that inter-process overhead stays small
+CHUNK = 32  # images per task: enough that inter-process overhead is small, small enough to balance
+LEVELS = np.arange(256, dtype=np.float64) / 255.0
 
 
 @dataclass
@@ -32,6 +42,7 @@ class ImageStats:
     std: list[float]
     images: int
     pixels: int
+    size: int | None = None  # None: native resolution
     unreadable: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -39,49 +50,67 @@ class ImageStats:
 
 
 @dataclass
-class _Sums:
-    pixels: int
-    total: np.ndarray      # (3,) float64 sum of x
-    total_sq: np.ndarray   # (3,) float64 sum of x^2
-    images: int
-    unreadable: list[str]
+class ChannelHistograms:
+    """Per-channel counts of each 8-bit value: (3, 256) int64, plus the image count."""
+
+    counts: np.ndarray = field(default_factory=lambda: np.zeros((3, 256), np.int64))
+    images: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+    def add_image(self, pixels: np.ndarray) -> None:
+        for channel in range(3):
+            self.counts[channel] += np.bincount(pixels[..., channel].ravel(), minlength=256)
+        self.images += 1
+
+    def merge(self, other: ChannelHistograms) -> None:
+        self.counts += other.counts
+        self.images += other.images
+        self.unreadable += other.unreadable
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        pixels = self.counts[0].sum()
+        mean = self.counts @ LEVELS / pixels
+        var = self.counts @ np.square(LEVELS) / pixels - np.square(mean)
+        return mean, np.sqrt(np.maximum(var, 0.0))
 
 
-def _sum_chunk(paths: Sequence[str]) -> _Sums:
-    sums = _Sums(0, np.zeros(3), np.zeros(3), 0, [])
+def read_pixels(path: str, size: int | None) -> np.ndarray:
+    """uint8 (h, w, 3) as training sees it; resized with the same bilinear interpolation as
+    albumentations' Resize when `size` is given."""
+    pixels = load_rgb_array(path)
+    if size is not None:
+        pixels = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_LINEAR)
+    return pixels
+
+
+def histogram_chunk(paths: Sequence[str], size: int | None = None) -> ChannelHistograms:
+    histograms = ChannelHistograms()
     for path in paths:
         try:
-            pixels = load_rgb_array(path).reshape(-1, 3).astype(np.float64) / 255.0
+            pixels = read_pixels(path, size)
         except (OSError, UnidentifiedImageError, ValueError):
-            sums.unreadable.append(str(path))
+            histograms.unreadable.append(str(path))
             continue
-        sums.pixels += len(pixels)
-        sums.total += pixels.sum(axis=0)
-        sums.total_sq += np.square(pixels).sum(axis=0)
-        sums.images += 1
-    return sums
+        histograms.add_image(pixels)
+    return histograms
 
 
-def compute_stats(paths: Sequence[Path], *, workers: int = 0) -> ImageStats:
+def compute_stats(paths: Sequence[Path], *, workers: int = 0,
+                  size: int | None = None) -> ImageStats:
     """Mean and std per RGB channel over every pixel of `paths`; `workers=0` uses every core."""
     workers = workers or os.cpu_count() or 1
     chunks = [[str(p) for p in paths[i:i + CHUNK]] for i in range(0, len(paths), CHUNK)]
-    merged = _Sums(0, np.zeros(3), np.zeros(3), 0, [])
+    merged = ChannelHistograms()
     with Pool(workers) as pool, tqdm(total=len(paths), desc="stats", unit="img") as bar:
-        for sums in pool.imap_unordered(_sum_chunk, chunks):
-            merged.pixels += sums.pixels
-            merged.total += sums.total
-            merged.total_sq += sums.total_sq
-            merged.images += sums.images
-            merged.unreadable += sums.unreadable
-            bar.update(sums.images + len(sums.unreadable))
+        for part in pool.imap_unordered(partial(histogram_chunk, size=size), chunks):
+            merged.merge(part)
+            bar.update(part.images + len(part.unreadable))
     if merged.images == 0:
         raise UserError(f"stats: none of the {len(paths)} images could be read")
     if merged.unreadable:
         log.warning("stats: %d unreadable images skipped, e.g. %s",
                     len(merged.unreadable), merged.unreadable[0])
-    mean = merged.total / merged.pixels
-    # E[x^2] - E[x]^2 in float64 is exact enough for 8-bit pixels (values in 0..1).
-    var = np.maximum(merged.total_sq / merged.pixels - np.square(mean), 0.0)
-    return ImageStats(mean=mean.tolist(), std=np.sqrt(var).tolist(), images=merged.images,
-                      pixels=merged.pixels, unreadable=sorted(merged.unreadable))
+    mean, std = merged.mean_std()
+    return ImageStats(mean=mean.tolist(), std=std.tolist(), images=merged.images,
+                      pixels=int(merged.counts[0].sum()), size=size,
+                      unreadable=sorted(merged.unreadable))

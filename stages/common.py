@@ -16,6 +16,7 @@ DOWNLOAD_REPORT = Path("data/download_report.json")
 DOWNLOAD_FAILURES = Path("data/download_failures.csv")
 STATS_JSON = Path("data/stats.json")
 FOLDS_CSV = Path("data/folds.csv")
+FOLDS_SUMMARY = Path("data/folds_summary.json")
 SUBMISSION_CSV = Path("submissions/submission.csv")
 ENSEMBLE_METRICS = Path("metrics/ensemble.json")
 

@@ -29,6 +29,11 @@ def main() -> None:
                for k, p in zip(folds, oof_parts, strict=True)}
     oof = concat_oof(oof_parts)
     metrics["oof"] = score(oof.probs, target_columns(oof.classes, oof.targets), **bounds)
+    holdout_files = [predictions_dir(k) / "holdout.npz" for k in folds]
+    if all(path.is_file() for path in holdout_files):
+        holdout = mean_of_folds([load_predictions(path) for path in holdout_files])
+        metrics["holdout"] = score(holdout.probs,
+                                   target_columns(holdout.classes, holdout.targets), **bounds)
 
     test = mean_of_folds(tests)
     test.probs = clip_probs(test.probs, **bounds)

@@ -1,19 +1,30 @@
-"""folds: stratified k-fold assignment of the labelled images -> data/folds.csv."""
+"""folds: stratified, duplicate-aware k-fold assignment of the labelled images
+-> data/folds.csv and data/folds_summary.json."""
 
-from lib.fileio import atomic_path
-from lib.folds import assign_folds, scan_labelled, summarize
+import pandas as pd
+
+from lib.duplicates import content_hashes, group_ids
+from lib.fileio import atomic_path, write_json
+from lib.folds import assign_folds, describe, scan_labelled, summarize
+from lib.images import list_images
 from lib.params import load_params
-from stages.common import FOLDS_CSV, IMAGES_DIR, run
+from stages.common import FOLDS_CSV, FOLDS_SUMMARY, IMAGES_DIR, run
 
 
 def main() -> None:
-    params = load_params(["folds", "seed", "pool_validation"])
-    splits = ["train", "validation"] if params["pool_validation"] else ["train"]
+    params = load_params(["folds", "seed", "validation"])
+    splits = [s for s in ("train", "validation") if (IMAGES_DIR / s).is_dir()]
     images = scan_labelled(IMAGES_DIR, splits)
-    folds = assign_folds(images, folds=params["folds"], seed=params["seed"])
+    hashes = pd.Series(content_hashes([IMAGES_DIR / p for p in images["path"]]))
+    test_hashes = content_hashes(list_images(IMAGES_DIR / "test"))
+    holdout = images["split"] == "validation" if params["validation"] == "holdout" else None
+    folds = assign_folds(images, folds=params["folds"], seed=params["seed"],
+                         groups=group_ids(hashes), holdout=holdout)
     with atomic_path(FOLDS_CSV) as tmp:
         folds.to_csv(tmp, index=False)
-    print(summarize(folds))
+    summary = summarize(folds, hashes=hashes, test_hashes=test_hashes)
+    write_json(FOLDS_SUMMARY, summary)
+    print(describe(summary))
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@ from stages.common import IMAGES_DIR, STATS_JSON, run
 
 
 def main() -> None:
-    params = load_params(["stats.workers"])
+    params = load_params(["stats.workers", "stats.resolution"])
+    resolution = params["stats.resolution"]
     paths = list_images(IMAGES_DIR / "train")
-    stats = compute_stats(paths, workers=params["stats.workers"])
+    stats = compute_stats(paths, workers=params["stats.workers"],
+                          size=None if resolution == "native" else resolution)
     write_json(STATS_JSON, stats.to_dict())
     print(f"stats: {stats.images} images, mean {[round(m, 4) for m in stats.mean]}, "
           f"std {[round(s, 4) for s in stats.std]}")

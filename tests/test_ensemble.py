@@ -28,7 +28,7 @@ def test_mean_of_folds_refuses_mismatched_folds():
     a = Predictions(np.ones((1, 2), np.float32) / 2, np.array([1]), CLASSES)
     with pytest.raises(UserError, match="different class lists"):
         mean_of_folds([a, Predictions(a.probs, a.image_ids, np.array([3, 8]))])
-    with pytest.raises(UserError, match="different test images"):
+    with pytest.raises(UserError, match="different images"):
         mean_of_folds([a, Predictions(a.probs, np.array([2]), CLASSES)])
 
 
@@ -60,3 +60,12 @@ def test_concat_oof_keeps_every_fold_row():
                          splits=np.array(["train"] * n), targets=np.full(n, 3)) for n in (2, 3)]
     oof = concat_oof(parts)
     assert oof.probs.shape == (5, 2) and oof.targets.tolist() == [3] * 5
+
+
+def test_mean_of_folds_carries_targets_in_the_aligned_order():
+    a = Predictions(np.array([[0.9, 0.1], [0.2, 0.8]], np.float32), np.array([20, 10]), CLASSES,
+                    targets=np.array([3, 7]))
+    b = Predictions(a.probs[::-1].copy(), np.array([10, 20]), CLASSES, targets=np.array([7, 3]))
+    mean = mean_of_folds([a, b])
+    assert mean.image_ids.tolist() == [10, 20] and mean.targets.tolist() == [7, 3]
+    np.testing.assert_allclose(mean.probs, [[0.2, 0.8], [0.9, 0.1]], rtol=1e-6)

@@ -2,7 +2,17 @@ import pandas as pd
 import pytest
 
 from lib.errors import UserError
-from lib.folds import COLUMNS, assign_folds, read_folds, scan_labelled, split_fold, summarize
+from lib.folds import (
+    COLUMNS,
+    HOLDOUT,
+    assign_folds,
+    describe,
+    holdout_rows,
+    read_folds,
+    scan_labelled,
+    split_fold,
+    summarize,
+)
 from tests.conftest import write_image
 
 
@@ -30,13 +40,62 @@ def test_folds_are_stratified_and_deterministic(image_tree):
     assert not first.equals(assign_folds(frame, folds=3, seed=8))
     per_fold_class = first.groupby(["fold", "label"]).size()
     assert set(per_fold_class) == {2}  # 6 images per class over 3 folds
-    assert "fold 0: 6 images, 3 classes, 2-2 per class" in summarize(first)
+    summary = summarize(first)
+    assert summary["per_fold"]["fold0"] == {"images": 6, "classes": 3, "min_per_class": 2,
+                                            "max_per_class": 2}
+    assert "fold0: 6 images, 3 classes, 2-2 per class" in describe(summary)
+
+
+def labelled(labels):
+    return pd.DataFrame({"split": "train", "image_id": range(len(labels)), "label": labels,
+                         "path": [f"train/{label}/{i}.png" for i, label in enumerate(labels)]})
+
+
+def test_duplicate_groups_stay_in_one_fold():
+    frame = labelled([1] * 9 + [2] * 9)
+    groups = pd.Series(range(18))
+    groups[[0, 5, 8]] = 100   # three copies of one label-1 image
+    groups[[9, 17]] = 200     # two copies of one label-2 image
+    result = assign_folds(frame, folds=3, seed=0, groups=groups)
+    assert result.loc[[0, 5, 8], "fold"].nunique() == 1
+    assert result.loc[[9, 17], "fold"].nunique() == 1
+    summary = summarize(result)["duplicates"]
+    assert summary == {"groups": 2, "images_in_groups": 5, "groups_with_conflicting_labels": 0}
+
+
+def test_holdout_takes_validation_rows_and_their_duplicate_groups():
+    frame = labelled([1] * 6 + [2] * 6)
+    frame.loc[10:, "split"] = "validation"
+    groups = pd.Series(range(12))
+    groups[[3, 10]] = 50  # a train image identical to a validation image
+    result = assign_folds(frame, folds=2, seed=0, groups=groups,
+                          holdout=frame["split"] == "validation")
+    assert set(result.loc[[3, 10, 11], "fold"]) == {HOLDOUT}
+    assert (result.loc[result.index.difference([3, 10, 11]), "fold"] >= 0).all()
+    assert len(holdout_rows(result)) == 3
+    train, held_out = split_fold(result, 0)
+    assert HOLDOUT not in set(train.fold) and HOLDOUT not in set(held_out.fold)
+    assert "holdout" in summarize(result)["per_fold"]
+
+
+def test_classes_smaller_than_folds_warn_and_still_get_folds(caplog):
+    frame = labelled([1] * 10 + [2] * 10 + [3])
+    result = assign_folds(frame, folds=5, seed=0)
+    assert "1 classes have fewer images than folds=5: label 3 (1)" in caplog.text
+    assert set(result.fold) == {0, 1, 2, 3, 4}
+    assert result.loc[20, "fold"] in range(5)
 
 
 def test_too_many_folds_is_a_clear_error(image_tree):
     frame = scan_labelled(image_tree, ["train"])
     with pytest.raises(UserError, match="folds = 7 is more than the images of any class"):
         assign_folds(frame, folds=7, seed=0)
+
+
+def test_shared_with_test_is_counted():
+    frame = assign_folds(labelled([1, 1, 2, 2]), folds=2, seed=0)
+    summary = summarize(frame, hashes=pd.Series(["a", "b", "c", "d"]), test_hashes=["b", "z"])
+    assert summary["duplicates"]["shared_with_test"] == 1
 
 
 def test_split_fold_and_read_back(image_tree, tmp_path):

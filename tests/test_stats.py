@@ -51,3 +51,22 @@ def test_no_readable_image_is_a_clear_error(tmp_path):
     path.write_bytes(b"junk")
     with pytest.raises(UserError, match="none of the 1 images could be read"):
         compute_stats([path], workers=1)
+
+
+def test_chunking_and_worker_count_do_not_change_the_result(tmp_path):
+    paths = [write_image(tmp_path / f"{i}.jpg", size=(9 + i, 7), seed=i) for i in range(70)]
+    one = compute_stats(paths, workers=1)
+    two = compute_stats(list(reversed(paths)), workers=2)
+    assert one.mean == two.mean and one.std == two.std  # integer histograms merge exactly
+
+
+def test_training_resolution_counts_resized_pixels_like_the_eval_transform(tmp_path):
+    import albumentations as A
+    paths = [write_image(tmp_path / f"{i}.png", size=(30, 20), seed=i) for i in range(5)]
+    stats = compute_stats(paths, workers=1, size=12)
+    resize = A.Resize(height=12, width=12)
+    resized = [resize(image=load_rgb_array(p))["image"] for p in paths]
+    pixels = np.concatenate([r.reshape(-1, 3) for r in resized]).astype(np.float64) / 255
+    np.testing.assert_allclose(stats.mean, pixels.mean(0), atol=1e-9)
+    np.testing.assert_allclose(stats.std, pixels.std(0), atol=1e-9)
+    assert stats.pixels == 5 * 144 and stats.size == 12
