@@ -17,21 +17,42 @@ import numpy as np
 import pandas as pd
 import torch
 from albumentations.pytorch import ToTensorV2
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
 
 from lib.images import load_rgb_array
 
+AUG_LEVELS = ("none", "light", "medium", "heavy")
+
+
+def augmentations(img_size: int, level: str) -> list[A.BasicTransform]:
+    """The random part of the training pipeline, by level; each level adds to the one before.
+    none: a plain resize. light: random resized crop + horizontal flip. medium: + shift, scale
+    and rotate, and colour jitter. heavy: stronger crops and jitter + coarse dropout (cutout)."""
+    if level == "none":
+        return [A.Resize(height=img_size, width=img_size)]
+    size = (img_size, img_size)
+    if level == "light":
+        return [A.RandomResizedCrop(size=size, scale=(0.6, 1.0)), A.HorizontalFlip(p=0.5)]
+    if level == "medium":
+        return [A.RandomResizedCrop(size=size, scale=(0.5, 1.0)), A.HorizontalFlip(p=0.5),
+                A.Affine(translate_percent=(-0.06, 0.06), scale=(0.9, 1.1), rotate=(-15, 15),
+                         p=0.5),
+                A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5)]
+    return [A.RandomResizedCrop(size=size, scale=(0.35, 1.0)), A.HorizontalFlip(p=0.5),
+            A.Affine(translate_percent=(-0.1, 0.1), scale=(0.8, 1.2), rotate=(-25, 25), p=0.7),
+            A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.7),
+            A.CoarseDropout(num_holes_range=(1, 6), hole_height_range=(0.08, 0.2),
+                            hole_width_range=(0.08, 0.2), p=0.5)]
+
 
 def build_transforms(*, img_size: int, mean: Sequence[float], std: Sequence[float],
-                     train: bool) -> A.Compose:
-    """Training: random resized crop and horizontal flip. Evaluation: resize only."""
-    normalize = A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0)
-    if train:
-        steps = [A.RandomResizedCrop(size=(img_size, img_size), scale=(0.6, 1.0)),
-                 A.HorizontalFlip(p=0.5)]
-    else:
-        steps = [A.Resize(height=img_size, width=img_size)]
-    return A.Compose([*steps, normalize, ToTensorV2()])
+                     train: bool, aug: str = "light", normalize: bool = True) -> A.Compose:
+    """Training: the `aug` level's random transforms. Evaluation: resize only. Then normalise
+    with the dataset's mean/std (skip with normalize=False, to look at the images)."""
+    steps = augmentations(img_size, aug if train else "none")
+    if normalize:
+        steps.append(A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0))
+    return A.Compose([*steps, ToTensorV2()])
 
 
 class ImageDataset(Dataset):
@@ -70,14 +91,36 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: int,
-                seed: int = 0, pin_memory: bool = False) -> DataLoader:
+                seed: int = 0, pin_memory: bool = False,
+                sample_weights: Sequence[float] | None = None) -> DataLoader:
+    """A DataLoader whose randomness all flows from one seeded generator. `sample_weights`
+    draws each epoch's images with replacement in proportion to them (class balancing).
+    Workers are not persistent: restarted each epoch, they take the epoch's seed."""
     generator = torch.Generator()
     generator.manual_seed(seed)
     if isinstance(dataset, ImageDataset):
         dataset.reseed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=False,
-                      num_workers=workers, worker_init_fn=_seed_worker, generator=generator,
-                      pin_memory=pin_memory, persistent_workers=workers > 0)
+    sampler = None
+    if sample_weights is not None:
+        sampler = WeightedRandomSampler(list(sample_weights), num_samples=len(dataset),
+                                        replacement=True, generator=generator)
+        shuffle = False
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
+                      drop_last=False, num_workers=workers, worker_init_fn=_seed_worker,
+                      generator=generator, pin_memory=pin_memory)
+
+
+BALANCE_MODES = ("none", "sampler", "loss_weights")
+
+
+def inverse_frequency(targets: Sequence[int], num_classes: int) -> np.ndarray:
+    """Per-class weights n / (C x count): 1 everywhere for a balanced set. Classes with no
+    images get weight 0."""
+    counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=num_classes)
+    weights = np.zeros(num_classes)
+    present = counts > 0
+    weights[present] = len(targets) / (present.sum() * counts[present])
+    return weights
 
 
 def default_workers() -> int:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from lib.errors import UserError
+from lib.heads import ConcatPoolClassifier
 
 log = logging.getLogger(__name__)
 OFFLINE_ARCH = "tf_efficientnet_lite0"
@@ -89,23 +90,31 @@ def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> N
     model.load_state_dict(state, strict=False)
 
 
-def create_model(arch: str, *, num_classes: int, pretrained: str) -> nn.Module:
+def create_model(arch: str, *, num_classes: int, pretrained: str, head: str = "default",
+                 dropout: float = 0.0) -> nn.Module:
+    """A timm `arch` with `num_classes` outputs, weights from `pretrained`, and the `head` kind
+    (lib.heads) with `dropout` before its linear layer."""
     check_arch(arch)
     if pretrained == "hub":
-        return timm.create_model(arch, pretrained=True, num_classes=num_classes)
-    model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
-    if pretrained == "none":
-        return model
-    if pretrained == "offline":
-        if arch != OFFLINE_ARCH:
-            raise UserError(f"pretrained = 'offline' has weights for {OFFLINE_ARCH} only, not "
-                            f"{arch!r}: use 'hub', 'none' or a weights file")
-        state = rename_lite0_keys(read_weights(offline_lite0_path()))
+        model = timm.create_model(arch, pretrained=True, num_classes=num_classes,
+                                  drop_rate=dropout)
     else:
-        state = read_weights(Path(pretrained))
-    load_backbone_weights(model, state)
-    zero_classifier(model)
-    log.info("loaded pretrained weights for %s (%s)", arch, pretrained)
+        model = timm.create_model(arch, pretrained=False, num_classes=num_classes,
+                                  drop_rate=dropout)
+        if pretrained == "offline":
+            if arch != OFFLINE_ARCH:
+                raise UserError(f"pretrained = 'offline' has weights for {OFFLINE_ARCH} only, "
+                                f"not {arch!r}: use 'hub', 'none' or a weights file")
+            state = rename_lite0_keys(read_weights(offline_lite0_path()))
+        elif pretrained != "none":
+            state = read_weights(Path(pretrained))
+        if pretrained != "none":
+            load_backbone_weights(model, state)
+            log.info("loaded pretrained weights for %s (%s)", arch, pretrained)
+    if head == "concat":
+        model = ConcatPoolClassifier(model, num_classes, dropout)
+    if pretrained != "none":
+        zero_classifier(model)
     return model
 
 

@@ -50,3 +50,26 @@ def test_augmentation_is_reproducible_with_loader_workers(image_tree):
 
     assert torch.equal(epoch(5), epoch(5))
     assert not torch.equal(epoch(5), epoch(6))
+
+
+@pytest.mark.parametrize("level", ["none", "light", "medium", "heavy"])
+def test_every_augmentation_level_gives_the_training_size(image_tree, level):
+    path = list_images(image_tree / "train")[0]
+    transform = build_transforms(img_size=20, mean=[0.5] * 3, std=[0.5] * 3, train=True,
+                                 aug=level)
+    assert ImageDataset([path], [0], transform)[0][0].shape == (3, 20, 20)
+
+
+def test_class_weights_and_balanced_sampler(image_tree):
+    from lib.data import inverse_frequency
+    weights = inverse_frequency([0, 0, 0, 1], num_classes=3)
+    assert weights.tolist() == [4 / 6, 4 / 2, 0.0]
+    paths = list_images(image_tree / "train")[:8]
+    targets = [0] * 6 + [1] * 2  # 6:2 imbalance
+    transform = build_transforms(img_size=8, mean=[0.5] * 3, std=[0.5] * 3, train=False)
+    per_sample = inverse_frequency(targets, 2)[targets]
+    loader = make_loader(ImageDataset(paths * 50, targets * 50, transform), batch_size=400,
+                         shuffle=True, workers=0, seed=0,
+                         sample_weights=np.tile(per_sample, 50))
+    drawn = next(iter(loader))[1]
+    assert abs(drawn.float().mean().item() - 0.5) < 0.1  # classes now drawn about equally
