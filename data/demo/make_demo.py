@@ -7,7 +7,8 @@ Out (beside this script): `images/<split>/<id>.png`, `train.json`, `validation.j
 `test_labels.csv` (id,label) so the demo can score itself.
 
 Like the real lists, a few entries have a dead first URL (a missing file, an HTML error page or
-a 1x1 placeholder) and a good second one, and a few have no good URL at all.
+a 1x1 placeholder) and a good second one, a few have no good URL at all, and a few images are
+byte-identical copies of others (inside train, and between train and test).
 
     python data/demo/make_demo.py [--source DIR] [--seed 0]
 """
@@ -30,6 +31,8 @@ PER_CLASS = {"train": 300, "validation": 50, "test": 100}
 # Image ids (within a split, like the real competition) whose mirrors are broken.
 DEAD_FIRST = 6   # per split: first URL dead, second good
 NO_GOOD = 2      # per split: every URL dead
+DUPLICATES_IN_TRAIN = 3  # pairs of byte-identical train images
+DUPLICATES_IN_TEST = 2   # test images identical to a train image
 BROKEN_URLS = ("file:images/broken/error.html", "file:images/broken/placeholder.gif",
                "file:images/gone/{split}-{image_id}.png")
 
@@ -88,6 +91,21 @@ def write_split(out: Path, split: str, images: np.ndarray, labels: np.ndarray,
             writer.writerows((a["image_id"], a["label_id"]) for a in annotations)
 
 
+def plant_duplicates(train_images: np.ndarray, train_labels: np.ndarray,
+                     test_images: np.ndarray, test_labels: np.ndarray,
+                     rng: np.random.Generator) -> None:
+    """Like real scraped data, a few byte-identical images: 3 pairs inside train (same label)
+    and 2 test images that are copies of train images (their answers follow)."""
+    for label in rng.choice(10, DUPLICATES_IN_TRAIN, replace=False):
+        source, copy = rng.choice(np.flatnonzero(train_labels == label), 2, replace=False)
+        train_images[copy] = train_images[source]
+    for test_pos, train_pos in zip(rng.choice(len(test_images), DUPLICATES_IN_TEST, replace=False),
+                                   rng.choice(len(train_images), DUPLICATES_IN_TEST,
+                                              replace=False), strict=True):
+        test_images[test_pos], test_labels[test_pos] = train_images[train_pos], train_labels[
+            train_pos]
+
+
 def write_broken_files(out: Path) -> None:
     """The kinds of junk real mirrors serve: an HTML error page and a 1x1 placeholder."""
     broken = out / "images" / "broken"
@@ -113,10 +131,13 @@ def build(source: Path, out: Path, seed: int) -> None:
         seen = per_label_seen.get(int(pool_labels[i]), 0)
         (train_idx if seen < PER_CLASS["train"] else val_idx).append(i)
         per_label_seen[int(pool_labels[i])] = seen + 1
-    write_split(out, "train", pool_images[train_idx], pool_labels[train_idx], rng)
-    write_split(out, "validation", pool_images[val_idx], pool_labels[val_idx], rng)
     test_order = balanced_sample(test_labels, PER_CLASS["test"], rng)
-    write_split(out, "test", test_images[test_order], test_labels[test_order], rng)
+    splits = {"train": (pool_images[train_idx].copy(), pool_labels[train_idx].copy()),
+              "validation": (pool_images[val_idx], pool_labels[val_idx]),
+              "test": (test_images[test_order].copy(), test_labels[test_order].copy())}
+    plant_duplicates(*splits["train"], *splits["test"], rng)
+    for split, (images, labels) in splits.items():
+        write_split(out, split, images, labels, rng)
 
     with open(out / "classes.csv", "w", newline="") as f:
         writer = csv.writer(f)
