@@ -14,10 +14,8 @@ Targets (issue 4, 2-core machine): (d) >= 1.8x (a) and (d) >= 85% of (c).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lib.images import load_rgb_array  # noqa: E402
+from lib.pools import process_pool, worker_count  # noqa: E402
 from lib.stats import CHUNK, compute_stats, sum_chunk  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "stats_jpegs"
@@ -65,7 +64,7 @@ def decode_chunk(paths: list[str]) -> int:
 
 def decode_ceiling(paths: list[Path], workers: int) -> None:
     chunks = [[str(p) for p in paths[i:i + CHUNK]] for i in range(0, len(paths), CHUNK)]
-    with Pool(workers) as pool:
+    with process_pool(workers) as pool:
         for _ in pool.imap_unordered(decode_chunk, chunks):
             pass
 
@@ -82,7 +81,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="0 = one per core")
     parser.add_argument("--repeats", type=int, default=3, help="runs of (c) and (d); best kept")
     args = parser.parse_args()
-    workers = args.workers or os.cpu_count() or 1
+    workers = worker_count(args.workers)
     paths = make_images(args.images, CACHE)[: args.images]
     for path in paths[:200]:  # warm the page cache so the first contender is not penalised
         path.read_bytes()
@@ -100,7 +99,7 @@ def main() -> None:
                                                                          atol=1e-6)
 
     n = len(paths)
-    print(f"\n{n} JPEGs of 400-600 px, {os.cpu_count()} cores, {workers} worker processes")
+    print(f"\n{n} JPEGs of 400-600 px, {worker_count()} cores, {workers} worker processes")
     print(f"{'contender':44s} {'seconds':>8s} {'images/s':>9s} {'ours vs it':>10s}")
     rows = [("(a) single-process loop, float64 x and x^2", t_loop),
             ("(b) single-process loop, our sums", t_hist1),

@@ -7,7 +7,6 @@ for evaluation) and DataLoaders yielding (float tensor NCHW, class index or -1).
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from albumentations.pytorch import ToTensorV2
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
 
 from lib.images import load_rgb_array
+from lib.pools import worker_count
 
 AUG_LEVELS = ("none", "light", "medium", "heavy")
 
@@ -125,7 +125,7 @@ def inverse_frequency(targets: Sequence[int], num_classes: int) -> np.ndarray:
 
 def default_workers() -> int:
     """Loader processes: every core but one for the training process itself."""
-    return max((os.cpu_count() or 1) - 1, 0)
+    return max(worker_count() - 1, 0)
 
 
 def rows_dataset(rows: pd.DataFrame, *, images_dir: Path, classes: Sequence[int] | None,

@@ -1,157 +1,153 @@
 """Download every image of a competition into an ImageFolder tree.
 
 In: ``{split: [ImageRecord, ...]}`` from ``lib.competition``, the competition folder (base of
-relative ``file:`` URLs, and the only folder ``file:`` URLs may read from), the images folder
-and ``DownloadSettings``.
+relative ``file:`` URLs, and the only folder ``file:`` URLs may read from), the images folder,
+``DownloadSettings`` and, to retry only an earlier run's failures, the ``(split, image_id)``
+pairs from its failures CSV (``read_failures``).
 
 Out, on disk: ``images_dir/<split>/<label>/<image_id>.<ext>`` for the labelled splits (label
 folders zero-padded to one width across train and validation, so ImageFolder's string sort is
 numeric order) and ``images_dir/test/<image_id>.<ext>``; ``<ext>`` comes from the decoded image
-format (jpg, png, gif, webp, bmp, tif, ppm), never from the URL, and the bytes are the original
-ones, unchanged. Each file appears atomically (temp file ``.tmp*`` + ``os.replace``); a re-run
-skips images already there and removes leftover temp files.
+format (jpg, png, gif, webp, bmp, tif, ppm), never from the URL. Images are the original bytes,
+or with ``max_side`` set, larger ones shrunk and re-encoded as JPEG (``lib.resize``). Each file
+appears atomically (temp file ``.tmp*`` + ``os.replace``): an interrupted run (Ctrl-C, SIGTERM,
+kill -9) never leaves a partial image under an image's name, and the next run deletes the temp
+files and fetches what is missing.
+
+A re-run checks the images already there from their headers (format, size; one larger than
+``max_side`` is shrunk in place, a broken one deleted and fetched again), then fetches only
+the missing ones. With ``retry_only`` it fetches only the listed images that are missing,
+counts the other missing ones as ``not_attempted`` and skips every image on disk unchecked.
+
+The pipeline: a fixed pool of ``concurrency`` coroutines pulls images from one iterator (never
+one task per image) and fetches them with one aiohttp session (``lib.fetch``); bodies go to a
+pool of worker processes, one per core, which validate, shrink and write them, so decoding
+never blocks the event loop and every core decodes. Per image, only failures are kept.
 
 Out, returned: ``DownloadResult`` with
-- ``report``: ``{"total", "downloaded", "skipped_existing", "failed", "bytes", "elapsed_s",
-  "images_per_s", "per_split": {split: {"total", "downloaded", "skipped_existing", "failed"}},
-  "failure_reasons": {reason: count}}`` (a failed image counts under its LAST URL's reason);
-- ``failures``: rows ``{"split", "image_id", "url", "reason"}``, ``url`` the last URL tried and
-  ``reason`` every tried URL's reason in order, joined with ``;`` (``http_404;placeholder``);
-- ``outcomes``: one ``ImageOutcome`` per image.
+- ``report``: ``{"total", "downloaded", "skipped_existing", "failed", "not_attempted",
+  "bytes" (bodies received), "bytes_written", "resized", "from_later_url", "existing_resized",
+  "existing_replaced", "elapsed_s", "images_per_s", "per_split": {split: {"total",
+  "downloaded", "skipped_existing", "failed", "not_attempted"}}, "failure_reasons": {reason:
+  count}}`` (a failed image counts under its LAST URL's reason);
+- ``failures``: rows ``{"split", "image_id", "url", "reason"}`` for every image not on disk
+  afterwards, ``url`` the last URL tried and ``reason`` every tried URL's reason in order,
+  joined with ``;`` (``http_404;placeholder``), or ``not_attempted``.
 ``write_report`` saves the report as JSON and the failures as CSV.
 
-A failed image is a value, not an exception. Reasons: ``http_<status>`` (``http_404``...),
-``timeout``, ``connection_error`` (refused, reset, body cut short), ``too_many_redirects``,
-``invalid_url``, ``bad_response`` (unparseable HTTP), ``not_an_image``, ``truncated_image``,
-``corrupt_image`` (decoder error other than truncation), ``placeholder``, ``too_large``,
-``decompression_bomb``, ``not_found``, ``file_outside_competition``.
+A failed image is a value, not an exception; the reasons are listed in ``lib.fetch`` (network,
+files) and ``lib.resize`` (``not_an_image``, ``truncated_image``, ``corrupt_image``,
+``placeholder``, ``decompression_bomb``). SIGINT and SIGTERM stop the run cleanly: requests in
+flight are dropped, images being written are finished, ``DownloadInterrupted`` is raised.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
-import email.utils
+import functools
 import io
+import itertools
 import json
 import logging
 import math
-import multiprocessing
 import os
 import random
 import secrets
-import struct
+import signal
+import threading
 import time
 import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-import aiohttp
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
+from lib import pools
 from lib.competition import LABELLED_SPLITS, SPLITS, ImageRecord, label_dir_name, label_width
+from lib.errors import UserError
+from lib.fetch import Fetcher, open_session
+from lib.pools import worker_count
+from lib.resize import ImageLimits, check_header, prepare_image
 
 logger = logging.getLogger(__name__)
 
 DOWNLOADED = "downloaded"
 SKIPPED_EXISTING = "skipped_existing"
 FAILED = "failed"
+NOT_ATTEMPTED = "not_attempted"  # missing, but not in the failures list being retried
+STATUSES = (DOWNLOADED, SKIPPED_EXISTING, FAILED, NOT_ATTEMPTED)
 FAILURE_COLUMNS = ("split", "image_id", "url", "reason")
-
-TIMEOUT = "timeout"
-CONNECTION_ERROR = "connection_error"
-TOO_MANY_REDIRECTS = "too_many_redirects"
-INVALID_URL = "invalid_url"
-BAD_RESPONSE = "bad_response"
-NOT_AN_IMAGE = "not_an_image"
-TRUNCATED_IMAGE = "truncated_image"
-CORRUPT_IMAGE = "corrupt_image"
-PLACEHOLDER = "placeholder"
-TOO_LARGE = "too_large"
-DECOMPRESSION_BOMB = "decompression_bomb"
-NOT_FOUND = "not_found"
-FILE_OUTSIDE_COMPETITION = "file_outside_competition"
-
-MAX_RETRY_DELAY_S = 30.0
 TMP_PREFIX = ".tmp"
-_CHUNK_BYTES = 1 << 16
 
-# Formats PIL may try. Anything else (ICO favicons, EPS that needs ghostscript, PSD...) is no
-# training image and counts as not_an_image; the list also keeps rarely used decoders away
-# from bytes fetched off the internet.
-IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM")
-_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}  # others: the format in lower case
+_EXISTING_OK, _EXISTING_RESIZED, _EXISTING_BAD = "ok", "resized", "bad"
 
 
 @dataclass
 class DownloadSettings:
     """Knobs of the downloader, validated on construction and again on entry."""
 
-    concurrency: int = 64  # total simultaneous requests (and images in flight)
-    per_host: int = 8  # simultaneous requests per host
-    timeout_s: float = 30.0  # total timeout per request, connect to last byte
+    concurrency: int = 128  # requests (and images) in flight in total
+    per_host: int = 16  # simultaneous requests per host
+    timeout_s: float = 60.0  # one request, from holding a slot to its last byte
+    connect_timeout_s: float = 10.0  # TCP (and TLS) connect
+    read_timeout_s: float = 20.0  # the longest silence while reading a response
+    dns_cache_s: float = 300.0  # how long a resolved host name is reused
     retries: int = 2  # extra attempts per URL for retryable failures
     backoff_s: float = 0.5  # base of the exponential backoff, seconds (with jitter)
+    max_redirects: int = 10  # redirects followed per request; 0 = none
     min_side: int = 8  # images smaller than this on either side are placeholders
     max_bytes: int = 20_000_000  # larger bodies are rejected (reading stops at the cap)
-    max_pixels: int = 89_478_485  # width * height above this is a decompression bomb (PIL default)
+    max_pixels: int = 89_478_485  # width * height above this is a decompression bomb
+    max_side: int | None = None  # shrink larger images to this longer side; None keeps all
+    jpeg_quality: int = 90  # JPEG quality of shrunk images
+    workers: int = 0  # processes that validate, shrink and write; 0 = one per CPU core
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise ValueError naming the field, its value and what is allowed."""
-        _require_int("concurrency", self.concurrency, minimum=1)
-        _require_int("per_host", self.per_host, minimum=1)
-        _require_number("timeout_s", self.timeout_s, allow_zero=False)
-        _require_int("retries", self.retries, minimum=0)
-        _require_number("backoff_s", self.backoff_s, allow_zero=True)
-        _require_int("min_side", self.min_side, minimum=1)
-        _require_int("max_bytes", self.max_bytes, minimum=1)
-        _require_int("max_pixels", self.max_pixels, minimum=1)
+        for name in ("concurrency", "per_host", "min_side", "max_bytes", "max_pixels"):
+            _require_int(name, getattr(self, name), minimum=1)
+        for name in ("retries", "max_redirects", "workers"):
+            _require_int(name, getattr(self, name), minimum=0)
+        for name in ("timeout_s", "connect_timeout_s", "read_timeout_s"):
+            _require_number(name, getattr(self, name), allow_zero=False)
+        for name in ("backoff_s", "dns_cache_s"):
+            _require_number(name, getattr(self, name), allow_zero=True)
+        if self.max_side is not None:
+            _require_int("max_side", self.max_side, minimum=1)
+        _require_int("jpeg_quality", self.jpeg_quality, minimum=1, maximum=100)
 
-
-@dataclass(frozen=True)
-class ImageOutcome:
-    """What happened to one image: downloaded, skipped_existing or failed (with reasons)."""
-
-    split: str
-    image_id: int
-    status: str
-    url: str = ""  # the URL that succeeded, or the last one tried
-    reason: str = ""  # when failed: the last URL's reason
-    reasons: tuple[str, ...] = ()  # one per URL that failed, in the order tried
-    nbytes: int = 0
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(min_side=self.min_side, max_pixels=self.max_pixels,
+                           max_side=self.max_side, quality=self.jpeg_quality)
 
 
 @dataclass
 class DownloadResult:
     report: dict[str, Any]
     failures: list[dict[str, Any]]
-    outcomes: list[ImageOutcome] = field(repr=False)
 
 
-@dataclass(frozen=True)
-class _Job:
-    record: ImageRecord
-    dest_dir: Path
+class DownloadInterrupted(Exception):
+    """SIGINT or SIGTERM stopped the download; what was written is complete and kept."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"download interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
 
 
-@dataclass(frozen=True)
-class _Attempt:
-    """One HTTP request's result: a body, or a reason and whether trying again may help."""
-
-    body: bytes | None = None
-    reason: str | None = None
-    retryable: bool = False
-    retry_after_s: float | None = None
+class FailuresFileError(UserError, ValueError):
+    """The failures CSV to retry is missing or malformed."""
 
 
 def download_competition(
@@ -160,22 +156,30 @@ def download_competition(
     competition_dir: Path,
     images_dir: Path,
     settings: DownloadSettings,
+    retry_only: set[tuple[str, int]] | None = None,
 ) -> DownloadResult:
-    """Fetch every record's image into ``images_dir``; see the module docstring for the layout."""
+    """Fetch every record's image into ``images_dir``; see the module docstring."""
     settings.validate()
     unknown = sorted(set(records_by_split) - set(SPLITS))
     if unknown:
         raise ValueError(f"records_by_split has splits {unknown}; allowed: {', '.join(SPLITS)}")
     started = time.perf_counter()
-    prune_stale(records_by_split, Path(images_dir))
-    jobs, outcomes = _plan(records_by_split, Path(images_dir))
-    total = len(jobs) + len(outcomes)
-    with tqdm(total=total, initial=len(outcomes), unit="img", desc="download", disable=None) as bar:
-        outcomes += asyncio.run(_download_all(jobs, Path(competition_dir), settings, bar))
-    elapsed_s = time.perf_counter() - started
-    report = build_report(outcomes, list(records_by_split), elapsed_s)
+    images_dir = Path(images_dir)
+    tally = _Tally(list(records_by_split))
+    total = sum(len(records) for records in records_by_split.values())
+    try:
+        with _sigterm_raises():
+            prune_stale(records_by_split, images_dir)
+            plan = _plan(records_by_split, images_dir, tally, retry_only)
+            with tqdm(total=total, initial=tally.done, unit="img", desc="download",
+                      disable=None, smoothing=0.1) as bar:
+                if plan.existing or plan.jobs:
+                    _fetch_and_store(plan, Path(competition_dir), settings, tally, bar)
+    except KeyboardInterrupt:  # Ctrl-C outside the event loop, which handles its own
+        raise DownloadInterrupted(signal.SIGINT) from None
+    report = tally.report(time.perf_counter() - started)
     _log_summary(report)
-    return DownloadResult(report=report, failures=failure_rows(outcomes), outcomes=outcomes)
+    return DownloadResult(report=report, failures=tally.failure_rows())
 
 
 def destination_dir(images_dir: Path, record: ImageRecord, width: int) -> Path:
@@ -185,39 +189,28 @@ def destination_dir(images_dir: Path, record: ImageRecord, width: int) -> Path:
     return images_dir / record.split / label_dir_name(record.label, width)
 
 
-def build_report(
-    outcomes: list[ImageOutcome], splits: list[str], elapsed_s: float
-) -> dict[str, Any]:
-    """Counts per outcome, per split and per failure reason, plus bytes and throughput."""
-    statuses = (DOWNLOADED, SKIPPED_EXISTING, FAILED)
-    per_split = {split: dict.fromkeys(("total", *statuses), 0) for split in splits}
-    for outcome in outcomes:
-        counts = per_split.setdefault(outcome.split, dict.fromkeys(("total", *statuses), 0))
-        counts["total"] += 1
-        counts[outcome.status] += 1
-    status_counts = Counter(outcome.status for outcome in outcomes)
-    reasons = Counter(outcome.reason for outcome in outcomes if outcome.status == FAILED)
-    downloaded = status_counts[DOWNLOADED]
-    return {
-        "total": len(outcomes),
-        **{status: status_counts[status] for status in statuses},
-        "bytes": sum(outcome.nbytes for outcome in outcomes),
-        "elapsed_s": round(elapsed_s, 3),
-        "images_per_s": round(downloaded / elapsed_s, 2) if elapsed_s > 0 else 0.0,
-        "per_split": per_split,
-        "failure_reasons": dict(sorted(reasons.items())),
-    }
-
-
-def failure_rows(outcomes: list[ImageOutcome]) -> list[dict[str, Any]]:
-    """One row per failed image, in split then image_id order, ready for the failures CSV."""
-    failed = [outcome for outcome in outcomes if outcome.status == FAILED]
-    failed.sort(key=lambda outcome: (_split_rank(outcome.split), outcome.image_id))
-    return [
-        {"split": outcome.split, "image_id": outcome.image_id, "url": outcome.url,
-         "reason": ";".join(outcome.reasons)}
-        for outcome in failed
-    ]
+def prune_stale(records_by_split: dict[str, list[ImageRecord]], images_dir: Path) -> int:
+    """Delete images that the lists no longer name (or name under another label or split), so
+    the tree mirrors the current lists and later stages never train on a stale image."""
+    folder_of = _folder_namer(records_by_split, images_dir)
+    wanted: dict[Path, set[str]] = {}
+    for records in records_by_split.values():
+        for record in records:
+            wanted.setdefault(folder_of(record), set()).add(str(record.image_id))
+    removed = 0
+    for split in SPLITS:
+        for path in sorted((images_dir / split).rglob("*")):
+            if not path.is_file() or path.name.startswith(TMP_PREFIX):
+                continue  # temp files: removed, with a log line, when their folder is planned
+            if path.name.partition(".")[0] not in wanted.get(path.parent, ()):
+                path.unlink()
+                removed += 1
+        for folder in sorted((images_dir / split).glob("*/"), reverse=True):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    if removed:
+        logger.info("removed %d images that the competition lists no longer name", removed)
+    return removed
 
 
 def write_report(
@@ -239,122 +232,250 @@ def write_report(
     _atomic_write(Path(failures_path), buffer.getvalue().encode("utf-8"))
 
 
-def check_image(body: bytes, *, min_side: int, max_pixels: int) -> tuple[str | None, str | None]:
-    """``(extension, None)`` if ``body`` decodes fully into a real image, else ``(None, reason)``.
-
-    Runs in the worker processes, where ``_init_decoder`` has set PIL's own guard to max_pixels.
-    """
-    try:
-        with Image.open(io.BytesIO(body), formats=IMAGE_FORMATS) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                return None, DECOMPRESSION_BOMB
-            if min(width, height) < min_side:
-                return None, PLACEHOLDER
-            image.load()  # decodes every byte of the first frame: catches truncated bodies
-            image_format = image.format or ""
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return None, DECOMPRESSION_BOMB
-    except UnidentifiedImageError:
-        return None, NOT_AN_IMAGE
-    # the errors PIL's decoders raise on bad data; anything else is a bug and propagates
-    except (OSError, EOFError, SyntaxError, ValueError, struct.error) as err:
-        truncated = isinstance(err, EOFError) or "truncated" in str(err).lower()
-        return None, TRUNCATED_IMAGE if truncated else CORRUPT_IMAGE
-    return _EXTENSIONS.get(image_format, image_format.lower()), None
+def read_failures(path: Path) -> set[tuple[str, int]]:
+    """The ``(split, image_id)`` pairs of a failures CSV written by ``write_report``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FailuresFileError(
+            f"{path}: file not found; retrying failures needs the failures list of an earlier "
+            f"run (under dvc repro, that out must be declared persist: true)")
+    wanted: set[tuple[str, int]] = set()
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [name for name in ("split", "image_id") if name not in (reader.fieldnames or ())]
+        if missing:
+            raise FailuresFileError(f"{path}: no column {missing[0]!r}; expected the header "
+                                    f"{','.join(FAILURE_COLUMNS)}")
+        for row in reader:
+            split, image_id = row["split"], row["image_id"] or ""
+            if split not in SPLITS or not image_id.isdigit():
+                raise FailuresFileError(
+                    f"{path}: line {reader.line_num}: split {split!r}, image_id {image_id!r}; "
+                    f"expected one of {', '.join(SPLITS)} and a non-negative integer")
+            wanted.add((split, int(image_id)))
+    return wanted
 
 
 # ---------------------------------------------------------------------------------------------
-# planning: destinations, existing files, leftovers
+# counting: the report and the failure rows, nothing else per image
+
+
+class _Tally:
+    def __init__(self, splits: list[str]) -> None:
+        self.per_split = {split: Counter() for split in splits}
+        self.reasons: Counter[str] = Counter()
+        self.failures: list[tuple[str, int, str, str]] = []
+        self.extra: Counter[str] = Counter()  # bytes, bytes_written, resized, ...
+        self.done = 0
+
+    def count(self, split: str, status: str) -> None:
+        self.per_split[split][status] += 1
+        self.done += 1
+
+    def downloaded(self, split: str, nbytes: int, written: int, resized: bool,
+                   later_url: bool) -> None:
+        self.count(split, DOWNLOADED)
+        self.extra.update(bytes=nbytes, bytes_written=written, resized=int(resized),
+                          from_later_url=int(later_url))
+
+    def failed(self, record: ImageRecord, reasons: list[str]) -> None:
+        self.count(record.split, FAILED)
+        self.reasons[reasons[-1]] += 1
+        self.failures.append((record.split, record.image_id, record.urls[-1], ";".join(reasons)))
+
+    def not_attempted(self, record: ImageRecord) -> None:
+        self.count(record.split, NOT_ATTEMPTED)
+        self.failures.append((record.split, record.image_id, record.urls[0], NOT_ATTEMPTED))
+
+    def report(self, elapsed_s: float) -> dict[str, Any]:
+        """Counts per outcome, per split and per failure reason, plus bytes and throughput."""
+        per_split = {split: {"total": sum(counts.values()),
+                             **{status: counts[status] for status in STATUSES}}
+                     for split, counts in self.per_split.items()}
+        totals = {status: sum(c[status] for c in per_split.values()) for status in STATUSES}
+        extras = ("bytes", "bytes_written", "resized", "from_later_url", "existing_resized",
+                  "existing_replaced")
+        return {
+            "total": sum(c["total"] for c in per_split.values()),
+            **totals,
+            **{name: self.extra[name] for name in extras},
+            "elapsed_s": round(elapsed_s, 3),
+            "images_per_s": round(totals[DOWNLOADED] / elapsed_s, 2) if elapsed_s > 0 else 0.0,
+            "per_split": per_split,
+            "failure_reasons": dict(sorted(self.reasons.items())),
+        }
+
+    def failure_rows(self) -> list[dict[str, Any]]:
+        """One row per image not on disk, in split then image_id order."""
+        rows = sorted(self.failures, key=lambda row: (_split_rank(row[0]), row[1]))
+        return [dict(zip(FAILURE_COLUMNS, row, strict=True)) for row in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# planning: destinations, images already there, leftovers
+
+
+@dataclass
+class _Plan:
+    jobs: list[ImageRecord]  # to fetch
+    existing: list[tuple[ImageRecord, str]]  # on disk, to check from the header
+    folder_of: Callable[[ImageRecord], Path]
 
 
 def _plan(
-    records_by_split: dict[str, list[ImageRecord]], images_dir: Path
-) -> tuple[list[_Job], list[ImageOutcome]]:
-    """Jobs for images still missing, and skipped_existing outcomes for those already there."""
-    labelled = (r for split in LABELLED_SPLITS for r in records_by_split.get(split, ()))
-    width = label_width(labelled)  # one width for train and validation: same folder names
-    existing: dict[Path, set[str]] = {}
-    jobs: list[_Job] = []
-    skipped: list[ImageOutcome] = []
+    records_by_split: dict[str, list[ImageRecord]],
+    images_dir: Path,
+    tally: _Tally,
+    retry_only: set[tuple[str, int]] | None,
+) -> _Plan:
+    """Sort every record into: to fetch, on disk (to check, or skipped), or not attempted."""
+    folder_of = _folder_namer(records_by_split, images_dir)
+    files: dict[Path, dict[str, str]] = {}
+    plan = _Plan(jobs=[], existing=[], folder_of=folder_of)
     for split in sorted(records_by_split, key=_split_rank):
         for record in records_by_split[split]:
-            dest_dir = destination_dir(images_dir, record, width)
-            if dest_dir not in existing:
-                existing[dest_dir] = _prepare_dir(dest_dir)
-            if str(record.image_id) in existing[dest_dir]:
-                skipped.append(ImageOutcome(split, record.image_id, SKIPPED_EXISTING))
+            folder = folder_of(record)
+            if folder not in files:
+                files[folder] = _prepare_dir(folder)
+            name = files[folder].get(str(record.image_id))
+            if name is not None and retry_only is None:
+                plan.existing.append((record, str(folder / name)))
+            elif name is not None:
+                tally.count(split, SKIPPED_EXISTING)  # retrying failures: trusted unchecked
+            elif retry_only is None or (split, record.image_id) in retry_only:
+                plan.jobs.append(record)
             else:
-                jobs.append(_Job(record, dest_dir))
-    return jobs, skipped
+                tally.not_attempted(record)
+    if retry_only is not None:
+        logger.info("retrying the listed failures: %d images to fetch, %d missing but not "
+                    "listed (not attempted)", len(plan.jobs), sum(
+                        counts[NOT_ATTEMPTED] for counts in tally.per_split.values()))
+    return plan
 
 
-def prune_stale(records_by_split: dict[str, list[ImageRecord]], images_dir: Path) -> int:
-    """Delete images that the lists no longer name (or name under another label or split), so
-    the tree mirrors the current lists and later stages never train on a stale image."""
+def _folder_namer(
+    records_by_split: dict[str, list[ImageRecord]], images_dir: Path
+) -> Callable[[ImageRecord], Path]:
+    """``destination_dir`` with one label width for train and validation, one Path per folder."""
     labelled = (r for split in LABELLED_SPLITS for r in records_by_split.get(split, ()))
-    width = label_width(labelled)
-    wanted = {(destination_dir(images_dir, r, width), str(r.image_id))
-              for records in records_by_split.values() for r in records}
-    removed = 0
-    for split in SPLITS:
-        for path in sorted((images_dir / split).rglob("*")):
-            if path.is_file() and (path.parent, path.name.partition(".")[0]) not in wanted:
-                path.unlink()
-                removed += 1
-        for folder in sorted((images_dir / split).glob("*/"), reverse=True):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-    if removed:
-        logger.info("removed %d images that the competition lists no longer name", removed)
-    return removed
+    width = label_width(labelled)  # one width for train and validation: same folder names
+
+    @functools.cache
+    def folder(split: str, label: int | None) -> Path:
+        return destination_dir(images_dir, ImageRecord(split, 0, (), label), width)
+
+    return lambda record: folder(record.split, record.label)
 
 
-def _prepare_dir(dest_dir: Path) -> set[str]:
-    """Create ``dest_dir``, delete leftover temp files, return the stems of the files there."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    stems: set[str] = set()
+def _prepare_dir(folder: Path) -> dict[str, str]:
+    """Create ``folder``, delete leftover temp files; ``{stem: file name}`` of the files there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names: dict[str, str] = {}
     removed = 0
-    with os.scandir(dest_dir) as entries:
+    with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith(TMP_PREFIX):
                 Path(entry.path).unlink(missing_ok=True)
                 removed += 1
             elif entry.is_file():
-                stems.add(entry.name.partition(".")[0])  # any extension counts as present
+                stem = entry.name.partition(".")[0]  # any extension counts
+                if stem in names:  # kill -9 between shrinking x.png to x.jpg and deleting x.png
+                    keep, drop = sorted((names[stem], entry.name),
+                                        key=lambda name: not name.endswith(".jpg"))
+                    (folder / drop).unlink()
+                    names[stem] = keep
+                else:
+                    names[stem] = entry.name
     if removed:
-        logger.info("%s: removed %d leftover temp files", dest_dir, removed)
-    return stems
+        logger.info("%s: removed %d leftover temp files", folder, removed)
+    return names
 
 
 # ---------------------------------------------------------------------------------------------
-# fetching: workers, URLs in turn, HTTP with retries, file URLs
+# running: worker processes, images on disk, then the downloads
+
+
+def _fetch_and_store(
+    plan: _Plan, competition_dir: Path, settings: DownloadSettings, tally: _Tally, bar: tqdm
+) -> None:
+    pool = _worker_pool(settings)
+    try:
+        plan.jobs += _check_existing_images(plan.existing, pool, settings.limits, tally, bar)
+        plan.existing = []
+        # Lists are often grouped by source site; a fixed shuffle spreads the hosts so the
+        # per-host limit does not leave most workers queueing behind one host.
+        random.Random(0).shuffle(plan.jobs)
+        asyncio.run(_download_all(plan.jobs, plan.folder_of, competition_dir, settings, pool,
+                                  tally, bar))
+    finally:
+        # images being written are finished; queued ones are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_pool(settings: DownloadSettings) -> ProcessPoolExecutor:
+    # Processes, not threads: PIL parses headers and runs parts of its decoders in Python with
+    # the GIL held, which would stall the event loop and cap decoding at one core; a body costs
+    # one pickled copy, small next to a decode. "forkserver", not fork: this process already
+    # runs threads (aiohttp's DNS resolver, tqdm's monitor), and forking them can deadlock.
+    return ProcessPoolExecutor(
+        max_workers=worker_count(settings.workers),
+        mp_context=pools.context(),
+        initializer=_init_worker,
+        initargs=(settings.max_pixels, os.getpid()),
+    )
+
+
+def _check_existing_images(
+    existing: list[tuple[ImageRecord, str]],
+    pool: ProcessPoolExecutor,
+    limits: ImageLimits,
+    tally: _Tally,
+    bar: tqdm,
+) -> list[ImageRecord]:
+    """Check the images on disk in the pool; the broken ones (deleted) come back to fetch."""
+    refetch: list[ImageRecord] = []
+    paths = (path for _, path in existing)
+    results = pool.map(_check_existing, paths, itertools.repeat(limits), chunksize=64)
+    for (record, _), result in zip(existing, results, strict=True):
+        if result == _EXISTING_BAD:
+            refetch.append(record)
+            tally.extra["existing_replaced"] += 1
+            continue
+        tally.count(record.split, SKIPPED_EXISTING)
+        tally.extra["existing_resized"] += int(result == _EXISTING_RESIZED)
+        bar.update()
+    if refetch:
+        logger.info("%d images on disk were broken or placeholders: deleted, to fetch again",
+                    len(refetch))
+    return refetch
 
 
 async def _download_all(
-    jobs: list[_Job], competition_dir: Path, settings: DownloadSettings, bar: tqdm
-) -> list[ImageOutcome]:
-    outcomes: list[ImageOutcome] = []
+    jobs: list[ImageRecord],
+    folder_of: Callable[[ImageRecord], Path],
+    competition_dir: Path,
+    settings: DownloadSettings,
+    pool: ProcessPoolExecutor,
+    tally: _Tally,
+    bar: tqdm,
+) -> None:
     if not jobs:
-        return outcomes
-    connector = aiohttp.TCPConnector(
-        limit=settings.concurrency, limit_per_host=settings.per_host, ttl_dns_cache=300
-    )
-    timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
-    with _decoder_pool(settings, len(jobs)) as pool:
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            progress = _Progress(bar)
-            fetch = _Fetcher(session, competition_dir.resolve(), settings).fetch
-            store = _Storer(pool, settings).store
-            # Lists are often grouped by source site; a fixed shuffle spreads the hosts so the
-            # per-host limit does not leave most workers queueing behind one host.
-            shuffled = random.Random(0).sample(jobs, len(jobs))
-            pending = iter(shuffled)  # shared by the workers; next() is atomic in one loop
+        return
+    session = open_session(
+        concurrency=settings.concurrency, per_host=settings.per_host,
+        timeout_s=settings.timeout_s, connect_timeout_s=settings.connect_timeout_s,
+        read_timeout_s=settings.read_timeout_s, dns_cache_s=settings.dns_cache_s)
+    with _signals_cancel_this_task():
+        async with session:
+            fetch = Fetcher(session, competition_dir, retries=settings.retries,
+                            backoff_s=settings.backoff_s, max_redirects=settings.max_redirects,
+                            max_bytes=settings.max_bytes, per_host=settings.per_host).fetch
+            store = functools.partial(_store_in_pool, pool, settings.limits)
+            pending = iter(jobs)  # shared by the workers; next() is atomic in one loop
+            progress = functools.partial(_advance, bar, tally)
             workers = min(settings.concurrency, len(jobs))
-            await _run_workers(
-                [_worker(pending, fetch, store, outcomes, progress) for _ in range(workers)]
-            )
-    return outcomes
+            await _run_workers([_worker(pending, fetch, store, folder_of, tally, progress)
+                                for _ in range(workers)])
 
 
 async def _run_workers(coroutines: list[Awaitable[None]]) -> None:
@@ -368,230 +489,160 @@ async def _run_workers(coroutines: list[Awaitable[None]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+Fetch = Callable[[str], Awaitable[tuple[bytes | None, str | None]]]
+Store = Callable[[bytes, Path, int], Awaitable[tuple[str | None, int, bool]]]
+
+
 async def _worker(
-    pending: Iterator[_Job],
-    fetch: Callable[[str], Awaitable[tuple[bytes | None, str | None]]],
-    store: Callable[[bytes, _Job], Awaitable[str | None]],
-    outcomes: list[ImageOutcome],
-    progress: _Progress,
+    pending: Iterator[ImageRecord],
+    fetch: Fetch,
+    store: Store,
+    folder_of: Callable[[ImageRecord], Path],
+    tally: _Tally,
+    progress: Callable[[], None],
 ) -> None:
     # A fixed pool of workers, not one task per image: bounds memory (bodies in flight) and
     # the number of tasks for 200k-image competitions.
-    for job in pending:
-        outcome = await _fetch_image(job, fetch, store)
-        outcomes.append(outcome)
-        progress.advance(outcome)
+    for record in pending:
+        await _fetch_image(record, fetch, store, folder_of(record), tally)
+        progress()
 
 
 async def _fetch_image(
-    job: _Job,
-    fetch: Callable[[str], Awaitable[tuple[bytes | None, str | None]]],
-    store: Callable[[bytes, _Job], Awaitable[str | None]],
-) -> ImageOutcome:
+    record: ImageRecord, fetch: Fetch, store: Store, folder: Path, tally: _Tally
+) -> None:
     """Try the record's URLs in order until one gives a valid image."""
-    record = job.record
     reasons: list[str] = []
-    for url in record.urls:
+    for index, url in enumerate(record.urls):
         body, reason = await fetch(url)
         if body is not None:
-            reason = await store(body, job)
+            reason, written, resized = await store(body, folder, record.image_id)
             if reason is None:
-                return ImageOutcome(record.split, record.image_id, DOWNLOADED, url=url,
-                                    reasons=tuple(reasons), nbytes=len(body))
+                tally.downloaded(record.split, len(body), written, resized, index > 0)
+                return
         assert reason is not None
         reasons.append(reason)
-    return ImageOutcome(record.split, record.image_id, FAILED, url=record.urls[-1],
-                        reason=reasons[-1], reasons=tuple(reasons))
+    tally.failed(record, reasons)
 
 
-@dataclass
-class _Progress:
-    """The tqdm bar, with the running count of failures shown beside it."""
-
-    bar: tqdm
-    failed: int = 0
-
-    def advance(self, outcome: ImageOutcome) -> None:
-        if outcome.status == FAILED:
-            self.failed += 1
-            self.bar.set_postfix(failed=self.failed, refresh=False)
-        self.bar.update()
+def _advance(bar: tqdm, tally: _Tally) -> None:
+    bar.update()
+    if tally.reasons.total() and bar.n % 64 == 0:  # the failure count beside the bar
+        bar.set_postfix(failed=tally.reasons.total(), refresh=False)
 
 
-@dataclass
-class _Fetcher:
-    session: aiohttp.ClientSession
-    competition_dir: Path  # resolved
-    settings: DownloadSettings
-
-    async def fetch(self, url: str) -> tuple[bytes | None, str | None]:
-        """``(body, None)`` or ``(None, reason)`` for one URL, retries included."""
-        if urlsplit(url).scheme.lower() == "file":
-            return await asyncio.to_thread(
-                _read_file_url, url, self.competition_dir, self.settings.max_bytes
-            )
-        return await self._fetch_http(url)
-
-    async def _fetch_http(self, url: str) -> tuple[bytes | None, str | None]:
-        retries = self.settings.retries
-        for attempt in range(retries + 1):
-            result = await _http_get(self.session, url, self.settings.max_bytes)
-            if not result.retryable or attempt == retries:
-                break
-            delay = _backoff_delay(attempt, self.settings.backoff_s, result.retry_after_s)
-            await asyncio.sleep(delay)
-        return result.body, result.reason
-
-
-async def _http_get(session: aiohttp.ClientSession, url: str, max_bytes: int) -> _Attempt:
-    try:
-        async with session.get(url) as response:
-            if response.status >= 300:  # redirects were followed; a 3xx left over is a failure
-                return _status_failure(response)
-            body = await _read_capped(response, max_bytes)
-    except TimeoutError:  # also aiohttp's ServerTimeoutError, a subclass
-        return _Attempt(reason=TIMEOUT, retryable=True)
-    except aiohttp.TooManyRedirects:
-        return _Attempt(reason=TOO_MANY_REDIRECTS)
-    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
-        # refused, reset, DNS failure, or a body cut short: worth another try
-        return _Attempt(reason=CONNECTION_ERROR, retryable=True)
-    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):  # e.g. redirect to ftp://
-        return _Attempt(reason=INVALID_URL)
-    except aiohttp.ClientResponseError:  # a response aiohttp cannot parse
-        return _Attempt(reason=BAD_RESPONSE)
-    if body is None:
-        return _Attempt(reason=TOO_LARGE)
-    return _Attempt(body=body)
-
-
-def _status_failure(response: aiohttp.ClientResponse) -> _Attempt:
-    status = response.status
-    retryable = status == 429 or 500 <= status <= 599  # throttled or server trouble
-    retry_after = _retry_after_s(response.headers.get("Retry-After")) if retryable else None
-    return _Attempt(reason=f"http_{status}", retryable=retryable, retry_after_s=retry_after)
-
-
-async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes | None:
-    """The body, or None as soon as it is known to exceed ``max_bytes`` (stop reading there)."""
-    if response.content_length is not None and response.content_length > max_bytes:
-        return None
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
-        body += chunk
-        if len(body) > max_bytes:
-            return None
-    return bytes(body)
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None if unusable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _backoff_delay(attempt: int, backoff_s: float, retry_after_s: float | None) -> float:
-    """Exponential backoff, half fixed and half random ("equal jitter"), capped at 30 s.
-
-    The random half keeps many workers that failed together from retrying in lockstep
-    (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/); a server's
-    Retry-After wins when longer, within the same cap.
-    """
-    base = backoff_s * 2**attempt
-    delay = base / 2 + random.uniform(0, base / 2)
-    if retry_after_s is not None:
-        delay = max(delay, retry_after_s)
-    return min(delay, MAX_RETRY_DELAY_S)
-
-
-def _read_file_url(
-    url: str, competition_dir: Path, max_bytes: int
-) -> tuple[bytes | None, str | None]:
-    """Read a ``file:`` URL, only if it resolves (symlinks included) inside competition_dir."""
-    path = _file_url_path(url, competition_dir)
-    if path is None:
-        return None, FILE_OUTSIDE_COMPETITION
-    if not path.is_file():
-        return None, NOT_FOUND
-    try:
-        if path.stat().st_size > max_bytes:
-            return None, TOO_LARGE
-        return path.read_bytes(), None
-    except FileNotFoundError:  # removed since the check above
-        return None, NOT_FOUND
-
-
-def _file_url_path(url: str, competition_dir: Path) -> Path | None:
-    """Resolved path of a file URL, or None when it points outside ``competition_dir``.
-
-    ``file:relative/x.png`` is relative to competition_dir, ``file:///abs/x.png`` absolute.
-    """
-    parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost"):  # a file on another machine
-        return None
-    path = Path(unquote(parts.path))
-    resolved = (path if path.is_absolute() else competition_dir / path).resolve()
-    return resolved if resolved.is_relative_to(competition_dir) else None
+async def _store_in_pool(
+    pool: ProcessPoolExecutor, limits: ImageLimits, body: bytes, folder: Path, image_id: int
+) -> tuple[str | None, int, bool]:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(pool, _store, body, str(folder), str(image_id), limits)
 
 
 # ---------------------------------------------------------------------------------------------
-# validating and storing: in worker processes
+# stopping on SIGINT / SIGTERM
 
 
-def _decoder_pool(settings: DownloadSettings, jobs: int) -> ProcessPoolExecutor:
-    # Processes, not threads: PIL parses headers and runs parts of its decoders in Python with
-    # the GIL held, which would stall the event loop and cap decoding at one core; a body costs
-    # one pickled copy, small next to a decode. "forkserver", not fork: this process already
-    # runs threads (aiohttp's DNS resolver, tqdm's monitor), and forking them can deadlock.
-    workers = max(1, min(os.cpu_count() or 1, settings.concurrency, jobs))
-    return ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("forkserver"),
-        initializer=_init_decoder,
-        initargs=(settings.max_pixels,),
-    )
+@contextmanager
+def _signals_cancel_this_task() -> Iterator[None]:
+    """In the event loop: SIGINT or SIGTERM cancels the running task, which then raises
+    DownloadInterrupted once its cleanup (closing the session, cancelling workers) is done."""
+    task = asyncio.current_task()
+    if task is None or threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if received:
+            raise DownloadInterrupted(received[0]) from None
+        raise
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
-def _init_decoder(max_pixels: int) -> None:
-    """Worker set-up: PIL's own bomb guard at our limit, and its warning made an error."""
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Outside the event loop: SIGTERM raises DownloadInterrupted, as Ctrl-C raises
+    KeyboardInterrupt, so the worker pool is shut down instead of orphaned."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise DownloadInterrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ---------------------------------------------------------------------------------------------
+# in the worker processes
+
+
+def _init_worker(max_pixels: int, main_pid: int) -> None:
+    """Worker set-up: PIL's bomb guard at our limit, Ctrl-C left to the main process (which
+    shuts the pool down), and an exit when the main process is gone (kill -9)."""
     Image.MAX_IMAGE_PIXELS = max_pixels
     # PIL only warns between 1x and 2x the limit; here anything over the limit is rejected
     warnings.simplefilter("error", Image.DecompressionBombWarning)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_main, args=(main_pid,), daemon=True).start()
 
 
-@dataclass
-class _Storer:
-    pool: ProcessPoolExecutor
-    settings: DownloadSettings
-
-    async def store(self, body: bytes, job: _Job) -> str | None:
-        """Validate and write ``body`` in a worker process; the failure reason, or None."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.pool, _check_and_store, body, str(job.dest_dir), str(job.record.image_id),
-            self.settings.min_side, self.settings.max_pixels,
-        )
+def _exit_with_main(main_pid: int) -> None:
+    # A killed main process cannot shut the pool down, and the workers would wait for work
+    # forever: nothing else tells them. Their parent is the forkserver, which itself lives as
+    # long as any worker does, so it is the main process that is watched.
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(main_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
 
 
-def _check_and_store(
-    body: bytes, dest_dir: str, stem: str, min_side: int, max_pixels: int
-) -> str | None:
-    """Worker entry: write ``body`` as ``dest_dir/stem.<ext>`` if it is a valid image."""
-    extension, reason = check_image(body, min_side=min_side, max_pixels=max_pixels)
-    if extension is None:
-        return reason
-    _atomic_write(Path(dest_dir) / f"{stem}.{extension}", body)
-    return None
+def _store(body: bytes, folder: str, stem: str, limits: ImageLimits) -> tuple[str | None, int,
+                                                                                bool]:
+    """Validate (and maybe shrink) ``body``, write it as ``folder/stem.<ext>``.
+
+    Returns ``(reason, 0, False)`` when refused, else ``(None, bytes written, resized)``.
+    """
+    prepared = prepare_image(body, limits)
+    if prepared.data is None:
+        return prepared.reason, 0, False
+    _atomic_write(Path(folder) / f"{stem}.{prepared.extension}", prepared.data)
+    return None, len(prepared.data), prepared.resized
+
+
+def _check_existing(path: str, limits: ImageLimits) -> str:
+    """An image already on disk: ok from its header, shrunk in place if larger than
+    ``max_side``, or deleted if broken (it is then fetched again)."""
+    size, reason = check_header(path, limits)
+    if size is not None and (limits.max_side is None or max(size) <= limits.max_side):
+        return _EXISTING_OK
+    if reason is None:
+        prepared = prepare_image(Path(path).read_bytes(), limits)
+        if prepared.data is not None:
+            target = Path(path).with_name(f"{Path(path).name.partition('.')[0]}.jpg")
+            _atomic_write(target, prepared.data)
+            if target != Path(path):
+                Path(path).unlink()
+            return _EXISTING_RESIZED
+    Path(path).unlink(missing_ok=True)
+    return _EXISTING_BAD
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -613,9 +664,12 @@ def _split_rank(split: str) -> int:
     return SPLITS.index(split) if split in SPLITS else len(SPLITS)
 
 
-def _require_int(name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"download setting {name}={value!r}; expected an integer >= {minimum}")
+def _require_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> None:
+    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+            or (maximum is not None and value > maximum)):
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        raise ValueError(
+            f"download setting {name}={value!r}; expected an integer >= {minimum}{upper}")
 
 
 def _require_number(name: str, value: Any, *, allow_zero: bool) -> None:
@@ -632,10 +686,12 @@ def _require_number(name: str, value: Any, *, allow_zero: bool) -> None:
 
 def _log_summary(report: dict[str, Any]) -> None:
     reasons = ", ".join(f"{reason} {n}" for reason, n in report["failure_reasons"].items())
+    not_attempted = report[NOT_ATTEMPTED]
     logger.info(
-        "download: %d images: %d downloaded, %d skipped (already there), %d failed%s; "
+        "download: %d images: %d downloaded, %d skipped (already there), %d failed%s%s; "
         "%.1f MB in %.1f s (%.1f images/s)",
         report["total"], report["downloaded"], report["skipped_existing"], report["failed"],
-        f" ({reasons})" if reasons else "", report["bytes"] / 1e6, report["elapsed_s"],
-        report["images_per_s"],
+        f" ({reasons})" if reasons else "",
+        f", {not_attempted} not attempted (not in the failures list)" if not_attempted else "",
+        report["bytes"] / 1e6, report["elapsed_s"], report["images_per_s"],
     )

@@ -9,13 +9,13 @@ the validation score, so each group must stay in one fold.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
-from multiprocessing import Pool
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
+
+from lib.pools import process_pool
 
 _BLOCK = 1 << 20
 
@@ -30,9 +30,8 @@ def file_digest(path: str) -> str:
 
 def content_hashes(paths: Sequence[Path], *, workers: int = 0) -> list[str]:
     """The digest of each file, in the order of `paths`."""
-    workers = workers or os.cpu_count() or 1
     names = [str(p) for p in paths]
-    with Pool(workers) as pool:
+    with process_pool(workers) as pool:
         return list(tqdm(pool.imap(file_digest, names, chunksize=64), total=len(names),
                          desc="hash", unit="img"))
 

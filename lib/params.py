@@ -81,10 +81,20 @@ RULES: dict[str, Check] = {
     "download.concurrency": _int(1),
     "download.per_host": _int(1),
     "download.timeout_s": _number(0, strict=True),
+    "download.connect_timeout_s": _number(0, strict=True),
+    "download.read_timeout_s": _number(0, strict=True),
+    "download.dns_cache_s": _number(0),
     "download.retries": _int(0),
     "download.backoff_s": _number(0),
+    "download.max_redirects": _int(0),
     "download.min_side": _int(1),
     "download.max_bytes": _int(1),
+    "download.max_pixels": _int(1),
+    "download.max_side": lambda value: None if value is None or _int(1)(value) is None
+    else "null (keep the originals) or an integer >= 1",
+    "download.jpeg_quality": _int(1, 100),
+    "download.workers": _int(0),
+    "download.retry_failures": lambda value: None if isinstance(value, bool) else "true or false",
     "stats.workers": _int(0),
     "folds": _int(2),
     "train_folds": _fold_list,
@@ -98,6 +108,24 @@ RULES: dict[str, Check] = {
     "batch_size": _int(1),
     "lr": _number(0, strict=True),
     "optimizer": _choice("sgd", "adamw"),
+    "head": _choice("default", "concat"),
+    "dropout": _number(0, high=0.95),
+    "freeze_epochs": _int(0),
+    "backbone_lr_mult": _number(0, strict=True, high=1.0),
+    "layer_decay": _number(0, high=0.999),
+    "schedule": _choice("cosine", "sgdr", "onecycle", "plateau"),
+    "sgdr_t0": _number(0, strict=True),
+    "sgdr_t_mult": _number(1),
+    "plateau_patience": _int(1),
+    "plateau_factor": _number(0, strict=True, high=1.0),
+    "label_smoothing": _number(0, high=0.5),
+    "mixup": _number(0, high=1.0),
+    "cutmix": _number(0, high=1.0),
+    "mix_alpha": _number(0, strict=True),
+    "ema": _number(0, high=0.99999),
+    "class_balance": _choice("none", "sampler", "loss_weights"),
+    "aug": _choice("none", "light", "medium", "heavy"),
+    "keep": _choice("last", "best"),
     "momentum": _number(0, high=0.999),
     "weight_decay": _number(0),
     "warmup_epochs": _number(0),
@@ -137,6 +165,13 @@ def load_params(keys: Iterable[str], path: Path | str = "params.yaml") -> dict[s
 
 def _check_together(values: dict[str, Any], source: Path) -> None:
     """Rules that tie two keys together."""
+    if values.get("mixup", 0) + values.get("cutmix", 0) > 1:
+        raise ParamError(f"{source}: mixup + cutmix = {values['mixup'] + values['cutmix']} is "
+                         "not allowed: expected at most 1 (they are per-batch probabilities)")
+    if "freeze_epochs" in values and "epochs" in values \
+            and values["freeze_epochs"] >= values["epochs"]:
+        raise ParamError(f"{source}: freeze_epochs = {values['freeze_epochs']} is not allowed: "
+                         f"expected fewer than epochs = {values['epochs']}")
     if "folds" in values and "train_folds" in values:
         outside = [f for f in values["train_folds"] if f >= values["folds"]]
         if outside:

@@ -16,11 +16,9 @@ stds. Memory is constant: six numbers per worker, whatever the number of images.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from multiprocessing import Pool
 from pathlib import Path
 
 import cv2
@@ -30,6 +28,7 @@ from tqdm import tqdm
 
 from lib.errors import UserError
 from lib.images import load_rgb_array
+from lib.pools import process_pool
 
 log = logging.getLogger(__name__)
 CHUNK = 32  # images per task: enough that inter-process overhead is small, small enough to balance
@@ -105,10 +104,9 @@ def sum_chunk(paths: Sequence[str], size: int | None = None) -> ChannelSums:
 def compute_stats(paths: Sequence[Path], *, workers: int = 0,
                   size: int | None = None) -> ImageStats:
     """Mean and std per RGB channel over every pixel of `paths`; `workers=0` uses every core."""
-    workers = workers or os.cpu_count() or 1
     chunks = [[str(p) for p in paths[i:i + CHUNK]] for i in range(0, len(paths), CHUNK)]
     merged = ChannelSums()
-    with Pool(workers) as pool, tqdm(total=len(paths), desc="stats", unit="img") as bar:
+    with process_pool(workers) as pool, tqdm(total=len(paths), desc="stats", unit="img") as bar:
         for part in pool.imap_unordered(partial(sum_chunk, size=size), chunks):
             merged.merge(part)
             bar.update(part.images + len(part.unreadable))

@@ -1,24 +1,41 @@
 """download: every image of the competition's URL lists -> data/images (ImageFolder layout),
-plus data/download_report.json (counts per outcome and reason) and data/download_failures.csv."""
+plus data/download_report.json (counts per outcome and reason) and data/download_failures.csv.
+SIGINT/SIGTERM stop it cleanly (exit 128 + signal, no report); running it again finishes."""
 
+import logging
+import sys
+from dataclasses import fields
 from pathlib import Path
 
 from lib.competition import load_competition
-from lib.download import DownloadSettings, download_competition, write_report
+from lib.download import (
+    DownloadInterrupted,
+    DownloadSettings,
+    download_competition,
+    read_failures,
+    write_report,
+)
 from lib.params import load_params
 from stages.common import DOWNLOAD_FAILURES, DOWNLOAD_REPORT, IMAGES_DIR, run
 
-SETTINGS = ["concurrency", "per_host", "timeout_s", "retries", "backoff_s", "min_side",
-            "max_bytes"]
+SETTINGS = [field.name for field in fields(DownloadSettings)]
 
 
 def main() -> None:
-    params = load_params(["competition", *(f"download.{name}" for name in SETTINGS)])
+    keys = ["competition", "download.retry_failures", *(f"download.{name}" for name in SETTINGS)]
+    params = load_params(keys)
     competition = Path(params["competition"])
     records = load_competition(competition)
     settings = DownloadSettings(**{name: params[f"download.{name}"] for name in SETTINGS})
-    result = download_competition(records, competition_dir=competition, images_dir=IMAGES_DIR,
-                                  settings=settings)
+    retry_only = read_failures(DOWNLOAD_FAILURES) if params["download.retry_failures"] else None
+    try:
+        result = download_competition(records, competition_dir=competition,
+                                      images_dir=IMAGES_DIR, settings=settings,
+                                      retry_only=retry_only)
+    except DownloadInterrupted as stop:
+        logging.getLogger("stages.download").warning(
+            "%s: the images written so far are complete and kept; run again to finish", stop)
+        sys.exit(128 + stop.signum)
     write_report(result.report, result.failures, report_path=DOWNLOAD_REPORT,
                  failures_path=DOWNLOAD_FAILURES)
 

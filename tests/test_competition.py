@@ -121,7 +121,10 @@ def annotation(image_id: Any = 1, label_id: Any = 1) -> dict[str, Any]:
         ({"images": [{"url": "https://example.com/1.jpg"}], "annotations": []},
          r"images\[0\]\.image_id is missing"),
         ({"images": [image(1), image(2), image(1)], "annotations": [annotation()]},
-         r"images\[2\]\.image_id 1 is a duplicate in train"),
+         r"images\[2\]\.image_id 1 is a duplicate in train \(1 duplicate entries, 1 distinct"),
+        ({"images": [image(1), image(1), image(2), image(2), image(1)],
+          "annotations": [annotation()]},
+         r"images\[1\]\.image_id 1 is a duplicate in train \(3 duplicate entries, 2 distinct"),
         ({"images": [image()], "annotations": [annotation(label_id=0)]},
          r"annotations\[0\]\.label_id is 0; expected a positive integer"),
         ({"images": [image()], "annotations": [annotation(label_id="5")]}, r"label_id is '5'"),
@@ -150,6 +153,15 @@ def annotation(image_id: Any = 1, label_id: Any = 1) -> dict[str, Any]:
          r"url '/data/1\.jpg' has scheme ''"),
         ({"images": [image(url="https:///1.jpg")], "annotations": [annotation()]},
          r"url 'https:///1\.jpg' has no host"),
+        # file: URLs read only inside the competition folder
+        ({"images": [image(url="file:../secret.png")], "annotations": [annotation()]},
+         r"url 'file:\.\./secret\.png' points outside the competition folder"),
+        ({"images": [image(url="file:images/../../x.png")], "annotations": [annotation()]},
+         r"points outside the competition folder"),
+        ({"images": [image(url="file:///etc/passwd")], "annotations": [annotation()]},
+         r"url 'file:///etc/passwd' points outside"),
+        ({"images": [image(url="file://otherhost/images/1.png")],
+          "annotations": [annotation()]}, r"points outside"),
     ],
 )
 def test_invalid_split_names_file_key_and_value(tmp_path: Path, document: Any, message: str):
@@ -201,3 +213,36 @@ def test_label_dir_names_sort_numerically():
     assert label_dir_name(128, 3) == "128"
     names = [label_dir_name(label, 3) for label in (1, 2, 10, 100, 128)]
     assert sorted(names) == names
+
+
+def test_file_urls_inside_the_competition_folder_are_accepted(tmp_path: Path):
+    inside = tmp_path / "images" / "1.png"
+    path = write_json(tmp_path / "train.json", {
+        "images": [image(1, "file:images/1.png"), image(2, f"file://{inside}"),
+                   image(3, "file:./images/../images/3.png"),
+                   image(4, "file:images/a%20b.png")],
+        "annotations": [annotation(i) for i in (1, 2, 3, 4)]})
+    assert [record.urls for record in load_split(path, "train")] == [
+        ("file:images/1.png",), (f"file://{inside}",), ("file:./images/../images/3.png",),
+        ("file:images/a%20b.png",)]
+
+
+def test_a_relative_competition_folder_works_too(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "comp").mkdir()
+    write_json(tmp_path / "comp" / "train.json", {
+        "images": [image(1, "file:images/1.png")], "annotations": [annotation(1)]})
+    assert len(load_competition(Path("comp"))["train"]) == 1
+
+
+def test_json_that_is_not_utf8_is_named(tmp_path: Path):
+    path = tmp_path / "train.json"
+    path.write_bytes(b'{"images": [], "annotations": [], "x": "\xff"}')
+    with pytest.raises(CompetitionError, match=r"train\.json: not UTF-8 text \(byte \d+"):
+        load_split(path, "train")
+
+
+def test_records_keep_no_per_instance_dict():
+    # ~200k records for a real competition: slots keep each one small
+    record = ImageRecord("train", 1, ("https://x/1.jpg",), 3)
+    assert not hasattr(record, "__dict__")

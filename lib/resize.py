@@ -1,0 +1,165 @@
+"""Check that a downloaded body is a real image and, optionally, shrink it.
+
+In: the raw bytes of one HTTP body (or ``file:`` URL) and ``ImageLimits``.
+Out: ``Prepared``: the bytes to write and their extension (from the decoded format, never the
+URL), or the reason the body is refused. Runs in the download's worker processes: every
+function here is CPU-bound and must stay off the event loop.
+
+A body is accepted only if it decodes completely (every byte of the first frame), is not a
+placeholder (a side below ``min_side``, e.g. a 1x1 GIF) and not a decompression bomb (more than
+``max_pixels`` pixels). With ``max_side`` set, a larger image is decoded at reduced size where
+the format allows (JPEG DCT scaling through ``Image.draft``: 1/2, 1/4 or 1/8 of the size, for a
+fraction of the work), resized so its longer side is ``max_side`` (aspect kept) and re-encoded
+as JPEG at ``quality``; an image already within the limit is kept byte for byte. EXIF orientation
+is not applied, so a shrunk image shows the same pixels training sees in a kept original.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+NOT_AN_IMAGE = "not_an_image"
+TRUNCATED_IMAGE = "truncated_image"
+CORRUPT_IMAGE = "corrupt_image"
+PLACEHOLDER = "placeholder"
+DECOMPRESSION_BOMB = "decompression_bomb"
+
+# Formats PIL may try. Anything else (ICO favicons, EPS that needs ghostscript, PSD...) is no
+# training image and counts as not_an_image; the list also keeps rarely used decoders away
+# from bytes fetched off the internet.
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM")
+_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}  # others: the format in lower case
+_DRAFT_FORMATS = ("JPEG", "MPO")  # formats whose decoder can decode at reduced size
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
+# Antialiased bicubic: as sharp as Lanczos to the eye at these sizes, and cheaper.
+RESAMPLE = Image.Resampling.BICUBIC
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What a body must satisfy to be kept, and how it is shrunk."""
+
+    min_side: int = 8  # pixels; smaller on either side = placeholder
+    max_pixels: int = 89_478_485  # width * height above this = decompression bomb (PIL default)
+    max_side: int | None = None  # longer side after shrinking; None keeps the originals
+    quality: int = 90  # JPEG quality of shrunk images
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The bytes to write and their extension, or the reason the body was refused."""
+
+    data: bytes | None = None
+    extension: str | None = None
+    reason: str | None = None
+    resized: bool = False
+
+
+def prepare_image(body: bytes, limits: ImageLimits) -> Prepared:
+    """Validate ``body`` fully; shrink it if it is larger than ``limits.max_side``."""
+    try:
+        with Image.open(io.BytesIO(body), formats=IMAGE_FORMATS) as image:
+            reason = size_problem(image.size, limits)
+            if reason is not None:
+                return Prepared(reason=reason)
+            extension = extension_of(image.format)
+            if limits.max_side is None or max(image.size) <= limits.max_side:
+                image.load()  # decodes every byte of the first frame: catches truncated bodies
+                return Prepared(data=body, extension=extension)
+            data = shrink(image, max_side=limits.max_side, quality=limits.quality)
+            return Prepared(data=data, extension="jpg", resized=True)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return Prepared(reason=DECOMPRESSION_BOMB)
+    except UnidentifiedImageError:
+        return Prepared(reason=NOT_AN_IMAGE)
+    # the errors PIL's decoders raise on bad data; anything else is a bug and propagates
+    except (OSError, EOFError, SyntaxError, ValueError, struct.error) as err:
+        truncated = isinstance(err, EOFError) or "truncated" in str(err).lower()
+        return Prepared(reason=TRUNCATED_IMAGE if truncated else CORRUPT_IMAGE)
+
+
+def check_header(path: str, limits: ImageLimits) -> tuple[tuple[int, int] | None, str | None]:
+    """``(size, None)`` from the file's header alone (no decoding), or ``(None, reason)``.
+
+    The cheap check of an image already on disk: every file there was decoded completely
+    before it was written, and written atomically.
+    """
+    try:
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
+            size = image.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return None, DECOMPRESSION_BOMB
+    except UnidentifiedImageError:
+        return None, NOT_AN_IMAGE
+    except (OSError, EOFError, SyntaxError, ValueError, struct.error):
+        return None, CORRUPT_IMAGE
+    reason = size_problem(size, limits)
+    return (None, reason) if reason else (size, None)
+
+
+def check_image(body: bytes, *, min_side: int, max_pixels: int) -> tuple[str | None, str | None]:
+    """``(extension, None)`` if ``body`` decodes fully into a real image, else ``(None, why)``."""
+    prepared = prepare_image(body, ImageLimits(min_side=min_side, max_pixels=max_pixels))
+    return prepared.extension, prepared.reason
+
+
+def size_problem(size: tuple[int, int], limits: ImageLimits) -> str | None:
+    """The reason an image of ``size`` is refused before decoding, or None."""
+    width, height = size
+    if width * height > limits.max_pixels:
+        return DECOMPRESSION_BOMB
+    if min(width, height) < limits.min_side:
+        return PLACEHOLDER
+    return None
+
+
+def extension_of(image_format: str | None) -> str:
+    image_format = image_format or ""
+    return _EXTENSIONS.get(image_format, image_format.lower())
+
+
+def fit_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``size`` scaled so its longer side is ``max_side``, aspect kept (each side >= 1)."""
+    width, height = size
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def load_reduced(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Decode ``image`` (opened, not loaded) at the smallest scale still >= ``size``.
+
+    JPEG decoders can scale by 1/2, 1/4 or 1/8 while decoding (``Image.draft``); other formats
+    are decoded at full size. Every byte is still read, so truncation is still caught.
+    """
+    if image.format in _DRAFT_FORMATS:
+        image.draft(image.mode, size)
+    image.load()
+    return image
+
+
+def shrink(image: Image.Image, *, max_side: int, quality: int) -> bytes:
+    """JPEG bytes of ``image`` (opened, not loaded) with its longer side ``max_side``."""
+    size = fit_size(image.size, max_side)
+    image = _jpeg_mode(load_reduced(image, size))
+    if image.size != size:
+        image = image.resize(size, RESAMPLE, reducing_gap=3.0)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def _jpeg_mode(image: Image.Image) -> Image.Image:
+    """``image`` in a mode JPEG stores, converted as ``lib.images.load_rgb`` converts it."""
+    if image.mode in ("RGB", "L"):
+        return image
+    if image.mode in _SIXTEEN_BIT:
+        # scale to 8 bits instead of letting convert() clip at 255
+        pixels = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") else max(pixels.max(), 1.0)
+        return Image.fromarray(np.round(pixels / peak * 255).astype(np.uint8))  # 2-D uint8: L
+    return image.convert("RGB")

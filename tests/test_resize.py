@@ -1,0 +1,142 @@
+"""lib.resize: validating bodies as images and shrinking them, on real encoded images."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lib.resize import (
+    ImageLimits,
+    check_header,
+    check_image,
+    fit_size,
+    load_reduced,
+    prepare_image,
+)
+
+
+def encode(size: tuple[int, int], fmt: str = "JPEG", mode: str = "RGB", **save: object) -> bytes:
+    """A photo-like image (gradient plus noise), so resizing and JPEG behave as on photos."""
+    width, height = size
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, width)[None, :, None] * np.ones((height, 1, 3))
+    pixels = np.clip(ramp + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels)
+    if mode != "RGB":
+        image = image.convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **save)
+    return buffer.getvalue()
+
+
+def decoded(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+@pytest.mark.parametrize(
+    ("size", "fmt", "shrunk"),
+    [((640, 480), "JPEG", (64, 48)), ((300, 900), "JPEG", (21, 64)),
+     ((200, 100), "PNG", (64, 32)), ((65, 65), "WEBP", (64, 64))],
+)
+def test_longer_side_is_shrunk_to_max_side_with_the_aspect_kept(size, fmt, shrunk):
+    prepared = prepare_image(encode(size, fmt), ImageLimits(max_side=64))
+    assert (prepared.extension, prepared.reason, prepared.resized) == ("jpg", None, True)
+    image = decoded(prepared.data)
+    assert image.format == "JPEG" and image.size == shrunk
+    assert shrunk == fit_size(size, 64)
+
+
+@pytest.mark.parametrize(("size", "fmt", "extension"),
+                         [((64, 40), "JPEG", "jpg"), ((64, 64), "PNG", "png"),
+                          ((10, 64), "GIF", "gif")])
+def test_images_within_the_limit_are_kept_byte_for_byte(size, fmt, extension):
+    body = encode(size, fmt)
+    prepared = prepare_image(body, ImageLimits(max_side=64))
+    assert prepared.data is body and prepared.extension == extension and not prepared.resized
+
+
+def test_no_max_side_keeps_every_original():
+    body = encode((2000, 1500))
+    prepared = prepare_image(body, ImageLimits(max_side=None))
+    assert prepared.data is body and not prepared.resized
+
+
+def test_jpeg_is_decoded_at_reduced_size_with_draft():
+    # 2048 / 256 = 8: the JPEG decoder's smallest scale gives exactly the target
+    with Image.open(io.BytesIO(encode((2048, 1024)))) as image:
+        assert load_reduced(image, (256, 128)).size == (256, 128)
+    # 1000 / 256 = 3.9: the scale is 1/2, never below the target
+    with Image.open(io.BytesIO(encode((1000, 500)))) as image:
+        assert load_reduced(image, (256, 128)).size == (500, 250)
+    # PNG has no reduced decoding: full size, resized afterwards
+    with Image.open(io.BytesIO(encode((512, 256), "PNG"))) as image:
+        assert load_reduced(image, (256, 128)).size == (512, 256)
+
+
+def test_a_truncated_jpeg_is_refused_even_when_decoded_at_reduced_size():
+    body = encode((1024, 768), quality=95)
+    prepared = prepare_image(body[: len(body) // 2], ImageLimits(max_side=64))
+    assert prepared.reason == "truncated_image" and prepared.data is None
+
+
+def test_quality_sets_the_jpeg_quality_of_shrunk_images():
+    body = encode((800, 600))
+    low = prepare_image(body, ImageLimits(max_side=256, quality=30)).data
+    high = prepare_image(body, ImageLimits(max_side=256, quality=95)).data
+    assert len(low) < len(high) / 2
+
+
+@pytest.mark.parametrize(("mode", "stored"),
+                         [("RGBA", "RGB"), ("P", "RGB"), ("LA", "RGB"), ("L", "L"),
+                          ("CMYK", "RGB")])
+def test_shrunk_images_are_stored_in_a_mode_jpeg_holds(mode, stored):
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
+    prepared = prepare_image(encode((100, 80), fmt, mode), ImageLimits(max_side=50))
+    image = decoded(prepared.data)
+    assert (image.mode, image.size) == (stored, (50, 40))
+
+
+def test_16_bit_images_are_scaled_to_8_bits_when_shrunk():
+    pixels = np.full((40, 80), 65535, dtype=np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    image = decoded(prepare_image(buffer.getvalue(), ImageLimits(max_side=20)).data)
+    assert image.mode == "L" and np.asarray(image).min() >= 250  # white stays white
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(b"", "not_an_image"), (b"<html><body>gone</body></html>", "not_an_image"),
+     (encode((1, 1), "GIF"), "placeholder"), (encode((200, 4), "PNG"), "placeholder"),
+     (encode((120, 120), "PNG"), "decompression_bomb")],
+)
+def test_refused_bodies(body: bytes, reason: str):
+    limits = ImageLimits(min_side=8, max_pixels=10_000, max_side=64)
+    assert prepare_image(body, limits).reason == reason
+
+
+def test_check_image_formats():
+    limits = dict(min_side=8, max_pixels=10_000)
+    assert check_image(encode((32, 32)), **limits) == ("jpg", None)
+    assert check_image(encode((32, 32), "PNG"), **limits) == ("png", None)
+    assert check_image(encode((16, 16), "GIF"), **limits) == ("gif", None)
+    assert check_image(encode((16, 16), "WEBP"), **limits) == ("webp", None)
+    assert check_image(encode((16, 16), "BMP"), **limits) == ("bmp", None)
+    assert check_image(encode((16, 16), "TIFF"), **limits) == ("tif", None)
+    assert check_image(b"", **limits) == (None, "not_an_image")
+
+
+def test_check_header_reads_the_size_without_decoding(tmp_path):
+    path = tmp_path / "x.jpg"
+    body = encode((300, 200))
+    path.write_bytes(body[:2000])  # header only: enough for the size
+    assert check_header(str(path), ImageLimits()) == ((300, 200), None)
+    path.write_bytes(b"")
+    assert check_header(str(path), ImageLimits()) == (None, "not_an_image")
+    path.write_bytes(encode((4, 4)))
+    assert check_header(str(path), ImageLimits()) == (None, "placeholder")
