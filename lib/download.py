@@ -20,9 +20,10 @@ the missing ones. With ``retry_only`` it fetches only the listed images that are
 counts the other missing ones as ``not_attempted`` and skips every image on disk unchecked.
 
 The pipeline: a fixed pool of ``concurrency`` coroutines pulls images from one iterator (never
-one task per image) and fetches them with one aiohttp session (``lib.fetch``); bodies go to a
-pool of worker processes, one per core, which validate, shrink and write them, so decoding
-never blocks the event loop and every core decodes. Per image, only failures are kept.
+one task per image) and fetches them with one aiohttp session (``lib.fetch``); bodies go to
+worker processes, one per core, fed over sockets from the event loop (``lib.store``), which
+validate, shrink and write them, so decoding never blocks the event loop and every core
+decodes. Per image, only failures are kept: memory follows the lists, not the images.
 
 Out, returned: ``DownloadResult`` with
 - ``report``: ``{"total", "downloaded", "skipped_existing", "failed", "not_attempted",
@@ -47,26 +48,22 @@ import asyncio
 import csv
 import functools
 import io
-import itertools
 import json
 import logging
 import math
 import os
 import random
-import secrets
 import signal
+import sys
 import threading
 import time
-import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
 from tqdm import tqdm
 
 from lib import pools
@@ -74,7 +71,14 @@ from lib.competition import LABELLED_SPLITS, SPLITS, ImageRecord, label_dir_name
 from lib.errors import UserError
 from lib.fetch import Fetcher, open_session
 from lib.pools import worker_count
-from lib.resize import ImageLimits, check_header, prepare_image
+from lib.resize import ImageLimits
+from lib.store import (
+    EXISTING_BAD,
+    EXISTING_RESIZED,
+    TMP_PREFIX,
+    StoreWorkers,
+    atomic_write,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +88,6 @@ FAILED = "failed"
 NOT_ATTEMPTED = "not_attempted"  # missing, but not in the failures list being retried
 STATUSES = (DOWNLOADED, SKIPPED_EXISTING, FAILED, NOT_ATTEMPTED)
 FAILURE_COLUMNS = ("split", "image_id", "url", "reason")
-TMP_PREFIX = ".tmp"
-
-_EXISTING_OK, _EXISTING_RESIZED, _EXISTING_BAD = "ok", "resized", "bad"
 
 
 @dataclass
@@ -191,20 +192,29 @@ def destination_dir(images_dir: Path, record: ImageRecord, width: int) -> Path:
 
 def prune_stale(records_by_split: dict[str, list[ImageRecord]], images_dir: Path) -> int:
     """Delete images that the lists no longer name (or name under another label or split), so
-    the tree mirrors the current lists and later stages never train on a stale image."""
-    folder_of = _folder_namer(records_by_split, images_dir)
-    wanted: dict[Path, set[str]] = {}
-    for records in records_by_split.values():
-        for record in records:
-            wanted.setdefault(folder_of(record), set()).add(str(record.image_id))
-    removed = 0
+    the tree mirrors the current lists and later stages never train on a stale image.
+
+    Memory follows the files on disk, not the lists: nothing is built on a first run."""
+    on_disk: dict[Path, dict[str, list[Path]]] = {}  # folder -> stem -> files
     for split in SPLITS:
-        for path in sorted((images_dir / split).rglob("*")):
-            if not path.is_file() or path.name.startswith(TMP_PREFIX):
-                continue  # temp files: removed, with a log line, when their folder is planned
-            if path.name.partition(".")[0] not in wanted.get(path.parent, ()):
+        for path in (images_dir / split).rglob("*"):
+            if path.is_file() and not path.name.startswith(TMP_PREFIX):  # temp files: _plan
+                stems = on_disk.setdefault(path.parent, {})
+                stems.setdefault(path.name.partition(".")[0], []).append(path)
+    if on_disk:
+        folder_of = _folder_namer(records_by_split, images_dir)
+        for records in records_by_split.values():
+            for record in records:
+                stems = on_disk.get(folder_of(record))
+                if stems:
+                    stems.pop(str(record.image_id), None)  # wanted: kept
+    removed = 0
+    for stems in on_disk.values():
+        for paths in stems.values():
+            for path in paths:
                 path.unlink()
                 removed += 1
+    for split in SPLITS:
         for folder in sorted((images_dir / split).glob("*/"), reverse=True):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
@@ -224,12 +234,12 @@ def write_report(
     for path in (report_path, failures_path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2, sort_keys=True) + "\n"
-    _atomic_write(Path(report_path), text.encode("utf-8"))
+    atomic_write(Path(report_path), text.encode("utf-8"))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FAILURE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(failures)
-    _atomic_write(Path(failures_path), buffer.getvalue().encode("utf-8"))
+    atomic_write(Path(failures_path), buffer.getvalue().encode("utf-8"))
 
 
 def read_failures(path: Path) -> set[tuple[str, int]]:
@@ -398,52 +408,70 @@ def _prepare_dir(folder: Path) -> dict[str, str]:
 def _fetch_and_store(
     plan: _Plan, competition_dir: Path, settings: DownloadSettings, tally: _Tally, bar: tqdm
 ) -> None:
-    pool = _worker_pool(settings)
-    try:
-        plan.jobs += _check_existing_images(plan.existing, pool, settings.limits, tally, bar)
-        plan.existing = []
-        # Lists are often grouped by source site; a fixed shuffle spreads the hosts so the
-        # per-host limit does not leave most workers queueing behind one host.
-        random.Random(0).shuffle(plan.jobs)
-        asyncio.run(_download_all(plan.jobs, plan.folder_of, competition_dir, settings, pool,
-                                  tally, bar))
-    finally:
-        # images being written are finished; queued ones are dropped
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _worker_pool(settings: DownloadSettings) -> ProcessPoolExecutor:
     # Processes, not threads: PIL parses headers and runs parts of its decoders in Python with
-    # the GIL held, which would stall the event loop and cap decoding at one core; a body costs
-    # one pickled copy, small next to a decode. "forkserver", not fork: this process already
-    # runs threads (aiohttp's DNS resolver, tqdm's monitor), and forking them can deadlock.
-    return ProcessPoolExecutor(
-        max_workers=worker_count(settings.workers),
-        mp_context=pools.context(),
-        initializer=_init_worker,
-        initargs=(settings.max_pixels, os.getpid()),
-    )
+    # the GIL held, which would stall the event loop and cap decoding at one core. Started here,
+    # before the event loop: the first start waits for the forkserver's imports (about a
+    # second), which would stall every request in flight. "forkserver", not fork: this process
+    # already runs threads (tqdm's monitor, later aiohttp's resolver), and forking them can
+    # deadlock.
+    context = pools.context()
+    context.set_forkserver_preload(_preload())
+    workers = StoreWorkers(count=worker_count(settings.workers), limits=settings.limits,
+                           context=context)
+    try:
+        asyncio.run(_check_and_download(plan, competition_dir, settings, workers, tally, bar))
+    finally:
+        workers.close()  # each finishes the images it was sent (two at most), then exits
 
 
-def _check_existing_images(
-    existing: list[tuple[ImageRecord, str]],
-    pool: ProcessPoolExecutor,
-    limits: ImageLimits,
+async def _check_and_download(
+    plan: _Plan,
+    competition_dir: Path,
+    settings: DownloadSettings,
+    workers: StoreWorkers,
     tally: _Tally,
     bar: tqdm,
+) -> None:
+    with _signals_cancel_this_task():
+        async with workers.connected():
+            jobs = plan.jobs + await _check_existing_images(plan.existing, workers, tally, bar)
+            plan.existing = []
+            # Lists are often grouped by source site; a fixed shuffle spreads the hosts so the
+            # per-host limit does not leave most workers queueing behind one host.
+            random.Random(0).shuffle(jobs)
+            await _download_all(jobs, plan.folder_of, competition_dir, settings, workers.store,
+                                tally, bar)
+
+
+def _preload() -> list[str]:
+    """What the forkserver imports once, before it forks the workers: this module (and so
+    lib.store, all a worker runs) and the main module. multiprocessing makes every worker import
+    the main module again (for ``python -m stages.download``: aiohttp, tqdm, yaml..., about half
+    a second of CPU each); with its imports already loaded, that is only the module's body."""
+    main_spec = getattr(sys.modules["__main__"], "__spec__", None)
+    main_name = getattr(main_spec, "name", None)  # None when run as a script
+    return [*([main_name] if main_name else []), __name__]
+
+
+async def _check_existing_images(
+    existing: list[tuple[ImageRecord, str]], workers: StoreWorkers, tally: _Tally, bar: tqdm
 ) -> list[ImageRecord]:
-    """Check the images on disk in the pool; the broken ones (deleted) come back to fetch."""
+    """Check the images on disk in the workers; the broken ones (deleted) come back to fetch."""
     refetch: list[ImageRecord] = []
-    paths = (path for _, path in existing)
-    results = pool.map(_check_existing, paths, itertools.repeat(limits), chunksize=64)
-    for (record, _), result in zip(existing, results, strict=True):
-        if result == _EXISTING_BAD:
-            refetch.append(record)
-            tally.extra["existing_replaced"] += 1
-            continue
-        tally.count(record.split, SKIPPED_EXISTING)
-        tally.extra["existing_resized"] += int(result == _EXISTING_RESIZED)
-        bar.update()
+    pending = iter(existing)
+
+    async def check() -> None:
+        for record, path in pending:
+            result = await workers.check_existing(path)
+            if result == EXISTING_BAD:
+                refetch.append(record)
+                tally.extra["existing_replaced"] += 1
+                continue
+            tally.count(record.split, SKIPPED_EXISTING)
+            tally.extra["existing_resized"] += int(result == EXISTING_RESIZED)
+            bar.update()
+
+    await _run_workers([check() for _ in range(min(len(existing), 4 * workers.count))])
     if refetch:
         logger.info("%d images on disk were broken or placeholders: deleted, to fetch again",
                     len(refetch))
@@ -455,7 +483,7 @@ async def _download_all(
     folder_of: Callable[[ImageRecord], Path],
     competition_dir: Path,
     settings: DownloadSettings,
-    pool: ProcessPoolExecutor,
+    store: Store,
     tally: _Tally,
     bar: tqdm,
 ) -> None:
@@ -465,17 +493,15 @@ async def _download_all(
         concurrency=settings.concurrency, per_host=settings.per_host,
         timeout_s=settings.timeout_s, connect_timeout_s=settings.connect_timeout_s,
         read_timeout_s=settings.read_timeout_s, dns_cache_s=settings.dns_cache_s)
-    with _signals_cancel_this_task():
-        async with session:
-            fetch = Fetcher(session, competition_dir, retries=settings.retries,
-                            backoff_s=settings.backoff_s, max_redirects=settings.max_redirects,
-                            max_bytes=settings.max_bytes, per_host=settings.per_host).fetch
-            store = functools.partial(_store_in_pool, pool, settings.limits)
-            pending = iter(jobs)  # shared by the workers; next() is atomic in one loop
-            progress = functools.partial(_advance, bar, tally)
-            workers = min(settings.concurrency, len(jobs))
-            await _run_workers([_worker(pending, fetch, store, folder_of, tally, progress)
-                                for _ in range(workers)])
+    async with session:
+        fetch = Fetcher(session, competition_dir, retries=settings.retries,
+                        backoff_s=settings.backoff_s, max_redirects=settings.max_redirects,
+                        max_bytes=settings.max_bytes, per_host=settings.per_host).fetch
+        pending = iter(jobs)  # shared by the workers; next() is atomic in one loop
+        progress = functools.partial(_advance, bar, tally)
+        workers = min(settings.concurrency, len(jobs))
+        await _run_workers([_worker(pending, fetch, store, folder_of, tally, progress)
+                            for _ in range(workers)])
 
 
 async def _run_workers(coroutines: list[Awaitable[None]]) -> None:
@@ -490,7 +516,7 @@ async def _run_workers(coroutines: list[Awaitable[None]]) -> None:
 
 
 Fetch = Callable[[str], Awaitable[tuple[bytes | None, str | None]]]
-Store = Callable[[bytes, Path, int], Awaitable[tuple[str | None, int, bool]]]
+Store = Callable[[bytes, Path, str], Awaitable[tuple[str | None, int, bool]]]
 
 
 async def _worker(
@@ -516,7 +542,7 @@ async def _fetch_image(
     for index, url in enumerate(record.urls):
         body, reason = await fetch(url)
         if body is not None:
-            reason, written, resized = await store(body, folder, record.image_id)
+            reason, written, resized = await store(body, folder, str(record.image_id))
             if reason is None:
                 tally.downloaded(record.split, len(body), written, resized, index > 0)
                 return
@@ -529,13 +555,6 @@ def _advance(bar: tqdm, tally: _Tally) -> None:
     bar.update()
     if tally.reasons.total() and bar.n % 64 == 0:  # the failure count beside the bar
         bar.set_postfix(failed=tally.reasons.total(), refresh=False)
-
-
-async def _store_in_pool(
-    pool: ProcessPoolExecutor, limits: ImageLimits, body: bytes, folder: Path, image_id: int
-) -> tuple[str | None, int, bool]:
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(pool, _store, body, str(folder), str(image_id), limits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -586,74 +605,6 @@ def _sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-# ---------------------------------------------------------------------------------------------
-# in the worker processes
-
-
-def _init_worker(max_pixels: int, main_pid: int) -> None:
-    """Worker set-up: PIL's bomb guard at our limit, Ctrl-C left to the main process (which
-    shuts the pool down), and an exit when the main process is gone (kill -9)."""
-    Image.MAX_IMAGE_PIXELS = max_pixels
-    # PIL only warns between 1x and 2x the limit; here anything over the limit is rejected
-    warnings.simplefilter("error", Image.DecompressionBombWarning)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_main, args=(main_pid,), daemon=True).start()
-
-
-def _exit_with_main(main_pid: int) -> None:
-    # A killed main process cannot shut the pool down, and the workers would wait for work
-    # forever: nothing else tells them. Their parent is the forkserver, which itself lives as
-    # long as any worker does, so it is the main process that is watched.
-    while True:
-        time.sleep(1.0)
-        try:
-            os.kill(main_pid, 0)
-        except ProcessLookupError:
-            os._exit(1)
-
-
-def _store(body: bytes, folder: str, stem: str, limits: ImageLimits) -> tuple[str | None, int,
-                                                                                bool]:
-    """Validate (and maybe shrink) ``body``, write it as ``folder/stem.<ext>``.
-
-    Returns ``(reason, 0, False)`` when refused, else ``(None, bytes written, resized)``.
-    """
-    prepared = prepare_image(body, limits)
-    if prepared.data is None:
-        return prepared.reason, 0, False
-    _atomic_write(Path(folder) / f"{stem}.{prepared.extension}", prepared.data)
-    return None, len(prepared.data), prepared.resized
-
-
-def _check_existing(path: str, limits: ImageLimits) -> str:
-    """An image already on disk: ok from its header, shrunk in place if larger than
-    ``max_side``, or deleted if broken (it is then fetched again)."""
-    size, reason = check_header(path, limits)
-    if size is not None and (limits.max_side is None or max(size) <= limits.max_side):
-        return _EXISTING_OK
-    if reason is None:
-        prepared = prepare_image(Path(path).read_bytes(), limits)
-        if prepared.data is not None:
-            target = Path(path).with_name(f"{Path(path).name.partition('.')[0]}.jpg")
-            _atomic_write(target, prepared.data)
-            if target != Path(path):
-                Path(path).unlink()
-            return _EXISTING_RESIZED
-    Path(path).unlink(missing_ok=True)
-    return _EXISTING_BAD
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file beside ``path``, then rename: readers never see half a file."""
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "xb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # no-op after the rename; removes a half-written file
 
 
 # ---------------------------------------------------------------------------------------------

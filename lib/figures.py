@@ -2,7 +2,7 @@
 
 In: numbers or images. Out: a PNG file.
 - line_plot: y against x (optionally log-scaled x) with axes, tick labels and a marked x.
-- image_grid: uint8 RGB images in a grid, a caption under each.
+- image_grid: uint8 RGB images in a grid, a caption (one or more lines) under each.
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ def line_plot(xs: Sequence[float], ys: Sequence[float], path: Path, *, title: st
 def image_grid(images: Sequence[np.ndarray], captions: Sequence[str], path: Path, *,
                cols: int = 8, cell: int = 128) -> None:
     rows = max(math.ceil(len(images) / cols), 1)
-    caption_h = 14
+    lines = max((caption.count("\n") + 1 for caption in captions), default=1)
+    caption_h = 12 * lines + 2
+    chars = max(cell // 6, 4)  # the default bitmap font is about 6 px per character
     grid = Image.new("RGB", (cols * cell, rows * (cell + caption_h)), "white")
     draw = ImageDraw.Draw(grid)
     for i, (pixels, caption) in enumerate(zip(images, captions, strict=True)):
@@ -73,5 +75,6 @@ def image_grid(images: Sequence[np.ndarray], captions: Sequence[str], path: Path
         tile = tile.resize((max(round(tile.width * scale), 1), max(round(tile.height * scale), 1)),
                            Image.Resampling.NEAREST)
         grid.paste(tile, (x + (cell - tile.width) // 2, y + (cell - tile.height) // 2))
-        draw.text((x + 2, y + cell), caption[:22], fill="black")
+        for j, text in enumerate(caption.split("\n")):
+            draw.text((x + 2, y + cell + 12 * j), text[:chars], fill="black")
     _save(grid, path)

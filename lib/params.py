@@ -51,6 +51,16 @@ def _resolution(value: Any) -> str | None:
     return "native or an image size in pixels (an integer >= 1)"
 
 
+def _workers(value: Any) -> str | None:
+    if value == "auto" or _int(0)(value) is None:
+        return None
+    return "auto or an integer >= 0"
+
+
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
 def _text(value: Any) -> str | None:
     return None if isinstance(value, str) and value.strip() else "a non-empty string"
 
@@ -73,6 +83,32 @@ def _fold_list(value: Any) -> str | None:
     if not ints or not value or len(set(value)) != len(value):
         return "a non-empty list of distinct fold numbers, e.g. [0, 1, 2]"
     return None
+
+
+def _scales(value: Any) -> str | None:
+    ok = isinstance(value, list) and value and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 4 for v in value)
+    return None if ok else "a non-empty list of scale factors in (0, 4], e.g. [1.0, 1.15]"
+
+
+def _folders(value: Any) -> str | None:
+    if isinstance(value, list) and all(isinstance(v, str) and Path(v).is_dir() for v in value):
+        return None
+    return "a list of existing folders (copies of other runs' predictions/), e.g. [runs/b3]"
+
+
+def _weights(value: Any) -> str | None:
+    ok = isinstance(value, list) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value)
+    if ok and (not value or sum(value) > 0):
+        return None
+    return "[] (equal weights) or a list of numbers >= 0 with a positive sum"
+
+
+def _prior(value: Any) -> str | None:
+    if value == "uniform" or (isinstance(value, str) and Path(value).is_file()):
+        return None
+    return "uniform or the path of a label_id,prior CSV"
 
 
 RULES: dict[str, Check] = {
@@ -129,8 +165,23 @@ RULES: dict[str, Check] = {
     "momentum": _number(0, high=0.999),
     "weight_decay": _number(0),
     "warmup_epochs": _number(0),
-    "workers": _int(0),
-    "tta": _choice("none", "flip"),
+    "workers": _workers,
+    "amp": _choice("auto", "bf16", "fp16", "off"),
+    "compile": _bool,
+    "gpus": _int(1),
+    "sync_bn": _bool,
+    "tta": _choice("none", "flip", "flip5", "flip6"),
+    "tta_merge": _choice("mean", "geomean"),
+    "tta_crop": _number(0.5, strict=True, high=1.0),
+    "tta_scales": _scales,
+    "ensemble_merge": _choice("mean", "geomean"),
+    "ensemble_runs": _folders,
+    "ensemble_weights": _weights,
+    "prior_correction": lambda value: None if isinstance(value, bool) else "true or false",
+    "target_prior": _prior,
+    "submission_format": _choice("label", "proba"),
+    "sample_submission": _optional_file,
+    "classes_file": _optional_file,
     "clip_low": _number(0, high=0.5),
     "clip_high": _number(0.5, strict=True, high=1.0),
 }
@@ -172,6 +223,11 @@ def _check_together(values: dict[str, Any], source: Path) -> None:
             and values["freeze_epochs"] >= values["epochs"]:
         raise ParamError(f"{source}: freeze_epochs = {values['freeze_epochs']} is not allowed: "
                          f"expected fewer than epochs = {values['epochs']}")
+    if values.get("ensemble_weights") and "ensemble_runs" in values \
+            and len(values["ensemble_weights"]) != 1 + len(values["ensemble_runs"]):
+        raise ParamError(f"{source}: ensemble_weights = {values['ensemble_weights']} is not "
+                         f"allowed: expected [] or {1 + len(values['ensemble_runs'])} weights "
+                         "(this run's first, then one per folder of ensemble_runs)")
     if "folds" in values and "train_folds" in values:
         outside = [f for f in values["train_folds"] if f >= values["folds"]]
         if outside:

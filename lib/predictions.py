@@ -2,8 +2,10 @@
 
 One `.npz` per fold and split: `probs` float32 (n_images, n_classes), `image_ids` int64 and
 `classes` int64 (the label id of each column) beside them, plus, for out-of-fold files, `splits`
-(the source split of each row, since ids repeat across splits) and `targets` (true label ids).
-Row order is never implied: consumers align rows by id.
+(the source split of each row, since ids repeat across splits) and `targets` (true label ids),
+and `prior`: the class prior the model was trained under (float64, one per column; uniform when
+training balanced the classes), which the ensemble's prior correction divides out.
+Row order is never implied: consumers align rows by id (and split).
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ class Predictions:
     classes: np.ndarray
     splits: np.ndarray | None = None
     targets: np.ndarray | None = None
+    prior: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, c = self.probs.shape
         if len(self.image_ids) != n or len(self.classes) != c:
             raise ValueError(f"probs {self.probs.shape} do not match {len(self.image_ids)} ids "
                              f"and {len(self.classes)} classes")
+        if self.prior is not None and len(self.prior) != c:
+            raise ValueError(f"prior of {len(self.prior)} classes for {c} columns")
 
 
 def save_predictions(path: Path, predictions: Predictions) -> None:
@@ -40,6 +45,8 @@ def save_predictions(path: Path, predictions: Predictions) -> None:
         arrays["splits"] = predictions.splits.astype(str)
     if predictions.targets is not None:
         arrays["targets"] = predictions.targets.astype(np.int64)
+    if predictions.prior is not None:
+        arrays["prior"] = predictions.prior.astype(np.float64)
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
 
@@ -51,4 +58,19 @@ def load_predictions(path: Path) -> Predictions:
         return Predictions(probs=data["probs"], image_ids=data["image_ids"],
                            classes=data["classes"],
                            splits=data.get("splits"),
-                           targets=data.get("targets"))
+                           targets=data.get("targets"),
+                           prior=data.get("prior"))
+
+
+def training_prior(labels: np.ndarray, classes: np.ndarray, *,
+                   balanced: bool = False) -> np.ndarray:
+    """The class prior a model learns from training images with these labels: their frequencies
+    over `classes` (a class with no image counts as one, so dividing by the prior stays
+    finite), or uniform when training balanced the classes (sampler or loss weights)."""
+    if balanced:
+        return np.full(len(classes), 1.0 / len(classes))
+    column = {int(label): i for i, label in enumerate(classes)}
+    counts = np.bincount([column[int(t)] for t in labels if int(t) in column],
+                         minlength=len(classes)).astype(np.float64)
+    counts = np.maximum(counts, 1.0)
+    return counts / counts.sum()

@@ -1,43 +1,252 @@
-"""Write the submission CSV in the iMaterialist format: `id,predicted`.
+"""Submission CSVs in the competition's format, and the checks Kaggle would apply to them.
 
-In: every test id of test.json, the ensembled probabilities of the images that were downloaded,
-and a fallback label for those that were not. Out: one row per test id, in test.json's order,
-written atomically.
+In: the test ids of test.json, the competition's label ids (and their names from a classes
+file, when there is one), optionally Kaggle's sample submission, and the ensembled test
+probabilities. Out: a `Layout` (header, ids in row order, the label of each column), the
+submission written atomically after passing `check_submission`, and for any CSV the list of
+everything Kaggle would reject.
+
+Formats:
+- label (iMaterialist): `id,predicted`, one label id per test id;
+- proba (Dog Breed Identification): `id,<class 1>,...,<class N>`, a probability per class, rows
+  summing to 1; columns are the class names from the classes file (label ids without one).
+Every test id gets a row: images that could not be downloaded get the fallback (the most
+probable class under the prior, or the prior itself as probabilities), and are counted.
+A sample submission fixes the ids, the columns and the row order exactly.
 """
 
 from __future__ import annotations
 
 import csv
+import math
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from lib.errors import UserError
 from lib.fileio import atomic_path
 from lib.predictions import Predictions
 
-
-def predicted_labels(predictions: Predictions) -> dict[int, int]:
-    """Image id -> the label id of its most probable class."""
-    best = predictions.classes[predictions.probs.argmax(axis=1)]
-    return dict(zip(predictions.image_ids.tolist(), best.tolist(), strict=True))
+FORMATS = ("label", "proba")
+SUM_TOLERANCE = 1e-3  # how far a proba row may sum from 1 (6 significant digits per value)
 
 
-def write_label_submission(path: Path, *, test_ids: Sequence[int], labels: dict[int, int],
-                           fallback_label: int) -> int:
-    """Write `id,predicted`; ids without a prediction get `fallback_label`. Returns their count."""
-    filled = 0
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "predicted"])
-        for image_id in test_ids:
-            label = labels.get(image_id)
-            if label is None:
-                label, filled = fallback_label, filled + 1
-            writer.writerow([image_id, label])
-    return filled
+@dataclass
+class Layout:
+    """What a submission must look like: `labels` are the label ids of the probability columns
+    (proba, in header order) or the allowed predicted labels (label)."""
+
+    fmt: str
+    header: list[str]
+    ids: list[int]
+    labels: list[int]
 
 
-def most_common_label(labels: np.ndarray) -> int:
-    values, counts = np.unique(labels, return_counts=True)
-    return int(values[counts.argmax()])
+def read_class_names(path: Path) -> dict[int, str]:
+    """label_id -> name from a `label_id,name` CSV (the demo's classes.csv)."""
+    frame = pd.read_csv(path, dtype={"name": str})
+    if not {"label_id", "name"} <= set(frame.columns):
+        raise UserError(f"{path}: a classes file needs the columns label_id,name, "
+                        f"found {list(frame.columns)}")
+    names = dict(zip(frame["label_id"].astype(int), frame["name"], strict=True))
+    duplicated = [name for name, n in Counter(names.values()).items() if n > 1]
+    if duplicated:
+        raise UserError(f"{path}: class names must be distinct, {duplicated[:3]} repeat")
+    return names
+
+
+def _examples(values: Sequence, n: int = 5) -> str:
+    shown = ", ".join(str(v) for v in list(values)[:n])
+    return shown + (", ..." if len(values) > n else "")
+
+
+def read_sample(path: Path) -> tuple[list[str], list[int]]:
+    """The header and the ids (in row order) of a sample submission."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: sample submission not found")
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header or len(header) < 2:
+            raise UserError(f"{path}: a sample submission needs a header of at least 2 columns")
+        try:
+            ids = [int(row[0]) for row in reader if row]
+        except ValueError as exc:
+            raise UserError(f"{path}: ids must be integers ({exc})") from None
+    return header, ids
+
+
+def make_layout(fmt: str, *, test_ids: Sequence[int], labels: Sequence[int],
+                names: dict[int, str] | None = None,
+                sample: Path | None = None) -> Layout:
+    """The expected submission. `labels`: the competition's label ids; `names`: their names
+    (proba columns). With a sample, its ids, header and row order are taken, after checking
+    that they are the same as ours; a mismatch is a UserError naming what differs."""
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {FORMATS}, not {fmt!r}")
+    labels = sorted(int(label) for label in labels)
+    column_of = {(names or {}).get(label, str(label)): label for label in labels}
+    header = ["id", "predicted"] if fmt == "label" else ["id", *column_of]
+    ids = [int(i) for i in test_ids]
+    if sample is None:
+        return Layout(fmt, header, ids, labels if fmt == "label" else list(column_of.values()))
+    sample_header, sample_ids = read_sample(sample)
+    repeated = [i for i, n in Counter(sample_ids).items() if n > 1]
+    extra, missing = sorted(set(sample_ids) - set(ids)), sorted(set(ids) - set(sample_ids))
+    if repeated or extra or missing:
+        raise UserError(
+            f"{sample}: the sample submission's ids do not match test.json: "
+            f"{len(extra)} not in test.json ({_examples(extra)}), {len(missing)} test.json ids "
+            f"missing ({_examples(missing)}), {len(repeated)} repeated ({_examples(repeated)})")
+    if fmt == "label":
+        if len(sample_header) != 2:
+            raise UserError(f"{sample}: header {sample_header} has {len(sample_header)} "
+                            "columns; the label format writes 2 (id and the predicted label): "
+                            "is submission_format proba?")
+        return Layout(fmt, sample_header, sample_ids, labels)
+    unknown = [c for c in sample_header[1:] if c not in column_of]
+    absent = [c for c in column_of if c not in sample_header[1:]]
+    if unknown or absent:
+        raise UserError(f"{sample}: the sample submission's columns do not match the classes: "
+                        f"{len(unknown)} unknown ({_examples(unknown)}), {len(absent)} classes "
+                        f"without a column ({_examples(absent)}); check classes_file")
+    return Layout(fmt, sample_header, sample_ids, [column_of[c] for c in sample_header[1:]])
+
+
+def build_submission(layout: Layout, test: Predictions, *, fallback_probs: np.ndarray,
+                     fallback_column: int) -> tuple[pd.DataFrame, int]:
+    """The submission rows in the layout's order; ids without a prediction get the fallback
+    (probabilities for proba, the label of `fallback_column` for label). Returns the frame and
+    how many rows were filled."""
+    row_of = {int(i): r for r, i in enumerate(test.image_ids)}
+    rows = np.array([row_of.get(i, -1) for i in layout.ids], dtype=np.int64)
+    filled = int((rows < 0).sum())
+    probs = np.where((rows >= 0)[:, None], test.probs[np.maximum(rows, 0)].astype(np.float64),
+                     np.asarray(fallback_probs, np.float64)[None, :])
+    if layout.fmt == "label":
+        best = probs.argmax(axis=1)
+        best[rows < 0] = fallback_column
+        return pd.DataFrame({layout.header[0]: layout.ids,
+                             layout.header[1]: test.classes[best].astype(np.int64)}), filled
+    column = {int(label): i for i, label in enumerate(test.classes)}
+    # A class the models never saw (absent from training) gets 0 before renormalising.
+    out = np.stack([probs[:, column[label]] if label in column else np.zeros(len(probs))
+                    for label in layout.labels], axis=1)
+    out = out / out.sum(axis=1, keepdims=True)
+    frame = pd.DataFrame(out, columns=layout.header[1:])
+    frame.insert(0, layout.header[0], layout.ids)
+    return frame, filled
+
+
+def write_submission(path: Path, frame: pd.DataFrame, layout: Layout) -> None:
+    """Write atomically, only if `check_submission` finds nothing Kaggle would reject."""
+    with atomic_path(path, suffix=".csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+        problems = check_submission(tmp, layout)
+        if problems:
+            raise UserError(f"{path}: the submission would be rejected: {'; '.join(problems)}")
+
+
+def _float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def check_submission(path: Path, layout: Layout) -> list[str]:
+    """Everything Kaggle would reject in the CSV at `path`, one line each (empty: fine)."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        rows = [(line, row) for line, row in enumerate(reader, start=2) if row]
+    if header is None:
+        return ["the file is empty"]
+    problems = []
+    if layout.fmt == "label" or header[:1] != layout.header[:1]:
+        if header != layout.header:
+            problems.append(f"header is {_examples(header, 4)}; expected "
+                            f"{_examples(layout.header, 4)}")
+    else:
+        unknown = [c for c in header[1:] if c not in layout.header[1:]]
+        absent = [c for c in layout.header[1:] if c not in header[1:]]
+        repeated = [c for c, n in Counter(header).items() if n > 1]
+        for what, names in (("unknown columns", unknown), ("missing class columns", absent),
+                            ("repeated columns", repeated)):
+            if names:
+                problems.append(f"{len(names)} {what}: {_examples(names)}")
+    ragged = [line for line, row in rows if len(row) != len(header)]
+    if ragged:
+        problems.append(f"{len(ragged)} rows without {len(header)} fields (lines "
+                        f"{_examples(ragged)})")
+    ids: list[int] = []
+    bad_ids = []
+    for line, row in rows:
+        try:
+            ids.append(int(row[0]))
+        except ValueError:
+            bad_ids.append(line)
+    if bad_ids:
+        problems.append(f"{len(bad_ids)} ids that are not integers (lines {_examples(bad_ids)})")
+    repeated_ids = sorted(i for i, n in Counter(ids).items() if n > 1)
+    expected = set(layout.ids)
+    unknown_ids = sorted(set(ids) - expected)
+    present = set(ids)
+    missing_ids = [i for i in layout.ids if i not in present]
+    for what, values in (("missing ids", missing_ids), ("duplicate ids", repeated_ids),
+                         ("ids not in the test set", unknown_ids)):
+        if values:
+            problems.append(f"{len(values)} {what}: {_examples(values)}")
+    good = [(line, row) for line, row in rows if len(row) == len(header)]
+    if layout.fmt == "label":
+        problems += _check_labels(good, set(layout.labels))
+    else:
+        problems += _check_probabilities(good)
+    return problems
+
+
+def _check_labels(rows: list[tuple[int, list[str]]], allowed: set[int]) -> list[str]:
+    not_int, unknown = [], []
+    for line, row in rows:
+        value = row[1].strip()
+        if not value.lstrip("-").isdigit():
+            not_int.append(f"line {line}: {value!r}")
+        elif int(value) not in allowed:
+            unknown.append(f"line {line}: {value}")
+    problems = []
+    if not_int:
+        problems.append(f"{len(not_int)} labels missing, NaN or not integers "
+                        f"({_examples(not_int, 3)})")
+    if unknown:
+        problems.append(f"{len(unknown)} unknown labels ({_examples(unknown, 3)}; allowed: "
+                        f"{min(allowed)}..{max(allowed)})" if allowed else "no labels allowed")
+    return problems
+
+
+def _check_probabilities(rows: list[tuple[int, list[str]]]) -> list[str]:
+    not_numbers, out_of_range, bad_sums = [], [], []
+    for line, row in rows:
+        values = [_float(text) for text in row[1:]]
+        if any(v is None for v in values):
+            not_numbers.append(line)
+        elif any(v < 0 or v > 1 for v in values):
+            out_of_range.append(line)
+        elif abs(sum(values) - 1) > SUM_TOLERANCE:
+            bad_sums.append(f"line {line}: {sum(values):.4f}")
+    problems = []
+    if not_numbers:
+        problems.append(f"{len(not_numbers)} rows with a missing, NaN or non-numeric "
+                        f"probability (lines {_examples(not_numbers)})")
+    if out_of_range:
+        problems.append(f"{len(out_of_range)} rows with a probability outside [0, 1] "
+                        f"(lines {_examples(out_of_range)})")
+    if bad_sums:
+        problems.append(f"{len(bad_sums)} rows not summing to 1 (+-{SUM_TOLERANCE}) "
+                        f"({_examples(bad_sums, 3)})")
+    return problems

@@ -7,8 +7,15 @@ and the weights to keep (last epoch or best validation loss; the EMA's when enab
 Each epoch's randomness (shuffling, augmentation, mixup, dropout) is seeded from (seed, epoch),
 and the full state (model, optimizer, schedule, EMA, best weights, history, torch RNG) is saved
 after every epoch; a run killed after epoch e and started again resumes at e + 1 and ends with
-the same weights as a run that was never interrupted. There is no grad scaler to save: CUDA
-runs use bf16 autocast, which needs none.
+the same weights as a run that was never interrupted.
+
+Speed (lib.device): AMP (bf16, or fp16 with a grad scaler, whose state is saved too),
+channels_last, cuDNN benchmark mode, optional torch.compile; the loss is summed on the device and
+read once per epoch, so the CPU never waits for the GPU inside an epoch.
+Several processes (torchrun, lib.distributed): the model is wrapped in DDP (optionally with
+synchronised batch norm), each process trains on its share of every batch (see
+lib.data.EpochSampler) and validates its share of the images; losses and counts are summed over
+the processes, and only rank 0 logs and writes the resume file.
 """
 
 from __future__ import annotations
@@ -25,10 +32,20 @@ import numpy as np
 import torch
 from timm.utils import ModelEmaV3
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lib.device import autocast, prepare_model, to_device
+from lib.device import (
+    amp_dtype,
+    autocast,
+    compile_model,
+    configure_backends,
+    grad_scaler,
+    prepare_model,
+    to_device,
+)
+from lib.distributed import Dist, all_sum
 from lib.fileio import atomic_path
 from lib.heads import head_parameters
 from lib.mix import mix_batch, soft_cross_entropy
@@ -36,6 +53,7 @@ from lib.optim import make_optimizer, parameter_groups, set_lr
 from lib.schedules import Schedule
 
 log = logging.getLogger(__name__)
+ONE_PROCESS = Dist()  # the default: no DDP
 
 
 @dataclass(frozen=True)
@@ -61,6 +79,10 @@ class TrainConfig:
     ema: float = 0.0                 # EMA decay of the weights; 0 = off
     keep: str = "last"               # "last" | "best" (lowest validation loss)
     seed: int = 0
+    amp: str = "auto"                # lib.device.AMP_MODES; auto = bf16/fp16 on CUDA, off on CPU
+    compile: bool = False            # torch.compile the training forward
+    sync_bn: bool = False            # DDP: batch norm statistics over the global batch
+    channels_last: bool | None = None  # NHWC memory format; None = on CUDA only
 
 
 @dataclass(frozen=True)
@@ -81,12 +103,16 @@ class FitResult:
     kept_epoch: int = 0
 
 
-def seed_epoch(seed: int, epoch: int, loader: DataLoader) -> None:
-    """Seed everything random in this epoch from (seed, epoch) alone."""
-    epoch_seed = seed * 10_007 + epoch
+def seed_epoch(seed: int, epoch: int, loader: DataLoader, rank: int = 0) -> None:
+    """Seed everything random in this epoch from (seed, epoch) alone; DDP processes other than
+    rank 0 draw other dropout masks and mixing weights (the sampler keeps the data order and
+    augmentation common to all)."""
+    epoch_seed = seed * 10_007 + epoch + rank * 7_919
     torch.manual_seed(epoch_seed)
     np.random.seed(epoch_seed % 2**32)
     random.seed(epoch_seed)
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
     if loader.generator is not None:
         loader.generator.manual_seed(epoch_seed)
     if hasattr(loader.dataset, "reseed"):
@@ -100,46 +126,71 @@ def set_frozen(model: nn.Module, frozen: bool) -> None:
         param.requires_grad_(not frozen or id(param) in head)
 
 
+def train_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *,
+               optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               dtype: torch.dtype | None, config: TrainConfig, num_classes: int,
+               device: torch.device, class_weights: torch.Tensor | None) -> torch.Tensor:
+    """One optimizer step on a batch; the loss, still on the device (reading it would make the
+    CPU wait for the GPU)."""
+    images = to_device(images, device, channels_last=config.channels_last)
+    targets = targets.to(device, non_blocking=True)
+    images, soft = mix_batch(images, targets, num_classes=num_classes,
+                             mixup_prob=config.mixup, cutmix_prob=config.cutmix,
+                             alpha=config.mix_alpha, smoothing=config.label_smoothing)
+    with autocast(device, dtype):
+        logits = model(images)
+    loss = soft_cross_entropy(logits.float(), soft, class_weights)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()  # scale/step/update pass through unless fp16
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
 def train_one_epoch(model: nn.Module, loader: DataLoader, *, optimizer: torch.optim.Optimizer,
                     schedule: Schedule, first_step: int, config: TrainConfig,
                     num_classes: int, device: torch.device, ema: ModelEmaV3 | None,
-                    class_weights: torch.Tensor | None, desc: str) -> tuple[float, int]:
-    """Mean training loss over the epoch and the number of images seen."""
+                    class_weights: torch.Tensor | None, desc: str,
+                    scaler: torch.amp.GradScaler | None = None, dtype: torch.dtype | None = None,
+                    ema_of: nn.Module | None = None, env: Dist = ONE_PROCESS) -> tuple[float, int]:
+    """Mean training loss over the epoch and the number of images seen (over every process).
+    `ema_of`: the module the EMA follows when `model` is a DDP or compiled wrapper of it."""
     model.train()
-    loss_sum, seen = 0.0, 0
-    for step, (images, targets) in enumerate(tqdm(loader, desc=desc, leave=False,
-                                                  unit="batch"), start=first_step):
+    scaler = scaler if scaler is not None else grad_scaler(device, dtype)
+    loss_sum, seen = torch.zeros((), dtype=torch.float64, device=device), 0
+    for step, (images, targets) in enumerate(tqdm(loader, desc=desc, leave=False, unit="batch",
+                                                  disable=not env.main), start=first_step):
         set_lr(optimizer, config.lr, schedule.factor(step))
-        images, targets = to_device(images, device), targets.to(device)
-        images, soft = mix_batch(images, targets, num_classes=num_classes,
-                                 mixup_prob=config.mixup, cutmix_prob=config.cutmix,
-                                 alpha=config.mix_alpha, smoothing=config.label_smoothing)
-        with autocast(device):
-            logits = model(images)
-        loss = soft_cross_entropy(logits, soft, class_weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = train_step(model, images, targets, optimizer=optimizer, scaler=scaler,
+                          dtype=dtype, config=config, num_classes=num_classes, device=device,
+                          class_weights=class_weights)
         if ema is not None:
-            ema.update(model)
-        loss_sum += loss.item() * len(targets)
+            ema.update(ema_of if ema_of is not None else model)
+        loss_sum += loss * len(targets)
         seen += len(targets)
-    return loss_sum / max(seen, 1), seen
+    total, seen = all_sum([loss_sum.item(), seen], device, env)
+    return total / max(seen, 1), int(seen)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy on a labelled loader."""
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
+             dtype: torch.dtype | None | str = "auto",
+             env: Dist = ONE_PROCESS) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy on a labelled loader (this process's share of it under
+    DDP; the sums are added over the processes)."""
     model.eval()
-    loss_sum, correct, seen = 0.0, 0, 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
     for images, targets in loader:
-        images, targets = to_device(images, device), targets.to(device)
-        with autocast(device):
+        images, targets = to_device(images, device), targets.to(device, non_blocking=True)
+        with autocast(device, dtype):
             logits = model(images).float()
-        loss_sum += nn.functional.cross_entropy(logits, targets, reduction="sum").item()
-        correct += (logits.argmax(1) == targets).sum().item()
+        loss_sum += nn.functional.cross_entropy(logits, targets, reduction="sum")
+        correct += (logits.argmax(1) == targets).sum()
         seen += len(targets)
-    return loss_sum / max(seen, 1), correct / max(seen, 1)
+    loss, correct, seen = all_sum([loss_sum.item(), correct.item(), seen], device, env)
+    return loss / max(seen, 1), correct / max(seen, 1)
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -150,8 +201,16 @@ def fit(model: nn.Module, *, train_loader: DataLoader, val_loader: DataLoader,
         config: TrainConfig, device: torch.device, fold: int, num_classes: int,
         class_weights: torch.Tensor | None = None, resume_path: Path | None = None,
         resume_key: str = "",
-        on_epoch: Callable[[EpochResult], None] = lambda result: None) -> FitResult:
-    model = prepare_model(model, device)
+        on_epoch: Callable[[EpochResult], None] = lambda result: None,
+        env: Dist = ONE_PROCESS) -> FitResult:
+    """Train for config.epochs (from after the last epoch in `resume_path`, if it has the same
+    key). Under DDP (`env`), the loaders must hold this process's share (lib.data.make_loader
+    with rank and world) and only rank 0 writes the resume file."""
+    configure_backends(device)
+    dtype = amp_dtype(device, config.amp)
+    model = prepare_model(model, device, channels_last=config.channels_last)
+    if env.enabled and config.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = make_optimizer(
         parameter_groups(model, weight_decay=config.weight_decay,
                          backbone_lr_mult=config.backbone_lr_mult,
@@ -167,23 +226,33 @@ def fit(model: nn.Module, *, train_loader: DataLoader, val_loader: DataLoader,
     weights = class_weights.to(device) if class_weights is not None else None
     history: list[EpochResult] = []
     best = {"loss": math.inf, "state": None, "epoch": 0}
-    start = _resume(resume_path, resume_key, model, optimizer, schedule, ema, history, best)
+    scaler = grad_scaler(device, dtype)
+    start = _resume(resume_path, resume_key, model, optimizer, schedule, ema, history, best,
+                    scaler)
     for result in history:
         on_epoch(result)  # replay what an interrupted run logged (its metrics files are gone)
+    trained = model
+    if env.enabled:
+        # Frozen epochs leave the backbone without gradients: DDP must then look for them.
+        trained = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=config.freeze_epochs > 0)
+    trained = compile_model(trained, config.compile)
 
     log.info("%4s %5s %9s %10s %9s %7s %8s %7s", "fold", "epoch", "lr", "train_loss",
              "val_loss", "val_acc", "img/s", "sec")
     for epoch in range(start, config.epochs + 1):
-        seed_epoch(config.seed, epoch, train_loader)
+        seed_epoch(config.seed, epoch, train_loader, env.rank)
         set_frozen(model, epoch <= config.freeze_epochs)
         began = time.perf_counter()
         train_loss, seen = train_one_epoch(
-            model, train_loader, optimizer=optimizer, schedule=schedule,
+            trained, train_loader, optimizer=optimizer, schedule=schedule,
             first_step=(epoch - 1) * steps, config=config, num_classes=num_classes,
-            device=device, ema=ema, class_weights=weights, desc=f"fold {fold} epoch {epoch}")
+            device=device, ema=ema, class_weights=weights, desc=f"fold {fold} epoch {epoch}",
+            scaler=scaler, dtype=dtype, ema_of=model, env=env)
         train_seconds = time.perf_counter() - began
         scored = ema.module if ema is not None else model
-        val_loss, val_acc = evaluate(scored, val_loader, device)
+        val_loss, val_acc = evaluate(scored, val_loader, device, dtype, env)
         schedule.end_epoch(val_loss)
         result = EpochResult(epoch, optimizer.param_groups[-1]["lr"], train_loss, val_loss,
                              val_acc, seen / train_seconds, time.perf_counter() - began)
@@ -192,9 +261,9 @@ def fit(model: nn.Module, *, train_loader: DataLoader, val_loader: DataLoader,
         history.append(result)
         if config.keep == "best" and val_loss < best["loss"]:
             best.update(loss=val_loss, state=_cpu_state(scored), epoch=epoch)
-        if resume_path is not None:
+        if resume_path is not None and env.main:
             _save_resume(resume_path, resume_key, epoch, model, optimizer, schedule, ema,
-                         history, best)
+                         history, best, scaler)
         on_epoch(result)
 
     final = ema.module if ema is not None else model
@@ -205,19 +274,19 @@ def fit(model: nn.Module, *, train_loader: DataLoader, val_loader: DataLoader,
 
 def _save_resume(path: Path, key: str, epoch: int, model: nn.Module,
                  optimizer: torch.optim.Optimizer, schedule: Schedule, ema: ModelEmaV3 | None,
-                 history: list[EpochResult], best: dict) -> None:
+                 history: list[EpochResult], best: dict, scaler: torch.amp.GradScaler) -> None:
     payload = {"key": key, "epoch": epoch, "model": _cpu_state(model),
                "optimizer": optimizer.state_dict(), "schedule": dict(schedule.state),
                "ema": _cpu_state(ema.module) if ema is not None else None,
                "history": [asdict(r) for r in history], "best": best,
-               "torch_rng": torch.get_rng_state()}
+               "torch_rng": torch.get_rng_state(), "scaler": scaler.state_dict()}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
 def _resume(path: Path | None, key: str, model: nn.Module, optimizer: torch.optim.Optimizer,
             schedule: Schedule, ema: ModelEmaV3 | None, history: list[EpochResult],
-            best: dict) -> int:
+            best: dict, scaler: torch.amp.GradScaler) -> int:
     """Load the state of an interrupted run with the same key; the epoch to start from."""
     if path is None or not path.is_file():
         return 1
@@ -233,6 +302,8 @@ def _resume(path: Path | None, key: str, model: nn.Module, optimizer: torch.opti
     history.extend(EpochResult(**r) for r in state["history"])
     best.update(state["best"])
     torch.set_rng_state(state["torch_rng"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     log.info("resuming from %s after epoch %d", path, state["epoch"])
     return state["epoch"] + 1
 

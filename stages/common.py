@@ -19,6 +19,10 @@ FOLDS_CSV = Path("data/folds.csv")
 FOLDS_SUMMARY = Path("data/folds_summary.json")
 SUBMISSION_CSV = Path("submissions/submission.csv")
 ENSEMBLE_METRICS = Path("metrics/ensemble.json")
+PER_CLASS_CSV = Path("metrics/per_class.csv")
+CONFUSION_CSV = Path("metrics/oof_confusion.csv")
+TOP_LOSSES_PNG = Path("metrics/top_losses.png")
+PREDICTIONS_DIR = Path("predictions")
 
 
 def model_dir(fold: int) -> Path:
@@ -26,7 +30,7 @@ def model_dir(fold: int) -> Path:
 
 
 def predictions_dir(fold: int) -> Path:
-    return Path("predictions") / f"fold{fold}"
+    return PREDICTIONS_DIR / f"fold{fold}"
 
 
 def run(main: Callable[[], None]) -> None:

@@ -1,56 +1,147 @@
-"""ensemble: average the folds' test probabilities, score the out-of-fold predictions, and write
-submissions/submission.csv (`id,predicted`, every test id) and metrics/ensemble.json."""
+"""ensemble: merge the folds' predictions (and those of other runs listed in ensemble_runs),
+score the out-of-fold predictions raw, clipped and prior-corrected, and write the submission.
 
+Out: submissions/submission.csv (label or proba format, every test id, checked as Kaggle
+would), metrics/ensemble.json (per fold, per run and ensembled), metrics/per_class.csv,
+metrics/oof_confusion.csv and metrics/top_losses.png (for `dvc plots show`).
+"""
+
+import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lib.competition import load_split
-from lib.ensemble import clip_probs, concat_oof, mean_of_folds, score, target_columns
+from lib.ensemble import (
+    RunPredictions,
+    clip_probs,
+    combine,
+    correct_prior,
+    most_probable_column,
+    read_target_prior,
+    score,
+    target_columns,
+)
 from lib.errors import UserError
-from lib.fileio import write_json
+from lib.fileio import atomic_path, write_json
+from lib.folds import read_folds
 from lib.params import load_params
-from lib.predictions import load_predictions
-from lib.submission import most_common_label, predicted_labels, write_label_submission
-from stages.common import ENSEMBLE_METRICS, SUBMISSION_CSV, predictions_dir, run
+from lib.predictions import training_prior
+from lib.report import confusion_frame, per_class_table, top_losses_grid
+from lib.submission import build_submission, make_layout, read_class_names, write_submission
+from stages.common import (
+    CONFUSION_CSV,
+    ENSEMBLE_METRICS,
+    FOLDS_CSV,
+    IMAGES_DIR,
+    PER_CLASS_CSV,
+    PREDICTIONS_DIR,
+    SUBMISSION_CSV,
+    TOP_LOSSES_PNG,
+    run,
+)
+
+KEYS = ["competition", "test_labels", "train_folds", "clip_low", "clip_high", "ensemble_merge",
+        "ensemble_runs", "ensemble_weights", "prior_correction", "target_prior",
+        "submission_format", "sample_submission", "classes_file"]
+log = logging.getLogger("stages.ensemble")
 
 
 def main() -> None:
-    params = load_params(["competition", "test_labels", "train_folds", "clip_low", "clip_high"])
-    bounds = {"low": params["clip_low"], "high": params["clip_high"]}
-    test_json = Path(params["competition"]) / "test.json"
+    p = load_params(KEYS)
+    bounds = {"low": p["clip_low"], "high": p["clip_high"]}
+    test_json = Path(p["competition"]) / "test.json"
     if not test_json.is_file():
         raise UserError(f"{test_json} not found: no test images to write a submission for")
-    folds = params["train_folds"]
-    oof_parts = [load_predictions(predictions_dir(k) / "oof.npz") for k in folds]
-    tests = [load_predictions(predictions_dir(k) / "test.npz") for k in folds]
+    how, weights = p["ensemble_merge"], p["ensemble_weights"] or None
+    runs = [RunPredictions(PREDICTIONS_DIR, folds=p["train_folds"], how=how)]
+    runs += [RunPredictions(Path(folder), how=how) for folder in p["ensemble_runs"]]
+    names = [str(r.folder) for r in runs]
+    oof = combine([r.oof for r in runs], how=how, weights=weights, names=names)
+    test = combine([r.test for r in runs], how=how, weights=weights, names=names)
+    source = oof.prior if oof.prior is not None else training_prior(oof.targets, oof.classes)
+    target = read_target_prior(p["target_prior"], oof.classes)
+    priors = {"source": source, "target": target}
 
-    metrics = {f"fold{k}": score(p.probs, target_columns(p.classes, p.targets), **bounds)
-               for k, p in zip(folds, oof_parts, strict=True)}
-    oof = concat_oof(oof_parts)
-    metrics["oof"] = score(oof.probs, target_columns(oof.classes, oof.targets), **bounds)
-    holdout_files = [predictions_dir(k) / "holdout.npz" for k in folds]
-    if all(path.is_file() for path in holdout_files):
-        holdout = mean_of_folds([load_predictions(path) for path in holdout_files])
-        metrics["holdout"] = score(holdout.probs,
-                                   target_columns(holdout.classes, holdout.targets), **bounds)
+    def scored(predictions) -> dict:
+        columns = target_columns(predictions.classes, predictions.targets)
+        return score(predictions.probs, columns, **bounds, **priors)
 
-    test = mean_of_folds(tests)
-    test.probs = clip_probs(test.probs, **bounds)
-    labels = predicted_labels(test)
+    metrics = {f"fold{k}": scored(part) for k, part in runs[0].fold_oof.items()}
+    if len(runs) > 1:
+        metrics["runs"] = {name: scored(r.oof) for name, r in zip(names, runs, strict=True)}
+    metrics["oof"] = scored(oof)
+    if all(r.holdout is not None for r in runs):
+        metrics["holdout"] = scored(combine([r.holdout for r in runs], how=how,
+                                            weights=weights, names=names))
+
+    final = test.probs
+    if p["prior_correction"]:
+        final = correct_prior(final, source=source, target=target)
+    test.probs = clip_probs(final, **bounds)
+    prior = target if p["prior_correction"] else source
+    names_of = read_class_names(Path(p["classes_file"])) if p["classes_file"] else None
+    labels = sorted({int(c) for c in test.classes} | set(names_of or {}))
     test_ids = [record.image_id for record in load_split(test_json, "test")]
-    filled = write_label_submission(SUBMISSION_CSV, test_ids=test_ids, labels=labels,
-                                    fallback_label=most_common_label(oof.targets))
-    metrics["submission"] = {"rows": len(test_ids), "filled_missing_images": filled}
-    if params["test_labels"]:
-        truth = pd.read_csv(params["test_labels"])
-        predicted = pd.read_csv(SUBMISSION_CSV).merge(truth, on="id")
-        metrics["test"] = {"accuracy": float((predicted["predicted"] == predicted["label"]).mean())}
+    sample = Path(p["sample_submission"]) if p["sample_submission"] else None
+    layout = make_layout(p["submission_format"], test_ids=test_ids, labels=labels,
+                         names=names_of, sample=sample)
+    frame, filled = build_submission(layout, test,
+                                     fallback_probs=clip_probs(prior[None], **bounds)[0],
+                                     fallback_column=most_probable_column(prior, source))
+    write_submission(SUBMISSION_CSV, frame, layout)
+    metrics["submission"] = {"rows": len(frame), "filled_missing_images": filled}
+    if p["test_labels"]:
+        metrics["test"] = score_test(Path(p["test_labels"]), layout, test, prior, source)
+    write_reports(oof, names_of)
     write_json(ENSEMBLE_METRICS, metrics)
-    print(f"submission: {len(test_ids)} rows ({filled} without an image), "
-          f"OOF accuracy {metrics['oof']['accuracy']:.4f}, "
-          f"log loss {metrics['oof']['log_loss']:.4f} raw / "
-          f"{metrics['oof']['log_loss_clipped']:.4f} clipped")
+    o = metrics["oof"]
+    print(f"submission: {len(frame)} rows ({filled} without an image, given the most probable "
+          f"class under the prior), format {p['submission_format']}\n"
+          f"OOF accuracy {o['accuracy']:.4f} (top-3 {o['top3_accuracy']:.4f}), log loss "
+          f"{o['log_loss']:.4f} raw / {o['log_loss_clipped']:.4f} clipped; prior-corrected: "
+          f"accuracy {o['accuracy_prior']:.4f}, log loss {o['log_loss_prior']:.4f} raw / "
+          f"{o['log_loss_prior_clipped']:.4f} clipped")
+
+
+def score_test(answers: Path, layout, test, prior: np.ndarray, source: np.ndarray) -> dict:
+    """Accuracy of the submitted labels (and log loss of the submitted probabilities) against
+    known answers: the demo scores itself."""
+    truth = pd.read_csv(answers)
+    label_layout = make_layout("label", test_ids=layout.ids, labels=test.classes)
+    labels, _ = build_submission(label_layout, test, fallback_probs=prior,
+                                 fallback_column=most_probable_column(prior, source))
+    merged = labels.merge(truth, on="id")
+    known = merged[merged["id"].isin(set(test.image_ids.tolist()))]
+    row_of = {int(i): r for r, i in enumerate(test.image_ids)}
+    rows = np.array([row_of[int(i)] for i in known["id"]], dtype=np.int64)
+    probs = test.probs[rows]
+    columns = target_columns(test.classes, known["label"].to_numpy())
+    return {"accuracy": float((merged["predicted"] == merged["label"]).mean()),
+            "log_loss_submitted": score(probs, columns, low=0.0, high=1.0)["log_loss"]}
+
+
+def write_reports(oof, names: dict[int, str] | None) -> None:
+    """The per-class table, the confusion rows and the top-losses grid of the OOF ensemble."""
+    columns = target_columns(oof.classes, oof.targets)
+    table = per_class_table(oof.probs, columns, oof.classes, names)
+    with atomic_path(PER_CLASS_CSV, suffix=".csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4f")
+    with atomic_path(CONFUSION_CSV, suffix=".csv") as tmp:
+        confusion_frame(oof.probs, columns, oof.classes, names, oof.image_ids).to_csv(
+            tmp, index=False)
+    folds = read_folds(FOLDS_CSV)
+    path_of = {(s, int(i)): p for s, i, p in zip(folds["split"], folds["image_id"],
+                                                 folds["path"], strict=True)}
+    paths = [IMAGES_DIR / path_of[(str(s), int(i))] for s, i in zip(oof.splits, oof.image_ids,
+                                                                      strict=True)]
+    shown = top_losses_grid(TOP_LOSSES_PNG, image_paths=paths, probs=oof.probs, columns=columns,
+                            classes=oof.classes, names=names)
+    worst = table.iloc[0]
+    log.info("per-class accuracy: worst %s %.3f (%d images), best %s %.3f; %d worst OOF "
+             "mistakes drawn in %s", worst["name"], worst["accuracy"], worst["images"],
+             table.iloc[-1]["name"], table.iloc[-1]["accuracy"], shown, TOP_LOSSES_PNG)
 
 
 if __name__ == "__main__":

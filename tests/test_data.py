@@ -73,3 +73,53 @@ def test_class_weights_and_balanced_sampler(image_tree):
                          sample_weights=np.tile(per_sample, 50))
     drawn = next(iter(loader))[1]
     assert abs(drawn.float().mean().item() - 0.5) < 0.1  # classes now drawn about equally
+
+
+def test_epoch_sampler_shards_add_up_to_the_single_process_batches():
+    from lib.data import EpochSampler
+    single = list(EpochSampler(10, seed=4))
+    assert sorted(i for i, _ in single) == list(range(10))
+    shards = [list(EpochSampler(10, seed=4, rank=r, world=2)) for r in (0, 1)]
+    assert all(len(s) == 5 for s in shards)
+    for b in range(0, 5, 2):  # per-rank batch 2 = global batch 4
+        together = sorted(shards[0][b:b + 2] + shards[1][b:b + 2])
+        assert together == sorted(single[2 * b:2 * b + 4])
+    padded = [list(EpochSampler(5, seed=4, rank=r, world=2)) for r in (0, 1)]
+    assert len(padded[0]) == len(padded[1]) == 3  # padded by repeating the start
+    sampler = EpochSampler(10, seed=4)
+    sampler.set_epoch(1)
+    assert list(sampler) != single and list(EpochSampler(10, seed=4)) == single
+    weighted = list(EpochSampler(1000, seed=0, weights=[1.0] + [0.0] * 999))
+    assert {i for i, _ in weighted} == {0} and len({s for _, s in weighted}) > 900
+
+
+def test_augmentation_does_not_depend_on_worker_processes(image_tree):
+    paths = list_images(image_tree / "train")
+    transform = build_transforms(img_size=16, mean=[0.5] * 3, std=[0.5] * 3, train=True,
+                                 aug="heavy")
+    dataset = ImageDataset(paths, list(range(len(paths))), transform)
+
+    def two_epochs(workers):
+        loader = make_loader(dataset, batch_size=4, shuffle=True, workers=workers, seed=2)
+        epochs = []
+        for epoch in (1, 2):
+            loader.sampler.set_epoch(epoch)  # persistent workers see it through the indices
+            epochs.append(torch.cat([images for images, _ in loader]))
+        return epochs
+
+    in_process, in_workers = two_epochs(0), two_epochs(2)
+    assert all(torch.equal(a, b) for a, b in zip(in_process, in_workers, strict=True))
+    assert not torch.equal(*in_process)
+
+
+def test_large_jpegs_are_decoded_at_a_reduced_size(tmp_path):
+    from lib.data import decode_size
+    from lib.images import load_rgb
+    from tests.conftest import write_image
+    jpeg = write_image(tmp_path / "big.jpg", size=(400, 300))
+    png = write_image(tmp_path / "big.png", size=(400, 300))
+    assert load_rgb(jpeg, min_size=64).size == (100, 75)  # 1/4: both sides still >= 64
+    assert load_rgb(jpeg, min_size=160).size == (400, 300)  # 300 // 160 < 2: full size
+    assert load_rgb(jpeg).size == load_rgb(png, min_size=64).size == (400, 300)
+    assert decode_size(64, train=False) == 64
+    assert decode_size(64, train=True, aug="heavy") == 109  # 64 / sqrt(0.35)

@@ -2,16 +2,23 @@ import numpy as np
 import pytest
 
 from lib.ensemble import (
+    RunPredictions,
     accuracy,
     clip_probs,
+    combine,
     concat_oof,
+    correct_prior,
     log_loss,
     mean_of_folds,
+    merge_probs,
+    most_probable_column,
+    read_target_prior,
     score,
     target_columns,
+    top_k_accuracy,
 )
 from lib.errors import UserError
-from lib.predictions import Predictions
+from lib.predictions import Predictions, save_predictions, training_prior
 
 CLASSES = np.array([3, 7])
 
@@ -26,9 +33,9 @@ def test_mean_of_folds_aligns_rows_by_image_id():
 
 def test_mean_of_folds_refuses_mismatched_folds():
     a = Predictions(np.ones((1, 2), np.float32) / 2, np.array([1]), CLASSES)
-    with pytest.raises(UserError, match="different class lists"):
+    with pytest.raises(UserError, match="different class list"):
         mean_of_folds([a, Predictions(a.probs, a.image_ids, np.array([3, 8]))])
-    with pytest.raises(UserError, match="different images"):
+    with pytest.raises(UserError, match="other images"):
         mean_of_folds([a, Predictions(a.probs, np.array([2]), CLASSES)])
 
 
@@ -69,3 +76,116 @@ def test_mean_of_folds_carries_targets_in_the_aligned_order():
     mean = mean_of_folds([a, b])
     assert mean.image_ids.tolist() == [10, 20] and mean.targets.tolist() == [7, 3]
     np.testing.assert_allclose(mean.probs, [[0.2, 0.8], [0.9, 0.1]], rtol=1e-6)
+
+
+def test_arithmetic_and_geometric_merges_by_hand():
+    a = np.array([[0.9, 0.1], [0.5, 0.5]])
+    b = np.array([[0.1, 0.9], [0.8, 0.2]])
+    np.testing.assert_allclose(merge_probs([a, b], how="mean"), [[0.5, 0.5], [0.65, 0.35]])
+    # weights 3:1 -> 0.75 a + 0.25 b
+    np.testing.assert_allclose(merge_probs([a, b], how="mean", weights=[3, 1]),
+                               [[0.7, 0.3], [0.575, 0.425]])
+    # geometric: sqrt(0.5 * 0.8) = 0.6325, sqrt(0.5 * 0.2) = 0.3162 -> / 0.9487
+    geo = merge_probs([a, b], how="geomean")
+    np.testing.assert_allclose(geo[0], [0.5, 0.5])
+    np.testing.assert_allclose(geo[1], [0.4 ** 0.5 / (0.4 ** 0.5 + 0.1 ** 0.5),
+                                        0.1 ** 0.5 / (0.4 ** 0.5 + 0.1 ** 0.5)])
+    np.testing.assert_allclose(geo[1], [2 / 3, 1 / 3])  # sqrt(.4) = 2 sqrt(.1)
+    # weighted geometric: a^0.75 b^0.25, renormalised
+    w = merge_probs([a, b], how="geomean", weights=[3, 1])[0]
+    raw = np.array([0.9 ** 0.75 * 0.1 ** 0.25, 0.1 ** 0.75 * 0.9 ** 0.25])
+    np.testing.assert_allclose(w, raw / raw.sum())
+    # a zero probability does not make the geometric mean NaN
+    assert np.isfinite(merge_probs([np.array([[1.0, 0.0]]), b[:1]], how="geomean")).all()
+    with pytest.raises(ValueError, match="weights"):
+        merge_probs([a, b], how="mean", weights=[1])
+
+
+def test_prior_correction_by_hand():
+    probs = np.array([[0.6, 0.3, 0.1]])
+    source = np.array([0.6, 0.3, 0.1])  # trained on these class frequencies
+    uniform = np.full(3, 1 / 3)
+    # p * target / source = (1/3, 1/3, 1/3): the model only repeated the prior
+    np.testing.assert_allclose(correct_prior(probs, source=source, target=uniform), [[1 / 3] * 3])
+    corrected = correct_prior(np.array([[0.5, 0.25, 0.25]]), source=np.array([0.5, 0.25, 0.25]),
+                              target=np.array([0.25, 0.25, 0.5]))
+    # (0.5 * 0.5, 0.25 * 1, 0.25 * 2) = (0.25, 0.25, 0.5)
+    np.testing.assert_allclose(corrected, [[0.25, 0.25, 0.5]])
+    assert corrected.sum() == pytest.approx(1.0)
+
+
+def test_training_prior_counts_labels_and_is_uniform_when_balanced():
+    classes = np.array([1, 2, 5])
+    np.testing.assert_allclose(training_prior(np.array([1, 1, 2, 1, 5, 5]), classes),
+                               [0.5, 1 / 6, 1 / 3])
+    np.testing.assert_allclose(training_prior(np.array([1, 1, 1]), classes), [0.6, 0.2, 0.2])
+    np.testing.assert_allclose(training_prior(np.array([1]), classes, balanced=True), [1 / 3] * 3)
+
+
+def test_target_prior_uniform_or_from_a_csv(tmp_path):
+    np.testing.assert_allclose(read_target_prior("uniform", CLASSES), [0.5, 0.5])
+    path = tmp_path / "prior.csv"
+    path.write_text("label_id,prior\n7,30\n3,10\n")
+    np.testing.assert_allclose(read_target_prior(str(path), CLASSES), [0.25, 0.75])
+    path.write_text("label_id,prior\n7,30\n")
+    with pytest.raises(UserError, match=r"no prior for label_id \[3\]"):
+        read_target_prior(str(path), CLASSES)
+
+
+def test_top3_accuracy_by_hand():
+    probs = np.array([[0.4, 0.3, 0.2, 0.1], [0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4]])
+    assert top_k_accuracy(probs, np.array([2, 3, 0]), 3) == pytest.approx(1 / 3)
+    assert top_k_accuracy(probs[:, :2], np.array([1, 1, 0]), 3) == 1.0  # k capped at classes
+
+
+def test_score_reports_raw_clipped_and_prior_corrected():
+    probs = np.array([[0.7, 0.3], [0.6, 0.4]])
+    columns = np.array([0, 1])
+    scores = score(probs, columns, low=0.01, high=0.99, source=np.array([0.7, 0.3]),
+                   target=np.array([0.5, 0.5]))
+    assert scores["accuracy"] == 0.5  # row 2 is wrong until the prior is divided out
+    assert scores["accuracy_prior"] == 1.0  # row 1 ties at (0.5, 0.5): column 0, right
+    # corrected rows: (0.5, 0.5) and (0.6/0.7, 0.4/0.3) renormalised
+    second = (0.4 / 0.3) / (0.6 / 0.7 + 0.4 / 0.3)
+    assert scores["log_loss_prior"] == pytest.approx(-(np.log(0.5) + np.log(second)) / 2)
+    assert {"top3_accuracy", "log_loss_clipped", "log_loss_prior_clipped"} <= set(scores)
+
+
+def test_combine_aligns_oof_rows_by_split_and_id_and_weights_priors():
+    # id 1 exists in train and validation: both split and id make the key
+    kwargs = {"classes": CLASSES}
+    a = Predictions(np.array([[1.0, 0.0], [0.0, 1.0]], np.float32), np.array([1, 1]),
+                    splits=np.array(["validation", "train"]), targets=np.array([7, 3]),
+                    prior=np.array([0.8, 0.2]), **kwargs)
+    b = Predictions(np.array([[0.5, 0.5], [0.0, 1.0]], np.float32), np.array([1, 1]),
+                    splits=np.array(["train", "validation"]), targets=np.array([3, 7]),
+                    prior=np.array([0.4, 0.6]), **kwargs)
+    merged = combine([a, b], how="mean", weights=[1, 3])
+    assert merged.splits.tolist() == ["train", "validation"]
+    assert merged.targets.tolist() == [3, 7]
+    # train row: 0.25 (0, 1) + 0.75 (0.5, 0.5); validation row: 0.25 (1, 0) + 0.75 (0, 1)
+    np.testing.assert_allclose(merged.probs, [[0.375, 0.625], [0.25, 0.75]], rtol=1e-6)
+    np.testing.assert_allclose(merged.prior, [0.5, 0.5])
+
+
+def test_run_predictions_reads_a_copied_predictions_folder(tmp_path):
+    for k, (ids, label) in enumerate([([1, 2], 3), ([3], 7)]):
+        n = len(ids)
+        save_predictions(tmp_path / f"fold{k}" / "oof.npz", Predictions(
+            np.full((n, 2), 0.5, np.float32), np.array(ids), CLASSES,
+            splits=np.array(["train"] * n), targets=np.full(n, label), prior=np.array([.6, .4])))
+        save_predictions(tmp_path / f"fold{k}" / "test.npz", Predictions(
+            np.array([[0.2 + 0.4 * k, 0.8 - 0.4 * k]], np.float32), np.array([9]), CLASSES))
+    run = RunPredictions(tmp_path, how="geomean")
+    assert run.folds == [0, 1] and run.holdout is None
+    assert sorted(run.oof.image_ids.tolist()) == [1, 2, 3]
+    g = np.sqrt([0.2 * 0.6, 0.8 * 0.4])
+    np.testing.assert_allclose(run.test.probs[0], g / g.sum(), rtol=1e-6)
+    with pytest.raises(UserError, match="no fold<k>/oof.npz"):
+        RunPredictions(tmp_path / "empty")
+
+
+def test_fallback_class_is_the_most_probable_under_the_prior():
+    assert most_probable_column(np.array([0.2, 0.5, 0.3]), np.array([0.6, 0.2, 0.2])) == 1
+    # a uniform prior ties: the most frequent training class wins
+    assert most_probable_column(np.full(3, 1 / 3), np.array([0.2, 0.2, 0.6])) == 2

@@ -39,8 +39,16 @@ def test_values_come_back_by_dotted_key(tmp_path):
     ("epochs: 0\n", "epochs", "an integer >= 1"),
     ("epochs: true\n", "epochs", "an integer >= 1"),
     ("optimizer: adam\n", "optimizer", "one of sgd, adamw"),
-    ("tta: flip5\n", "tta", "one of none, flip"),
+    ("tta: flip7\n", "tta", "one of none, flip, flip5, flip6"),
+    ("tta_scales: []\n", "tta_scales", "a non-empty list of scale factors"),
+    ("ensemble_runs: [nowhere]\n", "ensemble_runs", "a list of existing folders"),
+    ("target_prior: balanced\n", "target_prior", "uniform or the path of a label_id,prior CSV"),
+    ("submission_format: csv\n", "submission_format", "one of label, proba"),
     ("train_folds: [0, 0]\n", "train_folds", "distinct fold numbers"),
+    ("workers: many\n", "workers", "auto or an integer >= 0"),
+    ("amp: fp8\n", "amp", "one of auto, bf16, fp16, off"),
+    ("gpus: 0\n", "gpus", "an integer >= 1"),
+    ("sync_bn: 'yes'\n", "sync_bn", "true or false"),
     ("competition: nowhere\n", "competition", "a folder that holds train.json"),
 ])
 def test_bad_value_names_key_value_and_what_is_allowed(tmp_path, text, key, allowed):
@@ -56,6 +64,14 @@ def test_train_folds_must_lie_below_folds(tmp_path):
     path = write_params(tmp_path, "folds: 3\ntrain_folds: [0, 3]\n")
     with pytest.raises(ParamError, match=r"train_folds = \[0, 3\].*0 to folds - 1 = 2"):
         load_params(["folds", "train_folds"], path)
+
+
+def test_ensemble_weights_need_one_per_member(tmp_path):
+    (tmp_path / "b3").mkdir()
+    path = write_params(tmp_path, f"ensemble_runs: [{tmp_path / 'b3'}]\n"
+                                  "ensemble_weights: [1, 2, 3]\n")
+    with pytest.raises(ParamError, match=r"ensemble_weights = \[1, 2, 3\].*expected \[\] or 2"):
+        load_params(["ensemble_runs", "ensemble_weights"], path)
 
 
 def test_missing_key_and_file_and_bad_yaml(tmp_path):

@@ -50,9 +50,9 @@ def shrink_competition(demo: Path) -> None:
         writer.writerows(rows)
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("project")
+def make_project(root: Path, shrunk: dict | None = None) -> Path:
+    """A copy of the repo's tracked and untracked files in `root`, with the demo competition
+    and the params shrunk (`shrunk` overrides SHRUNK), committed as a fresh git repo."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split()
     for name in files:
@@ -61,13 +61,18 @@ def project(tmp_path_factory) -> Path:
             shutil.copy2(REPO / name, root / name)
     shrink_competition(root / "data" / "demo")
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params.update(SHRUNK)
+    params.update(SHRUNK | (shrunk or {}))
     params["stats"]["workers"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], root)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "start"], root)
     return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return make_project(tmp_path_factory.mktemp("project"))
 
 
 def ran_stages(output: str) -> set[str]:

@@ -1,0 +1,493 @@
+"""Benchmark the downloader against sequential urllib, a Pool(20) of urllib, img2dataset and the
+decode+resize ceiling, all fetching from one real aiohttp server on 127.0.0.1.
+
+The photos: 2,000 JPEGs of 400-1,300 px (longer side; quality 90), each a mosaic of random
+crops, rescales and flips of the two real photographs scikit-learn ships
+(``load_sample_image``: china.jpg, flower.jpg), so they have real photos' detail and JPEG cost
+without any download. Made once into bench/.cache/ (git-ignored).
+
+The server runs in its own process and answers ``/p/<delay_ms>/<name>`` after ``delay_ms``
+(default 100 ms, a far host), from memory. Every contender shrinks to ``--max-side`` (256),
+keeping the aspect, and writes JPEGs at quality 90:
+  (a) sequential urllib, on the first ``--sequential`` URLs only (0.1 s each: all 2,000 would
+      take minutes), then lib.resize.prepare_image in the same process;
+  (b) multiprocessing.Pool(20) of urllib (the 2018 winners' downloader), each worker fetching,
+      shrinking with lib.resize.prepare_image (the same code as ours) and writing;
+  (c) img2dataset (pip package, in its own venv bench/.cache/venv-img2dataset, made on first
+      use; never a dependency of the project): output_format files, resize_mode
+      keep_ratio_largest, resize_only_if_bigger, ``--i2d-processes`` x ``--i2d-threads``, no
+      hashing; timed as it times itself (first shard's start to last shard's end, so the start
+      of its processes is not counted), its whole call printed beside;
+  (d) ours: lib.download.download_competition, the whole call (defaults, but per_host =
+      concurrency: the one loopback server stands for the thousands of hosts of a real list).
+With no delay (CPU-bound):
+  (e) the decode+resize ceiling: the same files read from disk and shrunk by a plain process
+      pool, one process per core, no network, its start not counted;
+  (f) ours.
+(b)-(f) take turns for ``--repeats`` rounds and each keeps its best, so a busy moment on a
+shared machine does not land on one contender only.
+Targets (issue 3, 2-core machine, max_side=256): (d) >= 2x (c) and >= 1.5x (b); (f) >= 80% of (e).
+
+``--scale N`` instead downloads N URLs of small images (64-200 px, kept byte for byte) with no
+delay, in a fresh process for N/5 and for N, and reports the time and the main process's
+memory: before the records exist, with them (the metadata), and its peak (ru_maxrss) during
+the download. What the download adds beyond the metadata stays the same from N/5 to N when
+nothing is kept per image.
+
+    .venv/bin/python bench/download_bench.py [--images 2000] [--delay-ms 100] [--repeats 3]
+    .venv/bin/python bench/download_bench.py --scale 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from lib.competition import ImageRecord  # noqa: E402
+from lib.download import DownloadSettings, download_competition  # noqa: E402
+from lib.pools import context, worker_count  # noqa: E402
+from lib.resize import ImageLimits, prepare_image  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+CACHE = BENCH / ".cache"
+PHOTOS = CACHE / "download_photos"  # the served photos
+SMALL = CACHE / "download_small"  # the scale run's small images
+OUT = CACHE / "download_out"  # each contender's output, deleted after it ran
+I2D_VENV = CACHE / "venv-img2dataset"
+I2D_VERSION = "1.47.0"
+QUALITY = 90
+SMALL_COUNT = 64
+
+
+# ---------------------------------------------------------------------------------------------
+# the photos
+
+
+def _sources() -> list[Image.Image]:
+    from sklearn.datasets import load_sample_image  # real photos bundled with scikit-learn
+
+    return [Image.fromarray(load_sample_image(name)) for name in ("china.jpg", "flower.jpg")]
+
+
+def _mosaic(sources: list[Image.Image], rng: np.random.Generator, size: tuple[int, int]
+            ) -> Image.Image:
+    """A ``size`` image tiled with random crops of the sources, each rescaled and maybe
+    flipped: real photographic detail at any size up to 1,300 px."""
+    width, height = size
+    canvas = Image.new("RGB", size)
+    y = 0
+    while y < height:
+        tile_h = min(height - y, int(rng.integers(250, 420)))
+        x = 0
+        while x < width:
+            tile_w = min(width - x, int(rng.integers(300, 620)))
+            source = sources[int(rng.integers(len(sources)))]
+            scale = rng.uniform(1.0, 1.4)
+            scaled = source.resize((round(source.width * scale), round(source.height * scale)),
+                                   Image.Resampling.BICUBIC)
+            left = int(rng.integers(0, scaled.width - tile_w + 1))
+            top = int(rng.integers(0, scaled.height - tile_h + 1))
+            tile = scaled.crop((left, top, left + tile_w, top + tile_h))
+            if rng.random() < 0.5:
+                tile = tile.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            canvas.paste(tile, (x, y))
+            x += tile_w
+        y += tile_h
+    return canvas
+
+
+def make_photos(count: int) -> list[Path]:
+    """``count`` photo JPEGs, longer side 400-1,300 px, cached under bench/.cache/."""
+    PHOTOS.mkdir(parents=True, exist_ok=True)
+    paths = [PHOTOS / f"{i}.jpg" for i in range(count)]
+    missing = [i for i, path in enumerate(paths) if not path.exists()]
+    if missing:
+        sources = _sources()
+        for n, i in enumerate(missing):
+            rng = np.random.default_rng(i)
+            longer = int(rng.integers(400, 1301))
+            shorter = int(longer * rng.uniform(0.6, 1.0))
+            size = (longer, shorter) if rng.random() < 0.6 else (shorter, longer)
+            _mosaic(sources, rng, size).save(paths[i], quality=QUALITY)
+            if n % 250 == 0:
+                print(f"made {n}/{len(missing)} photos", file=sys.stderr)
+    return paths
+
+
+def make_small() -> list[Path]:
+    """``SMALL_COUNT`` JPEGs of 64-200 px for the scale run (served in turn)."""
+    SMALL.mkdir(parents=True, exist_ok=True)
+    paths = [SMALL / f"{i}.jpg" for i in range(SMALL_COUNT)]
+    if not all(path.exists() for path in paths):
+        sources = _sources()
+        for i, path in enumerate(paths):
+            rng = np.random.default_rng(10_000 + i)
+            side = int(rng.integers(64, 201))
+            _mosaic(sources, rng, (side, int(side * rng.uniform(0.6, 1.0)))).save(
+                path, quality=QUALITY)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# the server: its own process, so it never competes for our GIL
+
+
+def _serve(folders: list[str], ready: multiprocessing.connection.Connection) -> None:
+    from aiohttp import web
+
+    bodies = {path.name: path.read_bytes() for folder in folders
+              for path in sorted(Path(folder).glob("*.jpg"))}
+    small = [bodies[f"{i}.jpg"] for i in range(SMALL_COUNT) if f"{i}.jpg" in bodies]
+
+    async def photo(request: web.Request) -> web.Response:
+        delay_ms = int(request.match_info["delay"])
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        name = request.match_info["name"]
+        body = bodies.get(name) if request.match_info["kind"] == "p" else small[
+            int(name.partition(".")[0]) % len(small)]
+        if body is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=body, content_type="image/jpeg")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/{kind:[ps]}/{delay:\\d+}/{name}", photo)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
+        await site.start()
+        ready.send(runner.addresses[0][1])
+        await asyncio.Event().wait()  # until terminated
+
+    asyncio.run(main())
+
+
+class Server:
+    """The loopback image server in a child process; ``url(kind, delay_ms, name)``."""
+
+    def __init__(self, *folders: Path) -> None:
+        receive, send = multiprocessing.Pipe(duplex=False)
+        self.process = multiprocessing.get_context("spawn").Process(
+            target=_serve, args=([str(folder) for folder in folders], send), daemon=True)
+        self.process.start()
+        self.port = receive.recv()
+
+    def url(self, kind: str, delay_ms: int, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{kind}/{delay_ms}/{name}"
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.join()
+
+
+# ---------------------------------------------------------------------------------------------
+# the contenders
+
+
+LIMITS = ImageLimits(max_side=256, quality=QUALITY)
+
+
+def _fetch_and_shrink(job: tuple[str, str, ImageLimits]) -> bool:
+    """(a) and (b): one blocking request, then the same validation and shrink as ours."""
+    url, target, limits = job
+    with urllib.request.urlopen(url, timeout=30) as response:
+        body = response.read()
+    prepared = prepare_image(body, limits)
+    if prepared.data is None:
+        return False
+    Path(target).write_bytes(prepared.data)
+    return True
+
+
+def _jobs(urls: list[str], out: Path, limits: ImageLimits) -> list[tuple[str, str, ImageLimits]]:
+    return [(url, str(out / f"{i}.jpg"), limits) for i, url in enumerate(urls)]
+
+
+def sequential(urls: list[str], out: Path, limits: ImageLimits) -> int:
+    return sum(map(_fetch_and_shrink, _jobs(urls, out, limits)))
+
+
+def pool20(urls: list[str], out: Path, limits: ImageLimits) -> int:
+    # fork, as the 2018 downloader did (Linux's default): cheap to start, and this process runs
+    # no threads yet when (b) runs
+    with multiprocessing.get_context("fork").Pool(20) as pool:
+        return sum(pool.imap_unordered(_fetch_and_shrink, _jobs(urls, out, limits)))
+
+
+def ours(urls: list[str], out: Path, limits: ImageLimits, concurrency: int = 128) -> int:
+    records = [ImageRecord("test", i, (url,), None) for i, url in enumerate(urls)]
+    settings = DownloadSettings(max_side=limits.max_side, jpeg_quality=limits.quality,
+                                concurrency=concurrency, per_host=concurrency)
+    result = download_competition({"test": records}, competition_dir=out, images_dir=out,
+                                  settings=settings)
+    return result.report["downloaded"]
+
+
+def _shrink_files(paths: list[str], limits: ImageLimits) -> int:
+    return sum(prepare_image(Path(path).read_bytes(), limits).data is not None
+               for path in paths)
+
+
+def ceiling(paths: list[Path], limits: ImageLimits, workers: int) -> tuple[int, float]:
+    """(e): decode + shrink + encode of the same files by a plain pool, no network, no writes;
+    images done and seconds, the pool's start-up not counted (ours counts its own)."""
+    chunks = [[str(path) for path in paths[i:i + 16]] for i in range(0, len(paths), 16)]
+    with context().Pool(workers) as pool:
+        pool.map(abs, range(workers * 4))  # every worker started
+        seconds, done = timed(pool.starmap, _shrink_files, [(chunk, limits) for chunk in chunks])
+    return sum(done), seconds
+
+
+_I2D_DRIVER = """
+import json, sys, time
+import img2dataset
+start = time.perf_counter()
+img2dataset.download(**json.loads(sys.argv[1]))
+print("I2D_SECONDS", time.perf_counter() - start)
+"""
+
+
+def img2dataset_ready() -> str | None:
+    """None when the img2dataset venv works (made here if missing), else why not."""
+    python = I2D_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"creating {I2D_VENV} with img2dataset=={I2D_VERSION} (once)", file=sys.stderr)
+        steps = [[sys.executable, "-m", "venv", str(I2D_VENV)],
+                 [str(python), "-m", "pip", "install", "--quiet", f"img2dataset=={I2D_VERSION}"]]
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True)
+            if done.returncode:
+                shutil.rmtree(I2D_VENV, ignore_errors=True)
+                return f"`{' '.join(step[-3:])}` failed: {done.stderr.strip()[-300:]}"
+    check = subprocess.run([str(python), "-c", "import img2dataset"], capture_output=True,
+                           text=True)
+    if check.returncode:
+        return f"import img2dataset failed: {check.stderr.strip()[-300:]}"
+    return None
+
+
+def img2dataset(urls: list[str], out: Path, limits: ImageLimits, processes: int,
+                threads: int) -> tuple[int, float, float]:
+    """(c): images written, seconds from its first shard's start to its last shard's end (its
+    own count, as it logs images/s; the start of its processes not counted), and the whole
+    img2dataset.download() call's seconds (its imports not counted)."""
+    out.mkdir(parents=True, exist_ok=True)
+    url_list = out / "urls.txt"
+    url_list.write_text("\n".join(urls) + "\n")
+    # shards of a quarter of a process's share, so every process stays busy to the end
+    per_shard = max(1, len(urls) // (4 * processes))
+    options = dict(url_list=str(url_list), output_folder=str(out / "images"),
+                   processes_count=processes, thread_count=threads, image_size=limits.max_side,
+                   resize_mode="keep_ratio_largest", resize_only_if_bigger=True,
+                   encode_quality=limits.quality, encode_format="jpg", output_format="files",
+                   input_format="txt", number_sample_per_shard=per_shard, timeout=30,
+                   retries=0, compute_hash=None, extract_exif=False, enable_wandb=False,
+                   distributor="multiprocessing", incremental_mode="incremental")
+    done = subprocess.run([str(I2D_VENV / "bin" / "python"), "-c", _I2D_DRIVER,
+                           json.dumps(options)], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"img2dataset failed: {done.stderr.strip()[-2000:]}")
+    call_seconds = float(done.stdout.split("I2D_SECONDS")[-1])
+    shards = [json.loads(path.read_text()) for path in (out / "images").glob("*_stats.json")]
+    span = max(s["end_time"] for s in shards) - min(s["start_time"] for s in shards)
+    written = sum(1 for _ in (out / "images").rglob("*.jpg"))
+    return written, span, call_seconds
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def fresh(name: str) -> Path:
+    folder = OUT / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# the runs
+
+
+def compare(args: argparse.Namespace) -> None:
+    paths = make_photos(args.images)[: args.images]
+    limits = ImageLimits(max_side=args.max_side, quality=QUALITY)
+    sizes = [Image.open(path).size for path in paths]
+    megapixels = np.mean([w * h for w, h in sizes]) / 1e6
+    kilobytes = np.mean([path.stat().st_size for path in paths]) / 1e3
+    i2d_problem = "skipped (--skip-img2dataset)" if args.skip_img2dataset else img2dataset_ready()
+    workers = worker_count()
+    n_seq = min(args.sequential, len(paths))
+    names = {"a": f"(a) sequential urllib (first {n_seq} URLs)",
+             "b": "(b) multiprocessing.Pool(20) of urllib",
+             "c": f"(c) img2dataset {args.i2d_processes} proc x {args.i2d_threads} threads",
+             "d": "(d) ours: download_competition",
+             "e": f"(e) decode+resize ceiling, {workers} processes, no network",
+             "f": "(f) ours, no delay"}
+    load_before = os.getloadavg()
+    server = Server(PHOTOS)
+    try:
+        urls = [server.url("p", args.delay_ms, path.name) for path in paths]
+        fast_urls = [server.url("p", 0, path.name) for path in paths]
+        contenders = {
+            "b": lambda: _timed_count(pool20, urls, fresh("pool20"), limits),
+            "d": lambda: _timed_count(ours, urls, fresh("ours"), limits),
+            "e": lambda: ceiling(paths, limits, workers),
+            "f": lambda: _timed_count(ours, fast_urls, fresh("ours_fast"), limits),
+        }
+        i2d_calls: list[float] = []
+        if i2d_problem is None:
+            def run_img2dataset() -> tuple[int, float]:
+                written, seconds, call = img2dataset(urls, fresh("img2dataset"), limits,
+                                                     args.i2d_processes, args.i2d_threads)
+                i2d_calls.append(call)
+                return written, seconds
+            contenders["c"] = run_img2dataset
+        # (a) is network-bound (one request at a time): one run. The others take turns, round
+        # after round, and each keeps its best: a noisy neighbour on the machine then slows
+        # every contender alike instead of whichever ran at the wrong moment.
+        results = {"a": [_timed_count(sequential, urls[:n_seq], fresh("sequential"), limits)]}
+        for _ in range(args.repeats):
+            for key, contender in sorted(contenders.items()):
+                results.setdefault(key, []).append(contender())
+                shutil.rmtree(OUT, ignore_errors=True)
+    finally:
+        server.close()
+        shutil.rmtree(OUT, ignore_errors=True)
+    load_after = os.getloadavg()
+    best = {key: min(runs, key=lambda run: run[1]) for key, runs in results.items()}
+    rate = {key: written / seconds for key, (written, seconds) in best.items()}
+    urls_of = {key: n_seq if key == "a" else len(paths) for key in best}
+
+    print(f"\n{len(paths)} photo JPEGs, longer side 400-1300 px (mean {megapixels:.2f} MP, "
+          f"{kilobytes:.0f} KB), from aiohttp on 127.0.0.1; max_side={args.max_side}, "
+          f"quality {QUALITY}; {workers} cores; load average {load_before[0]:.1f} before, "
+          f"{load_after[0]:.1f} after; best of {args.repeats} runs except (a)")
+    header = f"{'contender':52s} {'URLs':>5s} {'written':>7s} {'seconds':>7s} {'images/s':>8s}"
+    print(f"\nwith {args.delay_ms} ms per request\n{header} {'ours vs it':>10s}")
+    for key in "abcd":
+        if key in best:
+            written, seconds = best[key]
+            print(f"{names[key]:52s} {urls_of[key]:5d} {written:7d} {seconds:7.2f} "
+                  f"{rate[key]:8.1f} {rate['d'] / rate[key]:9.2f}x")
+    if i2d_problem is not None:
+        print(f"{names['c']}: not run: {i2d_problem}")
+    else:
+        print(f"(c) is timed as img2dataset times itself, from its first shard's start to its "
+              f"last shard's end;\n    its whole download() call took {min(i2d_calls):.2f} s at "
+              f"best ({len(urls) / min(i2d_calls):.1f} images/s)")
+    print(f"\nno delay (CPU-bound)\n{header} {'share':>10s}")
+    for key in "ef":
+        written, seconds = best[key]
+        print(f"{names[key]:52s} {urls_of[key]:5d} {written:7d} {seconds:7.2f} "
+              f"{rate[key]:8.1f} {rate[key] / rate['e']:10.1%}")
+    print(f"\nours / Pool(20): {rate['d'] / rate['b']:.2f}x (target >= 1.5x)")
+    if "c" in rate:
+        print(f"ours / img2dataset: {rate['d'] / rate['c']:.2f}x (target >= 2x)")
+    print(f"ours with no delay as a share of the ceiling: {rate['f'] / rate['e']:.1%} "
+          f"(target >= 80%)")
+
+
+def _timed_count(fn, *args) -> tuple[int, float]:
+    seconds, written = timed(fn, *args)
+    return written, seconds
+
+
+def _memory_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def scale_child(args: argparse.Namespace) -> None:
+    """One scale run in this fresh process; prints one JSON line."""
+    before = _memory_kb("VmRSS")
+    records = [ImageRecord("test", i, (f"http://127.0.0.1:{args.port}/s/0/{i}.jpg",), None)
+               for i in range(args.scale_child)]
+    with_records = _memory_kb("VmRSS")
+    out = fresh(f"scale_{args.scale_child}")
+    settings = DownloadSettings(max_side=args.max_side, per_host=128)
+    seconds, result = timed(download_competition, {"test": records}, competition_dir=out,
+                            images_dir=out, settings=settings)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
+    shutil.rmtree(out, ignore_errors=True)
+    print(json.dumps({"n": args.scale_child, "seconds": seconds,
+                      "downloaded": result.report["downloaded"], "before_kb": before,
+                      "with_records_kb": with_records, "peak_kb": peak}))
+
+
+def scale(args: argparse.Namespace) -> None:
+    make_small()
+    server = Server(SMALL)
+    results = []
+    try:
+        for n in (args.scale // 5, args.scale):
+            done = subprocess.run(
+                [sys.executable, __file__, "--scale-child", str(n), "--port", str(server.port),
+                 "--max-side", str(args.max_side)], capture_output=True, text=True, check=True)
+            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    finally:
+        server.close()
+        shutil.rmtree(OUT, ignore_errors=True)
+    print(f"\nscale: URLs of {SMALL_COUNT} small JPEGs (64-200 px, kept byte for byte), no "
+          f"delay, a fresh process per run; memory of the main process (RSS)")
+    print(f"{'URLs':>7s} {'written':>7s} {'seconds':>7s} {'images/s':>8s} {'metadata MB':>11s} "
+          f"{'peak MB':>8s} {'peak - metadata MB':>18s}")
+    for r in results:
+        metadata = (r["with_records_kb"] - r["before_kb"]) / 1024
+        beyond = (r["peak_kb"] - r["with_records_kb"]) / 1024
+        print(f"{r['n']:7d} {r['downloaded']:7d} {r['seconds']:7.1f} "
+              f"{r['downloaded'] / r['seconds']:8.1f} {metadata:11.1f} {r['peak_kb'] / 1024:8.1f} "
+              f"{beyond:18.1f}")
+    small, large = results
+    extra = large["n"] - small["n"]
+    per_record = lambda key_a, key_b: ((large[key_a] - large[key_b]) - (  # noqa: E731
+        small[key_a] - small[key_b])) * 1024 / extra
+    print(f"per extra URL: metadata {per_record('with_records_kb', 'before_kb'):.0f} bytes, "
+          f"download beyond the metadata {per_record('peak_kb', 'with_records_kb'):.0f} bytes")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--delay-ms", type=int, default=100, help="server delay per request")
+    parser.add_argument("--max-side", type=int, default=256)
+    parser.add_argument("--sequential", type=int, default=200,
+                        help="URLs for (a), the sequential baseline")
+    parser.add_argument("--i2d-processes", type=int, default=2)
+    parser.add_argument("--i2d-threads", type=int, default=64)
+    parser.add_argument("--skip-img2dataset", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3, help="no-delay runs; best kept")
+    parser.add_argument("--scale", type=int, default=0,
+                        help="instead: the scale run with N URLs of small images (and N/5)")
+    parser.add_argument("--scale-child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.scale_child:
+        scale_child(args)
+    elif args.scale:
+        scale(args)
+    else:
+        compare(args)
+
+
+if __name__ == "__main__":
+    main()
