@@ -28,9 +28,10 @@ decodes. Per image, only failures are kept: memory follows the lists, not the im
 Out, returned: ``DownloadResult`` with
 - ``report``: ``{"total", "downloaded", "skipped_existing", "failed", "not_attempted",
   "bytes" (bodies received), "bytes_written", "resized", "from_later_url", "existing_resized",
-  "existing_replaced", "elapsed_s", "images_per_s", "per_split": {split: {"total",
-  "downloaded", "skipped_existing", "failed", "not_attempted"}}, "failure_reasons": {reason:
-  count}}`` (a failed image counts under its LAST URL's reason);
+  "existing_replaced", "elapsed_s", "images_per_s", "fetching_s" (first request to last
+  image stored: without starting the workers and checking the images on disk), "per_split":
+  {split: {"total", "downloaded", "skipped_existing", "failed", "not_attempted"}},
+  "failure_reasons": {reason: count}}`` (a failed image counts under its LAST URL's reason);
 - ``failures``: rows ``{"split", "image_id", "url", "reason"}`` for every image not on disk
   afterwards, ``url`` the last URL tried and ``reason`` every tried URL's reason in order,
   joined with ``;`` (``http_404;placeholder``), or ``not_attempted``.
@@ -277,6 +278,7 @@ class _Tally:
         self.failures: list[tuple[str, int, str, str]] = []
         self.extra: Counter[str] = Counter()  # bytes, bytes_written, resized, ...
         self.done = 0
+        self.fetching_s = 0.0  # first request to last image stored
 
     def count(self, split: str, status: str) -> None:
         self.per_split[split][status] += 1
@@ -311,6 +313,7 @@ class _Tally:
             **{name: self.extra[name] for name in extras},
             "elapsed_s": round(elapsed_s, 3),
             "images_per_s": round(totals[DOWNLOADED] / elapsed_s, 2) if elapsed_s > 0 else 0.0,
+            "fetching_s": round(self.fetching_s, 3),
             "per_split": per_split,
             "failure_reasons": dict(sorted(self.reasons.items())),
         }
@@ -500,8 +503,12 @@ async def _download_all(
         pending = iter(jobs)  # shared by the workers; next() is atomic in one loop
         progress = functools.partial(_advance, bar, tally)
         workers = min(settings.concurrency, len(jobs))
-        await _run_workers([_worker(pending, fetch, store, folder_of, tally, progress)
-                            for _ in range(workers)])
+        started = time.perf_counter()
+        try:
+            await _run_workers([_worker(pending, fetch, store, folder_of, tally, progress)
+                                for _ in range(workers)])
+        finally:
+            tally.fetching_s = time.perf_counter() - started
 
 
 async def _run_workers(coroutines: list[Awaitable[None]]) -> None:

@@ -9,7 +9,8 @@ A body is accepted only if it decodes completely (every byte of the first frame)
 placeholder (a side below ``min_side``, e.g. a 1x1 GIF) and not a decompression bomb (more than
 ``max_pixels`` pixels). With ``max_side`` set, a larger image is decoded at reduced size where
 the format allows (JPEG DCT scaling through ``Image.draft``: 1/2, 1/4 or 1/8 of the size, for a
-fraction of the work), resized so its longer side is ``max_side`` (aspect kept) and re-encoded
+fraction of the work), resized so its longer side is ``max_side`` (aspect kept; Gaussian
+antialiasing, then bilinear: ``resize_pixels``) and re-encoded
 as JPEG at ``quality``; an image already within the limit is kept byte for byte. EXIF orientation
 is not applied, so a shrunk image shows the same pixels training sees in a kept original.
 """
@@ -17,9 +18,11 @@ is not applied, so a shrunk image shows the same pixels training sees in a kept 
 from __future__ import annotations
 
 import io
+import math
 import struct
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -36,8 +39,11 @@ IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM")
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}  # others: the format in lower case
 _DRAFT_FORMATS = ("JPEG", "MPO")  # formats whose decoder can decode at reduced size
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
-# Antialiased bicubic: as sharp as Lanczos to the eye at these sizes, and cheaper.
-RESAMPLE = Image.Resampling.BICUBIC
+# A pixel counts as a Gaussian of sigma 0.5 (of its own width): shrinking by f, the blur that
+# brings it to 0.5 of an output pixel is 0.5 * sqrt(f^2 - 1) (the scale-space rule image
+# pyramids use). Below MIN_SIGMA it changes nothing.
+PIXEL_SIGMA = 0.5
+MIN_SIGMA = 0.25
 
 
 @dataclass(frozen=True)
@@ -147,10 +153,28 @@ def shrink(image: Image.Image, *, max_side: int, quality: int) -> bytes:
     size = fit_size(image.size, max_side)
     image = _jpeg_mode(load_reduced(image, size))
     if image.size != size:
-        image = image.resize(size, RESAMPLE, reducing_gap=3.0)
+        image = Image.fromarray(resize_pixels(np.asarray(image), size))
     out = io.BytesIO()
     image.save(out, "JPEG", quality=quality)
     return out.getvalue()
+
+
+def resize_pixels(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``pixels`` (H x W or H x W x C, uint8) downscaled to ``size`` (width, height).
+
+    A Gaussian prefilter (``PIXEL_SIGMA``) against aliasing, then bilinear sampling (OpenCV):
+    a sixth of the time of Pillow's antialiased bicubic on what JPEG's reduced decoding leaves
+    (a factor below 2), and softer: on the benchmark photos 2.8 dB PSNR below it after JPEG
+    draft decoding, more on formats shrunk from full size (both against a Lanczos resize of
+    the full image). Fine stripes come out flat grey, as they must, not as moire.
+    """
+    height, width = pixels.shape[:2]
+    sigma_x = PIXEL_SIGMA * math.sqrt(max((width / size[0]) ** 2 - 1, 0.0))
+    sigma_y = PIXEL_SIGMA * math.sqrt(max((height / size[1]) ** 2 - 1, 0.0))
+    if max(sigma_x, sigma_y) >= MIN_SIGMA:
+        pixels = cv2.GaussianBlur(pixels, (0, 0), sigmaX=max(sigma_x, 1e-3),
+                                  sigmaY=max(sigma_y, 1e-3))
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_LINEAR)
 
 
 def _jpeg_mode(image: Image.Image) -> Image.Image:

@@ -32,6 +32,7 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
+import cv2
 from PIL import Image
 
 from lib.resize import ImageLimits, check_header, prepare_image
@@ -43,6 +44,9 @@ _REQUEST = struct.Struct("!IQ")  # length of the pickled (kind, args), length of
 _ANSWER = struct.Struct("!I")  # length of the pickled ("ok", value) or ("error", exception)
 _SLOTS_PER_WORKER = 2  # one being processed, one waiting in the socket: a worker never idles
 _JOIN_TIMEOUT_S = 60.0
+# Room for both slots' bodies: a request then leaves in one send(), with no write-ready
+# callbacks on the event loop (the kernel may give less than asked: only slower, not wrong).
+_SOCKET_BUFFER_BYTES = 8 << 20
 
 
 class WorkerDied(RuntimeError):
@@ -66,6 +70,7 @@ class StoreWorkers:
         try:
             for _ in range(count):
                 ours, theirs = socket.socketpair()
+                ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER_BYTES)
                 self._sockets.append(ours)
                 process = context.Process(target=serve, args=(theirs, limits, os.getpid()),
                                           daemon=True, name="download-worker")
@@ -241,6 +246,7 @@ def init_worker(max_pixels: int, main_pid: int) -> None:
     """Worker set-up: PIL's bomb guard at our limit, Ctrl-C left to the main process (which
     shuts the pool down), and an exit when the main process is gone (kill -9)."""
     Image.MAX_IMAGE_PIXELS = max_pixels
+    cv2.setNumThreads(1)  # one worker per core already: OpenCV's threads would oversubscribe
     # PIL only warns between 1x and 2x the limit; here anything over the limit is rejected
     warnings.simplefilter("error", Image.DecompressionBombWarning)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -462,6 +462,7 @@ def test_report_counts(run: Run, fixtures: Fixtures):
         "timeout": 3, "too_large": 3, "too_many_redirects": 2, "truncated_image": 1,
     }
     assert report["elapsed_s"] > 0 and report["images_per_s"] > 0
+    assert 0 < report["fetching_s"] < report["elapsed_s"]
 
 
 def test_failures_name_the_last_url_and_every_reason(run: Run):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.datasets import load_sample_image
 
 from lib.resize import (
     ImageLimits,
@@ -15,6 +17,7 @@ from lib.resize import (
     fit_size,
     load_reduced,
     prepare_image,
+    resize_pixels,
 )
 
 
@@ -82,6 +85,30 @@ def test_a_truncated_jpeg_is_refused_even_when_decoded_at_reduced_size():
     body = encode((1024, 768), quality=95)
     prepared = prepare_image(body[: len(body) // 2], ImageLimits(max_side=64))
     assert prepared.reason == "truncated_image" and prepared.data is None
+
+
+@pytest.mark.parametrize("width", [380, 1000])  # what JPEG draft leaves (<2x); full-size PNGs
+def test_resizing_does_not_alias_fine_detail(width):
+    # one-pixel stripes have no representable frequency at the new size: a correct downscale
+    # is flat grey; plain bilinear sampling keeps (aliases) stripes of full contrast
+    stripes = np.tile(np.array([0, 255], np.uint8), width // 2)[None, :].repeat(100, axis=0)
+    size = (200, 50)
+    ours = resize_pixels(stripes, size).astype(np.float64)
+    naive = cv2.resize(stripes, size, interpolation=cv2.INTER_LINEAR).astype(np.float64)
+    assert ours.std() < 20 and abs(ours.mean() - 127.5) < 3
+    assert naive.std() > 3 * ours.std()  # so the prefilter is what keeps ours flat
+
+
+def test_a_shrunk_photo_matches_a_high_quality_resize_of_the_full_image():
+    photo = load_sample_image("china.jpg")  # a real 640 x 427 photo
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "JPEG", quality=95)
+    prepared = prepare_image(buffer.getvalue(), ImageLimits(max_side=256, quality=95))
+    ours = np.asarray(decoded(prepared.data), np.float64)
+    reference = np.asarray(Image.fromarray(photo).resize(
+        (ours.shape[1], ours.shape[0]), Image.Resampling.LANCZOS), np.float64)
+    psnr = 10 * np.log10(255**2 / np.mean((ours - reference) ** 2))
+    assert psnr > 28
 
 
 def test_quality_sets_the_jpeg_quality_of_shrunk_images():
