@@ -10,9 +10,9 @@ placeholder (a side below ``min_side``, e.g. a 1x1 GIF) and not a decompression 
 ``max_pixels`` pixels). With ``max_side`` set, a larger image is decoded at reduced size where
 the format allows (JPEG DCT scaling through ``Image.draft``: 1/2, 1/4 or 1/8 of the size, for a
 fraction of the work), resized so its longer side is ``max_side`` (aspect kept; Gaussian
-antialiasing, then bilinear: ``resize_pixels``) and re-encoded
-as JPEG at ``quality``; an image already within the limit is kept byte for byte. EXIF orientation
-is not applied, so a shrunk image shows the same pixels training sees in a kept original.
+antialiasing, then bilinear: ``resize_pixels``) and re-encoded as JPEG at ``quality``; an image
+already within the limit is kept byte for byte. EXIF orientation is not applied, so a shrunk
+image shows the same pixels training sees in a kept original.
 """
 
 from __future__ import annotations
