@@ -18,8 +18,8 @@ $(VENV)/.installed: requirements.txt
 
 run: setup
 	$(BIN)/dvc repro
-	@echo "Submission: submissions/submission.csv"
-	@$(BIN)/dvc metrics show
+	@$(BIN)/python -m stages.check_submission
+	@$(BIN)/python -m stages.ensemble --summary
 
 test: setup
 	$(BIN)/python -m pytest

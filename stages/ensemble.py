@@ -4,9 +4,14 @@ score the out-of-fold predictions raw, clipped and prior-corrected, and write th
 Out: submissions/submission.csv (label or proba format, every test id, checked as Kaggle
 would), metrics/ensemble.json (per fold, per run and ensembled), metrics/per_class.csv,
 metrics/oof_confusion.csv and metrics/top_losses.png (for `dvc plots show`).
+
+`python -m stages.ensemble --summary` prints the last run's figures again (`make run` ends
+with it, so they show even when DVC had nothing to re-run).
 """
 
+import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -96,13 +101,31 @@ def main() -> None:
         metrics["test"] = score_test(Path(p["test_labels"]), layout, test, prior, source)
     write_reports(oof, names_of)
     write_json(ENSEMBLE_METRICS, metrics)
-    o = metrics["oof"]
-    print(f"submission: {len(frame)} rows ({filled} without an image, given the most probable "
-          f"class under the prior), format {p['submission_format']}\n"
-          f"OOF accuracy {o['accuracy']:.4f} (top-3 {o['top3_accuracy']:.4f}), log loss "
-          f"{o['log_loss']:.4f} raw / {o['log_loss_clipped']:.4f} clipped; prior-corrected: "
-          f"accuracy {o['accuracy_prior']:.4f}, log loss {o['log_loss_prior']:.4f} raw / "
-          f"{o['log_loss_prior_clipped']:.4f} clipped")
+    print(summary(metrics, p["submission_format"]))
+
+
+def summary(metrics: dict, submission_format: str) -> str:
+    """The few figures a Kaggler looks at, from metrics/ensemble.json."""
+    o, done = metrics["oof"], metrics["submission"]
+    lines = [f"submission: {done['rows']} rows ({done['filled_missing_images']} without an image, "
+             f"given the most probable class under the prior), format {submission_format}",
+             f"OOF accuracy {o['accuracy']:.4f} (top-3 {o['top3_accuracy']:.4f}), log loss "
+             f"{o['log_loss']:.4f} raw / {o['log_loss_clipped']:.4f} clipped; prior-corrected: "
+             f"accuracy {o['accuracy_prior']:.4f}, log loss {o['log_loss_prior']:.4f} raw / "
+             f"{o['log_loss_prior_clipped']:.4f} clipped"]
+    if "test" in metrics:  # known answers (test_labels): the demo scores itself
+        t = metrics["test"]
+        lines.append(f"test accuracy {t['accuracy']:.4f}, log loss of the submitted "
+                     f"probabilities {t['log_loss_submitted']:.4f}")
+    return "\n".join(lines)
+
+
+def print_summary() -> None:
+    """``--summary``: the last run's figures again, without recomputing anything."""
+    if not ENSEMBLE_METRICS.is_file():
+        raise UserError(f"{ENSEMBLE_METRICS} not found: run `dvc repro` first")
+    metrics = json.loads(ENSEMBLE_METRICS.read_text())
+    print(summary(metrics, load_params(["submission_format"])["submission_format"]))
 
 
 def score_test(answers: Path, layout, test, prior: np.ndarray, source: np.ndarray) -> dict:
@@ -145,4 +168,4 @@ def write_reports(oof, names: dict[int, str] | None) -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(print_summary if sys.argv[1:] == ["--summary"] else main)

@@ -119,6 +119,9 @@ def test_ensemble_writes_both_formats_that_pass_the_check(tmp_path):
     assert (project / "metrics/oof_confusion.csv").read_text().startswith("image_id,actual")
     checked = run_stage("check_submission", project)
     assert checked.returncode == 0 and "OK (4 rows, proba format" in checked.stdout
+    again = run_stage("ensemble", project, "--summary")  # what `make run` ends with
+    assert again.returncode == 0 and done.stdout.strip() == again.stdout.strip()
+    assert "OOF accuracy 0.6667" in again.stdout
 
     assert run_stage("check_submission", project, "--format", "label").returncode == 1
     params = yaml.safe_load((project / "params.yaml").read_text()) | {"submission_format": "label"}
@@ -155,3 +158,10 @@ def test_sample_submission_mismatch_stops_the_ensemble_with_one_line(tmp_path):
         f"error: {sample}: the sample submission's ids do not match test.json: 0 not in "
         "test.json (), 1 test.json ids missing (4), 0 repeated ()")
     assert not (project / "submissions/submission.csv").exists()
+
+
+def test_ensemble_summary_before_any_run_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params()))
+    done = run_stage("ensemble", tmp_path, "--summary")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: metrics/ensemble.json not found: run `dvc repro` first"
