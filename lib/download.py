@@ -583,7 +583,11 @@ def _signals_cancel_this_task() -> Iterator[None]:
         received.append(signum)
         task.cancel()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    signums = (signal.SIGINT, signal.SIGTERM)
+    # remove_signal_handler puts back Python's defaults, not what was there (for SIGTERM,
+    # _sigterm_raises's handler, which must still work while the workers shut down)
+    previous = {signum: signal.getsignal(signum) for signum in signums}
+    for signum in signums:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         yield
@@ -592,8 +596,9 @@ def _signals_cancel_this_task() -> Iterator[None]:
             raise DownloadInterrupted(received[0]) from None
         raise
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in signums:
             loop.remove_signal_handler(signum)
+            signal.signal(signum, previous[signum])
 
 
 @contextmanager

@@ -26,6 +26,7 @@ import yaml
 from aiohttp import web
 from PIL import Image
 
+import lib.download as download_module
 from lib.competition import ImageRecord
 from lib.download import (
     DownloadResult,
@@ -810,3 +811,21 @@ def test_stage_stops_cleanly_on_sigterm_and_sigint(server: Server, tmp_path: Pat
     assert again.wait(timeout=120) == 0
     assert_complete_and_fetched_once(root, server, tag, written(root) & before,
                                      hits_after_stop)
+
+
+def test_the_event_loop_gives_back_the_signal_handlers_it_found():
+    # SIGTERM while the workers shut down (after the loop) must still raise DownloadInterrupted
+    def mine(signum: int, frame: object) -> None:
+        pass
+
+    async def inside() -> None:
+        with download_module._signals_cancel_this_task():
+            await asyncio.sleep(0)
+
+    before = {signum: signal.signal(signum, mine) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        asyncio.run(inside())
+        assert signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
