@@ -55,14 +55,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lib.competition import ImageRecord  # noqa: E402
 from lib.download import DownloadSettings, download_competition  # noqa: E402
-from lib.pools import context, worker_count  # noqa: E402
+from lib.pools import one_thread_per_worker, process_pool, worker_count  # noqa: E402
 from lib.resize import ImageLimits, prepare_image  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -251,7 +250,7 @@ def ceiling(paths: list[Path], limits: ImageLimits, workers: int) -> tuple[int, 
     """(e): decode + shrink + encode of the same files by a plain pool, no network, no writes;
     images done and seconds, the pool's start-up not counted (ours counts its own)."""
     chunks = [[str(path) for path in paths[i:i + 16]] for i in range(0, len(paths), 16)]
-    with context().Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+    with process_pool(workers, initializer=one_thread_per_worker) as pool:
         pool.map(abs, range(workers * 4))  # every worker started
         seconds, done = timed(pool.starmap, _shrink_files, [(chunk, limits) for chunk in chunks])
     return sum(done), seconds

@@ -49,7 +49,6 @@ import asyncio
 import csv
 import functools
 import io
-import json
 import logging
 import math
 import os
@@ -71,14 +70,13 @@ from lib import pools
 from lib.competition import LABELLED_SPLITS, SPLITS, ImageRecord, label_dir_name, label_width
 from lib.errors import UserError
 from lib.fetch import Fetcher, open_session
-from lib.pools import worker_count
+from lib.fileio import write_json, write_text
 from lib.resize import ImageLimits
 from lib.store import (
     EXISTING_BAD,
     EXISTING_RESIZED,
     TMP_PREFIX,
     StoreWorkers,
-    atomic_write,
 )
 
 logger = logging.getLogger(__name__)
@@ -232,15 +230,12 @@ def write_report(
     failures_path: Path,
 ) -> None:
     """Write the report as JSON (indent 2, sorted keys) and the failures as CSV, atomically."""
-    for path in (report_path, failures_path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report, indent=2, sort_keys=True) + "\n"
-    atomic_write(Path(report_path), text.encode("utf-8"))
+    write_json(report_path, report)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FAILURE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(failures)
-    atomic_write(Path(failures_path), buffer.getvalue().encode("utf-8"))
+    write_text(failures_path, buffer.getvalue())
 
 
 def read_failures(path: Path) -> set[tuple[str, int]]:
@@ -419,7 +414,7 @@ def _fetch_and_store(
     # deadlock.
     context = pools.context()
     context.set_forkserver_preload(_preload())
-    workers = StoreWorkers(count=worker_count(settings.workers), limits=settings.limits,
+    workers = StoreWorkers(count=pools.worker_count(settings.workers), limits=settings.limits,
                            context=context)
     try:
         asyncio.run(_check_and_download(plan, competition_dir, settings, workers, tally, bar))
@@ -624,7 +619,7 @@ def _sigterm_raises() -> Iterator[None]:
 
 
 def _split_rank(split: str) -> int:
-    return SPLITS.index(split) if split in SPLITS else len(SPLITS)
+    return SPLITS.index(split)  # download_competition accepts no other split
 
 
 def _require_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> None:

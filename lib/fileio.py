@@ -34,7 +34,7 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
 
 def write_text(path: Path | str, text: str) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_json(path: Path | str, data: Any) -> None:

@@ -24,12 +24,19 @@ def load_rgb(path: Path | str, *, min_size: int | None = None) -> Image.Image:
         if min_size is not None and image.format == "JPEG":
             image.draft("RGB", (min_size, min_size))
         image.load()
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            # 16/32-bit grayscale: scale to 8 bits instead of letting convert() clip at 255.
-            pixels = np.asarray(image, dtype=np.float64)
-            peak = 65535.0 if image.mode.startswith("I;16") else max(pixels.max(), 1.0)
-            image = Image.fromarray(np.round(pixels / peak * 255).astype(np.uint8), mode="L")
-        return image.convert("RGB")
+        return eight_bit(image).convert("RGB")
+
+
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """16/32-bit grayscale scaled to 8-bit L (convert() would clip at 255); others as they are."""
+    if image.mode not in SIXTEEN_BIT_MODES:
+        return image
+    pixels = np.asarray(image, dtype=np.float64)
+    peak = 65535.0 if image.mode.startswith("I;16") else max(pixels.max(), 1.0)
+    return Image.fromarray(np.round(pixels / peak * 255).astype(np.uint8), mode="L")
 
 
 def load_rgb_array(path: Path | str, *, min_size: int | None = None) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable
 from multiprocessing.pool import Pool
 
 
@@ -25,5 +26,13 @@ def worker_count(workers: int = 0) -> int:
         return os.cpu_count() or 1
 
 
-def process_pool(workers: int = 0) -> Pool:
-    return context().Pool(worker_count(workers))
+def one_thread_per_worker() -> None:
+    """Run in each worker: there is already one process per core, so OpenCV's own thread pool
+    would oversubscribe the cores."""
+    import cv2  # here, not at the top: only workers that decode pay for the import
+
+    cv2.setNumThreads(1)
+
+
+def process_pool(workers: int = 0, initializer: Callable[[], None] | None = None) -> Pool:
+    return context().Pool(worker_count(workers), initializer=initializer)

@@ -26,6 +26,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from lib.images import SIXTEEN_BIT_MODES, eight_bit
+
 NOT_AN_IMAGE = "not_an_image"
 TRUNCATED_IMAGE = "truncated_image"
 CORRUPT_IMAGE = "corrupt_image"
@@ -38,7 +40,6 @@ DECOMPRESSION_BOMB = "decompression_bomb"
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM")
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}  # others: the format in lower case
 _DRAFT_FORMATS = ("JPEG", "MPO")  # formats whose decoder can decode at reduced size
-_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
 # A pixel counts as a Gaussian of sigma 0.5 (of its own width): shrinking by f, the blur that
 # brings it to 0.5 of an output pixel is 0.5 * sqrt(f^2 - 1) (the scale-space rule image
 # pyramids use). Below MIN_SIGMA it changes nothing.
@@ -108,12 +109,6 @@ def check_header(path: str, limits: ImageLimits) -> tuple[tuple[int, int] | None
     return (None, reason) if reason else (size, None)
 
 
-def check_image(body: bytes, *, min_side: int, max_pixels: int) -> tuple[str | None, str | None]:
-    """``(extension, None)`` if ``body`` decodes fully into a real image, else ``(None, why)``."""
-    prepared = prepare_image(body, ImageLimits(min_side=min_side, max_pixels=max_pixels))
-    return prepared.extension, prepared.reason
-
-
 def size_problem(size: tuple[int, int], limits: ImageLimits) -> str | None:
     """The reason an image of ``size`` is refused before decoding, or None."""
     width, height = size
@@ -181,9 +176,6 @@ def _jpeg_mode(image: Image.Image) -> Image.Image:
     """``image`` in a mode JPEG stores, converted as ``lib.images.load_rgb`` converts it."""
     if image.mode in ("RGB", "L"):
         return image
-    if image.mode in _SIXTEEN_BIT:
-        # scale to 8 bits instead of letting convert() clip at 255
-        pixels = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") else max(pixels.max(), 1.0)
-        return Image.fromarray(np.round(pixels / peak * 255).astype(np.uint8))  # 2-D uint8: L
+    if image.mode in SIXTEEN_BIT_MODES:
+        return eight_bit(image)
     return image.convert("RGB")

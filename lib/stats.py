@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from lib.errors import UserError
 from lib.images import load_rgb_array
-from lib.pools import process_pool
+from lib.pools import one_thread_per_worker, process_pool
 
 log = logging.getLogger(__name__)
 CHUNK = 32  # images per task: enough that inter-process overhead is small, small enough to balance
@@ -89,7 +89,6 @@ def read_pixels(path: str, size: int | None) -> np.ndarray:
 
 
 def sum_chunk(paths: Sequence[str], size: int | None = None) -> ChannelSums:
-    cv2.setNumThreads(1)  # one process per core already: OpenCV threads would oversubscribe
     sums = ChannelSums()
     for path in paths:
         try:
@@ -106,7 +105,8 @@ def compute_stats(paths: Sequence[Path], *, workers: int = 0,
     """Mean and std per RGB channel over every pixel of `paths`; `workers=0` uses every core."""
     chunks = [[str(p) for p in paths[i:i + CHUNK]] for i in range(0, len(paths), CHUNK)]
     merged = ChannelSums()
-    with process_pool(workers) as pool, tqdm(total=len(paths), desc="stats", unit="img") as bar:
+    with (process_pool(workers, initializer=one_thread_per_worker) as pool,
+          tqdm(total=len(paths), desc="stats", unit="img") as bar):
         for part in pool.imap_unordered(partial(sum_chunk, size=size), chunks):
             merged.merge(part)
             bar.update(part.images + len(part.unreadable))

@@ -28,13 +28,14 @@ import struct
 import threading
 import time
 import warnings
+from collections.abc import AsyncIterator
 from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
-import cv2
 from PIL import Image
 
+from lib.pools import one_thread_per_worker
 from lib.resize import ImageLimits, check_header, prepare_image
 
 TMP_PREFIX = ".tmp"
@@ -81,24 +82,18 @@ class StoreWorkers:
             self.close()
             raise
 
-    class _Connected:
-        def __init__(self, workers: StoreWorkers) -> None:
-            self.workers = workers
-
-        async def __aenter__(self) -> StoreWorkers:
-            await self.workers._connect()
-            return self.workers
-
-        async def __aexit__(self, *exc_info: object) -> None:
-            self.workers._disconnect()
-
     @property
     def pids(self) -> list[int]:
         return [process.pid for process in self._processes]
 
-    def connected(self) -> StoreWorkers._Connected:
+    @contextlib.asynccontextmanager
+    async def connected(self) -> AsyncIterator[StoreWorkers]:
         """Hook the sockets to the running event loop for the ``async with`` block."""
-        return StoreWorkers._Connected(self)
+        await self._connect()
+        try:
+            yield self
+        finally:
+            self._disconnect()
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
@@ -246,7 +241,7 @@ def init_worker(max_pixels: int, main_pid: int) -> None:
     """Worker set-up: PIL's bomb guard at our limit, Ctrl-C left to the main process (which
     shuts the pool down), and an exit when the main process is gone (kill -9)."""
     Image.MAX_IMAGE_PIXELS = max_pixels
-    cv2.setNumThreads(1)  # one worker per core already: OpenCV's threads would oversubscribe
+    one_thread_per_worker()
     # PIL only warns between 1x and 2x the limit; here anything over the limit is rejected
     warnings.simplefilter("error", Image.DecompressionBombWarning)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

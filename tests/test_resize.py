@@ -13,7 +13,6 @@ from sklearn.datasets import load_sample_image
 from lib.resize import (
     ImageLimits,
     check_header,
-    check_image,
     fit_size,
     load_reduced,
     prepare_image,
@@ -145,6 +144,11 @@ def test_16_bit_images_are_scaled_to_8_bits_when_shrunk():
 def test_refused_bodies(body: bytes, reason: str):
     limits = ImageLimits(min_side=8, max_pixels=10_000, max_side=64)
     assert prepare_image(body, limits).reason == reason
+
+
+def check_image(body: bytes, *, min_side: int, max_pixels: int) -> tuple[str | None, str | None]:
+    prepared = prepare_image(body, ImageLimits(min_side=min_side, max_pixels=max_pixels))
+    return prepared.extension, prepared.reason
 
 
 def test_check_image_formats():
