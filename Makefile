@@ -18,7 +18,6 @@ $(VENV)/.installed: requirements.txt
 
 run: setup
 	$(BIN)/dvc repro
-	@$(BIN)/python -m stages.check_submission
 	@$(BIN)/python -m stages.ensemble --summary
 
 test: setup

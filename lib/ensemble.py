@@ -90,11 +90,6 @@ def combine(parts: Sequence[Predictions], *, how: str = "mean",
                        prior=prior)
 
 
-def mean_of_folds(folds: Sequence[Predictions]) -> Predictions:
-    """The arithmetic mean of the folds' probabilities on the same images."""
-    return combine(folds, how="mean", names=[f"fold {i}" for i in range(len(folds))])
-
-
 def concat_oof(folds: Sequence[Predictions]) -> Predictions:
     """Every fold's out-of-fold rows in one set (each image is held out by exactly one fold);
     the prior is the folds' average."""

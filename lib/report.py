@@ -20,10 +20,7 @@ import pandas as pd
 
 from lib.figures import image_grid
 from lib.images import load_rgb_array
-
-
-def class_names(classes: np.ndarray, names: dict[int, str] | None) -> list[str]:
-    return [(names or {}).get(int(label), str(int(label))) for label in classes]
+from lib.submission import class_names
 
 
 def per_class_table(probs: np.ndarray, columns: np.ndarray, classes: np.ndarray,

@@ -46,6 +46,11 @@ class Layout:
     labels: list[int]
 
 
+def class_names(classes, names: dict[int, str] | None) -> list[str]:
+    """Each label's name from the classes file, or the label id itself as text."""
+    return [(names or {}).get(int(label), str(int(label))) for label in classes]
+
+
 def read_class_names(path: Path) -> dict[int, str]:
     """label_id -> name from a `label_id,name` CSV (the demo's classes.csv)."""
     frame = pd.read_csv(path, dtype={"name": str})
@@ -90,7 +95,7 @@ def make_layout(fmt: str, *, test_ids: Sequence[int], labels: Sequence[int],
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, not {fmt!r}")
     labels = sorted(int(label) for label in labels)
-    column_of = {(names or {}).get(label, str(label)): label for label in labels}
+    column_of = dict(zip(class_names(labels, names), labels, strict=True))
     header = ["id", "predicted"] if fmt == "label" else ["id", *column_of]
     ids = [int(i) for i in test_ids]
     if sample is None:

@@ -26,16 +26,17 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lib.device import autocast, to_device
+from lib.ensemble import MERGES
 
 TTA_LEVELS = ("none", "flip", "flip5", "flip6")
-MERGES = ("mean", "geomean")
+CROP_LEVELS = ("flip5", "flip6")  # the levels that add crops of a larger load
 View = Callable[[torch.Tensor], torch.Tensor]
 
 
 def load_size(img_size: int, *, tta: str, crop: float) -> int:
     """The square size the loader should resize images to: larger than img_size for the
     crop levels, so every crop is img_size pixels without being resampled."""
-    if tta in ("flip5", "flip6"):
+    if tta in CROP_LEVELS:
         return max(round(img_size / crop), img_size)
     return img_size
 
@@ -77,7 +78,7 @@ def tta_views(tta: str, *, img_size: int, crop: float = 0.875,
     base: list[tuple[str, View]] = [("full", lambda x: x)]
     if tta == "flip6":
         base = [("full", lambda x: _resize(x, img_size))]
-    if tta in ("flip5", "flip6"):
+    if tta in CROP_LEVELS:
         crops = [("centre", "centre", "centre"), ("top-left", "start", "start"),
                  ("top-right", "start", "end"), ("bottom-left", "end", "start"),
                  ("bottom-right", "end", "end")]
@@ -114,6 +115,6 @@ def predict_probs(model: nn.Module, loader: DataLoader, *, device: torch.device,
             part = torch.softmax(logits, 1) if merge == "mean" else torch.log_softmax(logits, 1)
             total = part if total is None else total + part
         merged = total / len(views) if merge == "mean" else torch.softmax(total / len(views), 1)
-        batches.append(merged.cpu().numpy().astype(np.float32))
+        batches.append(merged.cpu().numpy())  # float32: the softmax of .float() logits
     n_classes = model.get_classifier().out_features
     return np.concatenate(batches) if batches else np.zeros((0, n_classes), np.float32)

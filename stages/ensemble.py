@@ -23,6 +23,7 @@ from lib.ensemble import (
     clip_probs,
     combine,
     correct_prior,
+    log_loss,
     most_probable_column,
     read_target_prior,
     score,
@@ -92,13 +93,15 @@ def main() -> None:
     sample = Path(p["sample_submission"]) if p["sample_submission"] else None
     layout = make_layout(p["submission_format"], test_ids=test_ids, labels=labels,
                          names=names_of, sample=sample)
+    fallback_column = most_probable_column(prior, source)
     frame, filled = build_submission(layout, test,
                                      fallback_probs=clip_probs(prior[None], **bounds)[0],
-                                     fallback_column=most_probable_column(prior, source))
+                                     fallback_column=fallback_column)
     write_submission(SUBMISSION_CSV, frame, layout)
     metrics["submission"] = {"rows": len(frame), "filled_missing_images": filled}
     if p["test_labels"]:
-        metrics["test"] = score_test(Path(p["test_labels"]), layout, test, prior, source)
+        metrics["test"] = score_test(Path(p["test_labels"]), layout, test, prior,
+                                     fallback_column)
     write_reports(oof, names_of)
     write_json(ENSEMBLE_METRICS, metrics)
     print(summary(metrics, p["submission_format"]))
@@ -128,13 +131,13 @@ def print_summary() -> None:
     print(summary(metrics, load_params(["submission_format"])["submission_format"]))
 
 
-def score_test(answers: Path, layout, test, prior: np.ndarray, source: np.ndarray) -> dict:
+def score_test(answers: Path, layout, test, prior: np.ndarray, fallback_column: int) -> dict:
     """Accuracy of the submitted labels (and log loss of the submitted probabilities) against
     known answers: the demo scores itself."""
     truth = pd.read_csv(answers)
     label_layout = make_layout("label", test_ids=layout.ids, labels=test.classes)
     labels, _ = build_submission(label_layout, test, fallback_probs=prior,
-                                 fallback_column=most_probable_column(prior, source))
+                                 fallback_column=fallback_column)
     merged = labels.merge(truth, on="id")
     known = merged[merged["id"].isin(set(test.image_ids.tolist()))]
     row_of = {int(i): r for r, i in enumerate(test.image_ids)}
@@ -142,7 +145,7 @@ def score_test(answers: Path, layout, test, prior: np.ndarray, source: np.ndarra
     probs = test.probs[rows]
     columns = target_columns(test.classes, known["label"].to_numpy())
     return {"accuracy": float((merged["predicted"] == merged["label"]).mean()),
-            "log_loss_submitted": score(probs, columns, low=0.0, high=1.0)["log_loss"]}
+            "log_loss_submitted": log_loss(probs, columns)}
 
 
 def write_reports(oof, names: dict[int, str] | None) -> None:

@@ -9,7 +9,6 @@ from lib.ensemble import (
     concat_oof,
     correct_prior,
     log_loss,
-    mean_of_folds,
     merge_probs,
     most_probable_column,
     read_target_prior,
@@ -21,6 +20,10 @@ from lib.errors import UserError
 from lib.predictions import Predictions, save_predictions, training_prior
 
 CLASSES = np.array([3, 7])
+
+
+def mean_of_folds(folds: list[Predictions]) -> Predictions:
+    return combine(folds, how="mean", names=[f"fold {i}" for i in range(len(folds))])
 
 
 def test_mean_of_folds_aligns_rows_by_image_id():
