@@ -189,9 +189,6 @@ def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: in
                       prefetch_factor=4 if workers > 0 else None)
 
 
-BALANCE_MODES = ("none", "sampler", "loss_weights")
-
-
 def inverse_frequency(targets: Sequence[int], num_classes: int) -> np.ndarray:
     """Per-class weights n / (C x count): 1 everywhere for a balanced set. Classes with no
     images get weight 0."""
@@ -200,11 +197,6 @@ def inverse_frequency(targets: Sequence[int], num_classes: int) -> np.ndarray:
     present = counts > 0
     weights[present] = len(targets) / (present.sum() * counts[present])
     return weights
-
-
-def default_workers() -> int:
-    """Loader processes: every core but one for the training process itself."""
-    return max(worker_count() - 1, 0)
 
 
 def resolve_workers(workers: int | str) -> int:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from lib.device import pick_device
 from lib.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -68,16 +69,14 @@ def setup(gpus: int) -> tuple[Dist, torch.device]:
     if cuda and gpus > torch.cuda.device_count():
         raise UserError(f"gpus = {gpus} is not allowed: this machine has "
                         f"{torch.cuda.device_count()} CUDA device(s)")
+    device = pick_device(env.local_rank if env.enabled else None)
     if not env.enabled:
-        return env, torch.device("cuda" if cuda else "cpu")
+        return env, device
     if cuda:
         torch.cuda.set_device(env.local_rank)
-        device = torch.device("cuda", env.local_rank)
-    else:
-        device = torch.device("cpu")
-        if env.main:
-            log.warning("no CUDA device: %d CPU processes with gloo (a test set-up, not faster)",
-                        gpus)
+    elif env.main:
+        log.warning("no CUDA device: %d CPU processes with gloo (a test set-up, not faster)",
+                    gpus)
     dist.init_process_group(backend="nccl" if cuda else "gloo")
     return env, device
 
