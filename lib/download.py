@@ -169,8 +169,9 @@ def download_competition(
     total = sum(len(records) for records in records_by_split.values())
     try:
         with _sigterm_raises():
-            prune_stale(records_by_split, images_dir)
-            plan = _plan(records_by_split, images_dir, tally, retry_only)
+            folder_of = _folder_namer(records_by_split, images_dir)
+            prune_stale(records_by_split, images_dir, folder_of)
+            plan = _plan(records_by_split, folder_of, tally, retry_only)
             with tqdm(total=total, initial=tally.done, unit="img", desc="download",
                       disable=None, smoothing=0.1) as bar:
                 if plan.existing or plan.jobs:
@@ -182,18 +183,12 @@ def download_competition(
     return DownloadResult(report=report, failures=tally.failure_rows())
 
 
-def destination_dir(images_dir: Path, record: ImageRecord, width: int) -> Path:
-    """Folder an image goes to: ``<split>/<label>`` for labelled records, ``<split>`` else."""
-    if record.label is None:
-        return images_dir / record.split
-    return images_dir / record.split / label_dir_name(record.label, width)
-
-
-def prune_stale(records_by_split: dict[str, list[ImageRecord]], images_dir: Path) -> int:
+def prune_stale(records_by_split: dict[str, list[ImageRecord]], images_dir: Path,
+                folder_of: Callable[[ImageRecord], Path]) -> int:
     """Delete images that the lists no longer name (or name under another label or split), so
     the tree mirrors the current lists and later stages never train on a stale image.
 
-    Memory follows the files on disk, not the lists: nothing is built on a first run."""
+    Memory follows the files on disk, not the lists."""
     on_disk: dict[Path, dict[str, list[Path]]] = {}  # folder -> stem -> files
     for split in SPLITS:
         for path in (images_dir / split).rglob("*"):
@@ -201,7 +196,6 @@ def prune_stale(records_by_split: dict[str, list[ImageRecord]], images_dir: Path
                 stems = on_disk.setdefault(path.parent, {})
                 stems.setdefault(path.name.partition(".")[0], []).append(path)
     if on_disk:
-        folder_of = _folder_namer(records_by_split, images_dir)
         for records in records_by_split.values():
             for record in records:
                 stems = on_disk.get(folder_of(record))
@@ -272,12 +266,14 @@ class _Tally:
         self.reasons: Counter[str] = Counter()
         self.failures: list[tuple[str, int, str, str]] = []
         self.extra: Counter[str] = Counter()  # bytes, bytes_written, resized, ...
-        self.done = 0
         self.fetching_s = 0.0  # first request to last image stored
 
     def count(self, split: str, status: str) -> None:
         self.per_split[split][status] += 1
-        self.done += 1
+
+    @property
+    def done(self) -> int:
+        return sum(counts.total() for counts in self.per_split.values())
 
     def downloaded(self, split: str, nbytes: int, written: int, resized: bool,
                    later_url: bool) -> None:
@@ -332,12 +328,11 @@ class _Plan:
 
 def _plan(
     records_by_split: dict[str, list[ImageRecord]],
-    images_dir: Path,
+    folder_of: Callable[[ImageRecord], Path],
     tally: _Tally,
     retry_only: set[tuple[str, int]] | None,
 ) -> _Plan:
     """Sort every record into: to fetch, on disk (to check, or skipped), or not attempted."""
-    folder_of = _folder_namer(records_by_split, images_dir)
     files: dict[Path, dict[str, str]] = {}
     plan = _Plan(jobs=[], existing=[], folder_of=folder_of)
     for split in sorted(records_by_split, key=_split_rank):
@@ -364,13 +359,16 @@ def _plan(
 def _folder_namer(
     records_by_split: dict[str, list[ImageRecord]], images_dir: Path
 ) -> Callable[[ImageRecord], Path]:
-    """``destination_dir`` with one label width for train and validation, one Path per folder."""
+    """The folder of a record's image: ``<split>/<label>`` for labelled records, ``<split>``
+    else; one label width for train and validation, one Path per folder."""
     labelled = (r for split in LABELLED_SPLITS for r in records_by_split.get(split, ()))
     width = label_width(labelled)  # one width for train and validation: same folder names
 
     @functools.cache
     def folder(split: str, label: int | None) -> Path:
-        return destination_dir(images_dir, ImageRecord(split, 0, (), label), width)
+        if label is None:
+            return images_dir / split
+        return images_dir / split / label_dir_name(label, width)
 
     return lambda record: folder(record.split, record.label)
 
