@@ -50,7 +50,6 @@ import csv
 import functools
 import io
 import logging
-import math
 import os
 import random
 import signal
@@ -60,7 +59,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +70,7 @@ from lib.competition import LABELLED_SPLITS, SPLITS, ImageRecord, label_dir_name
 from lib.errors import UserError
 from lib.fetch import Fetcher, open_session
 from lib.fileio import write_json, write_text
+from lib.params import RULES
 from lib.resize import ImageLimits
 from lib.store import (
     EXISTING_BAD,
@@ -113,18 +113,13 @@ class DownloadSettings:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the field, its value and what is allowed."""
-        for name in ("concurrency", "per_host", "min_side", "max_bytes", "max_pixels"):
-            _require_int(name, getattr(self, name), minimum=1)
-        for name in ("retries", "max_redirects", "workers"):
-            _require_int(name, getattr(self, name), minimum=0)
-        for name in ("timeout_s", "connect_timeout_s", "read_timeout_s"):
-            _require_number(name, getattr(self, name), allow_zero=False)
-        for name in ("backoff_s", "dns_cache_s"):
-            _require_number(name, getattr(self, name), allow_zero=True)
-        if self.max_side is not None:
-            _require_int("max_side", self.max_side, minimum=1)
-        _require_int("jpeg_quality", self.jpeg_quality, minimum=1, maximum=100)
+        """Raise ValueError naming the field, its value and what is allowed: the rules of the
+        ``download.*`` params (``lib.params``): a setting is allowed exactly when its param is."""
+        for item in fields(self):
+            value = getattr(self, item.name)
+            allowed = RULES[f"download.{item.name}"](value)
+            if allowed is not None:
+                raise ValueError(f"download setting {item.name}={value!r}; expected {allowed}")
 
     @property
     def limits(self) -> ImageLimits:
@@ -618,26 +613,6 @@ def _sigterm_raises() -> Iterator[None]:
 
 def _split_rank(split: str) -> int:
     return SPLITS.index(split)  # download_competition accepts no other split
-
-
-def _require_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> None:
-    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
-            or (maximum is not None and value > maximum)):
-        upper = f" and <= {maximum}" if maximum is not None else ""
-        raise ValueError(
-            f"download setting {name}={value!r}; expected an integer >= {minimum}{upper}")
-
-
-def _require_number(name: str, value: Any, *, allow_zero: bool) -> None:
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and (value >= 0 if allow_zero else value > 0)
-    )
-    if not ok:
-        rule = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"download setting {name}={value!r}; expected a finite number {rule}")
 
 
 def _log_summary(report: dict[str, Any]) -> None:

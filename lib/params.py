@@ -7,6 +7,7 @@ value and what is allowed. The rules for every key live in RULES, in one place.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ def _int(low: int | None = None, high: int | None = None) -> Check:
 def _number(low: float, *, strict: bool = False, high: float | None = None) -> Check:
     def check(value: Any) -> str | None:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value)
         ok = ok and (value > low if strict else value >= low) and (high is None or value <= high)
         if not ok:
             upper = f" and <= {high}" if high is not None else ""

@@ -36,6 +36,7 @@ def test_values_come_back_by_dotted_key(tmp_path):
 @pytest.mark.parametrize(("text", "key", "allowed"), [
     ("lr: -1\n", "lr", "a number > 0"),
     ("lr: 'fast'\n", "lr", "a number > 0"),
+    ("lr: .inf\n", "lr", "a number > 0"),  # finite too
     ("epochs: 0\n", "epochs", "an integer >= 1"),
     ("epochs: true\n", "epochs", "an integer >= 1"),
     ("optimizer: adam\n", "optimizer", "one of sgd, adamw"),
