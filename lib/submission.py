@@ -187,9 +187,7 @@ def check_submission(path: Path, layout: Layout) -> list[str]:
             if names:
                 problems.append(f"{len(names)} {what}: {_examples(names)}")
     ragged = [line for line, row in rows if len(row) != len(header)]
-    if ragged:
-        problems.append(f"{len(ragged)} rows without {len(header)} fields (lines "
-                        f"{_examples(ragged)})")
+    problems += _found(f"rows without {len(header)} fields", ragged, lines=True)
     ids: list[int] = []
     bad_ids = []
     for line, row in rows:
@@ -197,8 +195,7 @@ def check_submission(path: Path, layout: Layout) -> list[str]:
             ids.append(int(row[0]))
         except ValueError:
             bad_ids.append(line)
-    if bad_ids:
-        problems.append(f"{len(bad_ids)} ids that are not integers (lines {_examples(bad_ids)})")
+    problems += _found("ids that are not integers", bad_ids, lines=True)
     repeated_ids = sorted(i for i, n in Counter(ids).items() if n > 1)
     expected = set(layout.ids)
     unknown_ids = sorted(set(ids) - expected)
@@ -224,10 +221,7 @@ def _check_labels(rows: list[tuple[int, list[str]]], allowed: set[int]) -> list[
             not_int.append(f"line {line}: {value!r}")
         elif int(value) not in allowed:
             unknown.append(f"line {line}: {value}")
-    problems = []
-    if not_int:
-        problems.append(f"{len(not_int)} labels missing, NaN or not integers "
-                        f"({_examples(not_int, 3)})")
+    problems = _found("labels missing, NaN or not integers", not_int, shown=3)
     if unknown:
         problems.append(f"{len(unknown)} unknown labels ({_examples(unknown, 3)}; allowed: "
                         f"{min(allowed)}..{max(allowed)})" if allowed else "no labels allowed")
@@ -244,14 +238,15 @@ def _check_probabilities(rows: list[tuple[int, list[str]]]) -> list[str]:
             out_of_range.append(line)
         elif abs(sum(values) - 1) > SUM_TOLERANCE:
             bad_sums.append(f"line {line}: {sum(values):.4f}")
-    problems = []
-    if not_numbers:
-        problems.append(f"{len(not_numbers)} rows with a missing, NaN or non-numeric "
-                        f"probability (lines {_examples(not_numbers)})")
-    if out_of_range:
-        problems.append(f"{len(out_of_range)} rows with a probability outside [0, 1] "
-                        f"(lines {_examples(out_of_range)})")
-    if bad_sums:
-        problems.append(f"{len(bad_sums)} rows not summing to 1 (+-{SUM_TOLERANCE}) "
-                        f"({_examples(bad_sums, 3)})")
-    return problems
+    return [*_found("rows with a missing, NaN or non-numeric probability", not_numbers,
+                    lines=True),
+            *_found("rows with a probability outside [0, 1]", out_of_range, lines=True),
+            *_found(f"rows not summing to 1 (+-{SUM_TOLERANCE})", bad_sums, shown=3)]
+
+
+def _found(what: str, items: list, *, lines: bool = False, shown: int = 5) -> list[str]:
+    """``["<count> <what> (<first items>)"]``, or nothing when there are none; ``lines``: the
+    items are line numbers."""
+    if not items:
+        return []
+    return [f"{len(items)} {what} ({'lines ' if lines else ''}{_examples(items, shown)})"]
