@@ -183,8 +183,9 @@ def tta_rate(arch, device, paths, workers, args) -> float:
     model, _, _, _, _ = build(arch, device, args)
     transform = build_transforms(img_size=args.img_size, mean=MEAN, std=STD, train=False)
     count = max(len(paths), args.steps * args.batch_size)
-    # as stages.predict loads them: full-size decoding
-    dataset = ImageDataset([paths[i % len(paths)] for i in range(count)], None, transform)
+    # as stages.predict loads them: JPEGs decoded at reduced size, as validation decodes them
+    dataset = ImageDataset([paths[i % len(paths)] for i in range(count)], None, transform,
+                           decode_size=decode_size(args.img_size, train=False))
     loader = inference_loader(dataset, batch_size=args.batch_size, device=device,
                               workers=workers)
     views = tta_views("flip", img_size=args.img_size)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from lib.checkpoint import load_checkpoint, model_from_checkpoint
-from lib.data import ImageDataset, build_transforms, rows_dataset
+from lib.data import ImageDataset, build_transforms, decode_size, rows_dataset
 from lib.device import inference_loader, pick_device, prepare_model
 from lib.folds import holdout_rows, read_folds, split_fold
 from lib.images import list_images
@@ -27,8 +27,12 @@ def main() -> None:
     model = prepare_model(model_from_checkpoint(checkpoint), device)
     img_size = checkpoint["img_size"]
     views = tta_views(p["tta"], img_size=img_size, crop=p["tta_crop"], scales=p["tta_scales"])
-    transform = build_transforms(img_size=load_size(img_size, tta=p["tta"], crop=p["tta_crop"]),
-                                 mean=checkpoint["mean"], std=checkpoint["std"], train=False)
+    size = load_size(img_size, tta=p["tta"], crop=p["tta_crop"])
+    transform = build_transforms(img_size=size, mean=checkpoint["mean"], std=checkpoint["std"],
+                                 train=False)
+    # JPEGs decoded at reduced size as training's validation decodes them: the model is scored
+    # and used on the pixels it was checked on, and large photos decode several times faster
+    decoded = decode_size(size, train=False)
     classes = np.array(checkpoint["classes"])
     folds = read_folds(FOLDS_CSV)
     train_rows, oof_rows = split_fold(folds, fold)
@@ -50,7 +54,8 @@ def main() -> None:
         return probs
 
     def labelled(rows: pd.DataFrame, name: str) -> Predictions:
-        dataset = rows_dataset(rows, images_dir=IMAGES_DIR, classes=None, transform=transform)
+        dataset = rows_dataset(rows, images_dir=IMAGES_DIR, classes=None, transform=transform,
+                               decode_size=decoded)
         return Predictions(probs=probs_for(dataset, name), image_ids=rows["image_id"].to_numpy(),
                            classes=classes, splits=rows["split"].to_numpy(),
                            targets=rows["label"].to_numpy(), prior=prior)
@@ -60,7 +65,8 @@ def main() -> None:
     if len(holdout):
         save_predictions(predictions_dir(fold) / "holdout.npz", labelled(holdout, "holdout"))
     test_paths = list_images(IMAGES_DIR / "test")
-    test = Predictions(probs=probs_for(ImageDataset(test_paths, None, transform), "test"),
+    test_set = ImageDataset(test_paths, None, transform, decode_size=decoded)
+    test = Predictions(probs=probs_for(test_set, "test"),
                        image_ids=np.array([int(path.stem) for path in test_paths], np.int64),
                        classes=classes, prior=prior)
     save_predictions(predictions_dir(fold) / "test.npz", test)
