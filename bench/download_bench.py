@@ -25,8 +25,13 @@ keeping the aspect, and writes JPEGs at quality 90:
 With no delay (CPU-bound):
   (e) the decode+resize ceiling: the same files read from disk and shrunk by a plain process
       pool, one process per core, no network, its start not counted;
-  (f) ours, timed both ways.
-(b)-(f) take turns for ``--repeats`` rounds and each keeps its best, so a busy moment on a
+  (f) ours, timed both ways;
+  (g) the network alone: the same URLs fetched by ours' aiohttp session and lib.fetch, the
+      bodies dropped; the CPU it costs per image, ours' and the server's (from /proc). With
+      the ceiling's CPU per image, C (its cores x its seconds / images), and the network's, N,
+      no downloader that fetches and shrinks on these same cores can beat C / (C + N) of the
+      ceiling: the bound printed beside (f)'s share.
+(b)-(g) take turns for ``--repeats`` rounds and each keeps its best, so a busy moment on a
 shared machine does not land on one contender only.
 Targets (issue 3, 2-core machine, max_side=256): (d) >= 2x (c) and >= 1.5x (b); (f) >= 80% of (e).
 
@@ -61,7 +66,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lib.competition import ImageRecord  # noqa: E402
 from lib.download import DownloadSettings, download_competition  # noqa: E402
-from lib.pools import one_thread_per_worker, process_pool, worker_count  # noqa: E402
+from lib.fetch import Fetcher, open_session  # noqa: E402
+from lib.pools import process_pool, set_up_decode_worker, worker_count  # noqa: E402
 from lib.resize import ImageLimits, prepare_image  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -241,6 +247,37 @@ def ours(urls: list[str], out: Path, limits: ImageLimits, concurrency: int = 128
     return result.report
 
 
+async def _fetch_all(urls: list[str], concurrency: int) -> int:
+    """(g): every URL through lib.fetch on one session, as ours fetches; bodies dropped."""
+    session = open_session(concurrency=concurrency, per_host=concurrency, timeout_s=60,
+                           connect_timeout_s=10, read_timeout_s=20, dns_cache_s=300)
+    async with session:
+        fetch = Fetcher(session, BENCH, retries=2, backoff_s=0.5, max_redirects=10,
+                        max_bytes=20_000_000, per_host=concurrency).fetch
+        pending = iter(urls)
+
+        async def worker() -> int:
+            return sum([(await fetch(url))[0] is not None for url in pending])
+
+        return sum(await asyncio.gather(*[worker() for _ in range(concurrency)]))
+
+
+def network_only(urls: list[str], server_pid: int, concurrency: int = 128
+                 ) -> tuple[int, float, float, float]:
+    """(g): bodies received, seconds, and CPU seconds of this process and of the server."""
+    cpu, server_cpu, start = time.process_time(), _cpu_seconds(server_pid), time.perf_counter()
+    received = asyncio.run(_fetch_all(urls, concurrency))
+    seconds = time.perf_counter() - start
+    return (received, seconds, time.process_time() - cpu,
+            _cpu_seconds(server_pid) - server_cpu)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _shrink_files(paths: list[str], limits: ImageLimits) -> int:
     return sum(prepare_image(Path(path).read_bytes(), limits).data is not None
                for path in paths)
@@ -250,7 +287,7 @@ def ceiling(paths: list[Path], limits: ImageLimits, workers: int) -> tuple[int, 
     """(e): decode + shrink + encode of the same files by a plain pool, no network, no writes;
     images done and seconds, the pool's start-up not counted (ours counts its own)."""
     chunks = [[str(path) for path in paths[i:i + 16]] for i in range(0, len(paths), 16)]
-    with process_pool(workers, initializer=one_thread_per_worker) as pool:
+    with process_pool(workers, initializer=set_up_decode_worker) as pool:
         pool.map(abs, range(workers * 4))  # every worker started
         seconds, done = timed(pool.starmap, _shrink_files, [(chunk, limits) for chunk in chunks])
     return sum(done), seconds
@@ -345,7 +382,8 @@ def compare(args: argparse.Namespace) -> None:
              "d2": "(d) ours, first request to last image stored",
              "e": f"(e) decode+resize ceiling, {workers} processes, no network",
              "f": "(f) ours, no delay, whole call",
-             "f2": "(f) ours, no delay, first request to last stored"}
+             "f2": "(f) ours, no delay, first request to last stored",
+             "g": "(g) the network alone: lib.fetch, bodies dropped"}
     load_before = os.getloadavg()
     server = Server(PHOTOS)
     try:
@@ -356,7 +394,9 @@ def compare(args: argparse.Namespace) -> None:
             "d": lambda: _ours_timed(results, "d", urls, fresh("ours"), limits),
             "e": lambda: ceiling(paths, limits, workers),
             "f": lambda: _ours_timed(results, "f", fast_urls, fresh("ours_fast"), limits),
+            "g": lambda: _network_timed(network, fast_urls, server.process.pid),
         }
+        network: list[tuple[float, float]] = []  # (g)'s CPU per image: ours, the server's
         i2d_calls: list[float] = []
         if i2d_problem is None:
             def run_img2dataset() -> tuple[int, float]:
@@ -404,16 +444,25 @@ def compare(args: argparse.Namespace) -> None:
               f"stored; its whole download() call\n    took {min(i2d_calls):.2f} s at best "
               f"({i2d_whole:.1f} images/s: ours whole call {rate['d'] / i2d_whole:.2f}x)")
     print(f"\nno delay (CPU-bound)\n{header} {'share':>10s}")
-    for key in ("e", "f", "f2"):
+    for key in ("e", "f", "f2", "g"):
         written, seconds = best[key]
+        share = f"{rate[key] / rate['e']:10.1%}" if key != "g" else ""  # (g) shrinks nothing
         print(f"{names[key]:52s} {urls_of[key]:5d} {written:7d} {seconds:7.2f} "
-              f"{rate[key]:8.1f} {rate[key] / rate['e']:10.1%}")
+              f"{rate[key]:8.1f} {share}")
+    shrink_ms = 1000 * workers / rate["e"]  # the ceiling keeps its cores busy
+    client_ms, server_ms = (1000 * min(column) for column in zip(*network, strict=True))
+    bound = shrink_ms / (shrink_ms + client_ms + server_ms)
+    print(f"CPU per image: decode+shrink {shrink_ms:.2f} ms (the ceiling), the network "
+          f"{client_ms + server_ms:.2f} ms ((g): client {client_ms:.2f}, server "
+          f"{server_ms:.2f});\n    so fetching and shrinking on these {workers} cores reaches "
+          f"at most {bound:.1%} of the ceiling")
     print(f"\nours / Pool(20), whole calls: {rate['d'] / rate['b']:.2f}x (target >= 1.5x)")
     if "c" in rate:
         print(f"ours / img2dataset: {rate['d2'] / rate['c']:.2f}x timed as it times itself, "
               f"{rate['d'] / i2d_whole:.2f}x whole calls (target >= 2x)")
     print(f"ours with no delay as a share of the ceiling: {rate['f'] / rate['e']:.1%} whole "
-          f"call, {rate['f2'] / rate['e']:.1%} without its start-up (target >= 80%)")
+          f"call, {rate['f2'] / rate['e']:.1%} without its start-up (target >= 80%; at most "
+          f"{bound:.1%} here)")
 
 
 def _ours_timed(results: dict[str, list[tuple[int, float]]], key: str, *args
@@ -423,6 +472,14 @@ def _ours_timed(results: dict[str, list[tuple[int, float]]], key: str, *args
     seconds, report = timed(ours, *args)
     results.setdefault(f"{key}2", []).append((report["downloaded"], report["fetching_s"]))
     return report["downloaded"], seconds
+
+
+def _network_timed(network: list[tuple[float, float]], urls: list[str], server_pid: int
+                   ) -> tuple[int, float]:
+    """(g) as a contender: (bodies, seconds); its CPU per image appended to ``network``."""
+    received, seconds, cpu, server_cpu = network_only(urls, server_pid)
+    network.append((cpu / len(urls), server_cpu / len(urls)))
+    return received, seconds
 
 
 def _timed_count(fn, *args) -> tuple[int, float]:

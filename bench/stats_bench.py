@@ -23,7 +23,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lib.images import load_rgb_array  # noqa: E402
-from lib.pools import one_thread_per_worker, process_pool, worker_count  # noqa: E402
+from lib.pools import process_pool, set_up_decode_worker, worker_count  # noqa: E402
 from lib.stats import CHUNK, compute_stats, sum_chunk  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "stats_jpegs"
@@ -64,7 +64,7 @@ def decode_chunk(paths: list[str]) -> int:
 
 def decode_ceiling(paths: list[Path], workers: int) -> None:
     chunks = [[str(p) for p in paths[i:i + CHUNK]] for i in range(0, len(paths), CHUNK)]
-    with process_pool(workers) as pool:
+    with process_pool(workers, initializer=set_up_decode_worker) as pool:  # as ours is set up
         for _ in pool.imap_unordered(decode_chunk, chunks):
             pass
 
@@ -87,7 +87,7 @@ def main() -> None:
         path.read_bytes()
 
     t_loop, (loop_mean, loop_std) = timed(lambda: float64_loop(paths))
-    one_thread_per_worker()  # (b) runs our per-worker code in this process: same set-up
+    set_up_decode_worker()  # (b) runs our per-worker code in this process: same set-up
     t_hist1, _ = timed(lambda: sum_chunk([str(p) for p in paths]))
     # The pool contenders alternate, best of --repeats each: a noisy neighbour then slows both.
     ceiling_times, our_times = [], []

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from lib.errors import UserError
 from lib.images import load_rgb_array
-from lib.pools import one_thread_per_worker, process_pool
+from lib.pools import process_pool, set_up_decode_worker
 
 log = logging.getLogger(__name__)
 CHUNK = 32  # images per task: enough that inter-process overhead is small, small enough to balance
@@ -105,7 +105,7 @@ def compute_stats(paths: Sequence[Path], *, workers: int = 0,
     """Mean and std per RGB channel over every pixel of `paths`; `workers=0` uses every core."""
     chunks = [[str(p) for p in paths[i:i + CHUNK]] for i in range(0, len(paths), CHUNK)]
     merged = ChannelSums()
-    with (process_pool(workers, initializer=one_thread_per_worker) as pool,
+    with (process_pool(workers, initializer=set_up_decode_worker) as pool,
           tqdm(total=len(paths), desc="stats", unit="img") as bar):
         for part in pool.imap_unordered(partial(sum_chunk, size=size), chunks):
             merged.merge(part)

@@ -35,7 +35,7 @@ from typing import Any
 
 from PIL import Image
 
-from lib.pools import one_thread_per_worker
+from lib.pools import set_up_decode_worker
 from lib.resize import ImageLimits, check_header, prepare_image
 
 TMP_PREFIX = ".tmp"
@@ -241,7 +241,7 @@ def init_worker(max_pixels: int, main_pid: int) -> None:
     """Worker set-up: PIL's bomb guard at our limit, Ctrl-C left to the main process (which
     shuts the pool down), and an exit when the main process is gone (kill -9)."""
     Image.MAX_IMAGE_PIXELS = max_pixels
-    one_thread_per_worker()
+    set_up_decode_worker()
     # PIL only warns between 1x and 2x the limit; here anything over the limit is rejected
     warnings.simplefilter("error", Image.DecompressionBombWarning)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
