@@ -31,7 +31,7 @@ def main() -> None:
     transform = build_transforms(img_size=size, mean=checkpoint["mean"], std=checkpoint["std"],
                                  train=False)
     # JPEGs decoded at reduced size as training's validation decodes them: the model is scored
-    # and used on the pixels it was checked on, and large photos decode several times faster
+    # and used on the pixels it was checked on, and large photos decode faster
     decoded = decode_size(size, train=False)
     classes = np.array(checkpoint["classes"])
     folds = read_folds(FOLDS_CSV)
