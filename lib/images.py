@@ -13,18 +13,36 @@ from PIL import Image
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 
 
+# Formats whose decoder can decode at reduced size: JPEG, and MPO (JPEG frames: many camera
+# and phone photos), whose first frame is the picture.
+DRAFT_FORMATS = ("JPEG", "MPO")
+
+
 def load_rgb(path: Path | str, *, min_size: int | None = None) -> Image.Image:
     """Decode `path` fully and convert it to RGB (grayscale, palette, alpha, CMYK, 16-bit).
 
-    `min_size`: a JPEG at least twice as large on both sides is decoded at 1/2, 1/4 or 1/8
-    scale, the smallest that keeps both sides >= min_size (PIL's `draft`: libjpeg scales inside
-    the inverse DCT, so a 4x reduction decodes several times faster); other formats and
-    smaller JPEGs decode at full size."""
+    `min_size`: a JPEG at least twice as large on both sides is decoded at a reduced size that
+    keeps both sides >= min_size (`load_reduced`); other formats and smaller JPEGs decode at
+    full size."""
     with Image.open(path) as image:
-        if min_size is not None and image.format == "JPEG":
-            image.draft("RGB", (min_size, min_size))
-        image.load()
+        if min_size is None:
+            image.load()
+        else:
+            load_reduced(image, (min_size, min_size))
         return eight_bit(image).convert("RGB")
+
+
+def load_reduced(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Decode `image` (opened, not loaded) at the smallest scale that keeps its width and
+    height >= `size`'s.
+
+    JPEG decoders scale by 1/2, 1/4 or 1/8 inside the inverse DCT (PIL's `draft`), so a 4x
+    reduction decodes several times faster; other formats decode at full size. Every byte is
+    still read, so a truncated file still fails."""
+    if image.format in DRAFT_FORMATS:
+        image.draft(image.mode, size)
+    image.load()
+    return image
 
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from lib.images import SIXTEEN_BIT_MODES, eight_bit
+from lib.images import SIXTEEN_BIT_MODES, eight_bit, load_reduced
 
 NOT_AN_IMAGE = "not_an_image"
 TRUNCATED_IMAGE = "truncated_image"
@@ -39,7 +39,6 @@ DECOMPRESSION_BOMB = "decompression_bomb"
 # from bytes fetched off the internet.
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM")
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}  # others: the format in lower case
-_DRAFT_FORMATS = ("JPEG", "MPO")  # formats whose decoder can decode at reduced size
 # A pixel counts as a Gaussian of sigma 0.5 (of its own width): shrinking by f, the blur that
 # brings it to 0.5 of an output pixel is 0.5 * sqrt(f^2 - 1) (the scale-space rule image
 # pyramids use). Below MIN_SIGMA it changes nothing.
@@ -129,18 +128,6 @@ def fit_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     width, height = size
     scale = max_side / max(width, height)
     return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def load_reduced(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Decode ``image`` (opened, not loaded) at the smallest scale still >= ``size``.
-
-    JPEG decoders can scale by 1/2, 1/4 or 1/8 while decoding (``Image.draft``); other formats
-    are decoded at full size. Every byte is still read, so truncation is still caught.
-    """
-    if image.format in _DRAFT_FORMATS:
-        image.draft(image.mode, size)
-    image.load()
-    return image
 
 
 def shrink(image: Image.Image, *, max_side: int, quality: int) -> bytes:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib.images import list_images, load_rgb, load_rgb_array
+from lib.images import list_images, load_reduced, load_rgb, load_rgb_array
 from tests.conftest import write_image
 
 
@@ -32,3 +32,30 @@ def test_list_images_skips_temp_and_other_files(tmp_path):
     write_image(tmp_path / "a" / ".tmp-2.png")
     (tmp_path / "a" / "notes.txt").write_text("x")
     assert [p.name for p in list_images(tmp_path)] == ["1.png"]
+
+
+def test_jpeg_is_decoded_at_the_smallest_scale_that_keeps_the_size(tmp_path):
+    # 2048 / 256 = 8: the JPEG decoder's smallest scale gives exactly the size asked for
+    big = write_image(tmp_path / "big.jpg", size=(2048, 1024))
+    with Image.open(big) as image:
+        assert load_reduced(image, (256, 128)).size == (256, 128)
+    # 1000 / 256 = 3.9: the scale is 1/2, never below the size asked for
+    wide = write_image(tmp_path / "wide.jpg", size=(1000, 500))
+    with Image.open(wide) as image:
+        assert load_reduced(image, (256, 128)).size == (500, 250)
+    # PNG has no reduced decoding: full size
+    png = write_image(tmp_path / "big.png", size=(512, 256))
+    with Image.open(png) as image:
+        assert load_reduced(image, (256, 128)).size == (512, 256)
+
+
+def test_camera_mpo_photos_are_decoded_at_reduced_size_too(tmp_path):
+    # MPO (several JPEG frames, as many cameras and phones save) used to decode at full size
+    path = tmp_path / "camera.jpg"
+    first, second = Image.new("RGB", (400, 300), (200, 10, 10)), Image.new("RGB", (400, 300))
+    first.save(path, "MPO", save_all=True, append_images=[second])
+    with Image.open(path) as image:
+        assert image.format == "MPO"
+    image = load_rgb(path, min_size=64)
+    assert image.size == (100, 75)  # 1/4: both sides still >= 64
+    assert image.getpixel((50, 37))[0] > 150  # the first frame, the picture

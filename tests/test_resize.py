@@ -14,7 +14,6 @@ from lib.resize import (
     ImageLimits,
     check_header,
     fit_size,
-    load_reduced,
     prepare_image,
     resize_pixels,
 )
@@ -66,18 +65,6 @@ def test_no_max_side_keeps_every_original():
     body = encode((2000, 1500))
     prepared = prepare_image(body, ImageLimits(max_side=None))
     assert prepared.data is body and not prepared.resized
-
-
-def test_jpeg_is_decoded_at_reduced_size_with_draft():
-    # 2048 / 256 = 8: the JPEG decoder's smallest scale gives exactly the target
-    with Image.open(io.BytesIO(encode((2048, 1024)))) as image:
-        assert load_reduced(image, (256, 128)).size == (256, 128)
-    # 1000 / 256 = 3.9: the scale is 1/2, never below the target
-    with Image.open(io.BytesIO(encode((1000, 500)))) as image:
-        assert load_reduced(image, (256, 128)).size == (500, 250)
-    # PNG has no reduced decoding: full size, resized afterwards
-    with Image.open(io.BytesIO(encode((512, 256), "PNG"))) as image:
-        assert load_reduced(image, (256, 128)).size == (512, 256)
 
 
 def test_a_truncated_jpeg_is_refused_even_when_decoded_at_reduced_size():
