@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lib.competition import LABELLED_SPLITS, load_split
 from lib.errors import UserError
 from lib.fileio import atomic_path
 from lib.predictions import Predictions
@@ -84,6 +85,26 @@ def read_sample(path: Path) -> tuple[list[str], list[int]]:
         except ValueError as exc:
             raise UserError(f"{path}: ids must be integers ({exc})") from None
     return header, ids
+
+
+def competition_layout(fmt: str, competition: Path, *, classes_file: Path | None,
+                       sample: Path | None, extra_labels: Sequence[int] = ()) -> Layout:
+    """The submission Kaggle expects for a competition folder, the same for the ensemble that
+    writes it and for the check before an upload: test.json's ids; as classes, those of
+    `classes_file` (with their names), else every label of train.json and validation.json,
+    plus `extra_labels` (the model's classes); `sample` as in `make_layout`.
+
+    Every label of the competition, not only those of the images that downloaded: a class
+    whose every image failed still needs its proba column."""
+    names = read_class_names(classes_file) if classes_file else None
+    labels = set(names or {}) | {int(label) for label in extra_labels}
+    if names is None:
+        for split in LABELLED_SPLITS:
+            if (competition / f"{split}.json").is_file():
+                labels |= {r.label for r in load_split(competition / f"{split}.json", split)}
+    test_ids = [record.image_id for record in load_split(competition / "test.json", "test")]
+    return make_layout(fmt, test_ids=test_ids, labels=sorted(labels), names=names,
+                       sample=sample)
 
 
 def make_layout(fmt: str, *, test_ids: Sequence[int], labels: Sequence[int],

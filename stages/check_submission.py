@@ -14,10 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from lib.competition import load_split
 from lib.errors import UserError
 from lib.params import load_params
-from lib.submission import FORMATS, check_submission, make_layout, read_class_names
+from lib.submission import FORMATS, check_submission, competition_layout
 from stages.common import SUBMISSION_CSV, run
 
 
@@ -33,17 +32,11 @@ def main() -> None:
     competition = Path(p["competition"])
     if not (competition / "test.json").is_file():
         raise UserError(f"{competition / 'test.json'} not found: the test ids come from it")
-    names = read_class_names(Path(p["classes_file"])) if p["classes_file"] else None
-    labels = set(names or {})
-    if not labels:
-        for split in ("train", "validation"):
-            if (competition / f"{split}.json").is_file():
-                labels |= {r.label for r in load_split(competition / f"{split}.json", split)}
     sample = args.sample or (Path(p["sample_submission"]) if p["sample_submission"] else None)
     fmt = args.format or p["submission_format"]
-    layout = make_layout(fmt, test_ids=[r.image_id for r in
-                                        load_split(competition / "test.json", "test")],
-                         labels=sorted(labels), names=names, sample=sample)
+    layout = competition_layout(
+        fmt, competition, sample=sample,
+        classes_file=Path(p["classes_file"]) if p["classes_file"] else None)
     problems = check_submission(args.csv, layout)
     for problem in problems:
         print(f"{args.csv}: {problem}")

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.competition import load_split
 from lib.ensemble import (
     RunPredictions,
     clip_probs,
@@ -35,7 +34,13 @@ from lib.folds import read_folds
 from lib.params import load_params
 from lib.predictions import training_prior
 from lib.report import confusion_frame, per_class_table, top_losses_grid
-from lib.submission import build_submission, make_layout, read_class_names, write_submission
+from lib.submission import (
+    build_submission,
+    competition_layout,
+    make_layout,
+    read_class_names,
+    write_submission,
+)
 from stages.common import (
     CONFUSION_CSV,
     ENSEMBLE_METRICS,
@@ -87,12 +92,12 @@ def main() -> None:
         final = correct_prior(final, source=source, target=target)
     test.probs = clip_probs(final, **bounds)
     prior = target if p["prior_correction"] else source
-    names_of = read_class_names(Path(p["classes_file"])) if p["classes_file"] else None
-    labels = sorted({int(c) for c in test.classes} | set(names_of or {}))
-    test_ids = [record.image_id for record in load_split(test_json, "test")]
-    sample = Path(p["sample_submission"]) if p["sample_submission"] else None
-    layout = make_layout(p["submission_format"], test_ids=test_ids, labels=labels,
-                         names=names_of, sample=sample)
+    classes_file = Path(p["classes_file"]) if p["classes_file"] else None
+    names_of = read_class_names(classes_file) if classes_file else None
+    layout = competition_layout(
+        p["submission_format"], Path(p["competition"]), classes_file=classes_file,
+        sample=Path(p["sample_submission"]) if p["sample_submission"] else None,
+        extra_labels=test.classes)
     fallback_column = most_probable_column(prior, source)
     frame, filled = build_submission(layout, test,
                                      fallback_probs=clip_probs(prior[None], **bounds)[0],

@@ -1,4 +1,5 @@
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from lib.predictions import Predictions, load_predictions, save_predictions
 from lib.submission import (
     build_submission,
     check_submission,
+    competition_layout,
     make_layout,
     read_class_names,
     write_submission,
@@ -152,3 +154,36 @@ def test_predictions_round_trip_with_ids_and_classes(tmp_path):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(original, name))
     assert loaded.probs.dtype == np.float32
     assert sorted(p.name for p in tmp_path.iterdir()) == ["oof.npz"]
+
+
+def write_split(path, labels_by_id=None, ids=()):
+    """A split JSON: labelled when `labels_by_id` is given, else test ids."""
+    ids = list(labels_by_id or ids)
+    document = {"images": [{"url": [f"file:{i}.png"], "image_id": i} for i in ids]}
+    if labels_by_id is not None:
+        document["annotations"] = [{"image_id": i, "label_id": label}
+                                   for i, label in labels_by_id.items()]
+    path.write_text(json.dumps(document))
+
+
+def test_competition_layout_has_every_label_of_the_competition(tmp_path):
+    # the ensemble and the check build the same layout: test.json's ids and every label of
+    # train.json and validation.json, even one whose images all failed to download
+    write_split(tmp_path / "train.json", {1: 11, 2: 12})
+    write_split(tmp_path / "validation.json", {3: 13})
+    write_split(tmp_path / "test.json", ids=(7, 5))
+    layout = competition_layout("proba", tmp_path, classes_file=None, sample=None)
+    assert layout.header == ["id", "11", "12", "13"] and layout.ids == [5, 7]
+    assert layout.labels == [11, 12, 13]
+    # the models' classes join them (a label only the models know still gets its column)
+    extra = competition_layout("label", tmp_path, classes_file=None, sample=None,
+                               extra_labels=np.array([14]))
+    assert extra.header == ["id", "predicted"] and extra.labels == [11, 12, 13, 14]
+    # a classes file gives the classes and their names; validation.json may be absent
+    (tmp_path / "validation.json").unlink()
+    classes = tmp_path / "classes.csv"
+    classes.write_text("label_id,name\n11,cat\n12,dog\n13,fox\n")
+    named = competition_layout("proba", tmp_path, classes_file=classes, sample=None)
+    assert named.header == ["id", "cat", "dog", "fox"] and named.labels == [11, 12, 13]
+    assert competition_layout("proba", tmp_path, classes_file=None, sample=None).labels == [
+        11, 12]
