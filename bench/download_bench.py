@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing
 import os
@@ -74,7 +75,7 @@ BENCH = Path(__file__).resolve().parent
 CACHE = BENCH / ".cache"
 PHOTOS = CACHE / "download_photos"  # the served photos
 SMALL = CACHE / "download_small"  # the scale run's small images
-OUT = CACHE / "download_out"  # each contender's output, deleted after it ran
+OUT = CACHE / "download_out"  # every run's output, deleted when the benchmark ends
 I2D_VENV = CACHE / "venv-img2dataset"
 I2D_VERSION = "1.47.0"
 QUALITY = 90
@@ -161,21 +162,24 @@ def _serve(folders: list[str], ready: multiprocessing.connection.Connection) -> 
               for path in sorted(Path(folder).glob("*.jpg"))}
     small = [bodies[f"{i}.jpg"] for i in range(SMALL_COUNT) if f"{i}.jpg" in bodies]
 
-    async def photo(request: web.Request) -> web.Response:
-        delay_ms = int(request.match_info["delay"])
-        if delay_ms:
-            await asyncio.sleep(delay_ms / 1000)
-        name = request.match_info["name"]
-        body = bodies.get(name) if request.match_info["kind"] == "p" else small[
+    async def photo(request: web.BaseRequest) -> web.Response:
+        # /<kind>/<delay_ms>/<name>: p = the photos by name, s = the small images in turn
+        kind, delay, name = (request.path.split("/") + ["", "", ""])[1:4]
+        if kind not in ("p", "s") or not delay.isdigit():
+            raise web.HTTPNotFound()
+        if int(delay):
+            await asyncio.sleep(int(delay) / 1000)
+        body = bodies.get(name) if kind == "p" else small[
             int(name.partition(".")[0]) % len(small)]
         if body is None:
             raise web.HTTPNotFound()
         return web.Response(body=body, content_type="image/jpeg")
 
     async def main() -> None:
-        app = web.Application()
-        app.router.add_get("/{kind:[ps]}/{delay:\\d+}/{name}", photo)
-        runner = web.AppRunner(app, access_log=None)
+        # aiohttp's low-level server (no application, router or middlewares): on the same two
+        # cores as the contenders, the server stands for remote hosts and should cost them as
+        # little CPU as a real aiohttp server can
+        runner = web.ServerRunner(web.Server(photo), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
         await site.start()
@@ -356,10 +360,17 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
 
 
 def fresh(name: str) -> Path:
-    folder = OUT / name
-    shutil.rmtree(folder, ignore_errors=True)
+    """A new, empty output folder for one contender's run. Nothing is deleted until the whole
+    benchmark ends: ext4 skips inodes freed in the last minute or more when it allocates new
+    ones, and after deleting one run's 2,000 files the next writer paid up to 1 ms of kernel
+    time per file scanning past them (perf: recently_deleted, find_inode_bit), a cost the
+    ceiling, which writes nothing, never pays."""
+    folder = OUT / f"{name}_{next(_RUNS)}"
     folder.mkdir(parents=True)
     return folder
+
+
+_RUNS = itertools.count()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,6 +395,7 @@ def compare(args: argparse.Namespace) -> None:
              "f": "(f) ours, no delay, whole call",
              "f2": "(f) ours, no delay, first request to last stored",
              "g": "(g) the network alone: lib.fetch, bodies dropped"}
+    shutil.rmtree(OUT, ignore_errors=True)  # an interrupted benchmark's leftovers
     load_before = os.getloadavg()
     server = Server(PHOTOS)
     try:
@@ -412,7 +424,6 @@ def compare(args: argparse.Namespace) -> None:
         for _ in range(args.repeats):
             for key, contender in sorted(contenders.items()):
                 results.setdefault(key, []).append(contender())
-                shutil.rmtree(OUT, ignore_errors=True)
     finally:
         server.close()
         shutil.rmtree(OUT, ignore_errors=True)
@@ -505,7 +516,6 @@ def scale_child(args: argparse.Namespace) -> None:
     seconds, result = timed(download_competition, {"test": records}, competition_dir=out,
                             images_dir=out, settings=settings)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
-    shutil.rmtree(out, ignore_errors=True)
     print(json.dumps({"n": args.scale_child, "seconds": seconds,
                       "downloaded": result.report["downloaded"], "before_kb": before,
                       "with_records_kb": with_records, "peak_kb": peak}))
@@ -513,6 +523,7 @@ def scale_child(args: argparse.Namespace) -> None:
 
 def scale(args: argparse.Namespace) -> None:
     make_small()
+    shutil.rmtree(OUT, ignore_errors=True)  # an interrupted benchmark's leftovers
     server = Server(SMALL)
     results = []
     try:

@@ -8,8 +8,9 @@ an image already on disk. Out: the image written atomically as ``<folder>/<stem>
 and deleted.
 
 ``StoreWorkers`` runs one process per core and talks to each over a socket pair from the event
-loop itself: a request is a small header and the raw body (one copy through the kernel, never
-pickled), answers come back in order. No threads in the main process, so no GIL handoffs
+loop itself: a request is a small header on the socket, its body is copied into one of the
+worker's shared-memory slots (``BodySlot``: never pickled, never through the kernel's socket
+buffers), answers come back in order. No threads in the main process, so no GIL handoffs
 between the event loop and a pool's feeder threads: about a quarter of the main process's CPU
 per image that ``concurrent.futures.ProcessPoolExecutor`` costs.
 """
@@ -19,16 +20,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import mmap
 import os
 import pickle
 import secrets
 import signal
 import socket
 import struct
+import tempfile
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
@@ -41,13 +44,12 @@ from lib.resize import ImageLimits, check_header, prepare_image
 TMP_PREFIX = ".tmp"
 EXISTING_OK, EXISTING_RESIZED, EXISTING_BAD = "ok", "resized", "bad"
 
-_REQUEST = struct.Struct("!IQ")  # length of the pickled (kind, args), length of the body
+# length of the pickled (kind, args), length of the body, the slot holding the body
+_REQUEST = struct.Struct("!IQB")
 _ANSWER = struct.Struct("!I")  # length of the pickled ("ok", value) or ("error", exception)
-_SLOTS_PER_WORKER = 2  # one being processed, one waiting in the socket: a worker never idles
+_SLOTS_PER_WORKER = 2  # one being processed, one waiting: a worker never idles
 _JOIN_TIMEOUT_S = 60.0
-# Room for both slots' bodies: a request then leaves in one send(), with no write-ready
-# callbacks on the event loop (the kernel may give less than asked: only slower, not wrong).
-_SOCKET_BUFFER_BYTES = 8 << 20
+_PAGE = mmap.PAGESIZE
 
 
 class WorkerDied(RuntimeError):
@@ -65,19 +67,22 @@ class StoreWorkers:
     def __init__(self, *, count: int, limits: ImageLimits, context: BaseContext) -> None:
         self.count = count
         self._sockets: list[socket.socket] = []
+        self._slots: list[list[BodySlot]] = []  # per worker
         self._processes = []
         self._lanes: list[_Lane] = []
         self._free: asyncio.Queue[_Lane] | None = None
         try:
             for _ in range(count):
                 ours, theirs = socket.socketpair()
-                ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER_BYTES)
                 self._sockets.append(ours)
+                slots = [BodySlot.create() for _ in range(_SLOTS_PER_WORKER)]
+                self._slots.append(slots)
                 process = context.Process(target=serve, args=(theirs, limits, os.getpid()),
                                           daemon=True, name="download-worker")
                 process.start()  # the first one waits for the forkserver's imports
                 theirs.close()
                 self._processes.append(process)
+                socket.send_fds(ours, [b"slots"], [slot.fd for slot in slots])
         except BaseException:
             self.close()
             raise
@@ -97,12 +102,14 @@ class StoreWorkers:
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
-        self._free = asyncio.Queue()
-        for sock in self._sockets:
-            _, lane = await loop.create_connection(_Lane, sock=sock)
+        free: asyncio.Queue[_Lane] = asyncio.Queue()
+        self._free = free
+        for sock, slots in zip(self._sockets, self._slots, strict=True):
+            _, lane = await loop.create_connection(
+                lambda slots=slots: _Lane(slots, free.put_nowait), sock=sock)
             self._lanes.append(lane)
-            for _ in range(_SLOTS_PER_WORKER):
-                self._free.put_nowait(lane)
+            for _ in slots:
+                free.put_nowait(lane)
         self._sockets = []  # the transports own them now
 
     def _disconnect(self) -> None:
@@ -120,11 +127,10 @@ class StoreWorkers:
 
     async def _call(self, kind: str, args: tuple[Any, ...], body: bytes) -> Any:
         assert self._free is not None, "use the workers inside `async with workers.connected()`"
+        # A lane comes back to the queue when its worker answers, not when this caller stops
+        # waiting: a cancelled caller's body stays in its slot until the worker is done with it.
         lane = await self._free.get()
-        try:
-            return await lane.call(kind, args, body)
-        finally:
-            self._free.put_nowait(lane)
+        return await lane.call(kind, args, body)
 
     def close(self) -> None:
         """End the workers: each finishes what it was sent, then exits (or is terminated after
@@ -139,17 +145,72 @@ class StoreWorkers:
                 process.terminate()
                 process.join()
         self._processes = []
+        for slots in self._slots:
+            for slot in slots:
+                slot.close()
+        self._slots = []
+
+
+class BodySlot:
+    """A shared-memory buffer (``memfd``) one request's body travels in, grown as needed.
+
+    The main process copies a body in with ``put``; the worker, which got the same file
+    descriptor, copies it out with ``take`` (remapping when the main process has grown it).
+    A slot is reused only after the worker answered the request that used it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._map: mmap.mmap | None = None
+
+    @classmethod
+    def create(cls) -> BodySlot:
+        if hasattr(os, "memfd_create"):  # Linux: memory that no path names
+            return cls(os.memfd_create("download-body", os.MFD_CLOEXEC))
+        with tempfile.TemporaryFile() as handle:  # elsewhere: an unlinked temp file
+            return cls(os.dup(handle.fileno()))
+
+    def put(self, body: bytes) -> None:
+        if len(body) > self._mapped():
+            # round up and double: a few growths, then every body fits
+            os.ftruncate(self.fd, max(-(-len(body) // _PAGE) * _PAGE, 2 * self._mapped()))
+            self._remap()
+        assert self._map is not None
+        self._map[:len(body)] = body
+
+    def take(self, size: int) -> bytes:
+        if size > self._mapped():
+            self._remap()
+        assert self._map is not None or size == 0
+        return self._map[:size] if self._map is not None else b""
+
+    def _mapped(self) -> int:
+        return len(self._map) if self._map is not None else 0
+
+    def _remap(self) -> None:
+        if self._map is not None:
+            self._map.close()
+        self._map = mmap.mmap(self.fd, os.fstat(self.fd).st_size)
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        os.close(self.fd)
 
 
 class _Lane(asyncio.Protocol):
-    """The event loop's end of one worker's socket: requests go out in order, answers come back
-    in the same order and resolve the oldest waiting future."""
+    """The event loop's end of one worker's socket: requests go out in order, their bodies in
+    the worker's slots in turn; answers come back in the same order, resolve the oldest waiting
+    future and hand the lane back (``on_answer``) for the next request."""
 
-    def __init__(self) -> None:
+    def __init__(self, slots: list[BodySlot], on_answer: Callable[[_Lane], None]) -> None:
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._lost: Exception | None = None
+        self._slots = slots
+        self._sent = 0  # requests so far: request n uses slot n % len(slots)
+        self._on_answer = on_answer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -159,10 +220,14 @@ class _Lane(asyncio.Protocol):
         if self._lost is not None:
             raise self._lost
         assert self._transport is not None
-        meta = pickle.dumps((kind, args), protocol=pickle.HIGHEST_PROTOCOL)
-        self._transport.write(_REQUEST.pack(len(meta), len(body)) + meta)
+        # at most len(slots) requests are unanswered (the lane is queued once per slot), and
+        # answers come in order, so this slot's previous request has been answered
+        slot = self._sent % len(self._slots)
+        self._sent += 1
         if body:
-            self._transport.write(body)  # buffered by the transport while the socket is full
+            self._slots[slot].put(body)
+        meta = pickle.dumps((kind, args), protocol=pickle.HIGHEST_PROTOCOL)
+        self._transport.write(_REQUEST.pack(len(meta), len(body), slot) + meta)
         future = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
         return future
@@ -177,6 +242,7 @@ class _Lane(asyncio.Protocol):
             status, value = pickle.loads(self._buffer[_ANSWER.size:end])
             del self._buffer[:end]
             future = self._waiting.popleft()
+            self._on_answer(self)
             if future.done():  # its caller was cancelled
                 continue
             if status == "ok":
@@ -188,6 +254,7 @@ class _Lane(asyncio.Protocol):
         self._lost = WorkerDied("a download worker process ended while it had work")
         while self._waiting:
             future = self._waiting.popleft()
+            self._on_answer(self)  # whoever takes the lane next gets WorkerDied, not a hang
             if not future.done():
                 future.set_exception(self._lost)
 
@@ -201,7 +268,9 @@ def serve(sock: socket.socket, limits: ImageLimits, main_pid: int) -> None:
     its end. An unexpected error is sent back and raised there, not swallowed."""
     init_worker(limits.max_pixels, main_pid)
     with sock, contextlib.suppress(BrokenPipeError, ConnectionResetError):  # main process gone
-        while (request := _receive(sock)) is not None:
+        _, fds, _, _ = socket.recv_fds(sock, 16, _SLOTS_PER_WORKER)
+        slots = [BodySlot(fd) for fd in fds]
+        while (request := _receive(sock, slots)) is not None:
             (kind, args), body = request
             try:
                 value = store(body, *args, limits) if kind == "store" else check_existing(
@@ -213,16 +282,16 @@ def serve(sock: socket.socket, limits: ImageLimits, main_pid: int) -> None:
             sock.sendall(_ANSWER.pack(len(data)) + data)
 
 
-def _receive(sock: socket.socket) -> tuple[tuple[str, tuple[Any, ...]], bytearray] | None:
+def _receive(sock: socket.socket, slots: list[BodySlot]
+             ) -> tuple[tuple[str, tuple[Any, ...]], bytes] | None:
     header = _receive_exactly(sock, _REQUEST.size)
     if header is None:
         return None  # the main process closed its end (or is gone): done
-    meta_size, body_size = _REQUEST.unpack(header)
+    meta_size, body_size, slot = _REQUEST.unpack(header)
     meta = _receive_exactly(sock, meta_size)
-    body = _receive_exactly(sock, body_size)
-    if meta is None or body is None:
+    if meta is None:
         return None
-    return pickle.loads(meta), body
+    return pickle.loads(meta), slots[slot].take(body_size)
 
 
 def _receive_exactly(sock: socket.socket, size: int) -> bytearray | None:
