@@ -13,6 +13,7 @@ from sklearn.datasets import load_sample_image
 from lib.resize import (
     ImageLimits,
     check_header,
+    encode_jpeg,
     fit_size,
     prepare_image,
     resize_pixels,
@@ -158,3 +159,15 @@ def test_check_header_reads_the_size_without_decoding(tmp_path):
     assert check_header(str(path), ImageLimits()) == (None, "not_an_image")
     path.write_bytes(encode((4, 4)))
     assert check_header(str(path), ImageLimits()) == (None, "placeholder")
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_encode_jpeg_writes_what_pillow_writes(mode):
+    # OpenCV's encoder stands in for Pillow's save only because the bytes are the same
+    pixels = np.asarray(Image.open(io.BytesIO(encode((300, 200), mode=mode))))
+    ours = encode_jpeg(pixels, 85)
+    pillow = io.BytesIO()
+    Image.fromarray(pixels).save(pillow, "JPEG", quality=85)
+    assert ours == pillow.getvalue()
+    with Image.open(io.BytesIO(ours)) as image:
+        assert image.format == "JPEG" and image.mode == mode and image.size == (300, 200)
