@@ -21,9 +21,10 @@ counts the other missing ones as ``not_attempted`` and skips every image on disk
 
 The pipeline: a fixed pool of ``concurrency`` coroutines pulls images from one iterator (never
 one task per image) and fetches them with one aiohttp session (``lib.fetch``); bodies go to
-worker processes, one per core, fed over sockets from the event loop (``lib.store``), which
-validate, shrink and write them, so decoding never blocks the event loop and every core
-decodes. Per image, only failures are kept: memory follows the lists, not the images.
+worker processes, one per core, fed from the event loop (``lib.store``: requests over
+sockets, bodies in shared memory), which validate, shrink and write them, so decoding never
+blocks the event loop and every core decodes. Per image, only failures are kept: memory
+follows the lists, not the images.
 
 Out, returned: ``DownloadResult`` with
 - ``report``: ``{"total", "downloaded", "skipped_existing", "failed", "not_attempted",
