@@ -49,7 +49,7 @@ _REQUEST = struct.Struct("!IQB")
 _ANSWER = struct.Struct("!I")  # length of the pickled ("ok", value) or ("error", exception)
 _SLOTS_PER_WORKER = 2  # one being processed, one waiting: a worker never idles
 _JOIN_TIMEOUT_S = 60.0
-_PAGE = mmap.PAGESIZE
+_GROWTH_BYTES = 1 << 20  # a body slot grows in steps of this
 
 
 class WorkerDied(RuntimeError):
@@ -171,8 +171,8 @@ class BodySlot:
 
     def put(self, body: bytes) -> None:
         if len(body) > self._mapped():
-            # round up and double: a few growths, then every body fits
-            os.ftruncate(self.fd, max(-(-len(body) // _PAGE) * _PAGE, 2 * self._mapped()))
+            # in whole MiB: a few growths, then every photo fits; never above max_bytes + 1 MiB
+            os.ftruncate(self.fd, -(-len(body) // _GROWTH_BYTES) * _GROWTH_BYTES)
             self._remap()
         assert self._map is not None
         self._map[:len(body)] = body
