@@ -87,16 +87,15 @@ def read_sample(path: Path) -> tuple[list[str], list[int]]:
     return header, ids
 
 
-def competition_layout(fmt: str, competition: Path, *, classes_file: Path | None,
+def competition_layout(fmt: str, competition: Path, *, names: dict[int, str] | None,
                        sample: Path | None, extra_labels: Sequence[int] = ()) -> Layout:
     """The submission Kaggle expects for a competition folder, the same for the ensemble that
-    writes it and for the check before an upload: test.json's ids; as classes, those of
-    `classes_file` (with their names), else every label of train.json and validation.json,
-    plus `extra_labels` (the model's classes); `sample` as in `make_layout`.
+    writes it and for the check before an upload: test.json's ids; as classes, those of the
+    classes file (`names`, from `read_class_names`), else every label of train.json and
+    validation.json, plus `extra_labels` (the model's classes); `sample` as in `make_layout`.
 
     Every label of the competition, not only those of the images that downloaded: a class
     whose every image failed still needs its proba column."""
-    names = read_class_names(classes_file) if classes_file else None
     labels = set(names or {}) | {int(label) for label in extra_labels}
     if names is None:
         for split in LABELLED_SPLITS:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lib.errors import UserError
 from lib.params import load_params
-from lib.submission import FORMATS, check_submission, competition_layout
+from lib.submission import FORMATS, check_submission, competition_layout, read_class_names
 from stages.common import SUBMISSION_CSV, run
 
 
@@ -34,9 +34,8 @@ def main() -> None:
         raise UserError(f"{competition / 'test.json'} not found: the test ids come from it")
     sample = args.sample or (Path(p["sample_submission"]) if p["sample_submission"] else None)
     fmt = args.format or p["submission_format"]
-    layout = competition_layout(
-        fmt, competition, sample=sample,
-        classes_file=Path(p["classes_file"]) if p["classes_file"] else None)
+    names = read_class_names(Path(p["classes_file"])) if p["classes_file"] else None
+    layout = competition_layout(fmt, competition, names=names, sample=sample)
     problems = check_submission(args.csv, layout)
     for problem in problems:
         print(f"{args.csv}: {problem}")

@@ -92,10 +92,9 @@ def main() -> None:
         final = correct_prior(final, source=source, target=target)
     test.probs = clip_probs(final, **bounds)
     prior = target if p["prior_correction"] else source
-    classes_file = Path(p["classes_file"]) if p["classes_file"] else None
-    names_of = read_class_names(classes_file) if classes_file else None
+    names_of = read_class_names(Path(p["classes_file"])) if p["classes_file"] else None
     layout = competition_layout(
-        p["submission_format"], Path(p["competition"]), classes_file=classes_file,
+        p["submission_format"], Path(p["competition"]), names=names_of,
         sample=Path(p["sample_submission"]) if p["sample_submission"] else None,
         extra_labels=test.classes)
     fallback_column = most_probable_column(prior, source)
