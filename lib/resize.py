@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from lib.images import SIXTEEN_BIT_MODES, eight_bit, load_reduced
+from lib.images import eight_bit, load_reduced
 
 NOT_AN_IMAGE = "not_an_image"
 TRUNCATED_IMAGE = "truncated_image"
@@ -134,11 +134,10 @@ def shrink(image: Image.Image, *, max_side: int, quality: int) -> bytes:
     """JPEG bytes of ``image`` (opened, not loaded) with its longer side ``max_side``."""
     size = fit_size(image.size, max_side)
     image = _jpeg_mode(load_reduced(image, size))
-    if image.size == size:  # JPEG's reduced decoding gave exactly the size
-        out = io.BytesIO()
-        image.save(out, "JPEG", quality=quality)
-        return out.getvalue()
-    return encode_jpeg(resize_pixels(np.asarray(image), size), quality)
+    pixels = np.asarray(image)
+    if image.size != size:  # JPEG's reduced decoding may already give exactly the size
+        pixels = resize_pixels(pixels, size)
+    return encode_jpeg(pixels, quality)
 
 
 def encode_jpeg(pixels: np.ndarray, quality: int) -> bytes:
@@ -175,8 +174,5 @@ def resize_pixels(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _jpeg_mode(image: Image.Image) -> Image.Image:
     """``image`` in a mode JPEG stores, converted as ``lib.images.load_rgb`` converts it."""
-    if image.mode in ("RGB", "L"):
-        return image
-    if image.mode in SIXTEEN_BIT_MODES:
-        return eight_bit(image)
-    return image.convert("RGB")
+    image = eight_bit(image)
+    return image if image.mode in ("RGB", "L") else image.convert("RGB")
