@@ -66,8 +66,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lib.competition import ImageRecord  # noqa: E402
-from lib.download import DownloadSettings, download_competition  # noqa: E402
-from lib.fetch import Fetcher, open_session  # noqa: E402
+from lib.download import DownloadSettings, download_competition, fetching  # noqa: E402
 from lib.pools import process_pool, set_up_decode_worker, worker_count  # noqa: E402
 from lib.resize import ImageLimits, prepare_image  # noqa: E402
 
@@ -253,11 +252,8 @@ def ours(urls: list[str], out: Path, limits: ImageLimits, concurrency: int = 128
 
 async def _fetch_all(urls: list[str], concurrency: int) -> int:
     """(g): every URL through lib.fetch on one session, as ours fetches; bodies dropped."""
-    session = open_session(concurrency=concurrency, per_host=concurrency, timeout_s=60,
-                           connect_timeout_s=10, read_timeout_s=20, dns_cache_s=300)
-    async with session:
-        fetch = Fetcher(session, BENCH, retries=2, backoff_s=0.5, max_redirects=10,
-                        max_bytes=20_000_000, per_host=concurrency).fetch
+    settings = DownloadSettings(concurrency=concurrency, per_host=concurrency)
+    async with fetching(settings, BENCH) as fetch:
         pending = iter(urls)
 
         async def worker() -> int:

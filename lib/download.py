@@ -47,6 +47,7 @@ flight are dropped, images being written are finished, ``DownloadInterrupted`` i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import functools
 import io
@@ -58,7 +59,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -481,14 +482,7 @@ async def _download_all(
 ) -> None:
     if not jobs:
         return
-    session = open_session(
-        concurrency=settings.concurrency, per_host=settings.per_host,
-        timeout_s=settings.timeout_s, connect_timeout_s=settings.connect_timeout_s,
-        read_timeout_s=settings.read_timeout_s, dns_cache_s=settings.dns_cache_s)
-    async with session:
-        fetch = Fetcher(session, competition_dir, retries=settings.retries,
-                        backoff_s=settings.backoff_s, max_redirects=settings.max_redirects,
-                        max_bytes=settings.max_bytes, per_host=settings.per_host).fetch
+    async with fetching(settings, competition_dir) as fetch:
         pending = iter(jobs)  # shared by the workers; next() is atomic in one loop
         progress = functools.partial(_advance, bar, tally)
         workers = min(settings.concurrency, len(jobs))
@@ -498,6 +492,20 @@ async def _download_all(
                                 for _ in range(workers)])
         finally:
             tally.fetching_s = time.perf_counter() - started
+
+
+@contextlib.asynccontextmanager
+async def fetching(settings: DownloadSettings, competition_dir: Path) -> AsyncIterator[Fetch]:
+    """``fetch(url) -> (body, reason)`` on one aiohttp session set up from ``settings``, open
+    for the ``async with`` block (``lib.fetch``)."""
+    session = open_session(
+        concurrency=settings.concurrency, per_host=settings.per_host,
+        timeout_s=settings.timeout_s, connect_timeout_s=settings.connect_timeout_s,
+        read_timeout_s=settings.read_timeout_s, dns_cache_s=settings.dns_cache_s)
+    async with session:
+        yield Fetcher(session, competition_dir, retries=settings.retries,
+                      backoff_s=settings.backoff_s, max_redirects=settings.max_redirects,
+                      max_bytes=settings.max_bytes, per_host=settings.per_host).fetch
 
 
 async def _run_workers(coroutines: list[Awaitable[None]]) -> None:
