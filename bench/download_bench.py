@@ -262,16 +262,6 @@ async def _fetch_all(urls: list[str], concurrency: int) -> int:
         return sum(await asyncio.gather(*[worker() for _ in range(concurrency)]))
 
 
-def network_only(urls: list[str], server_pid: int, concurrency: int = 128
-                 ) -> tuple[int, float, float, float]:
-    """(g): bodies received, seconds, and CPU seconds of this process and of the server."""
-    cpu, server_cpu, start = time.process_time(), _cpu_seconds(server_pid), time.perf_counter()
-    received = asyncio.run(_fetch_all(urls, concurrency))
-    seconds = time.perf_counter() - start
-    return (received, seconds, time.process_time() - cpu,
-            _cpu_seconds(server_pid) - server_cpu)
-
-
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -481,11 +471,15 @@ def _ours_timed(results: dict[str, list[tuple[int, float]]], key: str, *args
     return report["downloaded"], seconds
 
 
-def _network_timed(network: list[tuple[float, float]], urls: list[str], server_pid: int
-                   ) -> tuple[int, float]:
-    """(g) as a contender: (bodies, seconds); its CPU per image appended to ``network``."""
-    received, seconds, cpu, server_cpu = network_only(urls, server_pid)
-    network.append((cpu / len(urls), server_cpu / len(urls)))
+def _network_timed(network: list[tuple[float, float]], urls: list[str], server_pid: int,
+                   concurrency: int = 128) -> tuple[int, float]:
+    """(g) as a contender: (bodies received, seconds); the CPU per image of this process and
+    of the server appended to ``network``."""
+    cpu, server_cpu, start = time.process_time(), _cpu_seconds(server_pid), time.perf_counter()
+    received = asyncio.run(_fetch_all(urls, concurrency))
+    seconds = time.perf_counter() - start
+    network.append(((time.process_time() - cpu) / len(urls),
+                    (_cpu_seconds(server_pid) - server_cpu) / len(urls)))
     return received, seconds
 
 
