@@ -829,3 +829,24 @@ def test_the_event_loop_gives_back_the_signal_handlers_it_found():
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
+def test_the_event_loop_runs_under_sched_batch_and_the_policy_is_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    Image.new("RGB", (32, 24), "red").save(tmp_path / "a.png")
+    seen: list[int] = []
+    original = download_module._check_and_download
+
+    async def recording(*args, **kwargs) -> None:
+        seen.append(os.sched_getscheduler(0))
+        await original(*args, **kwargs)
+
+    monkeypatch.setattr(download_module, "_check_and_download", recording)
+    result = download_competition({"train": [ImageRecord("train", 1, ("file:a.png",), 0)]},
+                                  competition_dir=tmp_path, images_dir=tmp_path / "images",
+                                  settings=DownloadSettings())
+    assert result.report["downloaded"] == 1
+    assert seen == [os.SCHED_BATCH]
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
