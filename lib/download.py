@@ -10,9 +10,10 @@ folders zero-padded to one width across train and validation, so ImageFolder's s
 numeric order) and ``images_dir/test/<image_id>.<ext>``; ``<ext>`` comes from the decoded image
 format (jpg, png, gif, webp, bmp, tif, ppm), never from the URL. Images are the original bytes,
 or with ``max_side`` set, larger ones shrunk and re-encoded as JPEG (``lib.resize``). Each file
-appears atomically (temp file ``.tmp*`` + ``os.replace``): an interrupted run (Ctrl-C, SIGTERM,
-kill -9) never leaves a partial image under an image's name, and the next run deletes the temp
-files and fetches what is missing.
+appears atomically (``lib.store.atomic_write``: an unnamed file linked under its name once
+written, or a temp file ``.tmp*`` renamed): an interrupted run (Ctrl-C, SIGTERM, kill -9) never
+leaves a partial image under an image's name, and the next run deletes any temp files and
+fetches what is missing.
 
 A re-run checks the images already there from their headers (format, size; one larger than
 ``max_side`` is shrunk in place, a broken one deleted and fetched again), then fetches only
