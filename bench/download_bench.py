@@ -42,11 +42,11 @@ Targets (issue 3, 2-core machine, max_side=256): (d) >= 2x (c) and >= 1.5x (b); 
 
 ``--scale N`` instead downloads N URLs of small images (64-200 px, kept byte for byte) with no
 delay, in a fresh process for N/5 and for N, and reports the time and the main process's
-memory: before the records exist, with them (the metadata), and its peak (ru_maxrss) during
+memory: before the records exist, with them (the metadata), and its peak (VmHWM) during
 the download. What the download adds beyond the metadata stays the same from N/5 to N when
 nothing is kept per image.
 
-    .venv/bin/python bench/download_bench.py [--images 2000] [--delay-ms 100] [--repeats 3]
+    .venv/bin/python bench/download_bench.py [--images 2000] [--delay-ms 100] [--repeats 5]
     .venv/bin/python bench/download_bench.py --scale 100000
 """
 
@@ -58,7 +58,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -565,7 +564,9 @@ def scale_child(args: argparse.Namespace) -> None:
     settings = DownloadSettings(max_side=args.max_side, per_host=128)
     seconds, result = timed(download_competition, {"test": records}, competition_dir=out,
                             images_dir=out, settings=settings)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
+    # VmHWM, not ru_maxrss: a process started by subprocess (vfork, then exec) inherits in
+    # ru_maxrss the peak of the process that started it
+    peak = _memory_kb("VmHWM")
     print(json.dumps({"n": args.scale_child, "seconds": seconds,
                       "downloaded": result.report["downloaded"], "before_kb": before,
                       "with_records_kb": with_records, "peak_kb": peak}))
@@ -613,7 +614,8 @@ def main() -> None:
     parser.add_argument("--i2d-processes", type=int, default=2)
     parser.add_argument("--i2d-threads", type=int, default=64)
     parser.add_argument("--skip-img2dataset", action="store_true")
-    parser.add_argument("--repeats", type=int, default=3, help="no-delay runs; best kept")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="rounds of (b)-(g); each keeps its best")
     parser.add_argument("--scale", type=int, default=0,
                         help="instead: the scale run with N URLs of small images (and N/5)")
     parser.add_argument("--scale-child", type=int, default=0, help=argparse.SUPPRESS)
