@@ -406,15 +406,15 @@ def _proc_dir() -> int | None:
 
 def _write_named_then_rename(path: Path, data: bytes | bytearray) -> None:
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
             _write_all(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)  # a half-written temp file
+        tmp.unlink(missing_ok=True)  # our half-written temp file
         raise
 
 
