@@ -64,6 +64,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -203,7 +204,7 @@ class _PhotoProtocol(asyncio.Protocol):
     response written after its delay. The contenders never pipeline requests, so a delayed
     response cannot overtake an earlier one."""
 
-    def __init__(self, lookup) -> None:
+    def __init__(self, lookup: Callable[[bytes], tuple[bytes, float]]) -> None:
         self._lookup = lookup
         self._buffer = b""
         self._transport: asyncio.Transport | None = None

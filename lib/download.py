@@ -10,7 +10,7 @@ folders zero-padded to one width across train and validation, so ImageFolder's s
 numeric order) and ``images_dir/test/<image_id>.<ext>``; ``<ext>`` comes from the decoded image
 format (jpg, png, gif, webp, bmp, tif, ppm), never from the URL. Images are the original bytes,
 or with ``max_side`` set, larger ones shrunk and re-encoded as JPEG (``lib.resize``). Each file
-appears atomically (``lib.store.atomic_write``: an unnamed file linked under its name once
+appears atomically (``lib.fileio.write_bytes``: an unnamed file linked under its name once
 written, or a temp file ``.tmp*`` renamed): an interrupted run (Ctrl-C, SIGTERM, kill -9) never
 leaves a partial image under an image's name, and the next run deletes any temp files and
 fetches what is missing.
@@ -72,13 +72,12 @@ from lib import pools
 from lib.competition import LABELLED_SPLITS, SPLITS, ImageRecord, label_dir_name, label_width
 from lib.errors import UserError
 from lib.fetch import Fetcher, open_session
-from lib.fileio import write_json, write_text
+from lib.fileio import TMP_PREFIX, write_json, write_text
 from lib.params import RULES
 from lib.resize import ImageLimits
 from lib.store import (
     EXISTING_BAD,
     EXISTING_RESIZED,
-    TMP_PREFIX,
     StoreWorkers,
 )
 

@@ -3,8 +3,7 @@ event loop.
 
 In: a downloaded body, the folder and file stem it goes to, and ``ImageLimits``; or the path of
 an image already on disk. Out: the image written atomically as ``<folder>/<stem>.<ext>``
-(``atomic_write``: an unnamed file linked under its name once written, or a temp file
-``.tmp*`` beside it renamed over it), or the reason it was refused
+(``lib.fileio.write_bytes``), or the reason it was refused
 (``lib.resize``); for an image on disk, whether it is fine, was shrunk in place, or was broken
 and deleted.
 
@@ -21,12 +20,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import errno
-import functools
 import mmap
 import os
 import pickle
-import secrets
 import signal
 import socket
 import struct
@@ -39,10 +35,10 @@ from typing import Any
 
 from PIL import Image
 
+from lib.fileio import write_bytes
 from lib.pools import set_up_decode_worker
 from lib.resize import ImageLimits, check_header, prepare_image
 
-TMP_PREFIX = ".tmp"
 EXISTING_OK, EXISTING_RESIZED, EXISTING_BAD = "ok", "resized", "bad"
 
 # length of the pickled (kind, args), length of the body, the slot holding the body
@@ -329,7 +325,7 @@ def store(body: bytes | bytearray, folder: str, stem: str, limits: ImageLimits
     prepared = prepare_image(body, limits)
     if prepared.data is None:
         return prepared.reason, 0, False
-    atomic_write(Path(folder) / f"{stem}.{prepared.extension}", prepared.data)
+    write_bytes(Path(folder) / f"{stem}.{prepared.extension}", prepared.data)
     return None, len(prepared.data), prepared.resized
 
 
@@ -343,82 +339,9 @@ def check_existing(path: str, limits: ImageLimits) -> str:
         prepared = prepare_image(Path(path).read_bytes(), limits)
         if prepared.data is not None:
             target = Path(path).with_name(f"{Path(path).name.partition('.')[0]}.jpg")
-            atomic_write(target, prepared.data)
+            write_bytes(target, prepared.data)
             if target != Path(path):
                 Path(path).unlink()
             return EXISTING_RESIZED
     Path(path).unlink(missing_ok=True)
     return EXISTING_BAD
-
-
-def atomic_write(path: Path, data: bytes | bytearray) -> None:
-    """Write ``data`` as ``path`` so that readers never see half a file, even if the process
-    is killed mid-write: the name appears only once every byte is in.
-
-    On Linux the bytes go into an unnamed file in the folder (``O_TMPFILE``), which is then
-    linked under its name: one change to the folder per image instead of a temp file's create
-    and rename, a third of the CPU per file with two workers writing into one folder, and a
-    killed process leaves nothing behind. Elsewhere, and to replace a file already there, a
-    temp file beside it (``.tmp*``; a run deletes those left by a killed one), then a rename.
-    """
-    if not _write_unnamed_then_link(path, data):
-        _write_named_then_rename(path, data)
-
-
-_O_TMPFILE = getattr(os, "O_TMPFILE", None)
-# O_TMPFILE unsupported by the file system (or the kernel: EISDIR before Linux 3.11)
-_NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
-
-
-def _write_unnamed_then_link(path: Path, data: bytes | bytearray) -> bool:
-    """``atomic_write`` through an unnamed file; False, with nothing written, where it cannot
-    be done (no O_TMPFILE, no /proc, or ``path`` exists already)."""
-    proc = _proc_dir()
-    if _O_TMPFILE is None or proc is None:
-        return False
-    try:
-        fd = os.open(path.parent, _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o666)
-    except OSError as err:
-        if err.errno in _NO_TMPFILE:
-            return False
-        raise  # a missing folder, no permission...: as the named temp file would fail
-    try:
-        _write_all(fd, data)
-        # linkat(AT_SYMLINK_FOLLOW) of /proc/self/fd/N gives the open file a name; os.link
-        # only calls linkat, not link (which would link the /proc symlink), given a dir fd
-        os.link(f"self/fd/{fd}", path, src_dir_fd=proc, follow_symlinks=True)
-        return True
-    except FileExistsError:
-        return False  # replacing an image in place: the rename does that atomically
-    finally:
-        os.close(fd)  # an unnamed file is freed here
-
-
-@functools.cache
-def _proc_dir() -> int | None:
-    """A handle on /proc (``self`` in it is whichever process looks, so one per process is
-    right even when inherited by a fork), or None without /proc."""
-    try:
-        return os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return None
-
-
-def _write_named_then_rename(path: Path, data: bytes | bytearray) -> None:
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    try:
-        try:
-            _write_all(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # our half-written temp file
-        raise
-
-
-def _write_all(fd: int, data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import io
 import os
 import signal
@@ -13,10 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import lib.store as store_module
 from lib.pools import context
 from lib.resize import ImageLimits
-from lib.store import EXISTING_BAD, EXISTING_OK, StoreWorkers, WorkerDied, atomic_write
+from lib.store import EXISTING_BAD, EXISTING_OK, StoreWorkers, WorkerDied
 
 
 def png(size: tuple[int, int]) -> bytes:
@@ -115,47 +113,3 @@ def test_every_body_arrives_intact_through_the_shared_slots_even_when_callers_gi
     for i in (1, 4, 9):
         path = tmp_path / f"{i}.png"
         assert not path.exists() or path.read_bytes() == bodies[i]
-
-
-@pytest.fixture(params=["unnamed file", "named temp file"])
-def write_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """atomic_write both ways: the Linux one, and the fallback elsewhere (no O_TMPFILE)."""
-    if request.param == "named temp file":
-        monkeypatch.setattr(store_module, "_O_TMPFILE", None)
-    elif getattr(os, "O_TMPFILE", None) is None:
-        pytest.skip("no O_TMPFILE here")
-    return request.param
-
-
-def test_atomic_write_leaves_the_file_alone_in_its_folder(tmp_path: Path, write_mode: str):
-    umask = os.umask(0o022)
-    os.umask(umask)
-    atomic_write(tmp_path / "1.jpg", b"new bytes")
-    assert [p.name for p in tmp_path.iterdir()] == ["1.jpg"]
-    assert (tmp_path / "1.jpg").read_bytes() == b"new bytes"
-    assert (tmp_path / "1.jpg").stat().st_mode & 0o777 == 0o666 & ~umask
-
-
-def test_atomic_write_replaces_a_file_already_there(tmp_path: Path, write_mode: str):
-    (tmp_path / "1.jpg").write_bytes(b"old")
-    atomic_write(tmp_path / "1.jpg", b"new bytes")
-    assert [p.name for p in tmp_path.iterdir()] == ["1.jpg"]
-    assert (tmp_path / "1.jpg").read_bytes() == b"new bytes"
-
-
-def test_a_failed_atomic_write_leaves_nothing(
-    tmp_path: Path, write_mode: str, monkeypatch: pytest.MonkeyPatch
-):
-    def disk_full(fd: int, data: bytes) -> None:
-        os.write(fd, data[:3])
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(store_module, "_write_all", disk_full)
-    with pytest.raises(OSError, match="No space"):
-        atomic_write(tmp_path / "1.jpg", b"new bytes")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_atomic_write_into_a_missing_folder_fails_like_open(tmp_path: Path, write_mode: str):
-    with pytest.raises(FileNotFoundError):
-        atomic_write(tmp_path / "nothere" / "1.jpg", b"x")
