@@ -36,8 +36,10 @@ With no delay (CPU-bound):
       ceiling: the bound printed beside (f)'s share.
 (b)-(g) take turns for ``--repeats`` rounds and each keeps its best, so a busy moment on a
 shared machine does not land on one contender only. The machine's speed drifts by 10-20% from
-one run to the next, so (f)'s share of the ceiling is also given round by round, each (f)
-against the (e) run just before it, and their median: a ratio of two runs measured together.
+one run to the next, so the ratios are also given round by round, with their median: (f)'s
+share of the (e) run just before it, and ours, (d), against (b) and (c) of the same round (a
+ratio of two runs measured together; best against best favours whichever contender varies
+most, and img2dataset's own images/s varies by 20-30% from round to round).
 Targets (issue 3, 2-core machine, max_side=256): (d) >= 2x (c) and >= 1.5x (b); (f) >= 80% of (e).
 
 ``--scale N`` instead downloads N URLs of small images (64-200 px, kept byte for byte) with no
@@ -251,7 +253,15 @@ class Server:
         self.process = multiprocessing.get_context("spawn").Process(
             target=_serve, args=([str(folder) for folder in folders], send), daemon=True)
         self.process.start()
-        self.port = receive.recv()
+        send.close()  # the child's end: if the child dies before it is ready, recv() raises
+        try:
+            self.port = receive.recv()
+        except EOFError:
+            self.process.join()
+            raise RuntimeError(f"the benchmark's HTTP server process exited with code "
+                               f"{self.process.exitcode} before it was ready") from None
+        finally:
+            receive.close()
 
     def url(self, kind: str, delay_ms: int, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/{kind}/{delay_ms}/{name}"
@@ -516,10 +526,27 @@ def compare(args: argparse.Namespace) -> None:
           f"{rate['f'] / rate['e']:.1%} whole call, {rate['f2'] / rate['e']:.1%} without its "
           f"start-up (target >= 80%; at most {bound:.1%} here)")
     for key, how in (("f", "whole call"), ("f2", "without its start-up")):
-        shares = [(done / seconds) / (ceiling_done / ceiling_seconds) for (done, seconds), (
-            ceiling_done, ceiling_seconds) in zip(results[key], results["e"], strict=True)]
+        shares = _round_ratios(results[key], results["e"])
         print(f"    round by round, {how}: median {statistics.median(shares):.1%} ("
               f"{', '.join(f'{share:.1%}' for share in shares)})")
+    print("\nround by round with the delay (each contender against ours in the same round):")
+    pairs = [("Pool(20), whole calls", results["d"], results["b"])]
+    if "c" in results:
+        pairs += [("img2dataset, timed as it times itself", results["d2"], results["c"]),
+                  ("img2dataset, whole calls", results["d"],
+                   [(len(urls), seconds) for seconds in i2d_calls])]
+    for what, ours_runs, their_runs in pairs:
+        ratios = _round_ratios(ours_runs, their_runs)
+        print(f"    ours / {what}: median {statistics.median(ratios):.2f}x "
+              f"({', '.join(f'{ratio:.2f}x' for ratio in ratios)})")
+
+
+def _round_ratios(ours: list[tuple[int, float]], theirs: list[tuple[int, float]]
+                  ) -> list[float]:
+    """Ours' images/s over theirs', round by round: two runs a minute apart at most, so the
+    machine's drift between rounds cancels out."""
+    return [(done / seconds) / (their_done / their_seconds) for (done, seconds), (
+        their_done, their_seconds) in zip(ours, theirs, strict=True)]
 
 
 def _ours_timed(results: dict[str, list[tuple[int, float]]], key: str, *args
