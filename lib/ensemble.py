@@ -148,11 +148,16 @@ def accuracy(probs: np.ndarray, columns: np.ndarray) -> float:
     return float(np.mean(probs.argmax(axis=1) == columns))
 
 
-def top_k_accuracy(probs: np.ndarray, columns: np.ndarray, k: int = 3) -> float:
-    """Share of rows whose true column is among the k most probable (ties: lower column)."""
+def top_k_hits(probs: np.ndarray, columns: np.ndarray, k: int = 3) -> np.ndarray:
+    """Per row, whether its true column is among the k most probable (ties: lower column)."""
     k = min(k, probs.shape[1])
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return float(np.mean((top == columns[:, None]).any(axis=1)))
+    return (top == columns[:, None]).any(axis=1)
+
+
+def top_k_accuracy(probs: np.ndarray, columns: np.ndarray, k: int = 3) -> float:
+    """Share of rows whose true column is among the k most probable (ties: lower column)."""
+    return float(np.mean(top_k_hits(probs, columns, k)))
 
 
 def log_loss(probs: np.ndarray, columns: np.ndarray, eps: float = _TINY) -> float:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lib.ensemble import top_k_hits
 from lib.figures import image_grid
 from lib.images import load_rgb_array
 from lib.submission import class_names
@@ -26,7 +27,7 @@ from lib.submission import class_names
 def per_class_table(probs: np.ndarray, columns: np.ndarray, classes: np.ndarray,
                     names: dict[int, str] | None = None) -> pd.DataFrame:
     predicted = probs.argmax(axis=1)
-    top3 = np.argsort(-probs, axis=1, kind="stable")[:, :min(3, probs.shape[1])]
+    top3_hits = top_k_hits(probs, columns, 3)
     labels = class_names(classes, names)
     rows = []
     for c, (label, name) in enumerate(zip(classes, labels, strict=True)):
@@ -36,8 +37,7 @@ def per_class_table(probs: np.ndarray, columns: np.ndarray, classes: np.ndarray,
         confused = (labels[int(np.bincount(wrong).argmax())] if len(wrong) else "")
         rows.append({"label_id": int(label), "name": name, "images": n,
                      "accuracy": float((predicted[mine] == c).mean()) if n else float("nan"),
-                     "top3_accuracy": float((top3[mine] == c).any(axis=1).mean()) if n
-                     else float("nan"),
+                     "top3_accuracy": float(top3_hits[mine].mean()) if n else float("nan"),
                      "mean_true_prob": float(probs[mine, c].mean()) if n else float("nan"),
                      "most_confused_with": confused})
     return (pd.DataFrame(rows).sort_values(["accuracy", "label_id"], kind="stable")

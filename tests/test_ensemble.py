@@ -15,6 +15,7 @@ from lib.ensemble import (
     score,
     target_columns,
     top_k_accuracy,
+    top_k_hits,
 )
 from lib.errors import UserError
 from lib.predictions import Predictions, save_predictions, training_prior
@@ -139,6 +140,9 @@ def test_top3_accuracy_by_hand():
     probs = np.array([[0.4, 0.3, 0.2, 0.1], [0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4]])
     assert top_k_accuracy(probs, np.array([2, 3, 0]), 3) == pytest.approx(1 / 3)
     assert top_k_accuracy(probs[:, :2], np.array([1, 1, 0]), 3) == 1.0  # k capped at classes
+    # per row; a tie goes to the lower column, so column 3 of [0.25]*4 is 4th
+    assert top_k_hits(probs, np.array([2, 3, 0]), 3).tolist() == [True, False, False]
+    assert top_k_hits(np.full((1, 4), 0.25), np.array([3]), 3).tolist() == [False]
 
 
 def test_score_reports_raw_clipped_and_prior_corrected():
