@@ -37,11 +37,7 @@ def merge_probs(probs: Sequence[np.ndarray], *, how: str,
     probability arrays of one shape; weights default to equal and need not sum to 1."""
     if how not in MERGES:
         raise ValueError(f"how must be one of {MERGES}, not {how!r}")
-    w = np.ones(len(probs)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if len(w) != len(probs) or w.sum() <= 0 or (w < 0).any():
-        raise ValueError(f"{len(w)} non-negative weights with a positive sum are needed for "
-                         f"{len(probs)} arrays")
-    w = w / w.sum()
+    w = normalised_weights(weights, len(probs))
     stacked = np.stack([np.asarray(p, dtype=np.float64) for p in probs])
     if how == "mean":
         merged = np.tensordot(w, stacked, axes=1)
@@ -49,6 +45,16 @@ def merge_probs(probs: Sequence[np.ndarray], *, how: str,
         log_mean = np.tensordot(w, np.log(np.maximum(stacked, _TINY)), axes=1)
         merged = np.exp(log_mean - log_mean.max(axis=1, keepdims=True))
     return merged / merged.sum(axis=1, keepdims=True)
+
+
+def normalised_weights(weights: Sequence[float] | None, count: int) -> np.ndarray:
+    """``weights`` (equal when None) scaled to sum to 1; ValueError unless there are ``count``
+    of them, none negative, with a positive sum."""
+    w = np.ones(count) if weights is None else np.asarray(weights, dtype=np.float64)
+    if len(w) != count or w.sum() <= 0 or (w < 0).any():
+        raise ValueError(f"{len(w)} non-negative weights with a positive sum are needed for "
+                         f"{count} arrays")
+    return w / w.sum()
 
 
 def sorted_rows(p: Predictions) -> Predictions:
@@ -82,8 +88,8 @@ def combine(parts: Sequence[Predictions], *, how: str = "mean",
                             "predict for every fold, with the same folds and train_folds")
     prior = None
     if all(p.prior is not None for p in rows):
-        w = np.ones(len(rows)) if weights is None else np.asarray(weights, dtype=np.float64)
-        prior = np.tensordot(w / w.sum(), np.stack([p.prior for p in rows]), axes=1)
+        prior = np.tensordot(normalised_weights(weights, len(rows)),
+                             np.stack([p.prior for p in rows]), axes=1)
     merged = merge_probs([p.probs for p in rows], how=how, weights=weights)
     return Predictions(probs=merged.astype(np.float32), image_ids=first.image_ids,
                        classes=first.classes, splits=first.splits, targets=first.targets,
@@ -201,12 +207,15 @@ class RunPredictions:
         self.oof = concat_oof(list(self.fold_oof.values()))
         names = [f"{self.folder}/fold{k}" for k in self.folds]
         self.test = combine([self._load(k, "test") for k in self.folds], how=how, names=names)
-        holdout = [self.folder / f"fold{k}" / "holdout.npz" for k in self.folds]
-        self.holdout = (combine([load_predictions(p) for p in holdout], how=how, names=names)
-                        if all(p.is_file() for p in holdout) else None)
+        self.holdout = (combine([self._load(k, "holdout") for k in self.folds], how=how,
+                                names=names)
+                        if all(self._path(k, "holdout").is_file() for k in self.folds) else None)
+
+    def _path(self, fold: int, split: str) -> Path:
+        return self.folder / f"fold{fold}" / f"{split}.npz"
 
     def _load(self, fold: int, split: str) -> Predictions:
-        return load_predictions(self.folder / f"fold{fold}" / f"{split}.npz")
+        return load_predictions(self._path(fold, split))
 
 
 def most_probable_column(prior: np.ndarray, tie_break: np.ndarray) -> int:

@@ -103,6 +103,9 @@ def test_arithmetic_and_geometric_merges_by_hand():
     assert np.isfinite(merge_probs([np.array([[1.0, 0.0]]), b[:1]], how="geomean")).all()
     with pytest.raises(ValueError, match="weights"):
         merge_probs([a, b], how="mean", weights=[1])
+    with pytest.raises(ValueError, match="weights"):
+        combine([Predictions(a, np.arange(len(a)), CLASSES, prior=np.array([0.5, 0.5]))] * 2,
+                weights=[1, -1])
 
 
 def test_prior_correction_by_hand():
@@ -190,6 +193,17 @@ def test_run_predictions_reads_a_copied_predictions_folder(tmp_path):
     np.testing.assert_allclose(run.test.probs[0], g / g.sum(), rtol=1e-6)
     with pytest.raises(UserError, match="no fold<k>/oof.npz"):
         RunPredictions(tmp_path / "empty")
+    # a holdout merged only when every fold predicted it
+    save_predictions(tmp_path / "fold0" / "holdout.npz", Predictions(
+        np.array([[0.9, 0.1]], np.float32), np.array([5]), CLASSES,
+        splits=np.array(["validation"]), targets=np.array([3])))
+    assert RunPredictions(tmp_path).holdout is None
+    save_predictions(tmp_path / "fold1" / "holdout.npz", Predictions(
+        np.array([[0.5, 0.5]], np.float32), np.array([5]), CLASSES,
+        splits=np.array(["validation"]), targets=np.array([3])))
+    holdout = RunPredictions(tmp_path).holdout
+    np.testing.assert_allclose(holdout.probs, [[0.7, 0.3]], rtol=1e-6)
+    assert holdout.targets.tolist() == [3]
 
 
 def test_fallback_class_is_the_most_probable_under_the_prior():
