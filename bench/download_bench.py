@@ -42,6 +42,9 @@ ratio of two runs measured together; best against best favours whichever contend
 most, and img2dataset's own images/s ranged from 139 to 188 within one session).
 Targets (issue 3, 2-core machine, max_side=256): (d) >= 2x (c) and >= 1.5x (b); (f) >= 80% of (e).
 
+``--pairs N`` instead runs only the two ratios the targets are about, N times each, every run
+of ours right after the run it is compared with, and prints their median, quartiles and range.
+
 ``--scale N`` instead downloads N URLs of small images (64-200 px, kept byte for byte) with no
 delay, in a fresh process for N/5 and for N, and reports the time and the main process's
 memory: before the records exist, with them (the metadata), and its peak (VmHWM) during
@@ -636,6 +639,48 @@ def scale(args: argparse.Namespace) -> None:
           f"download beyond the metadata {per_record('peak_kb', 'with_records_kb'):.0f} bytes")
 
 
+def pairs(args: argparse.Namespace) -> None:
+    """Only the two ratios the targets are about, each from N runs back to back with ours:
+    the ceiling then ours with no delay, and img2dataset then ours with the delay (timed both
+    ways); the ratios' median, quartiles and range. Pairs cancel the machine's drift; their
+    spread shows how far one run can be trusted."""
+    paths = make_photos(args.images)[: args.images]
+    limits = ImageLimits(max_side=args.max_side, quality=QUALITY)
+    i2d_problem = "skipped (--skip-img2dataset)" if args.skip_img2dataset else img2dataset_ready()
+    shutil.rmtree(OUT, ignore_errors=True)  # an interrupted benchmark's leftovers
+    ratios: dict[str, list[float]] = {}
+    server = Server(PHOTOS)
+    try:
+        fast_urls = [server.url("p", 0, path.name) for path in paths]
+        urls = [server.url("p", args.delay_ms, path.name) for path in paths]
+        for _ in range(args.pairs):
+            done, seconds = ceiling(paths, limits, worker_count())
+            report = ours(fast_urls, fresh("ours_fast"), limits)
+            ratios.setdefault("share", []).append(
+                report["downloaded"] / report["fetching_s"] / (done / seconds))
+        for _ in range(args.pairs if i2d_problem is None else 0):
+            written, span, call = img2dataset(urls, fresh("img2dataset"), limits,
+                                              args.i2d_processes, args.i2d_threads)
+            whole, report = timed(ours, urls, fresh("ours"), limits)
+            ratios.setdefault("own", []).append(
+                report["downloaded"] / report["fetching_s"] / (written / span))
+            ratios.setdefault("whole", []).append(report["downloaded"] / whole / (len(urls) / call))
+    finally:
+        server.close()
+        shutil.rmtree(OUT, ignore_errors=True)
+    names = {"share": "ours with no delay / the ceiling (first request to last stored)",
+             "own": f"ours / img2dataset, {args.delay_ms} ms, timed as it times itself",
+             "whole": f"ours / img2dataset, {args.delay_ms} ms, whole calls"}
+    print(f"\n{args.pairs} pairs, each run right after the other; targets: share >= 0.80, "
+          f"img2dataset >= 2x")
+    for key, values in ratios.items():
+        quartiles = statistics.quantiles(values, n=4)
+        print(f"{names[key]:66s} median {statistics.median(values):.2f}, quartiles "
+              f"{quartiles[0]:.2f}-{quartiles[2]:.2f}, range {min(values):.2f}-{max(values):.2f}")
+    if i2d_problem is not None:
+        print(f"img2dataset: not run: {i2d_problem}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
@@ -648,6 +693,9 @@ def main() -> None:
     parser.add_argument("--skip-img2dataset", action="store_true")
     parser.add_argument("--repeats", type=int, default=5,
                         help="rounds of (b)-(g); each keeps its best")
+    parser.add_argument("--pairs", type=int, default=0,
+                        help="instead: N back-to-back pairs for the two ratios the targets "
+                             "are about (ceiling share, img2dataset), with their spread")
     parser.add_argument("--scale", type=int, default=0,
                         help="instead: the scale run with N URLs of small images (and N/5)")
     parser.add_argument("--scale-child", type=int, default=0, help=argparse.SUPPRESS)
@@ -657,6 +705,8 @@ def main() -> None:
         scale_child(args)
     elif args.scale:
         scale(args)
+    elif args.pairs:
+        pairs(args)
     else:
         compare(args)
 
