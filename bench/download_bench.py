@@ -432,13 +432,19 @@ _RUNS = itertools.count()
 # the runs
 
 
-def compare(args: argparse.Namespace) -> None:
+def _photos_limits_i2d(args: argparse.Namespace) -> tuple[list[Path], ImageLimits, str | None]:
+    """The benchmark photos, the shrink settings, and why img2dataset cannot run (or None)."""
     paths = make_photos(args.images)[: args.images]
     limits = ImageLimits(max_side=args.max_side, quality=QUALITY)
+    i2d_problem = "skipped (--skip-img2dataset)" if args.skip_img2dataset else img2dataset_ready()
+    return paths, limits, i2d_problem
+
+
+def compare(args: argparse.Namespace) -> None:
+    paths, limits, i2d_problem = _photos_limits_i2d(args)
     sizes = [Image.open(path).size for path in paths]
     megapixels = np.mean([w * h for w, h in sizes]) / 1e6
     kilobytes = np.mean([path.stat().st_size for path in paths]) / 1e3
-    i2d_problem = "skipped (--skip-img2dataset)" if args.skip_img2dataset else img2dataset_ready()
     workers = worker_count()
     n_seq = min(args.sequential, len(paths))
     names = {"a": f"(a) sequential urllib (first {n_seq} URLs)",
@@ -537,12 +543,12 @@ def compare(args: argparse.Namespace) -> None:
         print(f"    round by round, {how}: median {statistics.median(shares):.1%} ("
               f"{', '.join(f'{share:.1%}' for share in shares)})")
     print("\nround by round with the delay (each contender against ours in the same round):")
-    pairs = [("Pool(20), whole calls", results["d"], results["b"])]
+    against = [("Pool(20), whole calls", results["d"], results["b"])]
     if "c" in results:
-        pairs += [("img2dataset, timed as it times itself", results["d2"], results["c"]),
+        against += [("img2dataset, timed as it times itself", results["d2"], results["c"]),
                   ("img2dataset, whole calls", results["d"],
                    [(len(urls), seconds) for seconds in i2d_calls])]
-    for what, ours_runs, their_runs in pairs:
+    for what, ours_runs, their_runs in against:
         ratios = _round_ratios(ours_runs, their_runs)
         print(f"    ours / {what}: median {statistics.median(ratios):.2f}x "
               f"({', '.join(f'{ratio:.2f}x' for ratio in ratios)})")
@@ -644,30 +650,36 @@ def pairs(args: argparse.Namespace) -> None:
     the ceiling then ours with no delay, and img2dataset then ours with the delay (timed both
     ways); the ratios' median, quartiles and range. Pairs cancel the machine's drift; their
     spread shows how far one run can be trusted."""
-    paths = make_photos(args.images)[: args.images]
-    limits = ImageLimits(max_side=args.max_side, quality=QUALITY)
-    i2d_problem = "skipped (--skip-img2dataset)" if args.skip_img2dataset else img2dataset_ready()
+    paths, limits, i2d_problem = _photos_limits_i2d(args)
     shutil.rmtree(OUT, ignore_errors=True)  # an interrupted benchmark's leftovers
-    ratios: dict[str, list[float]] = {}
+    runs: dict[str, list[tuple[int, float]]] = {}  # (images, seconds) per run, in pair order
+
+    def run(key: str, images: int, seconds: float) -> None:
+        runs.setdefault(key, []).append((images, seconds))
+
     server = Server(PHOTOS)
     try:
         fast_urls = [server.url("p", 0, path.name) for path in paths]
         urls = [server.url("p", args.delay_ms, path.name) for path in paths]
         for _ in range(args.pairs):
-            done, seconds = ceiling(paths, limits, worker_count())
+            run("ceiling", *ceiling(paths, limits, worker_count()))
             report = ours(fast_urls, fresh("ours_fast"), limits)
-            ratios.setdefault("share", []).append(
-                report["downloaded"] / report["fetching_s"] / (done / seconds))
+            run("ours_fast", report["downloaded"], report["fetching_s"])
         for _ in range(args.pairs if i2d_problem is None else 0):
             written, span, call = img2dataset(urls, fresh("img2dataset"), limits,
                                               args.i2d_processes, args.i2d_threads)
+            run("i2d_own", written, span)
+            run("i2d_whole", len(urls), call)
             whole, report = timed(ours, urls, fresh("ours"), limits)
-            ratios.setdefault("own", []).append(
-                report["downloaded"] / report["fetching_s"] / (written / span))
-            ratios.setdefault("whole", []).append(report["downloaded"] / whole / (len(urls) / call))
+            run("ours_own", report["downloaded"], report["fetching_s"])
+            run("ours_whole", report["downloaded"], whole)
     finally:
         server.close()
         shutil.rmtree(OUT, ignore_errors=True)
+    ratios = {"share": _round_ratios(runs["ours_fast"], runs["ceiling"])}
+    if i2d_problem is None:
+        ratios |= {"own": _round_ratios(runs["ours_own"], runs["i2d_own"]),
+                   "whole": _round_ratios(runs["ours_whole"], runs["i2d_whole"])}
     names = {"share": "ours with no delay / the ceiling (first request to last stored)",
              "own": f"ours / img2dataset, {args.delay_ms} ms, timed as it times itself",
              "whole": f"ours / img2dataset, {args.delay_ms} ms, whole calls"}
@@ -706,6 +718,8 @@ def main() -> None:
     elif args.scale:
         scale(args)
     elif args.pairs:
+        if args.pairs < 2:
+            parser.error(f"--pairs must be at least 2 (quartiles need two pairs), not {args.pairs}")
         pairs(args)
     else:
         compare(args)
