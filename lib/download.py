@@ -416,7 +416,7 @@ def _fetch_and_store(
             asyncio.run(_check_and_download(plan, competition_dir, settings, workers, tally,
                                             bar))
     finally:
-        workers.close()  # each finishes the images it was sent (two at most), then exits
+        workers.close()  # each finishes the images it was sent (three at most), then exits
 
 
 async def _check_and_download(
