@@ -407,8 +407,7 @@ def _fetch_and_store(
     # second), which would stall every request in flight. "forkserver", not fork: this process
     # already runs threads (tqdm's monitor, later aiohttp's resolver), and forking them can
     # deadlock.
-    context = pools.context()
-    context.set_forkserver_preload(_preload())
+    context = pools.context(preload=worker_preload())
     workers = StoreWorkers(count=pools.worker_count(settings.workers), limits=settings.limits,
                            context=context)
     try:
@@ -438,7 +437,7 @@ async def _check_and_download(
                                 tally, bar)
 
 
-def _preload() -> list[str]:
+def worker_preload() -> list[str]:
     """What the forkserver imports once, before it forks the workers: this module (and so
     lib.store, all a worker runs) and the main module. multiprocessing makes every worker import
     the main module again (for ``python -m stages.download``: aiohttp, tqdm, yaml..., about half

@@ -24,6 +24,25 @@ def test_pool_runs_in_forkserver_children():
     assert os.getpid() not in {pid for pid, _ in results}
 
 
+_PRELOAD_SCRIPT = """
+from lib.pools import context
+
+context(preload=["json"])
+with context().Pool(1) as pool:  # a later call without preload keeps json
+    print(pool.apply(eval, ("' '.join(m for m in ('cv2', 'json', 'PIL', 'numpy') "
+                            "if m in __import__('sys').modules)",)))
+"""
+
+
+def test_forkserver_children_get_the_decoders_and_requested_modules_already_imported():
+    # imported in a worker itself, they cost it half a second of CPU and thousands of page
+    # faults while a download runs; -c: a main module with no file, so the child imports
+    # nothing else (eval, a builtin, needs no import to unpickle)
+    done = subprocess.run([sys.executable, "-c", _PRELOAD_SCRIPT], capture_output=True,
+                          text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert done.stdout.split() == ["cv2", "json", "PIL", "numpy"]
+
+
 _FAULTS_SCRIPT = """
 import resource, sys
 from lib.pools import keep_freed_memory
