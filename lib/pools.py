@@ -2,7 +2,8 @@
 
 The stages start pools after tqdm's monitor thread, aiohttp's resolver, torch's or OpenCV's
 thread pools may be running; forking such a process can copy a held lock and hang a worker
-forever. "forkserver" forks children from a small clean server process instead.
+forever. "forkserver" forks children from a small clean server process instead, one per
+process, which imports the decoders' libraries first (``context``), so no child has to.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from multiprocessing.pool import Pool
 # start a thread each in it. Download benchmark, its workers forked from a server that another
 # pool had started: 7-10% fewer images/s with no delay.
 DECODER_MODULES = ("lib.resize",)
+_preload = list(DECODER_MODULES)  # and every module any caller asked for so far
 
 
 def context(preload: Sequence[str] = ()) -> multiprocessing.context.BaseContext:
@@ -28,9 +30,6 @@ def context(preload: Sequence[str] = ()) -> multiprocessing.context.BaseContext:
     forkserver = multiprocessing.get_context("forkserver")
     forkserver.set_forkserver_preload(list(_preload))
     return forkserver
-
-
-_preload = list(DECODER_MODULES)
 
 
 def worker_count(workers: int = 0) -> int:
