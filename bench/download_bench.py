@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import multiprocessing
@@ -69,7 +70,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -280,6 +281,19 @@ class Server:
     def close(self) -> None:
         self.process.terminate()
         self.process.join()
+
+
+@contextlib.contextmanager
+def serving(*folders: Path) -> Iterator[Server]:
+    """The server over ``folders`` for the block; OUT is emptied before (an interrupted run's
+    leftovers) and deleted after."""
+    shutil.rmtree(OUT, ignore_errors=True)
+    server = Server(*folders)
+    try:
+        yield server
+    finally:
+        server.close()
+        shutil.rmtree(OUT, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -498,10 +512,8 @@ def compare(args: argparse.Namespace) -> None:
              "f": "(f) ours, no delay, whole call",
              "f2": "(f) ours, no delay, first request to last stored",
              "g": "(g) the network alone: lib.fetch, bodies dropped"}
-    shutil.rmtree(OUT, ignore_errors=True)  # an interrupted benchmark's leftovers
     load_before = os.getloadavg()
-    server = Server(PHOTOS)
-    try:
+    with serving(PHOTOS) as server:
         urls = [server.url("p", args.delay_ms, path.name) for path in paths]
         fast_urls = [server.url("p", 0, path.name) for path in paths]
         contenders = {
@@ -527,9 +539,6 @@ def compare(args: argparse.Namespace) -> None:
         for _ in range(args.repeats):
             for key, contender in sorted(contenders.items()):
                 results.setdefault(key, []).append(contender())
-    finally:
-        server.close()
-        shutil.rmtree(OUT, ignore_errors=True)
     load_after = os.getloadavg()
     best = {key: min(runs, key=lambda run: run[1]) for key, runs in results.items()}
     rate = {key: written / seconds for key, (written, seconds) in best.items()}
@@ -658,19 +667,14 @@ def scale_child(args: argparse.Namespace) -> None:
 
 def scale(args: argparse.Namespace) -> None:
     make_small()
-    shutil.rmtree(OUT, ignore_errors=True)  # an interrupted benchmark's leftovers
-    server = Server(SMALL)
     results = []
-    try:
+    with serving(SMALL) as server:
         for n in (args.scale // 5, args.scale):
             done = subprocess.run(
                 [sys.executable, __file__, "--scale-child", str(n), "--port", str(server.port),
                  "--max-side", str(args.max_side), "--out", str(OUT)],
                 capture_output=True, text=True, check=True)
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    finally:
-        server.close()
-        shutil.rmtree(OUT, ignore_errors=True)
     print(f"\nscale: URLs of {SMALL_COUNT} small JPEGs (64-200 px, kept byte for byte), no "
           f"delay, a fresh process per run; memory of the main process (RSS); "
           f"{where_written()}")
@@ -696,14 +700,12 @@ def pairs(args: argparse.Namespace) -> None:
     ways); the ratios' median, quartiles and range. Pairs cancel the machine's drift; their
     spread shows how far one run can be trusted."""
     paths, limits, i2d_problem = _photos_limits_i2d(args)
-    shutil.rmtree(OUT, ignore_errors=True)  # an interrupted benchmark's leftovers
     runs: dict[str, list[tuple[int, float]]] = {}  # (images, seconds) per run, in pair order
 
     def run(key: str, images: int, seconds: float) -> None:
         runs.setdefault(key, []).append((images, seconds))
 
-    server = Server(PHOTOS)
-    try:
+    with serving(PHOTOS) as server:
         fast_urls = [server.url("p", 0, path.name) for path in paths]
         urls = [server.url("p", args.delay_ms, path.name) for path in paths]
         for _ in range(args.pairs):
@@ -718,9 +720,6 @@ def pairs(args: argparse.Namespace) -> None:
             whole, report = timed(ours, urls, fresh("ours"), limits)
             run("ours_own", report["downloaded"], report["fetching_s"])
             run("ours_whole", report["downloaded"], whole)
-    finally:
-        server.close()
-        shutil.rmtree(OUT, ignore_errors=True)
     ratios = {"share": _round_ratios(runs["ours_fast"], runs["ceiling"])}
     if i2d_problem is None:
         ratios |= {"own": _round_ratios(runs["ours_own"], runs["i2d_own"]),
