@@ -171,3 +171,10 @@ def test_encode_jpeg_writes_what_pillow_writes(mode):
     assert ours == pillow.getvalue()
     with Image.open(io.BytesIO(ours)) as image:
         assert image.format == "JPEG" and image.mode == mode and image.size == (300, 200)
+
+
+def test_encode_jpeg_ignores_a_fourth_unused_band():
+    # lib.pixel_view gives RGB as four bytes per pixel
+    pixels = np.asarray(Image.open(io.BytesIO(encode((300, 200)))))
+    padded = np.dstack([pixels, np.full(pixels.shape[:2], 77, np.uint8)])
+    assert encode_jpeg(padded, 85) == encode_jpeg(pixels, 85)
