@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import cv2
 import numpy as np
@@ -13,6 +14,7 @@ from sklearn.datasets import load_sample_image
 from lib.resize import (
     ImageLimits,
     check_header,
+    decode_jpeg_reduced,
     encode_jpeg,
     fit_size,
     prepare_image,
@@ -165,7 +167,7 @@ def test_check_header_reads_the_size_without_decoding(tmp_path):
 def test_encode_jpeg_writes_what_pillow_writes(mode):
     # OpenCV's encoder stands in for Pillow's save only because the bytes are the same
     pixels = np.asarray(Image.open(io.BytesIO(encode((300, 200), mode=mode))))
-    ours = encode_jpeg(pixels, 85)
+    ours = encode_jpeg(cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR) if mode == "RGB" else pixels, 85)
     pillow = io.BytesIO()
     Image.fromarray(pixels).save(pillow, "JPEG", quality=85)
     assert ours == pillow.getvalue()
@@ -173,8 +175,65 @@ def test_encode_jpeg_writes_what_pillow_writes(mode):
         assert image.format == "JPEG" and image.mode == mode and image.size == (300, 200)
 
 
-def test_encode_jpeg_ignores_a_fourth_unused_band():
-    # lib.pixel_view gives RGB as four bytes per pixel
-    pixels = np.asarray(Image.open(io.BytesIO(encode((300, 200)))))
-    padded = np.dstack([pixels, np.full(pixels.shape[:2], 77, np.uint8)])
-    assert encode_jpeg(padded, 85) == encode_jpeg(pixels, 85)
+def solid_jpeg(size: tuple[int, int], color: tuple[int, int, int], **save: object) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "JPEG", quality=95, **save)
+    return buffer.getvalue()
+
+
+def test_shrunk_jpegs_keep_their_colours():
+    # OpenCV decodes and encodes in BGR order, PIL in RGB: a swap would turn red into blue
+    for color in [(220, 30, 30), (30, 220, 30), (30, 30, 220)]:
+        prepared = prepare_image(solid_jpeg((800, 600), color), ImageLimits(max_side=64))
+        pixels = np.asarray(decoded(prepared.data), np.float64)
+        assert np.abs(pixels.mean(axis=(0, 1)) - color).max() < 4
+
+
+def test_opencv_decodes_a_jpeg_as_pil_does():
+    photo = load_sample_image("flower.jpg")  # a real 640 x 427 photo
+    for mode in ("RGB", "L"):
+        buffer = io.BytesIO()
+        Image.fromarray(photo).convert(mode).save(buffer, "JPEG", quality=90)
+        body = buffer.getvalue()
+        with Image.open(io.BytesIO(body)) as image:
+            ours = decode_jpeg_reduced(image, body, (160, 100)).astype(np.float64)  # 1/4
+        with Image.open(io.BytesIO(body)) as image:
+            image.draft(mode, (160, 100))
+            pil = np.asarray(image, np.float64)
+        if mode == "RGB":
+            pil = pil[..., ::-1]  # BGR, as OpenCV gives it
+        assert ours.shape == pil.shape == ((107, 160, 3) if mode == "RGB" else (107, 160))
+        assert np.mean((ours - pil) ** 2) < 255**2 / 10**3.5  # PSNR above 35 dB
+
+
+def test_exif_orientation_is_not_applied_to_shrunk_jpegs():
+    # stored 800 x 600, left half dark; orientation 6 asks viewers to turn it upright
+    pixels = np.full((600, 800, 3), 230, np.uint8)
+    pixels[:, :400] = 20
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=95, exif=exif)
+    shrunk = np.asarray(decoded(prepare_image(buffer.getvalue(),
+                                              ImageLimits(max_side=80)).data))
+    assert shrunk.shape == (60, 80, 3)
+    assert shrunk[:, :30].mean() < 60 and shrunk[:, 50:].mean() > 190
+
+
+def test_an_mpo_is_shrunk_from_its_first_frame():
+    buffer = io.BytesIO()
+    first, second = Image.new("RGB", (800, 600), (200, 40, 40)), Image.new("RGB", (800, 600))
+    first.save(buffer, "MPO", save_all=True, append_images=[second])
+    prepared = prepare_image(buffer.getvalue(), ImageLimits(max_side=64))
+    assert prepared.extension == "jpg"
+    assert np.asarray(decoded(prepared.data), np.float64)[..., 0].mean() > 180
+
+
+def test_libjpeg_warnings_do_not_reach_the_terminal(capfd):
+    # a few bytes of garbage before the end: libjpeg recovers (the image is accepted, as PIL
+    # accepts it) but warns on file descriptor 2, which would break the progress bar
+    body = bytearray(encode((800, 600), quality=95))
+    body[-200:-2] = bytes(range(198))
+    assert prepare_image(bytes(body), ImageLimits(max_side=64)).reason is None
+    os.write(2, b"still there\n")  # and the descriptor is back afterwards
+    assert capfd.readouterr().err == "still there\n"
