@@ -733,6 +733,9 @@ def pairs(args: argparse.Namespace) -> None:
         quartiles = statistics.quantiles(values, n=4)
         print(f"{names[key]:66s} median {statistics.median(values):.2f}, quartiles "
               f"{quartiles[0]:.2f}-{quartiles[2]:.2f}, range {min(values):.2f}-{max(values):.2f}")
+    rates = {key: statistics.median(done / seconds for done, seconds in values)
+             for key, values in runs.items()}
+    print("median images/s: " + ", ".join(f"{key} {rate:.0f}" for key, rate in rates.items()))
     if i2d_problem is not None:
         print(f"img2dataset: not run: {i2d_problem}")
 
