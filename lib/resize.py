@@ -47,6 +47,12 @@ _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}  # others: the format
 # pyramids use). Below MIN_SIGMA it changes nothing.
 PIXEL_SIGMA = 0.5
 MIN_SIGMA = 0.25
+# The Gaussian is cut at 1.5 sigma, not OpenCV's 3 (8-bit images): three taps for the sigmas
+# JPEG's reduced decoding leaves (below 0.9). It still flattens stripes at the output's Nyquist
+# frequency, is nearer a Lanczos resize of the full image (on the benchmark photos 31.5 dB
+# against 31.3 after reduced decoding, 35.1 against 32.9 from full size), and takes 0.20 ms
+# instead of 0.28 per photo.
+KERNEL_SIGMAS = 1.5
 # OpenCV's imdecode flags for JPEG's reduced decoding (by 1, 2, 4 or 8), color and gray; EXIF
 # orientation is left alone, as everywhere else
 _OPENCV_REDUCED = {
@@ -196,19 +202,23 @@ def encode_jpeg(pixels: np.ndarray, quality: int) -> bytes:
 def resize_pixels(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``pixels`` (H x W or H x W x C, uint8) downscaled to ``size`` (width, height).
 
-    A Gaussian prefilter (``PIXEL_SIGMA``) against aliasing, then bilinear sampling (OpenCV):
-    a sixth of the time of Pillow's antialiased bicubic on what JPEG's reduced decoding leaves
-    (a factor below 2), and softer: on the benchmark photos 2.8 dB PSNR below it after JPEG
-    draft decoding, more on formats shrunk from full size (both against a Lanczos resize of
-    the full image). Fine stripes come out flat grey, as they must, not as moire.
+    A Gaussian prefilter (``PIXEL_SIGMA``, ``KERNEL_SIGMAS``) against aliasing, then bilinear
+    sampling (OpenCV): a fraction of the time of Pillow's antialiased bicubic on what JPEG's
+    reduced decoding leaves (a factor below 2), and a little softer. Fine stripes come out flat
+    grey, as they must, not as moire.
     """
     height, width = pixels.shape[:2]
     sigma_x = PIXEL_SIGMA * math.sqrt(max((width / size[0]) ** 2 - 1, 0.0))
     sigma_y = PIXEL_SIGMA * math.sqrt(max((height / size[1]) ** 2 - 1, 0.0))
     if max(sigma_x, sigma_y) >= MIN_SIGMA:
-        pixels = cv2.GaussianBlur(pixels, (0, 0), sigmaX=max(sigma_x, 1e-3),
-                                  sigmaY=max(sigma_y, 1e-3))
+        pixels = cv2.GaussianBlur(pixels, (_taps(sigma_x), _taps(sigma_y)),
+                                  sigmaX=max(sigma_x, 1e-3), sigmaY=max(sigma_y, 1e-3))
     return cv2.resize(pixels, size, interpolation=cv2.INTER_LINEAR)
+
+
+def _taps(sigma: float) -> int:
+    """The Gaussian kernel's width: out to ``KERNEL_SIGMAS`` sigma on each side, at least 3."""
+    return 2 * max(1, round(KERNEL_SIGMAS * sigma)) + 1
 
 
 def _jpeg_mode(image: Image.Image) -> Image.Image:
