@@ -45,13 +45,6 @@ def load_reduced(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image
 
 
-def jpeg_reduction(size: tuple[int, int], target: tuple[int, int]) -> int:
-    """The divisor JPEG's reduced decoding uses for an image of ``size``: the largest of 8, 4,
-    2, 1 that keeps both sides >= ``target``'s (as ``Image.draft`` chooses it)."""
-    factor = min(size[0] // target[0], size[1] // target[1])
-    return next((divisor for divisor in (8, 4, 2) if divisor <= factor), 1)
-
-
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 

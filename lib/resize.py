@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from lib.images import DRAFT_FORMATS, eight_bit, jpeg_reduction, load_reduced
+from lib.images import DRAFT_FORMATS, eight_bit, load_reduced
 
 NOT_AN_IMAGE = "not_an_image"
 TRUNCATED_IMAGE = "truncated_image"
@@ -184,6 +184,14 @@ def decode_jpeg_reduced(image: Image.Image, body: bytes, size: tuple[int, int]
     flags = (gray if image.mode == "L" else color) | cv2.IMREAD_IGNORE_ORIENTATION
     with _stderr_muted():  # libjpeg prints warnings there ("Corrupt JPEG data: ...")
         return cv2.imdecode(np.frombuffer(body, np.uint8), flags)
+
+
+def jpeg_reduction(size: tuple[int, int], target: tuple[int, int]) -> int:
+    """The divisor of JPEG's reduced decoding for an image of ``size``: the largest of 8, 4, 2
+    and 1 that keeps both sides >= ``target``'s, as ``Image.draft`` (``load_reduced``) picks
+    it."""
+    factor = min(size[0] // target[0], size[1] // target[1])
+    return next((divisor for divisor in (8, 4, 2) if divisor <= factor), 1)
 
 
 def encode_jpeg(pixels: np.ndarray, quality: int) -> bytes:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib.images import jpeg_reduction, list_images, load_reduced, load_rgb, load_rgb_array
+from lib.images import list_images, load_reduced, load_rgb, load_rgb_array
 from tests.conftest import write_image
 
 
@@ -47,16 +47,6 @@ def test_jpeg_is_decoded_at_the_smallest_scale_that_keeps_the_size(tmp_path):
     png = write_image(tmp_path / "big.png", size=(512, 256))
     with Image.open(png) as image:
         assert load_reduced(image, (256, 128)).size == (512, 256)
-
-
-@pytest.mark.parametrize("size", [(2048, 1024), (1000, 500), (1023, 511), (300, 900), (256, 128),
-                                  (257, 4000)])
-def test_jpeg_reduction_is_the_scale_pil_draft_picks(tmp_path, size):
-    path = write_image(tmp_path / "photo.jpg", size=size)
-    with Image.open(path) as image:
-        reduced = load_reduced(image, (256, 128)).size
-    divisor = jpeg_reduction(size, (256, 128))
-    assert reduced == (-(-size[0] // divisor), -(-size[1] // divisor))
 
 
 def test_camera_mpo_photos_are_decoded_at_reduced_size_too(tmp_path):

@@ -11,15 +11,18 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_sample_image
 
+from lib.images import load_reduced
 from lib.resize import (
     ImageLimits,
     check_header,
     decode_jpeg_reduced,
     encode_jpeg,
     fit_size,
+    jpeg_reduction,
     prepare_image,
     resize_pixels,
 )
+from tests.conftest import write_image
 
 
 def encode(size: tuple[int, int], fmt: str = "JPEG", mode: str = "RGB", **save: object) -> bytes:
@@ -237,3 +240,13 @@ def test_libjpeg_warnings_do_not_reach_the_terminal(capfd):
     assert prepare_image(bytes(body), ImageLimits(max_side=64)).reason is None
     os.write(2, b"still there\n")  # and the descriptor is back afterwards
     assert capfd.readouterr().err == "still there\n"
+
+
+@pytest.mark.parametrize("size", [(2048, 1024), (1000, 500), (1023, 511), (300, 900), (256, 128),
+                                  (257, 4000)])
+def test_jpeg_reduction_is_the_scale_pil_draft_picks(tmp_path, size):
+    path = write_image(tmp_path / "photo.jpg", size=size)
+    with Image.open(path) as image:
+        reduced = load_reduced(image, (256, 128)).size
+    divisor = jpeg_reduction(size, (256, 128))
+    assert reduced == (-(-size[0] // divisor), -(-size[1] // divisor))
