@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from multiprocessing.pool import Pool
 
@@ -19,7 +20,15 @@ from multiprocessing.pool import Pool
 # start a thread each in it. Download benchmark, its workers forked from a server that another
 # pool had started: 7-10% fewer images/s with no delay.
 DECODER_MODULES = ("lib.resize",)
-_preload = list(DECODER_MODULES)  # and every module any caller asked for so far
+# this module first, for the filter below; then every module any caller asked for so far
+_preload = [__name__, *DECODER_MODULES]
+
+# multiprocessing runs a `python -m` program's main module again in every worker, and runpy
+# warns when it finds it imported already: the forkserver imports it on purpose when a caller
+# asks (the download stage preloads itself). Set on import, so in the forkserver too, whose
+# workers inherit it.
+warnings.filterwarnings("ignore", r"'.+' found in sys\.modules after import of package",
+                        RuntimeWarning, "runpy")
 
 
 def context(preload: Sequence[str] = ()) -> multiprocessing.context.BaseContext:

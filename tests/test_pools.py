@@ -80,3 +80,27 @@ def test_decode_workers_reuse_freed_buffers_instead_of_faulting_in_new_pages():
     assert kept == "True"  # glibc (Linux)
     assert with_setting <= 16, f"{with_setting} page faults per image"
     assert default >= 500, f"the default now keeps its memory too ({default} faults per image)"
+
+
+_MAIN_MODULE = """
+from lib.pools import context
+
+if __name__ == "__main__":
+    with context(preload=[__spec__.name]).Pool(2) as pool:
+        print(sum(pool.map(abs, [-1, -2])))
+"""
+
+
+def test_a_main_module_the_forkserver_preloaded_runs_in_its_workers_without_a_warning(tmp_path):
+    # multiprocessing re-runs a `python -m` main module in every worker; runpy warns when the
+    # module is in sys.modules already, as the download stage's preload puts it on purpose
+    package = tmp_path / "stagepkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "job.py").write_text(_MAIN_MODULE)
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "stagepkg.job"], capture_output=True, text=True,
+                          check=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}"})
+    assert done.stdout.split() == ["3"]
+    assert done.stderr == ""
