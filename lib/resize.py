@@ -7,12 +7,13 @@ function here is CPU-bound and must stay off the event loop.
 
 A body is accepted only if it decodes completely (every byte of the first frame), is not a
 placeholder (a side below ``min_side``, e.g. a 1x1 GIF) and not a decompression bomb (more than
-``max_pixels`` pixels). With ``max_side`` set, a larger image is decoded at reduced size where
-the format allows (JPEG DCT scaling through ``Image.draft``: 1/2, 1/4 or 1/8 of the size, for a
-fraction of the work), resized so its longer side is ``max_side`` (aspect kept; Gaussian
+``max_pixels`` pixels). PIL opens every body (format and size from the header). With
+``max_side`` set, a larger image is decoded at reduced size where the format allows (a JPEG by
+OpenCV, with libjpeg's DCT scaling: 1/2, 1/4 or 1/8 of the size, for a fraction of the work;
+other formats by PIL), resized so its longer side is ``max_side`` (aspect kept; Gaussian
 antialiasing, then bilinear: ``resize_pixels``) and re-encoded as JPEG at ``quality``; an image
-already within the limit is kept byte for byte. EXIF orientation is not applied, so a shrunk
-image shows the same pixels training sees in a kept original.
+already within the limit is decoded by PIL and kept byte for byte. EXIF orientation is not
+applied, so a shrunk image shows the same pixels training sees in a kept original.
 """
 
 from __future__ import annotations

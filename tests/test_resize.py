@@ -73,8 +73,9 @@ def test_no_max_side_keeps_every_original():
     assert prepared.data is body and not prepared.resized
 
 
-def test_a_truncated_jpeg_is_refused_even_when_decoded_at_reduced_size():
-    body = encode((1024, 768), quality=95)
+@pytest.mark.parametrize("progressive", [False, True])
+def test_a_truncated_jpeg_is_refused_even_when_decoded_at_reduced_size(progressive):
+    body = encode((1024, 768), quality=95, progressive=progressive)
     prepared = prepare_image(body[: len(body) // 2], ImageLimits(max_side=64))
     assert prepared.reason == "truncated_image" and prepared.data is None
 
