@@ -168,7 +168,7 @@ def shrink(image: Image.Image, body: bytes, *, max_side: int, quality: int) -> b
 def decode_jpeg_reduced(image: Image.Image, body: bytes, size: tuple[int, int]
                         ) -> np.ndarray | None:
     """``body``, a JPEG that PIL opened as ``image`` (not loaded), decoded by OpenCV at the
-    largest reduction (1/2, 1/4, 1/8) that keeps both sides >= ``size``: BGR, or gray for a
+    largest reduction (none, 1/2, 1/4, 1/8) that keeps both sides >= ``size``: BGR, or gray for a
     grayscale JPEG. None for other formats, for CMYK (PIL converts it, as ``lib.images``
     does) and for a body OpenCV cannot decode completely (truncated or broken: PIL, decoding
     it next, says which).
@@ -183,8 +183,11 @@ def decode_jpeg_reduced(image: Image.Image, body: bytes, size: tuple[int, int]
         return None
     color, gray = _OPENCV_REDUCED[jpeg_reduction(image.size, size)]
     flags = (gray if image.mode == "L" else color) | cv2.IMREAD_IGNORE_ORIENTATION
-    with _stderr_muted():  # libjpeg prints warnings there ("Corrupt JPEG data: ...")
-        return cv2.imdecode(np.frombuffer(body, np.uint8), flags)
+    try:
+        with _stderr_muted():  # libjpeg prints warnings there ("Corrupt JPEG data: ...")
+            return cv2.imdecode(np.frombuffer(body, np.uint8), flags)
+    except cv2.error:  # e.g. above OpenCV's own pixel limit: PIL's limits decide
+        return None
 
 
 def jpeg_reduction(size: tuple[int, int], target: tuple[int, int]) -> int:
@@ -246,7 +249,11 @@ def _stderr_muted() -> Iterator[None]:
     global _devnull
     if _devnull is None:
         _devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (closed by whoever started us): nothing to mute
+        yield
+        return
     os.dup2(_devnull, 2)
     try:
         yield

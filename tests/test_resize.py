@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -251,3 +254,25 @@ def test_jpeg_reduction_is_the_scale_pil_draft_picks(tmp_path, size):
         reduced = load_reduced(image, (256, 128)).size
     divisor = jpeg_reduction(size, (256, 128))
     assert reduced == (-(-size[0] // divisor), -(-size[1] // divisor))
+
+
+def test_a_jpeg_opencv_will_not_take_is_shrunk_by_pil(monkeypatch):
+    def refuse(*_):
+        raise cv2.error("above OpenCV's limits")
+
+    monkeypatch.setattr(cv2, "imdecode", refuse)
+    prepared = prepare_image(encode((640, 480)), ImageLimits(max_side=64))
+    assert prepared.reason is None and decoded(prepared.data).size == (64, 48)
+
+
+def test_shrinking_works_with_no_stderr_at_all():
+    script = ("import os\n"
+              "from lib.resize import ImageLimits, prepare_image\n"
+              "from tests.test_resize import encode\n"
+              "body, limits = encode((640, 480)), ImageLimits(max_side=64)\n"
+              "prepare_image(body, limits)\n"  # first: /dev/null opened, not as descriptor 2
+              "os.close(2)\n"
+              "print(prepare_image(body, limits).resized)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert done.stdout.split() == ["True"]
