@@ -43,6 +43,7 @@ DECOMPRESSION_BOMB = "decompression_bomb"
 # from bytes fetched off the internet.
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM")
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}  # others: the format in lower case
+JPEG_MODES = ("RGB", "L")  # what a JPEG stores (and OpenCV decodes); other modes are converted
 # A pixel counts as a Gaussian of sigma 0.5 (of its own width): shrinking by f, the blur that
 # brings it to 0.5 of an output pixel is 0.5 * sqrt(f^2 - 1) (the scale-space rule image
 # pyramids use). Below MIN_SIGMA it changes nothing.
@@ -179,7 +180,7 @@ def decode_jpeg_reduced(image: Image.Image, body: bytes, size: tuple[int, int]
     (another 0.1 ms). It also decodes at full quality (accurate DCT, smooth chroma
     upsampling), where PIL's draft takes the fast, coarse variants.
     """
-    if image.format not in DRAFT_FORMATS or image.mode not in ("RGB", "L"):
+    if image.format not in DRAFT_FORMATS or image.mode not in JPEG_MODES:
         return None
     color, gray = _OPENCV_REDUCED[jpeg_reduction(image.size, size)]
     flags = (gray if image.mode == "L" else color) | cv2.IMREAD_IGNORE_ORIENTATION
@@ -236,7 +237,7 @@ def _taps(sigma: float) -> int:
 def _jpeg_mode(image: Image.Image) -> Image.Image:
     """``image`` in a mode JPEG stores, converted as ``lib.images.load_rgb`` converts it."""
     image = eight_bit(image)
-    return image if image.mode in ("RGB", "L") else image.convert("RGB")
+    return image if image.mode in JPEG_MODES else image.convert("RGB")
 
 
 _devnull: int | None = None  # opened once per process, on first use
