@@ -7,7 +7,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: setup run test test-fast lint demo-data clean
+.PHONY: setup run test test-fast lint deps leaderboard submit demo-data clean
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# Rewrite each stage's code deps in dvc.yaml from the imports of the code it runs.
+deps: setup
+	$(BIN)/python -m stages.code_deps
 
 # Rebuild data/demo from Debian's dataset-fashion-mnist (only needed to change the demo).
 demo-data: setup

@@ -8,11 +8,14 @@ value and what is allowed. The rules for every key live in RULES, in one place.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from lib.errors import ParamError
 
@@ -67,10 +70,11 @@ def _text(value: Any) -> str | None:
     return None if isinstance(value, str) and value.strip() else "a non-empty string"
 
 
-def _optional_file(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and Path(value).is_file()):
+def _competition_file(value: Any) -> str | None:
+    if value is None or value == "auto" or (isinstance(value, str) and Path(value).is_file()):
         return None
-    return "null or the path of an existing file"
+    return "auto (the competition folder's file, when there is one), null or the path of " \
+           "an existing file"
 
 
 def _competition_dir(value: Any) -> str | None:
@@ -115,7 +119,7 @@ def _prior(value: Any) -> str | None:
 
 RULES: dict[str, Check] = {
     "competition": _competition_dir,
-    "test_labels": _optional_file,
+    "test_labels": _competition_file,
     "download.concurrency": _int(1),
     "download.per_host": _int(1),
     "download.timeout_s": _number(0, strict=True),
@@ -182,8 +186,11 @@ RULES: dict[str, Check] = {
     "prior_correction": _bool,
     "target_prior": _prior,
     "submission_format": _choice("label", "proba"),
-    "sample_submission": _optional_file,
-    "classes_file": _optional_file,
+    "sample_submission": _competition_file,
+    "classes_file": _competition_file,
+    "kaggle_competition": lambda value: None if value is None or (
+        isinstance(value, str) and re.fullmatch(r"[a-z0-9][a-z0-9-]*", value)) else
+    "null or a competition slug as in its URL, e.g. imaterialist-challenge-furniture-2018",
     "clip_low": _number(0, high=0.5),
     "clip_high": _number(0.5, strict=True, high=1.0),
 }
@@ -198,15 +205,42 @@ def _lookup(params: dict, dotted: str, source: Path) -> Any:
     return node
 
 
+def read_params_file(path: Path | str = "params.yaml") -> dict[str, Any]:
+    """params.yaml as DVC reads it: YAML 1.2 (so `1e-05`, written by `dvc exp run -S lr=1e-5`,
+    is a number, and `on` is text), a duplicate key an error; errors carry line and column."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamError(f"{source}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ParamError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        params = YAML(typ="safe", pure=True).load(text)
+    except DuplicateKeyError as exc:
+        first, again = exc.context_mark, exc.problem_mark
+        key = str(exc.problem).split(" with value")[0].removeprefix("found duplicate key ")
+        raise ParamError(f"{source}:{again.line + 1}:{again.column + 1}: duplicate key {key} "
+                         f"(first at line {first.line + 1}); keep one of them") from None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise ParamError(f"{source}{where}: not valid YAML ({exc.problem or exc.context})") \
+            from None
+    except (YAMLError, RecursionError) as exc:
+        raise ParamError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ParamError(f"{source}: expected a mapping of keys to values at the top, "
+                         f"found {type(params).__name__}")
+    return params
+
+
 def load_params(keys: Iterable[str], path: Path | str = "params.yaml") -> dict[str, Any]:
     """The values of `keys` from the params file, each checked against its rule."""
     source = Path(path)
-    try:
-        params = yaml.safe_load(source.read_text()) or {}
-    except FileNotFoundError:
-        raise ParamError(f"{source}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise ParamError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    params = read_params_file(source)
     values = {key: _lookup(params, key, source) for key in keys}
     for key, value in values.items():
         allowed = RULES[key](value)

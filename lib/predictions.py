@@ -10,13 +10,17 @@ Row order is never implied: consumers align rows by id (and split).
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lib.errors import UserError
-from lib.fileio import atomic_path
+from lib.fileio import TMP_PREFIX, atomic_path
 
 
 @dataclass
@@ -51,6 +55,26 @@ def save_predictions(path: Path, predictions: Predictions) -> None:
         np.savez(tmp, **arrays)
 
 
+def save_fold_predictions(folder: Path, splits: Mapping[str, Predictions]) -> None:
+    """Write `<split>.npz` for every split into `folder` as one unit: a reader (or a run killed
+    half-way) sees either all the old files or all the new ones, never OOF from one run beside
+    test from another. The files are written into a temp folder beside it, then swapped in."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staged = folder.with_name(f"{TMP_PREFIX}-{folder.name}.{secrets.token_hex(4)}")
+    staged.mkdir()
+    try:
+        for split, predictions in splits.items():
+            save_predictions(staged / f"{split}.npz", predictions)
+        retired = folder.with_name(f"{TMP_PREFIX}-{folder.name}.old.{secrets.token_hex(4)}")
+        if folder.exists():
+            os.replace(folder, retired)
+        os.replace(staged, folder)
+        shutil.rmtree(retired, ignore_errors=True)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
 def load_predictions(path: Path) -> Predictions:
     if not path.is_file():
         raise UserError(f"{path}: predictions not found (did predict run for this fold?)")
@@ -60,6 +84,30 @@ def load_predictions(path: Path) -> Predictions:
                            splits=data.get("splits"),
                            targets=data.get("targets"),
                            prior=data.get("prior"))
+
+
+def check_test_ids(test: Predictions, *, expected: Collection, on_disk: Collection | None,
+                   source: str, rerun: str) -> None:
+    """Refuse test predictions made for another test set: ids test.json no longer lists, test
+    images on disk that were not predicted, or no test id predicted at all (every row of the
+    submission would be a fallback). `on_disk`: ids of the test images present (None: unknown);
+    `rerun`: the command that brings the predictions up to date."""
+    predicted = {str(i) for i in test.image_ids.tolist()}
+    extra = sorted(predicted - {str(i) for i in expected})
+    missing = sorted({str(i) for i in on_disk or ()} - predicted)
+    problem = None
+    if extra or missing:
+        problem = (f"{len(extra)} ids not in test.json ({_examples(extra)}), {len(missing)} test "
+                   f"images on disk without a prediction ({_examples(missing)})")
+    elif expected and not predicted:
+        problem = "no test image has a prediction: every row would be a fallback"
+    if problem:
+        raise UserError(f"{source}: test predictions do not match the current test images: "
+                        f"{problem}; run `{rerun}`")
+
+
+def _examples(values: list[str], n: int = 3) -> str:
+    return ", ".join(values[:n]) + (", ..." if len(values) > n else "")
 
 
 def training_prior(labels: np.ndarray, classes: np.ndarray, *,

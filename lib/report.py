@@ -7,21 +7,27 @@ the classes file, or the label ids themselves). Out:
 - confusion_frame: one row per image (actual, predicted names), which DVC's `confusion`
   template counts into a matrix;
 - worst_mistakes + top_losses_grid: the wrong predictions with the highest log loss, drawn as
-  an image grid captioned with the true and the predicted class.
+  an image grid captioned with the true and the predicted class;
+- write_oof_reports: all three files for an OOF ensemble.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lib.ensemble import top_k_hits
+from lib.ensemble import target_columns, top_k_hits
 from lib.figures import image_grid
+from lib.fileio import atomic_path
 from lib.images import load_rgb_array
+from lib.predictions import Predictions
 from lib.submission import class_names
+
+log = logging.getLogger(__name__)
 
 
 def per_class_table(probs: np.ndarray, columns: np.ndarray, classes: np.ndarray,
@@ -75,3 +81,27 @@ def top_losses_grid(path: Path, *, image_paths: Sequence[Path], probs: np.ndarra
                         f"pred {labels[predicted]} {probs[row, predicted]:.2f}")
     image_grid(images, captions, path, cols=cols, cell=128)
     return len(rows)
+
+
+def write_oof_reports(oof: Predictions, names: dict[int, str] | None, *, folds: pd.DataFrame,
+                      images_dir: Path, per_class_csv: Path, confusion_csv: Path,
+                      top_losses_png: Path) -> None:
+    """The per-class table, the confusion rows and the top-losses grid of OOF predictions;
+    `folds` (data/folds.csv) gives each row's image path."""
+    columns = target_columns(oof.classes, oof.targets)
+    table = per_class_table(oof.probs, columns, oof.classes, names)
+    with atomic_path(per_class_csv, suffix=".csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4f")
+    with atomic_path(confusion_csv, suffix=".csv") as tmp:
+        confusion_frame(oof.probs, columns, oof.classes, names, oof.image_ids).to_csv(
+            tmp, index=False)
+    path_of = {(s, int(i)): p for s, i, p in zip(folds["split"], folds["image_id"],
+                                                 folds["path"], strict=True)}
+    paths = [images_dir / path_of[(str(s), int(i))]
+             for s, i in zip(oof.splits, oof.image_ids, strict=True)]
+    shown = top_losses_grid(top_losses_png, image_paths=paths, probs=oof.probs,
+                            columns=columns, classes=oof.classes, names=names)
+    worst, best = table.iloc[0], table.iloc[-1]
+    log.info("per-class accuracy: worst %s %.3f (%d images), best %s %.3f; %d worst OOF "
+             "mistakes drawn in %s", worst["name"], worst["accuracy"], worst["images"],
+             best["name"], best["accuracy"], shown, top_losses_png)

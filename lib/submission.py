@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from lib.competition import LABELLED_SPLITS, load_split
+from lib.competition_files import check_class_ids
 from lib.errors import UserError
 from lib.fileio import atomic_path
 from lib.predictions import Predictions
@@ -65,6 +66,26 @@ def read_class_names(path: Path) -> dict[int, str]:
     return names
 
 
+def competition_labels(competition: Path) -> set[int]:
+    """Every label id of the competition's labelled splits (train.json, validation.json)."""
+    labels: set[int] = set()
+    for split in LABELLED_SPLITS:
+        if (competition / f"{split}.json").is_file():
+            labels |= {r.label for r in load_split(competition / f"{split}.json", split)}
+    return labels
+
+
+def competition_class_names(classes_file: Path | None,
+                            competition: Path) -> dict[int, str] | None:
+    """The names of a classes file, checked to cover exactly the competition's labels; None
+    without a file."""
+    if classes_file is None:
+        return None
+    names = read_class_names(classes_file)
+    check_class_ids(names, competition_labels(competition), source=classes_file)
+    return names
+
+
 def _examples(values: Sequence, n: int = 5) -> str:
     shown = ", ".join(str(v) for v in list(values)[:n])
     return shown + (", ..." if len(values) > n else "")
@@ -91,16 +112,14 @@ def competition_layout(fmt: str, competition: Path, *, names: dict[int, str] | N
                        sample: Path | None, extra_labels: Sequence[int] = ()) -> Layout:
     """The submission Kaggle expects for a competition folder, the same for the ensemble that
     writes it and for the check before an upload: test.json's ids; as classes, those of the
-    classes file (`names`, from `read_class_names`), else every label of train.json and
+    classes file (`names`, from `competition_class_names`), else every label of train.json and
     validation.json, plus `extra_labels` (the model's classes); `sample` as in `make_layout`.
 
     Every label of the competition, not only those of the images that downloaded: a class
     whose every image failed still needs its proba column."""
     labels = set(names or {}) | {int(label) for label in extra_labels}
     if names is None:
-        for split in LABELLED_SPLITS:
-            if (competition / f"{split}.json").is_file():
-                labels |= {r.label for r in load_split(competition / f"{split}.json", split)}
+        labels |= competition_labels(competition)
     test_ids = [record.image_id for record in load_split(competition / "test.json", "test")]
     return make_layout(fmt, test_ids=test_ids, labels=sorted(labels), names=names,
                        sample=sample)

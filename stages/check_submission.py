@@ -14,10 +14,18 @@ import argparse
 import sys
 from pathlib import Path
 
+from lib.competition_files import competition_files
 from lib.errors import UserError
 from lib.params import load_params
-from lib.submission import FORMATS, check_submission, competition_layout, read_class_names
+from lib.submission import (
+    FORMATS,
+    check_submission,
+    competition_class_names,
+    competition_layout,
+)
 from stages.common import SUBMISSION_CSV, run
+
+PARAMS = ["competition", "classes_file", "sample_submission", "submission_format"]
 
 
 def main() -> None:
@@ -26,15 +34,17 @@ def main() -> None:
     parser.add_argument("--format", choices=FORMATS, help="default: submission_format")
     parser.add_argument("--sample", type=Path, help="default: sample_submission")
     args = parser.parse_args()
-    p = load_params(["competition", "classes_file", "sample_submission", "submission_format"])
+    p = load_params(PARAMS)
     if not args.csv.is_file():
         raise UserError(f"{args.csv}: file not found")
     competition = Path(p["competition"])
     if not (competition / "test.json").is_file():
         raise UserError(f"{competition / 'test.json'} not found: the test ids come from it")
-    sample = args.sample or (Path(p["sample_submission"]) if p["sample_submission"] else None)
+    files = competition_files(competition, classes_file=p["classes_file"], test_labels=None,
+                              sample_submission=p["sample_submission"])
+    sample = args.sample or files.sample_submission
     fmt = args.format or p["submission_format"]
-    names = read_class_names(Path(p["classes_file"])) if p["classes_file"] else None
+    names = competition_class_names(files.classes_file, competition)
     layout = competition_layout(fmt, competition, names=names, sample=sample)
     problems = check_submission(args.csv, layout)
     for problem in problems:

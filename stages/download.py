@@ -19,11 +19,15 @@ from lib.params import load_params
 from stages.common import DOWNLOAD_FAILURES, DOWNLOAD_REPORT, IMAGES_DIR, run
 
 SETTINGS = [field.name for field in fields(DownloadSettings)]
+# Knobs that change only how fast the images come, never which bytes are stored: not DVC deps.
+SPEED_SETTINGS = ["concurrency", "per_host", "dns_cache_s", "workers"]
+PARAMS = ["competition", "download.retry_failures",
+          *(f"download.{name}" for name in SETTINGS if name not in SPEED_SETTINGS)]
+SPEED_PARAMS = [f"download.{name}" for name in SPEED_SETTINGS]
 
 
 def main() -> None:
-    keys = ["competition", "download.retry_failures", *(f"download.{name}" for name in SETTINGS)]
-    params = load_params(keys)
+    params = load_params(PARAMS + SPEED_PARAMS)
     competition = Path(params["competition"])
     records = load_competition(competition)
     settings = DownloadSettings(**{name: params[f"download.{name}"] for name in SETTINGS})

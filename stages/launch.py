@@ -14,12 +14,15 @@ from lib.distributed import torchrun_command
 from lib.params import load_params
 from stages.common import run
 
+PARAMS = ["gpus"]
+SPEED_PARAMS: list[str] = []
+
 
 def main() -> None:
     if len(sys.argv) < 2:
         sys.exit("usage: python -m stages.launch <module> [args...]")
     module, args = sys.argv[1], sys.argv[2:]
-    gpus = load_params(["gpus"])["gpus"]
+    gpus = load_params(PARAMS)["gpus"]
     command = [sys.executable, "-m", module, *args] if gpus == 1 else \
         torchrun_command(gpus, module, args)
     sys.stdout.flush()

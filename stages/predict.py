@@ -14,14 +14,18 @@ from lib.device import inference_loader, pick_device, prepare_model
 from lib.folds import holdout_rows, read_folds, split_fold
 from lib.images import list_images
 from lib.params import load_params
-from lib.predictions import Predictions, save_predictions, training_prior
+from lib.predictions import Predictions, save_fold_predictions, training_prior
 from lib.tta import load_size, predict_probs, tta_views
 from stages.common import FOLDS_CSV, IMAGES_DIR, fold_argument, model_dir, predictions_dir, run
+
+PARAMS = ["tta", "tta_merge", "tta_crop", "tta_scales"]
+# Inference in eval mode: the batch size and loader processes change only the speed.
+SPEED_PARAMS = ["batch_size", "workers"]
 
 
 def main() -> None:
     fold = fold_argument()
-    p = load_params(["tta", "tta_merge", "tta_crop", "tta_scales", "batch_size", "workers"])
+    p = load_params(PARAMS + SPEED_PARAMS)
     checkpoint = load_checkpoint(model_dir(fold) / "model.pt")
     device = pick_device()
     model = prepare_model(model_from_checkpoint(checkpoint), device)
@@ -60,16 +64,17 @@ def main() -> None:
                            classes=classes, splits=rows["split"].to_numpy(),
                            targets=rows["label"].to_numpy(), prior=prior)
 
-    save_predictions(predictions_dir(fold) / "oof.npz", labelled(oof_rows, "oof"))
+    splits = {"oof": labelled(oof_rows, "oof")}
     holdout = holdout_rows(folds)
     if len(holdout):
-        save_predictions(predictions_dir(fold) / "holdout.npz", labelled(holdout, "holdout"))
+        splits["holdout"] = labelled(holdout, "holdout")
     test_paths = list_images(IMAGES_DIR / "test")
     test_set = ImageDataset(test_paths, None, transform, decode_size=decoded)
-    test = Predictions(probs=probs_for(test_set, "test"),
-                       image_ids=np.array([int(path.stem) for path in test_paths], np.int64),
-                       classes=classes, prior=prior)
-    save_predictions(predictions_dir(fold) / "test.npz", test)
+    splits["test"] = Predictions(probs=probs_for(test_set, "test"),
+                                 image_ids=np.array([int(path.stem) for path in test_paths],
+                                                    np.int64),
+                                 classes=classes, prior=prior)
+    save_fold_predictions(predictions_dir(fold), splits)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,12 @@ from lib.params import load_params
 from lib.stats import compute_stats
 from stages.common import IMAGES_DIR, STATS_JSON, run
 
+PARAMS = ["stats.resolution"]
+SPEED_PARAMS = ["stats.workers"]  # processes: the sums are exact whatever their number
+
 
 def main() -> None:
-    params = load_params(["stats.workers", "stats.resolution"])
+    params = load_params(PARAMS + SPEED_PARAMS)
     resolution = params["stats.resolution"]
     paths = list_images(IMAGES_DIR / "train")
     stats = compute_stats(paths, workers=params["stats.workers"],

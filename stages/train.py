@@ -29,13 +29,17 @@ CONFIG_KEYS = ["epochs", "lr", "optimizer", "momentum", "weight_decay", "schedul
                "warmup_epochs", "sgdr_t0", "sgdr_t_mult", "plateau_patience", "plateau_factor",
                "freeze_epochs", "backbone_lr_mult", "layer_decay", "label_smoothing", "mixup",
                "cutmix", "mix_alpha", "ema", "keep", "seed", "amp", "compile", "sync_bn"]
-KEYS = [*CONFIG_KEYS, "arch", "pretrained", "head", "dropout", "img_size", "batch_size", "aug",
-        "class_balance", "workers", "gpus"]
+# Knobs that change only speed (loader processes; torch.compile computes the same function):
+# read, but not DVC deps, so changing them retrains nothing.
+SPEED_PARAMS = ["workers", "compile"]
+PARAMS = [key for key in [*CONFIG_KEYS, "arch", "pretrained", "head", "dropout", "img_size",
+                          "batch_size", "aug", "class_balance", "gpus"]
+          if key not in SPEED_PARAMS]
 
 
 def main() -> None:
     fold = fold_argument()
-    p = load_params(KEYS)
+    p = load_params(PARAMS + SPEED_PARAMS)
     env, device = distributed.setup(p["gpus"])
     try:
         train(fold, p, env, device)
@@ -75,9 +79,10 @@ def train(fold: int, p: dict, env: distributed.Dist, device: torch.device) -> No
 
     model = create_model(p["arch"], num_classes=len(classes), pretrained=p["pretrained"],
                          head=p["head"], dropout=p["dropout"])
-    # The resume file only counts for the same params, folds and stats.
-    key = hashlib.sha256((json.dumps(p, sort_keys=True) + FOLDS_CSV.read_text() + stats_text)
-                         .encode()).hexdigest()
+    # The resume file only counts for the same params, folds and stats (speed knobs aside).
+    provenance = {key: p[key] for key in PARAMS}
+    key = hashlib.sha256((json.dumps(provenance, sort_keys=True) + FOLDS_CSV.read_text()
+                          + stats_text).encode()).hexdigest()
     resume = model_dir(fold) / "resume.pt"
     live_dir = str(model_dir(fold) / "live")
     with (Live(dir=live_dir, dvcyaml=None, save_dvc_exp=False) if env.main
@@ -97,7 +102,8 @@ def train(fold: int, p: dict, env: distributed.Dist, device: torch.device) -> No
         return
     save_checkpoint(model_dir(fold) / "model.pt", model=model, arch=p["arch"], head=p["head"],
                     classes=classes, mean=stats["mean"], std=stats["std"], img_size=p["img_size"],
-                    params=p | {"kept_epoch": result.kept_epoch}, state_dict=result.state_dict)
+                    params=provenance | {"kept_epoch": result.kept_epoch},
+                    state_dict=result.state_dict)
     resume.unlink(missing_ok=True)
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from lib.errors import ParamError
-from lib.params import RULES, load_params
+from lib.params import RULES, load_params, read_params_file
 from tests.conftest import REPO
 
 
@@ -14,8 +14,7 @@ def write_params(tmp_path: Path, text: str) -> Path:
 
 
 def test_repo_params_are_all_valid_and_all_have_rules():
-    import yaml
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = read_params_file(REPO / "params.yaml")
     flat = [f"{k}.{sub}" if isinstance(v, dict) else k
             for k, v in params.items() for sub in (v if isinstance(v, dict) else [None])]
     assert sorted(flat) == sorted(RULES)
@@ -58,7 +57,7 @@ def test_bad_value_names_key_value_and_what_is_allowed(tmp_path, text, key, allo
         load_params([key], path)
     message = str(error.value)
     assert key in message and allowed in message and "\n" not in message
-    assert repr(__import__("yaml").safe_load(text)[key]) in message
+    assert repr(read_params_file(path)[key]) in message
 
 
 def test_train_folds_must_lie_below_folds(tmp_path):
@@ -82,3 +81,49 @@ def test_missing_key_and_file_and_bad_yaml(tmp_path):
         load_params(["lr"], tmp_path / "nope.yaml")
     with pytest.raises(ParamError, match="not valid YAML"):
         load_params(["lr"], write_params(tmp_path, "lr: [\n"))
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("lr: 1e-05\n", 1e-05),  # what `dvc exp run -S lr=1e-5` writes
+    ("lr: 3e-4\n", 3e-4),  # a string under YAML 1.1 (no dot in the mantissa)
+    ("lr: .5\n", 0.5),
+    ("lr: 1E3\n", 1000.0),
+    ("lr: 2.5e+2\n", 250.0),
+])
+def test_numbers_load_as_dvc_writes_them(tmp_path, text, value):
+    assert load_params(["lr"], write_params(tmp_path, text)) == {"lr": value}
+
+
+def test_yaml_1_2_words_are_text_not_booleans(tmp_path):
+    # DVC reads params with YAML 1.2: `on` is a string there, so it must be here too
+    with pytest.raises(ParamError, match="sync_bn = 'on' is not allowed: expected true or false"):
+        load_params(["sync_bn"], write_params(tmp_path, "sync_bn: on\n"))
+
+
+def test_a_duplicate_key_is_an_error_with_both_lines(tmp_path):
+    path = write_params(tmp_path, "epochs: 3\nlr: 0.1\nepochs: 5\n")
+    with pytest.raises(ParamError, match=r'params.yaml:3:1: duplicate key "epochs" '
+                                         r"\(first at line 1\)"):
+        load_params(["lr"], path)
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("lr: [0.1\nepochs: 3\n", ":2:7:"),
+    ("lr: 0.1\n  epochs: 3\n", ":2:9:"),
+    ("lr: 'open\n", ":2:1:"),
+])
+def test_a_syntax_error_names_line_and_column(tmp_path, text, where):
+    with pytest.raises(ParamError, match="not valid YAML") as error:
+        load_params(["lr"], write_params(tmp_path, text))
+    assert where in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_file_that_is_not_a_mapping_or_not_text(tmp_path):
+    with pytest.raises(ParamError, match="expected a mapping"):
+        load_params(["lr"], write_params(tmp_path, "- lr\n"))
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"lr: \xff\xfe\n")
+    with pytest.raises(ParamError, match="not UTF-8"):
+        load_params(["lr"], path)
+    with pytest.raises(ParamError, match="not valid YAML"):
+        load_params(["lr"], write_params(tmp_path, "[" * 5000))

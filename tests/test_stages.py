@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -108,11 +109,14 @@ def test_ensemble_writes_both_formats_that_pass_the_check(tmp_path):
         rows = list(csv.reader(f))
     assert rows[0] == ["id", "cat", "dog"] and [r[0] for r in rows[1:]] == ["1", "2", "3", "4"]
     assert [float(v) for v in rows[4][1:]] == [0.5, 0.5]  # no image: the prior
-    metrics = json.loads((project / "metrics/ensemble.json").read_text())
+    metrics = json.loads((project / "metrics/ensemble_detail.json").read_text())
     assert metrics["submission"]["filled_missing_images"] == 1
     assert metrics["oof"]["accuracy"] == pytest.approx(4 / 6)
     assert metrics["oof"]["log_loss_clipped"] < metrics["oof"]["log_loss"] + 1e-9
     assert set(metrics) >= {"fold0", "fold1", "oof", "submission"}
+    headline = json.loads((project / "metrics/ensemble.json").read_text())
+    assert headline == {"oof": {"accuracy": metrics["oof"]["accuracy"],
+                                "log_loss": metrics["oof"]["log_loss_clipped"]}}
     table = (project / "metrics/per_class.csv").read_text().splitlines()
     assert table[0].startswith("label_id,name,images,accuracy")
     assert (project / "metrics/top_losses.png").is_file()
@@ -164,4 +168,78 @@ def test_ensemble_summary_before_any_run_is_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params()))
     done = run_stage("ensemble", tmp_path, "--summary")
     assert done.returncode == 2
-    assert done.stderr.strip() == "error: metrics/ensemble.json not found: run `dvc repro` first"
+    assert done.stderr.strip() == (
+        "error: metrics/ensemble_detail.json not found: run `dvc repro` first")
+
+
+def set_params(project: Path, **values) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text()) | values
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_ensemble_refuses_predictions_of_an_older_test_json(tmp_path):
+    project = ensemble_project(tmp_path)
+    test_json = project / "comp" / "test.json"
+    test_json.write_text(json.dumps({  # the ids shifted: the predictions are for 1..3
+        "images": [{"url": ["file:x.png"], "image_id": i} for i in (11, 12, 13, 14)]}))
+    done = run_stage("ensemble", project)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: predictions: test predictions do not match the current test images: 3 ids not "
+        "in test.json (1, 2, 3), 0 test images on disk without a prediction (); run "
+        "`dvc repro predict`")
+    assert not (project / "submissions/submission.csv").exists()
+
+
+def test_ensemble_refuses_when_test_images_on_disk_were_not_predicted(tmp_path):
+    from tests.conftest import write_image
+    project = ensemble_project(tmp_path)
+    for image_id in (1, 2, 3, 4):  # image 4 arrived after predict ran
+        write_image(project / "data/images/test" / f"{image_id}.png", seed=image_id)
+    done = run_stage("ensemble", project)
+    assert done.returncode == 2
+    assert "1 test images on disk without a prediction (4); run `dvc repro predict`" in \
+        done.stderr.strip().splitlines()[-1]
+
+
+def test_ensemble_refuses_when_no_test_image_has_a_prediction(tmp_path):
+    import numpy as np
+
+    from lib.predictions import Predictions, save_predictions
+    project = ensemble_project(tmp_path)
+    for fold in (0, 1):
+        save_predictions(project / "predictions" / f"fold{fold}" / "test.npz", Predictions(
+            np.zeros((0, 2), np.float32), np.zeros(0, np.int64), np.array([1, 2])))
+    done = run_stage("ensemble", project)
+    assert done.returncode == 2
+    assert "no test image has a prediction: every row would be a fallback" in done.stderr
+
+
+def test_competition_files_follow_the_competition(tmp_path):
+    project = ensemble_project(tmp_path, classes_file="auto", test_labels="auto",
+                               sample_submission="auto", submission_format="proba")
+    (project / "comp" / "test_labels.csv").write_text("id,label\n1,1\n2,2\n3,1\n4,2\n")
+    done = run_stage("ensemble", project)
+    assert done.returncode == 0, done.stderr
+    assert (project / "submissions/submission.csv").read_text().startswith("id,cat,dog\n")
+    assert json.loads((project / "metrics/ensemble.json").read_text())["test"]["accuracy"] == 0.25
+
+    other = project / "digits"  # another competition: the demo's names must not follow
+    shutil.copytree(project / "comp", other)
+    (other / "classes.csv").unlink()
+    (other / "test_labels.csv").unlink()
+    set_params(project, competition=str(other))
+    assert run_stage("ensemble", project).returncode == 0
+    assert (project / "submissions/submission.csv").read_text().startswith("id,1,2\n")
+    assert "test" not in json.loads((project / "metrics/ensemble.json").read_text())
+
+
+def test_a_classes_file_of_another_competition_is_refused(tmp_path):
+    project = ensemble_project(tmp_path)
+    (project / "comp" / "classes.csv").write_text("label_id,name\n1,cat\n3,Pullover\n")
+    done = run_stage("ensemble", project)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {project / 'comp' / 'classes.csv'}: its label ids differ from the "
+        "competition's labels: 1 (2) without a name, 1 (3) not in the competition; is "
+        "classes_file for another competition?")
