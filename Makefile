@@ -29,6 +29,15 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# Every experiment with the params it changed and its headline numbers, best OOF first.
+leaderboard: setup
+	$(BIN)/python -m stages.leaderboard
+
+# Check submissions/submission.csv, then upload it with the kaggle tool (kaggle_competition in
+# params.yaml; MESSAGE="..." to write your own message).
+submit: setup
+	$(BIN)/python -m stages.submit $(if $(MESSAGE),--message "$(MESSAGE)")
+
 # Rewrite each stage's code deps in dvc.yaml from the imports of the code it runs.
 deps: setup
 	$(BIN)/python -m stages.code_deps

@@ -34,27 +34,34 @@ def main() -> None:
     parser.add_argument("--format", choices=FORMATS, help="default: submission_format")
     parser.add_argument("--sample", type=Path, help="default: sample_submission")
     args = parser.parse_args()
+    if not check_file(args.csv, fmt=args.format, sample=args.sample):
+        sys.exit(1)
+
+
+def check_file(csv: Path, *, fmt: str | None = None, sample: Path | None = None) -> bool:
+    """Print what Kaggle would reject in `csv` (or OK); True when nothing. `fmt` and `sample`
+    override the params."""
     p = load_params(PARAMS)
-    if not args.csv.is_file():
-        raise UserError(f"{args.csv}: file not found")
+    if not csv.is_file():
+        raise UserError(f"{csv}: file not found")
     competition = Path(p["competition"])
     if not (competition / "test.json").is_file():
         raise UserError(f"{competition / 'test.json'} not found: the test ids come from it")
     files = competition_files(competition, classes_file=p["classes_file"], test_labels=None,
                               sample_submission=p["sample_submission"])
-    sample = args.sample or files.sample_submission
-    fmt = args.format or p["submission_format"]
+    fmt = fmt or p["submission_format"]
     names = competition_class_names(files.classes_file, competition)
-    layout = competition_layout(fmt, competition, names=names, sample=sample)
-    problems = check_submission(args.csv, layout)
+    layout = competition_layout(fmt, competition, names=names,
+                                sample=sample or files.sample_submission)
+    problems = check_submission(csv, layout)
     for problem in problems:
-        print(f"{args.csv}: {problem}")
+        print(f"{csv}: {problem}")
     if problems:
-        print(f"{args.csv}: {len(problems)} problems: Kaggle would reject it", file=sys.stderr)
-        sys.exit(1)
-    print(f"{args.csv}: OK ({len(layout.ids)} rows, {fmt} format, header "
+        print(f"{csv}: {len(problems)} problems: Kaggle would reject it", file=sys.stderr)
+        return False
+    print(f"{csv}: OK ({len(layout.ids)} rows, {fmt} format, header "
           f"{','.join(layout.header[:4])}{',...' if len(layout.header) > 4 else ''})")
-
+    return True
 
 if __name__ == "__main__":
     run(main)

@@ -18,6 +18,7 @@ STATS_JSON = Path("data/stats.json")
 FOLDS_CSV = Path("data/folds.csv")
 FOLDS_SUMMARY = Path("data/folds_summary.json")
 SUBMISSION_CSV = Path("submissions/submission.csv")
+HISTORY_DIR = Path("submissions/history")  # not an out: every submission written, kept
 ENSEMBLE_METRICS = Path("metrics/ensemble.json")  # the headline: `dvc exp show` columns
 ENSEMBLE_DETAIL = Path("metrics/ensemble_detail.json")  # per fold, per run, raw and clipped
 PER_CLASS_CSV = Path("metrics/per_class.csv")

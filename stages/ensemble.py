@@ -11,6 +11,8 @@ with it, so they show even when DVC had nothing to re-run).
 """
 
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from lib.ensemble import RunPredictions, clip_probs, correct_prior, most_probabl
 from lib.errors import UserError
 from lib.fileio import write_json
 from lib.folds import read_folds
+from lib.history import keep_copy
 from lib.images import list_images
 from lib.params import load_params
 from lib.predictions import check_test_ids
@@ -35,6 +38,7 @@ from stages.common import (
     ENSEMBLE_DETAIL,
     ENSEMBLE_METRICS,
     FOLDS_CSV,
+    HISTORY_DIR,
     IMAGES_DIR,
     PER_CLASS_CSV,
     PREDICTIONS_DIR,
@@ -81,7 +85,6 @@ def main() -> None:
     frame, filled = build_submission(layout, blend.test,
                                      fallback_probs=clip_probs(prior[None], **bounds)[0],
                                      fallback_column=fallback_column)
-    write_submission(SUBMISSION_CSV, frame, layout)
     detail["submission"] = {"rows": len(frame), "filled_missing_images": filled}
     if files.test_labels:
         detail["test"] = test_scores(files.test_labels, layout, blend.test, prior=prior,
@@ -89,8 +92,17 @@ def main() -> None:
     write_oof_reports(blend.oof, names, folds=read_folds(FOLDS_CSV), images_dir=IMAGES_DIR,
                       per_class_csv=PER_CLASS_CSV, confusion_csv=CONFUSION_CSV,
                       top_losses_png=TOP_LOSSES_PNG)
+    numbers = headline(detail, prior_correction=p["prior_correction"])
+    write_submission(SUBMISSION_CSV, frame, layout)
     write_json(ENSEMBLE_DETAIL, detail)
-    write_json(ENSEMBLE_METRICS, headline(detail, prior_correction=p["prior_correction"]))
+    write_json(ENSEMBLE_METRICS, numbers)
+    # DVC_ROOT: a queued experiment runs in a temporary copy; its history goes to the project
+    by_loss = p["submission_format"] == "proba"
+    kept = keep_copy(SUBMISSION_CSV, Path(os.environ.get("DVC_ROOT", ".")) / HISTORY_DIR,
+                     experiment=os.environ.get("DVC_EXP_NAME"),
+                     score_name="oof-logloss" if by_loss else "oof-acc",
+                     score=numbers["oof"]["log_loss" if by_loss else "accuracy"])
+    logging.getLogger("stages.ensemble").info("kept a copy of the submission: %s", kept)
     print(summary(detail, p["submission_format"]))
 
 

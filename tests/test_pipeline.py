@@ -4,12 +4,16 @@ temporary copy of the repo that is its own git repo."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
+import pty
 import re
 import shutil
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -79,7 +83,38 @@ def ran_stages(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-def test_repro_then_experiment_reruns_only_what_depends_on_lr(project):
+def in_terminal(args: list[str], cwd: Path, columns: int = 120) -> list[str]:
+    """What a `columns`-wide terminal shows of a command's output: run under a pseudo-terminal
+    of that width, with DVC's pager replaced by cat, each line cut at `columns` as `less -S`
+    (DVC's default pager) shows it, colours removed."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_PAGER": "cat", "DVC_NO_ANALYTICS": "1", "COLUMNS": str(columns)}
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    process = subprocess.Popen(args, cwd=cwd, env=env, stdin=follower, stdout=follower,
+                               stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the command closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=120) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode())
+    return [line[:columns] for line in text.replace("\r", "").splitlines()]
+
+
+def commit(project: Path, message: str) -> None:
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", message], project)
+
+
+def test_repro_then_experiments_rerun_only_what_depends_on_their_params(project):
     output = run(["dvc", "repro"], project)
     assert ran_stages(output) == {"download", "stats", "folds", "train@0", "train@1",
                                   "predict@0", "predict@1", "ensemble"}
@@ -92,18 +127,59 @@ def test_repro_then_experiment_reruns_only_what_depends_on_lr(project):
     assert sorted(int(r[0]) for r in rows[1:]) == sorted(test_ids)  # every id exactly once
     assert {int(r[1]) for r in rows[1:]} <= set(range(1, 11))
 
-    metrics = json.loads((project / "metrics/ensemble.json").read_text())
+    detail = json.loads((project / "metrics/ensemble_detail.json").read_text())
     for key in ("accuracy", "log_loss", "log_loss_clipped"):
-        assert 0.0 <= metrics["oof"][key] < 20
-    assert set(metrics) >= {"fold0", "fold1", "oof", "test", "submission"}
-    assert metrics["submission"]["filled_missing_images"] == 2  # the demo's unreachable ones
-    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
+        assert 0.0 <= detail["oof"][key] < 20
+    assert set(detail) >= {"fold0", "fold1", "oof", "test", "submission"}
+    assert detail["submission"]["filled_missing_images"] == 2  # the demo's unreachable ones
+    headline = json.loads((project / "metrics/ensemble.json").read_text())
+    assert set(headline) == {"oof", "test"} and set(headline["oof"]) == {"accuracy", "log_loss"}
+    assert 0.0 <= headline["test"]["accuracy"] <= 1.0
     report = json.loads((project / "data/download_report.json").read_text())
     assert report["failed"] == 6 and report["failure_reasons"] == {"not_found": 6}
+    commit(project, "baseline")
 
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "baseline"], project)
-    output = run(["dvc", "exp", "run", "-S", "lr=0.01"], project)
+    # the value form DVC writes for 1e-5 (`lr: 1e-05`) must reach training as a number
+    output = run(["dvc", "exp", "run", "-n", "tiny-lr", "-S", "lr=1e-5"], project)
     assert ran_stages(output) == {"train@0", "train@1", "predict@0", "predict@1", "ensemble"}
-    shown = run(["dvc", "exp", "show", "--no-pager", "--md"], project)
-    assert "0.01" in shown and "oof.accuracy" in shown
+    assert "lr: 1e-05" in (project / "params.yaml").read_text()
+    run(["git", "checkout", "params.yaml"], project)
+    output = run(["dvc", "exp", "run", "-n", "tta-flip6", "-S", "tta=flip6"], project)
+    assert ran_stages(output) == {"predict@0", "predict@1", "ensemble"}  # train: run-cache
+
+    shown = in_terminal(["dvc", "exp", "show"], project)
+    header = next(line for line in shown if "Experiment" in line)
+    assert re.search(r"Experiment +Created +oof\.accuracy +oof\.log_loss +test\.accuracy",
+                     header), header
+    for name in ("tiny-lr", "tta-flip6"):
+        row = next(line for line in shown if f"[{name}]" in line)
+        assert "…" not in row and len(re.findall(r"\b[01]\.\d{3,}\b", row)) >= 2, row
+
+    board = run([sys.executable, "-m", "stages.leaderboard", "--width", "120"], project)
+    lines = board.splitlines()
+    assert max(len(line) for line in lines) <= 120
+    assert re.match(r" +#  experiment +oof acc +oof loss +test acc +changed params", lines[0])
+    assert any("tiny-lr" in line and "lr=1e-05" in line for line in lines)
+    assert any("tta-flip6" in line and line.endswith("tta=flip6") for line in lines)
+    ranked = [float(line.split()[2]) for line in lines[2:] if re.match(r" +\d+  ", line)
+              and "workspace" not in line]
+    assert ranked == sorted(ranked, reverse=True)
+
+
+def test_speed_knobs_rerun_nothing_and_a_code_change_reruns_its_stages(project):
+    if not (project / "dvc.lock").is_file():
+        run(["dvc", "repro"], project)
+    run(["dvc", "checkout", "-f"], project)
+    run(["git", "checkout", "params.yaml"], project)
+    assert "up to date" in run(["dvc", "status"], project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params.update(workers=1, compile=True)
+    params["stats"]["workers"] = 2
+    params["download"]["concurrency"] = 7
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "up to date" in run(["dvc", "status"], project)
+
+    with open(project / "lib" / "folds.py", "a") as f:
+        f.write("# a change to a module train, predict and ensemble run\n")
+    changed = set(re.findall(r"^([\w@]+):", run(["dvc", "status"], project), re.M))
+    assert changed == {"folds", "train@0", "train@1", "predict@0", "predict@1", "ensemble"}

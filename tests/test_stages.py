@@ -68,7 +68,7 @@ def ensemble_project(tmp_path: Path, **overrides) -> Path:
     from tests.conftest import write_image
 
     competition = tmp_path / "comp"
-    competition.mkdir()
+    competition.mkdir(parents=True)
     labels = {i: 1 + i % 2 for i in range(1, 7)}
     (competition / "train.json").write_text(json.dumps({
         "images": [{"url": ["file:x.png"], "image_id": i} for i in labels],
@@ -243,3 +243,88 @@ def test_a_classes_file_of_another_competition_is_refused(tmp_path):
         f"error: {project / 'comp' / 'classes.csv'}: its label ids differ from the "
         "competition's labels: 1 (2) without a name, 1 (3) not in the competition; is "
         "classes_file for another competition?")
+
+
+def stand_in_kaggle(folder: Path) -> Path:
+    """A `kaggle` executable that records its arguments, one per line, and succeeds."""
+    folder.mkdir(exist_ok=True)
+    script = folder / "kaggle"
+    script.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {folder / 'args.txt'}\n"
+                      "echo 'Successfully submitted'\n")
+    script.chmod(0o755)
+    return folder
+
+
+def run_with_kaggle(project: Path, bin_dir: Path, home: Path, *args: str):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(home),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    for key in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
+        env.pop(key, None)
+    return subprocess.run([sys.executable, "-m", "stages.submit", *args], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_submit_checks_then_calls_kaggle_with_a_message_naming_the_run(tmp_path):
+    project = ensemble_project(tmp_path / "p", kaggle_competition="dog-breed-identification")
+    assert run_stage("ensemble", project).returncode == 0
+    bin_dir, home = stand_in_kaggle(tmp_path / "bin"), tmp_path / "home"
+    (home / ".kaggle").mkdir(parents=True)
+
+    done = run_with_kaggle(project, bin_dir, home)  # no kaggle.json yet
+    assert done.returncode == 2 and not (bin_dir / "args.txt").exists()
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"error: no Kaggle credentials in {home / '.kaggle'}: put your API token in "
+        "~/.kaggle/kaggle.json")
+
+    (home / ".kaggle" / "kaggle.json").write_text('{"username": "u", "key": "k"}')
+    done = run_with_kaggle(project, bin_dir, home)
+    assert done.returncode == 0, done.stderr
+    assert "OK (4 rows" in done.stdout and "Successfully submitted" in done.stdout
+    args = (bin_dir / "args.txt").read_text().splitlines()
+    assert args[:6] == ["competitions", "submit", "-c", "dog-breed-identification", "-f",
+                        "submissions/submission.csv"]
+    assert args[6] == "-m" and args[7].startswith("workspace") and \
+        "| tf_efficientnet_lite0 | 48px | 2 folds | tta flip | OOF acc 0.6667" in args[7]
+
+    (project / "submissions/submission.csv").write_text("id,predicted\n1,2\n")
+    (bin_dir / "args.txt").unlink()
+    done = run_with_kaggle(project, bin_dir, home)
+    assert done.returncode == 1 and "Kaggle would reject it" in done.stderr
+    assert not (bin_dir / "args.txt").exists()  # a bad file is never uploaded
+
+
+def test_submit_without_a_slug_says_what_to_set(tmp_path):
+    project = ensemble_project(tmp_path / "p")
+    done = run_with_kaggle(project, stand_in_kaggle(tmp_path / "bin"), tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: kaggle_competition is null in params.yaml: set it to the competition's slug, "
+        "the last part of its URL (e.g. kaggle_competition: dog-breed-identification)")
+
+
+def test_a_failed_ensemble_keeps_the_last_good_submission_and_history(tmp_path):
+    project = ensemble_project(tmp_path / "p")
+    assert run_stage("ensemble", project).returncode == 0
+    good = (project / "submissions/submission.csv").read_bytes()
+    kept = list((project / "submissions/history").iterdir())
+    assert [p.name.split("_", 1)[1] for p in kept] == ["workspace_oof-acc0.6667.csv"]
+    assert kept[0].read_bytes() == good
+
+    set_params(project, clip_high=0.3)  # a typo: the stage stops before writing anything
+    done = run_stage("ensemble", project)
+    assert done.returncode == 2 and "clip_high = 0.3 is not allowed" in done.stderr
+    assert (project / "submissions/submission.csv").read_bytes() == good
+    assert len(list((project / "submissions/history").iterdir())) == 1
+
+
+def test_a_queued_experiment_keeps_its_copy_in_the_project(tmp_path):
+    project = ensemble_project(tmp_path / "workspace")
+    root = tmp_path / "project"  # what DVC_ROOT names for a run in a temporary copy
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DVC_ROOT": str(root),
+           "DVC_EXP_NAME": "lofty-pads"}
+    done = subprocess.run([sys.executable, "-m", "stages.ensemble"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert [p.name.split("_", 1)[1] for p in (root / "submissions/history").iterdir()] == [
+        "lofty-pads_oof-acc0.6667.csv"]
+    assert not (project / "submissions/history").exists()
