@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -161,8 +162,8 @@ def test_repro_then_experiments_rerun_only_what_depends_on_their_params(project)
     assert re.match(r" +#  experiment +oof acc +oof loss +test acc +changed params", lines[0])
     assert any("tiny-lr" in line and "lr=1e-05" in line for line in lines)
     assert any("tta-flip6" in line and line.endswith("tta=flip6") for line in lines)
-    ranked = [float(line.split()[2]) for line in lines[2:] if re.match(r" +\d+  ", line)
-              and "workspace" not in line]
+    ranked = [float(re.findall(r"\s(\d\.\d{4})\s", line)[0]) for line in lines[2:]
+              if re.match(r" +\d+  ", line) and "workspace" not in line]
     assert ranked == sorted(ranked, reverse=True)
 
 
@@ -183,3 +184,51 @@ def test_speed_knobs_rerun_nothing_and_a_code_change_reruns_its_stages(project):
         f.write("# a change to a module train, predict and ensemble run\n")
     changed = set(re.findall(r"^([\w@]+):", run(["dvc", "status"], project), re.M))
     assert changed == {"folds", "train@0", "train@1", "predict@0", "predict@1", "ensemble"}
+
+
+def wait_for_queue(project: Path, timeout_s: float = 1200) -> str:
+    """`dvc queue status` once nothing is queued or running."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], project)
+        if not re.search(r"\b(Queued|Running)\b", status):
+            return status
+        time.sleep(5)
+    raise AssertionError(f"the queue did not finish in {timeout_s} s:\n{status}")
+
+
+def test_queued_and_temp_experiments_run_only_what_changed(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("queue"))
+    run(["dvc", "repro"], project)
+    commit(project, "baseline")
+    assert "failed to load" not in run(["dvc", "metrics", "diff"], project)
+    good = (project / "submissions/submission.csv").read_bytes()
+
+    for name, lr in (("q-small", "0.001"), ("q-large", "0.01")):
+        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"lr={lr}"], project)
+    run(["dvc", "queue", "start", "-j", "1"], project)
+    status = wait_for_queue(project)
+    assert status.count("Success") == 2, status
+    for name in ("q-small", "q-large"):
+        logs = run(["dvc", "queue", "logs", name], project)
+        assert ran_stages(logs) == {"train@0", "train@1", "predict@0", "predict@1",
+                                    "ensemble"}, logs[-3000:]
+    output = run(["dvc", "exp", "run", "--temp", "-n", "t-mid", "-S", "lr=0.005"], project)
+    assert ran_stages(output) == {"train@0", "train@1", "predict@0", "predict@1", "ensemble"}
+
+    shown = run(["dvc", "exp", "show", "--no-pager", "--csv"], project)
+    assert "!" not in shown and all(name in shown for name in ("q-small", "q-large", "t-mid"))
+    assert "failed to load" not in run(["dvc", "metrics", "diff"], project)
+    # each experiment's submission is kept in the project, not in its temporary copy
+    kept = [p.name for p in (project / "submissions/history").iterdir()]
+    assert {name for name in ("q-small", "q-large", "t-mid") if any(name in k for k in kept)} \
+        == {"q-small", "q-large", "t-mid"}
+    assert (project / "submissions/submission.csv").read_bytes() == good
+
+    # a mistyped param fails the ensemble under DVC too, and the last submission stays
+    done = subprocess.run(["dvc", "exp", "run", "-S", "clip_high=0.3"], cwd=project,
+                          env=os.environ | {"PATH": f"{Path(sys.executable).parent}"
+                                                    f"{os.pathsep}{os.environ['PATH']}"},
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "clip_high = 0.3 is not allowed" in done.stderr
+    assert (project / "submissions/submission.csv").read_bytes() == good
