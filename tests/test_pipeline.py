@@ -55,15 +55,19 @@ def shrink_competition(demo: Path) -> None:
         writer.writerows(rows)
 
 
-def make_project(root: Path, shrunk: dict | None = None) -> Path:
-    """A copy of the repo's tracked and untracked files in `root`, with the demo competition
-    and the params shrunk (`shrunk` overrides SHRUNK), committed as a fresh git repo."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
+def make_project(root: Path, shrunk: dict | None = None, source: Path = REPO) -> Path:
+    """A copy of the repo's tracked and untracked files (or of every file under `source`) in
+    `root`, with the demo competition and the params shrunk (`shrunk` overrides SHRUNK),
+    committed as a fresh git repo."""
+    if source == REPO:
+        files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.split()
+    else:
+        files = [p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()]
     for name in files:
-        if (REPO / name).is_file():
+        if (source / name).is_file():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
+            shutil.copy2(source / name, root / name)
     shrink_competition(root / "data" / "demo")
     params = yaml.safe_load((root / "params.yaml").read_text())
     params.update(SHRUNK | (shrunk or {}))
