@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from lib.csvfile import int_field, read_columns
 from lib.errors import UserError
 from lib.predictions import Predictions, load_predictions
 
@@ -120,11 +120,9 @@ def read_target_prior(spec: str, classes: np.ndarray) -> np.ndarray:
     if spec == "uniform":
         return np.full(len(classes), 1.0 / len(classes))
     path = Path(spec)
-    frame = pd.read_csv(path)
-    if not {"label_id", "prior"} <= set(frame.columns):
-        raise UserError(f"{path}: target prior needs the columns label_id,prior, "
-                        f"found {list(frame.columns)}")
-    given = dict(zip(frame["label_id"].astype(int), frame["prior"].astype(float), strict=True))
+    records = read_columns(path, what="target prior", columns=("label_id", "prior"))
+    given = {int_field(row["label_id"], path=path, line=line, column="label_id"):
+             _number(row["prior"], path=path, line=line) for line, row in records}
     missing = [int(c) for c in classes if int(c) not in given]
     if missing:
         raise UserError(f"{path}: no prior for label_id {missing[:5]} "
@@ -133,6 +131,13 @@ def read_target_prior(spec: str, classes: np.ndarray) -> np.ndarray:
     if not np.isfinite(values).all() or (values <= 0).any():
         raise UserError(f"{path}: priors must be positive numbers")
     return values / values.sum()
+
+
+def _number(text: str, *, path: Path, line: int) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{path}: line {line}: prior {text[:40]!r} is not a number") from None
 
 
 def correct_prior(probs: np.ndarray, *, source: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -210,3 +212,16 @@ def test_fallback_class_is_the_most_probable_under_the_prior():
     assert most_probable_column(np.array([0.2, 0.5, 0.3]), np.array([0.6, 0.2, 0.2])) == 1
     # a uniform prior ties: the most frequent training class wins
     assert most_probable_column(np.full(3, 1 / 3), np.array([0.2, 0.2, 0.6])) == 2
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (b"label_id,prior\n3,\xff\n", "target prior is not UTF-8 text (line 2, byte 17"),
+    (b"label_id,prior\n3,lots\n7,1\n", "line 2: prior 'lots' is not a number"),
+    (b"label,prior\n3,1\n", "target prior needs the columns label_id,prior; found label,prior"),
+])
+def test_a_malformed_target_prior_is_one_line(tmp_path, text, message):
+    path = tmp_path / "prior.csv"
+    path.write_bytes(text)
+    with pytest.raises(UserError, match=re.escape(message)):
+        read_target_prior(str(path), CLASSES)
+
