@@ -138,7 +138,7 @@ RULES: dict[str, Check] = {
     "train_folds": _fold_list,
     "validation": _choice("pool", "holdout"),
     "stats.resolution": _resolution,
-    "seed": _int(0),
+    "seed": _int(0, 2**32 - 1),  # numpy and scikit-learn take seeds below 2**32
     "arch": _text,
     "pretrained": _text,
     "img_size": _int(16),

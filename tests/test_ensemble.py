@@ -6,6 +6,7 @@ import pytest
 from lib.ensemble import (
     RunPredictions,
     accuracy,
+    check_clip_bounds,
     clip_probs,
     combine,
     concat_oof,
@@ -19,7 +20,7 @@ from lib.ensemble import (
     top_k_accuracy,
     top_k_hits,
 )
-from lib.errors import UserError
+from lib.errors import ParamError, UserError
 from lib.predictions import Predictions, save_predictions, training_prior
 
 CLASSES = np.array([3, 7])
@@ -225,3 +226,13 @@ def test_a_malformed_target_prior_is_one_line(tmp_path, text, message):
     with pytest.raises(UserError, match=re.escape(message)):
         read_target_prior(str(path), CLASSES)
 
+
+@pytest.mark.parametrize(("low", "high", "classes"), [(0.5, 0.99, 3), (0.001, 0.3, 3),
+                                                      (0.5, 0.9, 2), (0.01, 0.1, 10)])
+def test_clip_bounds_that_flatten_every_row_are_refused(low, high, classes):
+    with pytest.raises(ParamError) as error:
+        clip_probs(np.eye(classes), low=low, high=high)
+    assert str(error.value).startswith(
+        f"clip_low = {low} and clip_high = {high} are not allowed with {classes} classes: "
+        f"expected clip_low < 1/{classes} = ")
+    check_clip_bounds(low=0.01 / classes, high=0.99, n_classes=classes)  # the advice is fine

@@ -82,3 +82,15 @@ def test_missing_key_and_file_and_bad_yaml(tmp_path):
         load_params(["lr"], tmp_path / "nope.yaml")
     with pytest.raises(ParamError, match="not valid YAML"):
         load_params(["lr"], write_params(tmp_path, "lr: [\n"))
+
+
+@pytest.mark.parametrize(("seed", "ok"), [(0, True), (2**32 - 1, True), (2**32, False),
+                                          (-1, False)])
+def test_seed_stays_within_what_numpy_and_torch_accept(tmp_path, seed, ok):
+    path = write_params(tmp_path, f"seed: {seed}\n")
+    if ok:
+        assert load_params(["seed"], path) == {"seed": seed}
+    else:
+        with pytest.raises(ParamError, match=f"seed = {seed} is not allowed: expected an "
+                                             "integer >= 0 and <= 4294967295"):
+            load_params(["seed"], path)
