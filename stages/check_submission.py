@@ -17,7 +17,7 @@ from pathlib import Path
 from lib.errors import UserError
 from lib.params import load_params
 from lib.submission import FORMATS, check_submission, competition_layout, read_class_names
-from stages.common import SUBMISSION_CSV, run
+from stages.common import SUBMISSION_CSV, run, upstream
 
 
 def main() -> None:
@@ -27,7 +27,9 @@ def main() -> None:
     parser.add_argument("--sample", type=Path, help="default: sample_submission")
     args = parser.parse_args()
     p = load_params(["competition", "classes_file", "sample_submission", "submission_format"])
-    if not args.csv.is_file():
+    if args.csv == SUBMISSION_CSV:
+        upstream(SUBMISSION_CSV, "ensemble")
+    elif not args.csv.is_file():
         raise UserError(f"{args.csv}: file not found")
     competition = Path(p["competition"])
     if not (competition / "test.json").is_file():
