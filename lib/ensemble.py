@@ -149,6 +149,7 @@ def read_target_prior(spec: str, classes: np.ndarray) -> np.ndarray:
 
 
 def _number(text: str, *, path: Path, line: int) -> float:
+    """A prior cell as a float; else a UserError naming the file and line."""
     try:
         return float(text)
     except ValueError:
