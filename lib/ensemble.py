@@ -13,7 +13,8 @@ accuracy, log loss).
   p(c|x) target(c) / source(c) (Saerens et al. 2002). iMaterialist's test set is balanced while
   its training set is not: target = uniform.
 - Clipping caps the log-loss cost of a confident mistake at about -log(low); rows are
-  renormalised after clipping so they still sum to 1.
+  renormalised after clipping so they still sum to 1. The bounds must leave room around the
+  uniform 1/n_classes (low < 1/n < high), else every row would be clipped flat.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from lib.errors import UserError
+from lib.csvfile import int_field, read_columns
+from lib.errors import ParamError, UserError
 from lib.predictions import Predictions, load_predictions
 
 MERGES = ("mean", "geomean")
@@ -109,7 +110,21 @@ def concat_oof(folds: Sequence[Predictions]) -> Predictions:
                        else None)
 
 
+def check_clip_bounds(*, low: float, high: float, n_classes: int) -> None:
+    """ParamError (naming clip_low and clip_high) unless low < 1/n_classes < high: with
+    low >= 1/n every probability is raised to at least the uniform one, with high <= 1/n
+    lowered to at most it, and after renormalising every row is uniform."""
+    if not low < 1 / n_classes < high:
+        raise ParamError(f"clip_low = {low} and clip_high = {high} are not allowed with "
+                         f"{n_classes} classes: expected clip_low < 1/{n_classes} = "
+                         f"{1 / n_classes:.4g} < clip_high (else every row would be clipped "
+                         f"to uniform; 0.01/{n_classes} = {0.01 / n_classes:.2g} is a good "
+                         "clip_low)")
+
+
 def clip_probs(probs: np.ndarray, *, low: float, high: float) -> np.ndarray:
+    """Each row clipped to [low, high] and renormalised; bounds as `check_clip_bounds` wants."""
+    check_clip_bounds(low=low, high=high, n_classes=probs.shape[1])
     clipped = np.clip(probs.astype(np.float64), low, high)
     return clipped / clipped.sum(axis=1, keepdims=True)
 
@@ -120,11 +135,9 @@ def read_target_prior(spec: str, classes: np.ndarray) -> np.ndarray:
     if spec == "uniform":
         return np.full(len(classes), 1.0 / len(classes))
     path = Path(spec)
-    frame = pd.read_csv(path)
-    if not {"label_id", "prior"} <= set(frame.columns):
-        raise UserError(f"{path}: target prior needs the columns label_id,prior, "
-                        f"found {list(frame.columns)}")
-    given = dict(zip(frame["label_id"].astype(int), frame["prior"].astype(float), strict=True))
+    records = read_columns(path, what="target prior", columns=("label_id", "prior"))
+    given = {int_field(row["label_id"], path=path, line=line, column="label_id"):
+             _number(row["prior"], path=path, line=line) for line, row in records}
     missing = [int(c) for c in classes if int(c) not in given]
     if missing:
         raise UserError(f"{path}: no prior for label_id {missing[:5]} "
@@ -133,6 +146,14 @@ def read_target_prior(spec: str, classes: np.ndarray) -> np.ndarray:
     if not np.isfinite(values).all() or (values <= 0).any():
         raise UserError(f"{path}: priors must be positive numbers")
     return values / values.sum()
+
+
+def _number(text: str, *, path: Path, line: int) -> float:
+    """A prior cell as a float; else a UserError naming the file and line."""
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{path}: line {line}: prior {text[:40]!r} is not a number") from None
 
 
 def correct_prior(probs: np.ndarray, *, source: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -3,7 +3,12 @@ one, never half of one.
 
 ``atomic_path`` hands a writer a temp path beside the target and renames it over the target;
 ``write_bytes`` writes bytes already in memory, in the cheapest atomic way the system allows
-(the download's images).
+(the download's images). Files get the mode the umask gives (0644 under umask 022), as `open`
+would give them.
+
+Temp files are named by ``temp_name``: ``TMP_PREFIX``, the writer's pid, then the target's name.
+``remove_stale_temps`` deletes those a killed run left in a folder (a stage calls it on the
+folders it writes, before writing), sparing those of a process still running.
 """
 
 from __future__ import annotations
@@ -11,15 +16,25 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import logging
 import os
+import re
 import secrets
-import tempfile
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
 TMP_PREFIX = ".tmp"  # every temp file here starts with it
+_OWNER = re.compile(re.escape(TMP_PREFIX) + r"-(\d+)-")  # the writer's pid in a temp_name
+
+
+def temp_name(name: str, suffix: str = "") -> str:
+    """A fresh temp file (or folder) name for a target called `name`: ``TMP_PREFIX``, this
+    process's pid (``remove_stale_temps`` spares a running writer's), a random part, `name`."""
+    return f"{TMP_PREFIX}-{os.getpid()}-{secrets.token_hex(4)}-{name}{suffix}"
 
 
 @contextmanager
@@ -27,18 +42,56 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path in `path`'s folder; on success rename it to `path`, else delete it.
 
     `suffix` lets writers that insist on an extension (numpy's savez adds `.npz`) keep it.
+    The temp file is created empty with mode 0666 less the umask, which the writer's own open
+    keeps (mkstemp's 0600 would end up on the target).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}-{target.name}.", suffix=suffix,
-                               dir=target.parent)
-    os.close(fd)
+    tmp = target.with_name(temp_name(target.name, suffix))
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, target)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temps(folder: Path | str) -> int:
+    """Delete the temp files and folders (``TMP_PREFIX``) that killed runs left directly in
+    `folder`; those of a process still running are spared. Returns how many were deleted; a
+    missing folder has none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    stale = [entry for entry in folder.iterdir()
+             if entry.name.startswith(TMP_PREFIX) and not _writer_running(entry.name)]
+    for entry in stale:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)  # a temp folder written as a unit
+        else:
+            entry.unlink(missing_ok=True)  # missing: another cleaner was first
+    if stale:
+        log.warning("%s: removed %d temp files left by an interrupted run: %s", folder,
+                    len(stale), ", ".join(sorted(e.name for e in stale)[:3]))
+    return len(stale)
+
+
+def _writer_running(name: str) -> bool:
+    """Whether the process that made the temp file `name` is running (not this one: a stage
+    cleans before it writes, so a temp with its pid is a dead namesake's, e.g. in a container
+    that reuses pids). Names without a pid are from older versions: not running."""
+    match = _OWNER.match(name)
+    if match is None or int(match[1]) == os.getpid():
+        return False
+    try:
+        os.kill(int(match[1]), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    except OverflowError:
+        return False  # not a pid at all
+    return True
 
 
 def write_text(path: Path | str, text: str) -> None:
@@ -106,7 +159,7 @@ def _proc_dir() -> int | None:
 
 
 def _write_named_then_rename(path: Path, data: bytes | bytearray) -> None:
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    tmp = path.with_name(temp_name(path.name))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
         try:

@@ -1,16 +1,22 @@
 """Open an image file the way every stage sees it: decoded, converted to 8-bit RGB.
 
 In: a path. Out: a PIL RGB image, or a numpy uint8 array of shape (height, width, 3).
+Listing: the image files under a folder; the test images with the id each file is named by.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+# The stem of an image the download wrote: its id as JSON writes it, within int64.
+_ID_STEM = re.compile(r"0|[1-9][0-9]{0,18}")
 
 
 # Formats whose decoder can decode at reduced size: JPEG, and MPO (JPEG frames: many camera
@@ -66,3 +72,31 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*")
                   if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
                   and p.is_file())
+
+
+def list_test_images(folder: Path) -> tuple[list[Path], list[int]]:
+    """The test images directly in `folder` (``<image_id>.<ext>``, as the download writes them)
+    and their ids, in id order. Other image files (``notes.png``, ``5 (1).jpg``, a second file
+    of one id, anything in a subfolder) are skipped with a warning naming them: the
+    submission's rows come from test.json, so a stray file could only add a row it drops."""
+    found: dict[int, Path] = {}
+    strays = []
+    for path in list_images(folder):
+        image_id = _id_of(path) if path.parent == folder else None
+        if image_id is None or image_id in found:
+            strays.append(path)
+        else:
+            found[image_id] = path
+    if strays:
+        log.warning("%s: skipped %d files not named <image_id>.<ext> as the download names "
+                    "test images: %s", folder, len(strays),
+                    ", ".join(str(p.relative_to(folder)) for p in strays[:5]))
+    ids = sorted(found)
+    return [found[i] for i in ids], ids
+
+
+def _id_of(path: Path) -> int | None:
+    """The image id a file is named by, or None when its stem is not one."""
+    if _ID_STEM.fullmatch(path.stem) and int(path.stem) < 2**63:
+        return int(path.stem)
+    return None

@@ -4,13 +4,18 @@ EfficientNet-Lite0 package.
 In: an architecture name, the number of classes and where the weights come from
 (`pretrained`: "hub", "offline", "none", or the path of a .pth/.pt/.safetensors file).
 Out: an nn.Module whose classifier has `num_classes` outputs (the only layer not pretrained).
+`load_torch_file` reads any torch file of the pipeline (weights, checkpoints, resume files) and
+turns a file torch cannot read (truncated, empty, another format) into one UnreadableFile line.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
+import pickle
+import struct
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -30,6 +35,36 @@ _BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw"
           "_project_conv": "conv_pwl", "_bn2": "bn3"}
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
         "_fc": "classifier"}
+
+
+class UnreadableFile(UserError):
+    """A torch file that is missing or that torch.load cannot read."""
+
+
+# What torch.load raises on bytes that are not a whole torch save: a cut zip archive
+# (RuntimeError), an empty file (EOFError), other bytes read by its legacy pickle reader
+# (UnpicklingError, KeyError, IndexError, struct.error, ValueError) or objects weights_only
+# refuses (UnpicklingError).
+_NOT_TORCH = (RuntimeError, EOFError, pickle.UnpicklingError, KeyError, IndexError,
+              struct.error, ValueError, OverflowError)
+
+
+def load_torch_file(path: Path, *, remedy: str) -> Any:
+    """What `path` holds, read on the CPU with weights_only=True (no pickled code runs). A
+    missing or unreadable file raises UnreadableFile naming `path`, the cause and `remedy`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UnreadableFile(f"{path}: not found; {remedy}") from None
+    except _NOT_TORCH as err:
+        raise UnreadableFile(f"{path}: not a readable torch file (truncated, empty or another "
+                             f"format: {type(err).__name__}); {remedy}") from None
+
+
+def is_weights(state: Any) -> bool:
+    """Whether `state` is a state dict: parameter names -> tensors."""
+    return isinstance(state, dict) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
 
 
 def check_arch(arch: str) -> None:
@@ -63,14 +98,28 @@ def rename_lite0_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return renamed
 
 
+WEIGHTS_FORMATS = "a state dict saved by torch.save (.pt, .pth) or a .safetensors file"
+
+
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in a weights file (a checkpoint's "state_dict" when it is one); a file
+    that holds none is a UserError naming the `pretrained` value."""
+    where = f"pretrained = {str(path)!r}"
     if not path.is_file():
-        raise UserError(f"pretrained = {str(path)!r}: no such weights file")
+        raise UserError(f"{where}: no such weights file")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+        try:
+            return load_file(str(path))
+        except SafetensorError as err:
+            raise UserError(f"{where}: not a readable .safetensors file ({err})") from None
+    state = load_torch_file(path, remedy=f"{where} must be {WEIGHTS_FORMATS}")
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not is_weights(state):
+        raise UserError(f"{where}: holds a {type(state).__name__}, not weights; expected "
+                        f"{WEIGHTS_FORMATS}")
+    return state
 
 
 def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:

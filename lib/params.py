@@ -36,13 +36,20 @@ def _int(low: int | None = None, high: int | None = None) -> Check:
 def _number(low: float, *, strict: bool = False, high: float | None = None) -> Check:
     def check(value: Any) -> str | None:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        ok = ok and math.isfinite(value)
+        ok = ok and _finite(value)
         ok = ok and (value > low if strict else value >= low) and (high is None or value <= high)
         if not ok:
             upper = f" and <= {high}" if high is not None else ""
             return f"a number {'>' if strict else '>='} {low}{upper}"
         return None
     return check
+
+
+def _finite(value: int | float) -> bool:
+    try:  # an int beyond a float's range is no usable number either
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _choice(*allowed: str) -> Check:
@@ -142,7 +149,7 @@ RULES: dict[str, Check] = {
     "train_folds": _fold_list,
     "validation": _choice("pool", "holdout"),
     "stats.resolution": _resolution,
-    "seed": _int(0),
+    "seed": _int(0, 2**32 - 1),  # numpy and scikit-learn take seeds below 2**32
     "arch": _text,
     "pretrained": _text,
     "img_size": _int(16),

@@ -11,7 +11,6 @@ Row order is never implied: consumers align rows by id (and split).
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lib.errors import UserError
-from lib.fileio import TMP_PREFIX, atomic_path
+from lib.fileio import atomic_path, temp_name
 
 
 @dataclass
@@ -61,12 +60,12 @@ def save_fold_predictions(folder: Path, splits: Mapping[str, Predictions]) -> No
     test from another. The files are written into a temp folder beside it, then swapped in."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staged = folder.with_name(f"{TMP_PREFIX}-{folder.name}.{secrets.token_hex(4)}")
-    staged.mkdir()
+    staged = folder.with_name(temp_name(folder.name))
+    staged.mkdir()  # not mkdtemp: the folder gets the mode the umask gives, not 0700
     try:
         for split, predictions in splits.items():
             save_predictions(staged / f"{split}.npz", predictions)
-        retired = folder.with_name(f"{TMP_PREFIX}-{folder.name}.old.{secrets.token_hex(4)}")
+        retired = folder.with_name(temp_name(f"{folder.name}.old"))
         if folder.exists():
             os.replace(folder, retired)
         os.replace(staged, folder)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lib.csvfile import int_field, read_columns
 from lib.ensemble import (
     RunPredictions,
     combine,
@@ -27,7 +28,6 @@ from lib.ensemble import (
     score,
     target_columns,
 )
-from lib.errors import UserError
 from lib.predictions import Predictions, training_prior
 from lib.submission import Layout, build_submission, make_layout
 
@@ -100,11 +100,12 @@ def test_scores(answers: Path, layout: Layout, test: Predictions, *, prior: np.n
 
 
 def read_answers(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path)
-    if not {"id", "label"} <= set(frame.columns):
-        raise UserError(f"{path}: test answers need the columns id,label, found "
-                        f"{list(frame.columns)}")
-    return frame
+    """test_labels.csv (`id,label`) as a frame of integers; a bad cell is one line naming it."""
+    records = read_columns(path, what="test answers", columns=("id", "label"))
+    return pd.DataFrame(
+        [(int_field(row["id"], path=path, line=line, column="id"),
+          int_field(row["label"], path=path, line=line, column="label"))
+         for line, row in records], columns=["id", "label"], dtype=np.int64)
 
 
 def summary(detail: dict, submission_format: str) -> str:

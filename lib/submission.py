@@ -13,11 +13,12 @@ Formats:
 Every test id gets a row: images that could not be downloaded get the fallback (the most
 probable class under the prior, or the prior itself as probabilities), and are counted.
 A sample submission fixes the ids, the columns and the row order exactly.
+Kaggle matches ids as text: an id must be written as test.json's integer is (`5001`, not
+`05001` or ` 5001`).
 """
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ import pandas as pd
 
 from lib.competition import LABELLED_SPLITS, load_split
 from lib.competition_files import check_class_ids
+from lib.csvfile import int_field, plain_int, read_columns, read_rows
 from lib.errors import UserError
 from lib.fileio import atomic_path
 from lib.predictions import Predictions
@@ -55,11 +57,9 @@ def class_names(classes, names: dict[int, str] | None) -> list[str]:
 
 def read_class_names(path: Path) -> dict[int, str]:
     """label_id -> name from a `label_id,name` CSV (the demo's classes.csv)."""
-    frame = pd.read_csv(path, dtype={"name": str})
-    if not {"label_id", "name"} <= set(frame.columns):
-        raise UserError(f"{path}: a classes file needs the columns label_id,name, "
-                        f"found {list(frame.columns)}")
-    names = dict(zip(frame["label_id"].astype(int), frame["name"], strict=True))
+    records = read_columns(path, what="classes file", columns=("label_id", "name"))
+    names = {int_field(row["label_id"], path=path, line=line, column="label_id"): row["name"]
+             for line, row in records}
     duplicated = [name for name, n in Counter(names.values()).items() if n > 1]
     if duplicated:
         raise UserError(f"{path}: class names must be distinct, {duplicated[:3]} repeat")
@@ -94,17 +94,13 @@ def _examples(values: Sequence, n: int = 5) -> str:
 def read_sample(path: Path) -> tuple[list[str], list[int]]:
     """The header and the ids (in row order) of a sample submission."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: sample submission not found")
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if not header or len(header) < 2:
-            raise UserError(f"{path}: a sample submission needs a header of at least 2 columns")
-        try:
-            ids = [int(row[0]) for row in reader if row]
-        except ValueError as exc:
-            raise UserError(f"{path}: ids must be integers ({exc})") from None
+    rows = read_rows(path, what="sample submission", bom=True)
+    header = rows[0] if rows else None
+    if not header or len(header) < 2:
+        raise UserError(f"{path}: a sample submission needs a header of at least 2 columns")
+    # Ids written otherwise (05001) would not match the submission's, which spells test.json's.
+    ids = [int_field(row[0], path=path, line=line, column=header[0])
+           for line, row in enumerate(rows[1:], start=2) if row]
     return header, ids
 
 
@@ -205,13 +201,13 @@ def _float(text: str) -> float | None:
 
 
 def check_submission(path: Path, layout: Layout) -> list[str]:
-    """Everything Kaggle would reject in the CSV at `path`, one line each (empty: fine)."""
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        rows = [(line, row) for line, row in enumerate(reader, start=2) if row]
-    if header is None:
+    """Everything Kaggle would reject in the CSV at `path`, one line each (empty: fine). A
+    file that is not a UTF-8 CSV at all is a UserError."""
+    table = read_rows(path, what="submission")
+    if not table:
         return ["the file is empty"]
+    header = table[0]
+    rows = [(line, row) for line, row in enumerate(table[1:], start=2) if row]
     problems = []
     if layout.fmt == "label" or header[:1] != layout.header[:1]:
         if header != layout.header:
@@ -230,11 +226,13 @@ def check_submission(path: Path, layout: Layout) -> list[str]:
     ids: list[int] = []
     bad_ids = []
     for line, row in rows:
-        try:
-            ids.append(int(row[0]))
-        except ValueError:
-            bad_ids.append(line)
-    problems += _found("ids that are not integers", bad_ids, lines=True)
+        value = plain_int(row[0])
+        if value is None:
+            bad_ids.append(f"line {line}: {row[0][:20]!r}")
+        else:
+            ids.append(value)
+    problems += _found("ids not written as test.json's integers (Kaggle matches them as text)",
+                       bad_ids, shown=3)
     repeated_ids = sorted(i for i, n in Counter(ids).items() if n > 1)
     expected = set(layout.ids)
     unknown_ids = sorted(set(ids) - expected)
@@ -245,6 +243,8 @@ def check_submission(path: Path, layout: Layout) -> list[str]:
         if values:
             problems.append(f"{len(values)} {what}: {_examples(values)}")
     good = [(line, row) for line, row in rows if len(row) == len(header)]
+    if len(header) < 2:
+        return problems  # no value column: the header's problem says it all
     if layout.fmt == "label":
         problems += _check_labels(good, set(layout.labels))
     else:
@@ -256,9 +256,10 @@ def _check_labels(rows: list[tuple[int, list[str]]], allowed: set[int]) -> list[
     not_int, unknown = [], []
     for line, row in rows:
         value = row[1].strip()
-        if not value.lstrip("-").isdigit():
-            not_int.append(f"line {line}: {value!r}")
-        elif int(value) not in allowed:
+        label = plain_int(value)
+        if label is None:
+            not_int.append(f"line {line}: {value[:20]!r}")
+        elif label not in allowed:
             unknown.append(f"line {line}: {value}")
     problems = _found("labels missing, NaN or not integers", not_int, shown=3)
     if unknown:

@@ -7,7 +7,8 @@ and the weights to keep (last epoch or best validation loss; the EMA's when enab
 Each epoch's randomness (shuffling, augmentation, mixup, dropout) is seeded from (seed, epoch),
 and the full state (model, optimizer, schedule, EMA, best weights, history, torch RNG) is saved
 after every epoch; a run killed after epoch e and started again resumes at e + 1 and ends with
-the same weights as a run that was never interrupted.
+the same weights as a run that was never interrupted. A resume file that cannot be read is set
+aside (renamed, with a warning) and training starts over.
 
 Speed (lib.device): AMP (bf16, or fp16 with a grad scaler, whose state is saved too),
 channels_last, cuDNN benchmark mode, optional torch.compile; the loss is summed on the device and
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -49,11 +51,14 @@ from lib.distributed import Dist, all_sum
 from lib.fileio import atomic_path
 from lib.heads import head_parameters
 from lib.mix import mix_batch, soft_cross_entropy
+from lib.model import UnreadableFile, load_torch_file
 from lib.optim import make_optimizer, parameter_groups, set_lr
 from lib.schedules import Schedule
 
 log = logging.getLogger(__name__)
 ONE_PROCESS = Dist()  # the default: no DDP
+RESUME_FIELDS = ("key", "epoch", "model", "optimizer", "schedule", "ema", "history", "best",
+                 "torch_rng", "scaler")
 
 
 @dataclass(frozen=True)
@@ -228,7 +233,7 @@ def fit(model: nn.Module, *, train_loader: DataLoader, val_loader: DataLoader,
     best = {"loss": math.inf, "state": None, "epoch": 0}
     scaler = grad_scaler(device, dtype)
     start = _resume(resume_path, resume_key, model, optimizer, schedule, ema, history, best,
-                    scaler)
+                    scaler, set_aside=env.main)
     for result in history:
         on_epoch(result)  # replay what an interrupted run logged (its metrics files are gone)
     trained = model
@@ -286,13 +291,13 @@ def _save_resume(path: Path, key: str, epoch: int, model: nn.Module,
 
 def _resume(path: Path | None, key: str, model: nn.Module, optimizer: torch.optim.Optimizer,
             schedule: Schedule, ema: ModelEmaV3 | None, history: list[EpochResult],
-            best: dict, scaler: torch.amp.GradScaler) -> int:
-    """Load the state of an interrupted run with the same key; the epoch to start from."""
+            best: dict, scaler: torch.amp.GradScaler, set_aside: bool = True) -> int:
+    """Load the state of an interrupted run with the same key; the epoch to start from.
+    `set_aside`: rename an unreadable resume file (one process of several does it)."""
     if path is None or not path.is_file():
         return 1
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["key"] != key:
-        log.info("%s is from other params or data: starting afresh", path)
+    state = _read_resume(path, key, set_aside)
+    if state is None:
         return 1
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -306,6 +311,47 @@ def _resume(path: Path | None, key: str, model: nn.Module, optimizer: torch.opti
         scaler.load_state_dict(state["scaler"])
     log.info("resuming from %s after epoch %d", path, state["epoch"])
     return state["epoch"] + 1
+
+
+def _read_resume(path: Path, key: str, set_aside: bool) -> dict | None:
+    """The resume file's contents when they are from a run with `key`; None when it is from
+    other params or data (it is overwritten after the first epoch), or when it is unreadable
+    or lacks a field (a kill while an older version wrote it, a full disk, a copy cut short):
+    such a file is then renamed, not deleted, so whoever wants to look at it still can."""
+    try:
+        state = load_torch_file(path, remedy="training starts over")
+    except UnreadableFile as err:
+        _set_aside(path, str(err), rename=set_aside)
+        return None
+    if isinstance(state, dict) and "key" in state and state["key"] != key:
+        log.info("%s is from other params or data: starting afresh", path)
+        return None
+    lacking = [name for name in RESUME_FIELDS if name not in state] \
+        if isinstance(state, dict) else list(RESUME_FIELDS)
+    if lacking:
+        _set_aside(path, f"{path}: not a resume file (it lacks {', '.join(lacking)}); training "
+                   "starts over", rename=set_aside)
+        return None
+    return state
+
+
+def _set_aside(path: Path, why: str, *, rename: bool) -> None:
+    """Warn `why`; with `rename`, move `path` to an unused ``<name>.corrupt`` beside it."""
+    if not rename:
+        log.warning("%s", why)
+        return
+    kept = _unused_name(path.with_name(f"{path.name}.corrupt"))
+    os.replace(path, kept)
+    log.warning("%s (the file is kept as %s)", why, kept)
+
+
+def _unused_name(path: Path) -> Path:
+    """`path`, or `path` with .1, .2, ... added: a name no file has yet."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
 
 
 def as_metrics(result: EpochResult) -> dict[str, float]:

@@ -14,7 +14,7 @@ from lib.figures import image_grid
 from lib.folds import read_folds
 from lib.images import load_rgb_array
 from lib.params import load_params
-from stages.common import FOLDS_CSV, IMAGES_DIR, run
+from stages.common import FOLDS_CSV, IMAGES_DIR, run, upstream
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     p = load_params(["img_size", "aug", "seed"])
     level = args.level or p["aug"]
-    rows = read_folds(FOLDS_CSV).sample(n=args.images, random_state=p["seed"])
+    rows = read_folds(upstream(FOLDS_CSV, "folds")).sample(n=args.images, random_state=p["seed"])
     transform = build_transforms(img_size=p["img_size"], mean=[0] * 3, std=[1] * 3, train=True,
                                  aug=level, normalize=False)
     transform.set_random_seed(p["seed"])

@@ -23,7 +23,7 @@ from lib.submission import (
     competition_class_names,
     competition_layout,
 )
-from stages.common import SUBMISSION_CSV, run
+from stages.common import SUBMISSION_CSV, run, upstream
 
 PARAMS = ["competition", "classes_file", "sample_submission", "submission_format"]
 
@@ -42,7 +42,9 @@ def check_file(csv: Path, *, fmt: str | None = None, sample: Path | None = None)
     """Print what Kaggle would reject in `csv` (or OK); True when nothing. `fmt` and `sample`
     override the params."""
     p = load_params(PARAMS)
-    if not csv.is_file():
+    if csv == SUBMISSION_CSV:
+        upstream(SUBMISSION_CSV, "ensemble")
+    elif not csv.is_file():
         raise UserError(f"{csv}: file not found")
     competition = Path(p["competition"])
     if not (competition / "test.json").is_file():

@@ -1,4 +1,5 @@
-"""What every stage shares: the paths of the pipeline's outs and a `main` wrapper that sets up
+"""What every stage shares: the paths of the pipeline's outs, `upstream` (an out a stage reads
+must be there, else one line naming the stage that makes it) and a `main` wrapper that sets up
 logging and turns a user's mistake into one line on stderr (exit code 2), not a traceback."""
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ def model_dir(fold: int) -> Path:
 
 def predictions_dir(fold: int) -> Path:
     return PREDICTIONS_DIR / f"fold{fold}"
+
+
+def upstream(path: Path, stage: str) -> Path:
+    """`path` itself, once it exists; else a UserError naming `stage`, the dvc.yaml stage whose
+    out it is (``train@0`` for a foreach stage's item)."""
+    if not path.exists():
+        raise UserError(f"{path} not found: run `dvc repro {stage}` to make it")
+    return path
 
 
 def run(main: Callable[[], None]) -> None:

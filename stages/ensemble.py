@@ -19,7 +19,7 @@ from pathlib import Path
 from lib.competition_files import competition_files
 from lib.ensemble import RunPredictions, clip_probs, correct_prior, most_probable_column
 from lib.errors import UserError
-from lib.fileio import write_json
+from lib.fileio import remove_stale_temps, write_json
 from lib.folds import read_folds
 from lib.history import keep_copy
 from lib.images import list_images
@@ -44,7 +44,9 @@ from stages.common import (
     PREDICTIONS_DIR,
     SUBMISSION_CSV,
     TOP_LOSSES_PNG,
+    predictions_dir,
     run,
+    upstream,
 )
 
 PARAMS = ["competition", "test_labels", "train_folds", "clip_low", "clip_high", "ensemble_merge",
@@ -62,6 +64,8 @@ def main() -> None:
     files = competition_files(competition, **{k: p[k] for k in
                                               ("classes_file", "test_labels", "sample_submission")})
     how = p["ensemble_merge"]
+    for fold in p["train_folds"]:
+        upstream(predictions_dir(fold), f"predict@{fold}")
     runs = [RunPredictions(PREDICTIONS_DIR, folds=p["train_folds"], how=how)]
     runs += [RunPredictions(Path(folder), how=how) for folder in p["ensemble_runs"]]
     names = competition_class_names(files.classes_file, competition)
@@ -89,7 +93,10 @@ def main() -> None:
     if files.test_labels:
         detail["test"] = test_scores(files.test_labels, layout, blend.test, prior=prior,
                                      fallback_column=fallback_column)
-    write_oof_reports(blend.oof, names, folds=read_folds(FOLDS_CSV), images_dir=IMAGES_DIR,
+    for folder in (SUBMISSION_CSV.parent, ENSEMBLE_METRICS.parent):
+        remove_stale_temps(folder)
+    write_oof_reports(blend.oof, names, folds=read_folds(upstream(FOLDS_CSV, "folds")),
+                      images_dir=IMAGES_DIR,
                       per_class_csv=PER_CLASS_CSV, confusion_csv=CONFUSION_CSV,
                       top_losses_png=TOP_LOSSES_PNG)
     numbers = headline(detail, prior_correction=p["prior_correction"])

@@ -4,11 +4,11 @@
 import pandas as pd
 
 from lib.duplicates import content_hashes, group_ids
-from lib.fileio import atomic_path, write_json
+from lib.fileio import atomic_path, remove_stale_temps, write_json
 from lib.folds import assign_folds, describe, scan_labelled, summarize
 from lib.images import list_images
 from lib.params import load_params
-from stages.common import FOLDS_CSV, FOLDS_SUMMARY, IMAGES_DIR, run
+from stages.common import FOLDS_CSV, FOLDS_SUMMARY, IMAGES_DIR, run, upstream
 
 PARAMS = ["folds", "seed", "validation"]
 SPEED_PARAMS: list[str] = []
@@ -16,6 +16,8 @@ SPEED_PARAMS: list[str] = []
 
 def main() -> None:
     params = load_params(PARAMS)
+    upstream(IMAGES_DIR, "download")
+    remove_stale_temps(FOLDS_CSV.parent)
     splits = [s for s in ("train", "validation") if (IMAGES_DIR / s).is_dir()]
     images = scan_labelled(IMAGES_DIR, splits)
     hashes = pd.Series(content_hashes([IMAGES_DIR / p for p in images["path"]]))

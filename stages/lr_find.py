@@ -18,7 +18,7 @@ from lib.folds import read_folds, split_fold
 from lib.lr_finder import lr_sweep, suggest_lr
 from lib.model import create_model
 from lib.params import load_params
-from stages.common import FOLDS_CSV, IMAGES_DIR, STATS_JSON, run
+from stages.common import FOLDS_CSV, IMAGES_DIR, STATS_JSON, run, upstream
 
 
 def main() -> None:
@@ -32,9 +32,9 @@ def main() -> None:
     p = load_params(["arch", "pretrained", "head", "dropout", "img_size", "batch_size", "aug",
                      "optimizer", "momentum", "weight_decay", "workers", "seed"])
     torch.manual_seed(p["seed"])
-    folds = read_folds(FOLDS_CSV)
+    folds = read_folds(upstream(FOLDS_CSV, "folds"))
     classes = sorted(int(label) for label in set(folds["label"]))
-    stats = json.loads(STATS_JSON.read_text())
+    stats = json.loads(upstream(STATS_JSON, "stats").read_text())
     transform = build_transforms(img_size=p["img_size"], mean=stats["mean"], std=stats["std"],
                                  train=True, aug=p["aug"])
     dataset = rows_dataset(split_fold(folds, args.fold)[0], images_dir=IMAGES_DIR,

@@ -1,10 +1,10 @@
 """stats: exact per-channel mean/std of the training images -> data/stats.json."""
 
-from lib.fileio import write_json
+from lib.fileio import remove_stale_temps, write_json
 from lib.images import list_images
 from lib.params import load_params
 from lib.stats import compute_stats
-from stages.common import IMAGES_DIR, STATS_JSON, run
+from stages.common import IMAGES_DIR, STATS_JSON, run, upstream
 
 PARAMS = ["stats.resolution"]
 SPEED_PARAMS = ["stats.workers"]  # processes: the sums are exact whatever their number
@@ -13,7 +13,8 @@ SPEED_PARAMS = ["stats.workers"]  # processes: the sums are exact whatever their
 def main() -> None:
     params = load_params(PARAMS + SPEED_PARAMS)
     resolution = params["stats.resolution"]
-    paths = list_images(IMAGES_DIR / "train")
+    remove_stale_temps(STATS_JSON.parent)
+    paths = list_images(upstream(IMAGES_DIR / "train", "download"))
     stats = compute_stats(paths, workers=params["stats.workers"],
                           size=None if resolution == "native" else resolution)
     write_json(STATS_JSON, stats.to_dict())

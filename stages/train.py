@@ -19,11 +19,20 @@ from lib import distributed
 from lib.checkpoint import save_checkpoint
 from lib.data import build_transforms, decode_size, inverse_frequency, make_loader, rows_dataset
 from lib.errors import UserError
+from lib.fileio import remove_stale_temps
 from lib.folds import read_folds, split_fold
 from lib.model import create_model
 from lib.params import load_params
 from lib.train import TrainConfig, as_metrics, fit
-from stages.common import FOLDS_CSV, IMAGES_DIR, STATS_JSON, fold_argument, model_dir, run
+from stages.common import (
+    FOLDS_CSV,
+    IMAGES_DIR,
+    STATS_JSON,
+    fold_argument,
+    model_dir,
+    run,
+    upstream,
+)
 
 CONFIG_KEYS = ["epochs", "lr", "optimizer", "momentum", "weight_decay", "schedule",
                "warmup_epochs", "sgdr_t0", "sgdr_t_mult", "plateau_patience", "plateau_factor",
@@ -53,11 +62,13 @@ def train(fold: int, p: dict, env: distributed.Dist, device: torch.device) -> No
                         f"{env.world}: expected a multiple of gpus (each takes an equal share)")
     if not env.main:
         logging.getLogger().setLevel(logging.WARNING)
+    if env.main:  # the only process that writes
+        remove_stale_temps(model_dir(fold))
     torch.manual_seed(p["seed"])
-    folds = read_folds(FOLDS_CSV)
+    folds = read_folds(upstream(FOLDS_CSV, "folds"))
+    stats_text = upstream(STATS_JSON, "stats").read_text()
     train_rows, val_rows = split_fold(folds, fold)
     classes = sorted(int(label) for label in set(folds["label"]))
-    stats_text = STATS_JSON.read_text()
     stats = json.loads(stats_text)
     loaders = {}
     for name, rows, is_train in (("train", train_rows, True), ("val", val_rows, False)):

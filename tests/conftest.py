@@ -1,8 +1,12 @@
-"""Shared fixtures: tiny real images written under tmp_path."""
+"""Shared fixtures: tiny real images written under tmp_path; a recorder of the files a call
+writes (for the property-based tests: readers write nothing outside their folder)."""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +51,47 @@ def image_tree(tmp_path: Path) -> Path:
         seed += 1
         write_image(root / "test" / f"{image_id + 1}.png", seed=seed)
     return root
+
+
+# Audit events that change the file system (https://docs.python.org/3/library/audit_events.html)
+_CHANGES = {"os.rename", "os.replace", "os.remove", "os.rmdir", "os.mkdir", "os.symlink",
+            "os.link", "os.truncate", "os.chmod", "os.chown", "os.utime", "shutil.rmtree",
+            "shutil.copyfile", "shutil.move"}
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_recording: list[list[str]] = []  # the lists recording_writes() is filling; empty: not recording
+
+
+def _audit(event: str, args: tuple) -> None:
+    if not _recording:
+        return
+    if event == "open":
+        path, mode, flags = args
+        writes = any(c in mode for c in "wax+") if isinstance(mode, str) \
+            else bool(flags & _WRITE_FLAGS)
+        targets = [path] if writes else []
+    elif event in _CHANGES:
+        targets = [a for a in args[:2] if isinstance(a, str | bytes | os.PathLike)]
+    else:
+        return
+    for target in targets:
+        if isinstance(target, str | bytes | os.PathLike):  # not an open file descriptor
+            _recording[-1].append(os.path.abspath(os.fsdecode(target)))
+
+
+sys.addaudithook(_audit)  # hooks cannot be removed: it records only inside recording_writes
+
+
+@contextmanager
+def recording_writes() -> Iterator[list[str]]:
+    """The absolute paths of every file this process creates, writes, renames or deletes inside
+    the block (through Python's open/os/shutil, which every reader here uses)."""
+    _recording.append([])
+    try:
+        yield _recording[-1]
+    finally:
+        _recording.pop()
+
+
+def assert_written_only_inside(folder: Path, writes: list[str]) -> None:
+    outside = [w for w in writes if not Path(w).is_relative_to(folder)]
+    assert not outside, f"written outside {folder}: {outside[:3]}"

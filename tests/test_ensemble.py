@@ -1,9 +1,12 @@
+import re
+
 import numpy as np
 import pytest
 
 from lib.ensemble import (
     RunPredictions,
     accuracy,
+    check_clip_bounds,
     clip_probs,
     combine,
     concat_oof,
@@ -17,7 +20,7 @@ from lib.ensemble import (
     top_k_accuracy,
     top_k_hits,
 )
-from lib.errors import UserError
+from lib.errors import ParamError, UserError
 from lib.predictions import Predictions, save_predictions, training_prior
 
 CLASSES = np.array([3, 7])
@@ -210,3 +213,26 @@ def test_fallback_class_is_the_most_probable_under_the_prior():
     assert most_probable_column(np.array([0.2, 0.5, 0.3]), np.array([0.6, 0.2, 0.2])) == 1
     # a uniform prior ties: the most frequent training class wins
     assert most_probable_column(np.full(3, 1 / 3), np.array([0.2, 0.2, 0.6])) == 2
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (b"label_id,prior\n3,\xff\n", "target prior is not UTF-8 text (line 2, byte 17"),
+    (b"label_id,prior\n3,lots\n7,1\n", "line 2: prior 'lots' is not a number"),
+    (b"label,prior\n3,1\n", "target prior needs the columns label_id,prior; found label,prior"),
+])
+def test_a_malformed_target_prior_is_one_line(tmp_path, text, message):
+    path = tmp_path / "prior.csv"
+    path.write_bytes(text)
+    with pytest.raises(UserError, match=re.escape(message)):
+        read_target_prior(str(path), CLASSES)
+
+
+@pytest.mark.parametrize(("low", "high", "classes"), [(0.5, 0.99, 3), (0.001, 0.3, 3),
+                                                      (0.5, 0.9, 2), (0.01, 0.1, 10)])
+def test_clip_bounds_that_flatten_every_row_are_refused(low, high, classes):
+    with pytest.raises(ParamError) as error:
+        clip_probs(np.eye(classes), low=low, high=high)
+    assert str(error.value).startswith(
+        f"clip_low = {low} and clip_high = {high} are not allowed with {classes} classes: "
+        f"expected clip_low < 1/{classes} = ")
+    check_clip_bounds(low=0.01 / classes, high=0.99, n_classes=classes)  # the advice is fine

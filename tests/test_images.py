@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib.images import list_images, load_reduced, load_rgb, load_rgb_array
+from lib.images import list_images, list_test_images, load_reduced, load_rgb, load_rgb_array
 from tests.conftest import write_image
 
 
@@ -59,3 +59,17 @@ def test_camera_mpo_photos_are_decoded_at_reduced_size_too(tmp_path):
     image = load_rgb(path, min_size=64)
     assert image.size == (100, 75)  # 1/4: both sides still >= 64
     assert image.getpixel((50, 37))[0] > 150  # the first frame, the picture
+
+
+def test_stray_files_in_the_test_folder_are_skipped_with_one_warning(tmp_path, caplog):
+    test = tmp_path / "test"
+    for name in ("10.jpg", "9.png", "notes.png", "05.jpg", "9.jpg", "11 (1).jpg",
+                 "old/12.jpg"):
+        write_image(test / name)
+    (test / "README.txt").write_text("where these came from")
+    with caplog.at_level("WARNING", logger="lib.images"):
+        paths, ids = list_test_images(test)
+    assert ids == [9, 10] and paths == [test / "9.jpg", test / "10.jpg"]
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "lib.images"]
+    assert warning == (f"{test}: skipped 5 files not named <image_id>.<ext> as the download "
+                       "names test images: 05.jpg, 11 (1).jpg, 9.png, notes.png, old/12.jpg")

@@ -51,3 +51,25 @@ def test_offline_only_for_lite0_and_missing_file():
         create_model("resnet10t", num_classes=3, pretrained="offline")
     with pytest.raises(UserError, match="no such weights file"):
         create_model("resnet10t", num_classes=3, pretrained="missing.pth")
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("w.pth", b"", "not a readable torch file (truncated, empty or another format: EOFError)"),
+    ("w.pth", b"just some notes\n", "not a readable torch file"),
+    ("w.pth", b"\x89PNG\r\n\x1a\n" + bytes(64), "not a readable torch file"),
+    ("w.safetensors", b"{not safetensors}", "not a readable .safetensors file"),
+])
+def test_a_pretrained_file_that_is_not_weights_is_one_line(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(UserError) as error:
+        create_model("resnet10t", num_classes=3, pretrained=str(tmp_path / name))
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert str(tmp_path / name) in str(error.value)
+
+
+@pytest.mark.parametrize("content", [[torch.zeros(2)], torch.zeros(2), {"w": "text"}, {1: 2}])
+def test_a_torch_file_without_a_state_dict_is_not_taken_for_weights(tmp_path, content):
+    torch.save(content, tmp_path / "w.pt")
+    with pytest.raises(UserError, match=r"w.pt': holds a \w+, not weights; expected a state "
+                                        r"dict saved by torch.save"):
+        create_model("resnet10t", num_classes=3, pretrained=str(tmp_path / "w.pt"))

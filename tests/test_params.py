@@ -127,3 +127,15 @@ def test_a_file_that_is_not_a_mapping_or_not_text(tmp_path):
         load_params(["lr"], path)
     with pytest.raises(ParamError, match="not valid YAML"):
         load_params(["lr"], write_params(tmp_path, "[" * 5000))
+
+
+@pytest.mark.parametrize(("seed", "ok"), [(0, True), (2**32 - 1, True), (2**32, False),
+                                          (-1, False)])
+def test_seed_stays_within_what_numpy_and_torch_accept(tmp_path, seed, ok):
+    path = write_params(tmp_path, f"seed: {seed}\n")
+    if ok:
+        assert load_params(["seed"], path) == {"seed": seed}
+    else:
+        with pytest.raises(ParamError, match=f"seed = {seed} is not allowed: expected an "
+                                             "integer >= 0 and <= 4294967295"):
+            load_params(["seed"], path)

@@ -51,12 +51,69 @@ def test_bad_image_id_in_competition_is_one_line_before_any_download(tmp_path):
     assert not (tmp_path / "data" / "images").exists()
 
 
-def test_missing_upstream_out_is_a_clear_error(tmp_path):
+def one_error_line(done: subprocess.CompletedProcess) -> str:
+    """The stage's error line, after checking it failed as a user's mistake: exit 2, no
+    traceback, one line."""
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(("stage", "args", "present", "missing", "made_by"), [
+    ("stats", [], [], "data/images/train", "download"),
+    ("folds", [], [], "data/images", "download"),
+    ("train", ["--fold", "0"], [], "data/folds.csv", "folds"),
+    ("train", ["--fold", "0"], ["data/folds.csv"], "data/stats.json", "stats"),
+    ("lr_find", [], ["data/folds.csv"], "data/stats.json", "stats"),
+    ("check_submission", [], [], "submissions/submission.csv", "ensemble"),
+])
+def test_missing_upstream_out_names_the_stage_that_makes_it(tmp_path, stage, args, present,
+                                                            missing, made_by):
+    demo = REPO / "data" / "demo"
+    params = repo_params() | {"competition": str(demo), "classes_file": str(demo / "classes.csv")}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for name in present:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("split,image_id,label,path,fold,group\n")
+    assert one_error_line(run_stage(stage, tmp_path, *args)) == (
+        f"error: {missing} not found: run `dvc repro {made_by}` to make it")
+
+
+def test_stats_removes_a_killed_runs_temp_files_and_writes_mode_644(tmp_path):
+    from tests.conftest import write_image
+    from tests.test_fileio import dead_pid
+
+    write_image(tmp_path / "data/images/train/01/1.png")
+    stale = tmp_path / "data" / f".tmp-{dead_pid()}-0a1b2c3d-stats.json"
+    stale.write_text("{")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params()))
-    done = run_stage("train", tmp_path, "--fold", "0")
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
-        "error: data/folds.csv not found: run the folds stage first")
+    umask = os.umask(0o022)
+    try:
+        done = run_stage("stats", tmp_path)
+    finally:
+        os.umask(umask)
+    assert done.returncode == 0, done.stderr
+    assert "removed 1 temp files left by an interrupted run" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["images", "stats.json"]
+    assert (tmp_path / "data/stats.json").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("model_bytes", [b"", b"not a torch file at all\n", "truncated"])
+def test_a_damaged_model_is_one_line_naming_it_and_how_to_get_it_back(tmp_path, model_bytes):
+    import torch
+
+    model = tmp_path / "models/fold0/model.pt"
+    model.parent.mkdir(parents=True)
+    if model_bytes == "truncated":
+        torch.save({"state_dict": {"w": torch.zeros(1000)}, "arch": "resnet10t"}, model)
+        model_bytes = model.read_bytes()[:700]
+    model.write_bytes(model_bytes)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params()))
+    assert one_error_line(run_stage("predict", tmp_path, "--fold", "0")).startswith(
+        "error: models/fold0/model.pt: not a readable torch file (truncated, empty or another "
+        "format: ")
 
 
 def ensemble_project(tmp_path: Path, **overrides) -> Path:
@@ -150,6 +207,27 @@ def test_check_submission_lists_the_problems_and_fails(tmp_path):
     assert "Kaggle would reject it" in done.stderr
     missing = run_stage("check_submission", project, "nope.csv")
     assert missing.returncode == 2 and missing.stderr.strip() == "error: nope.csv: file not found"
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    (b"id,predicted\n1,2\n2,1\n\xff\xfe\x00garbage\x9c\n",
+     "is not UTF-8 text (line 4, byte 21: invalid"),
+    (b"id,predicted\n" + b"x" * 200_000 + b"\n", "is not a readable CSV (line 2: field larger"),
+])
+def test_check_submission_of_a_file_that_is_no_csv_is_one_line(tmp_path, text, problem):
+    project = ensemble_project(tmp_path, submission_format="label")
+    (project / "garbage.csv").write_bytes(text)
+    line = one_error_line(run_stage("check_submission", project, "garbage.csv"))
+    assert line.startswith("error: garbage.csv: submission ") and problem in line
+
+
+def test_check_submission_rejects_ids_not_spelled_as_kaggle_matches_them(tmp_path):
+    project = ensemble_project(tmp_path, submission_format="label")
+    (project / "padded.csv").write_text("id,predicted\n01,2\n 2,1\n3,1\n4,1\n")
+    done = run_stage("check_submission", project, "padded.csv")
+    assert done.returncode == 1
+    assert "padded.csv: 2 ids not written as test.json's integers (Kaggle matches them as " \
+        "text) (line 2: '01', line 3: ' 2')" in done.stdout
 
 
 def test_sample_submission_mismatch_stops_the_ensemble_with_one_line(tmp_path):

@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -104,7 +105,8 @@ def test_check_lists_everything_kaggle_would_reject_in_a_label_file(tmp_path):
     assert "1 missing ids: 4" in problems
     assert "1 duplicate ids: 1" in problems
     assert "1 ids not in the test set: 5" in problems
-    assert "1 ids that are not integers (lines 7)" in problems
+    assert "1 ids not written as test.json's integers (Kaggle matches them as text) " \
+        "(line 7: 'x')" in problems
     assert "1 labels missing, NaN or not integers (line 6: '')" in problems
     assert "1 unknown labels (line 4: 99; allowed: 11..13)" in problems
 
@@ -188,3 +190,65 @@ def test_competition_layout_has_every_label_of_the_competition(tmp_path):
     assert named.header == ["id", "cat", "dog", "fox"] and named.labels == [11, 12, 13]
     assert competition_layout("proba", tmp_path, names=None, sample=None).labels == [
         11, 12]
+
+
+GARBAGE = b"label_id,name\n1,cat\n\xff\xd8\xff\xe0 binary \x00\x9c\n"
+
+
+@pytest.mark.parametrize(("read", "what"), [
+    (read_class_names, "classes file"),
+    (lambda path: make_layout("label", test_ids=[1], labels=CLASSES, sample=path),
+     "sample submission"),
+    (lambda path: check_submission(path, make_layout("label", test_ids=[1], labels=CLASSES)),
+     "submission"),
+])
+def test_a_csv_that_is_not_utf8_is_one_line(tmp_path, read, what):
+    path = tmp_path / "file.csv"
+    path.write_bytes(GARBAGE)
+    with pytest.raises(UserError) as error:
+        read(path)
+    assert str(error.value) == (f"{path}: {what} is not UTF-8 text (line 3, byte 20: invalid "
+                                "start byte); save it as a UTF-8 CSV")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("id,name\n11,cat\n", "classes file needs the columns label_id,name; found id,name"),
+    ("", "classes file needs the columns label_id,name; found no header"),
+    ("label_id,name\n11,cat,tabby\n", "line 2 of the classes file has 3 fields; its header has 2"),
+    ("label_id,name\n1x,cat\n", "line 2: label_id '1x' is not allowed: expected a non-negative"),
+])
+def test_a_malformed_classes_file_is_one_line(tmp_path, text, message):
+    path = tmp_path / "classes.csv"
+    path.write_text(text)
+    with pytest.raises(UserError, match=re.escape(message)):
+        read_class_names(path)
+
+
+def test_a_classes_file_from_a_spreadsheet_keeps_quoted_names(tmp_path):
+    path = tmp_path / "classes.csv"
+    path.write_bytes('\ufefflabel_id,name\n11,"cat, tabby"\n\n12,dog\n'.encode())
+    assert read_class_names(path) == {11: "cat, tabby", 12: "dog"}
+
+
+def test_check_rejects_ids_kaggle_would_not_match(tmp_path):
+    layout = make_layout("label", test_ids=[5001, 5002, 5003], labels=CLASSES)
+    path = tmp_path / "submission.csv"
+    path.write_text("id,predicted\n05001,11\n5002,11\n 5003,11\n")
+    problems = check_submission(path, layout)
+    assert "2 ids not written as test.json's integers (Kaggle matches them as text) " \
+        "(line 2: '05001', line 4: ' 5003')" in problems
+    assert "2 missing ids: 5001, 5003" in problems
+
+
+def test_a_sample_submission_with_padded_ids_is_refused(tmp_path):
+    sample = tmp_path / "sample.csv"
+    sample.write_text("id,predicted\n2,11\n05,11\n")
+    with pytest.raises(UserError, match=r"line 3: id '05' is not allowed"):
+        make_layout("label", test_ids=[2, 5], labels=CLASSES, sample=sample)
+
+
+def test_a_header_of_one_column_is_reported_not_a_crash(tmp_path):
+    path = tmp_path / "submission.csv"
+    path.write_text("0\n0\n")
+    problems = check_submission(path, make_layout("label", test_ids=[0], labels=CLASSES))
+    assert problems == ["header is 0; expected id, predicted"]
