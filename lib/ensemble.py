@@ -213,10 +213,14 @@ def score(probs: np.ndarray, columns: np.ndarray, *, low: float, high: float,
 
 class RunPredictions:
     """One run's predictions folder (`predictions/` of this or another experiment): the
-    folds' OOF rows together, their test (and holdout) predictions merged."""
+    folds' OOF rows together, their test (and holdout) predictions merged. `name` says which
+    run it is in messages and metrics (default: the folder), since a run read from the DVC
+    cache is loaded from a temporary folder."""
 
-    def __init__(self, folder: Path, *, folds: Sequence[int] | None = None, how: str = "mean"):
+    def __init__(self, folder: Path, *, folds: Sequence[int] | None = None, how: str = "mean",
+                 name: str | None = None):
         self.folder = Path(folder)
+        self.name = name or str(self.folder)
         if folds is None:
             found = sorted(self.folder.glob("fold*/oof.npz"))
             folds = sorted(int(p.parent.name[4:]) for p in found if p.parent.name[4:].isdigit())
@@ -226,7 +230,7 @@ class RunPredictions:
         self.folds = list(folds)
         self.fold_oof = {k: self._load(k, "oof") for k in self.folds}
         self.oof = concat_oof(list(self.fold_oof.values()))
-        names = [f"{self.folder}/fold{k}" for k in self.folds]
+        names = [f"{self.name}/fold{k}" for k in self.folds]
         self.test = combine([self._load(k, "test") for k in self.folds], how=how, names=names)
         self.holdout = (combine([self._load(k, "holdout") for k in self.folds], how=how,
                                 names=names)

@@ -104,18 +104,30 @@ def _scales(value: Any) -> str | None:
     return None if ok else "a non-empty list of scale factors in (0, 4], e.g. [1.0, 1.15]"
 
 
-def _folders(value: Any) -> str | None:
-    if isinstance(value, list) and all(isinstance(v, str) and Path(v).is_dir() for v in value):
+# A git revision or DVC experiment name as git spells refs: no spaces, `..`, `:`, `?`, `*`,
+# `[` or `\`, no leading `-` (it would read as an option), no trailing `/`, `.` or `.lock`.
+_REVISION = re.compile(r"(?!-)(?!.*\.\.)[^\s:?*\[\\]+(?<![/.])(?<!\.lock)")
+
+
+def _members(value: Any) -> str | None:
+    """Only the spelling: whether a name or revision exists is known when the stage runs."""
+    ok = isinstance(value, list) and all(
+        isinstance(v, str) and (Path(v).is_dir() or _REVISION.fullmatch(v)) for v in value)
+    if ok and len(set(value)) == len(value):
         return None
-    return "a list of existing folders (copies of other runs' predictions/), e.g. [runs/b3]"
+    return ("a list of distinct runs, each an existing folder (a copy of a run's predictions/), "
+            "a DVC experiment name or a git revision, e.g. [exp-a, v1, runs/b3]")
 
 
 def _weights(value: Any) -> str | None:
+    if value == "auto":
+        return None
     ok = isinstance(value, list) and all(
         isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value)
     if ok and (not value or sum(value) > 0):
         return None
-    return "[] (equal weights) or a list of numbers >= 0 with a positive sum"
+    return ("auto (fitted on the out-of-fold predictions), [] (equal weights) or a list of "
+            "numbers >= 0 with a positive sum")
 
 
 def _prior(value: Any) -> str | None:
@@ -188,7 +200,7 @@ RULES: dict[str, Check] = {
     "tta_crop": _number(0.5, strict=True, high=1.0),
     "tta_scales": _scales,
     "ensemble_merge": _choice("mean", "geomean"),
-    "ensemble_runs": _folders,
+    "ensemble_runs": _members,
     "ensemble_weights": _weights,
     "prior_correction": _bool,
     "target_prior": _prior,
@@ -266,11 +278,12 @@ def _check_together(values: dict[str, Any], source: Path) -> None:
             and values["freeze_epochs"] >= values["epochs"]:
         raise ParamError(f"{source}: freeze_epochs = {values['freeze_epochs']} is not allowed: "
                          f"expected fewer than epochs = {values['epochs']}")
-    if values.get("ensemble_weights") and "ensemble_runs" in values \
-            and len(values["ensemble_weights"]) != 1 + len(values["ensemble_runs"]):
-        raise ParamError(f"{source}: ensemble_weights = {values['ensemble_weights']} is not "
-                         f"allowed: expected [] or {1 + len(values['ensemble_runs'])} weights "
-                         "(this run's first, then one per folder of ensemble_runs)")
+    weights = values.get("ensemble_weights")
+    if isinstance(weights, list) and weights and "ensemble_runs" in values \
+            and len(weights) != 1 + len(values["ensemble_runs"]):
+        raise ParamError(f"{source}: ensemble_weights = {weights} is not allowed: expected "
+                         f"auto, [] or {1 + len(values['ensemble_runs'])} weights (this run's "
+                         "first, then one per entry of ensemble_runs)")
     if "folds" in values and "train_folds" in values:
         outside = [f for f in values["train_folds"] if f >= values["folds"]]
         if outside:

@@ -41,7 +41,10 @@ def test_values_come_back_by_dotted_key(tmp_path):
     ("optimizer: adam\n", "optimizer", "one of sgd, adamw"),
     ("tta: flip7\n", "tta", "one of none, flip, flip5, flip6"),
     ("tta_scales: []\n", "tta_scales", "a non-empty list of scale factors"),
-    ("ensemble_runs: [nowhere]\n", "ensemble_runs", "a list of existing folders"),
+    ("ensemble_runs: ['exp a']\n", "ensemble_runs", "a list of distinct runs"),
+    ("ensemble_runs: [exp-a, exp-a]\n", "ensemble_runs", "a list of distinct runs"),
+    ("ensemble_runs: [1234567]\n", "ensemble_runs", "a DVC experiment name or a git revision"),
+    ("ensemble_weights: fitted\n", "ensemble_weights", "auto (fitted on the out-of-fold"),
     ("target_prior: balanced\n", "target_prior", "uniform or the path of a label_id,prior CSV"),
     ("submission_format: csv\n", "submission_format", "one of label, proba"),
     ("train_folds: [0, 0]\n", "train_folds", "distinct fold numbers"),
@@ -70,8 +73,17 @@ def test_ensemble_weights_need_one_per_member(tmp_path):
     (tmp_path / "b3").mkdir()
     path = write_params(tmp_path, f"ensemble_runs: [{tmp_path / 'b3'}]\n"
                                   "ensemble_weights: [1, 2, 3]\n")
-    with pytest.raises(ParamError, match=r"ensemble_weights = \[1, 2, 3\].*expected \[\] or 2"):
+    with pytest.raises(ParamError,
+                       match=r"ensemble_weights = \[1, 2, 3\].*expected auto, \[\] or 2"):
         load_params(["ensemble_runs", "ensemble_weights"], path)
+
+
+def test_ensemble_runs_take_folders_experiment_names_and_revisions_and_auto_weights(tmp_path):
+    (tmp_path / "b3").mkdir()
+    runs = [str(tmp_path / "b3"), "exp-a", "v1.2", "HEAD~1", "abc1234", "runs/gone"]
+    path = write_params(tmp_path, f"ensemble_runs: {runs}\nensemble_weights: auto\n")
+    assert load_params(["ensemble_runs", "ensemble_weights"], path) == {
+        "ensemble_runs": runs, "ensemble_weights": "auto"}
 
 
 def test_missing_key_and_file_and_bad_yaml(tmp_path):
