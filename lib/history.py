@@ -8,12 +8,15 @@ In: the submission just written, the history folder, the experiment's name (None
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from datetime import datetime
 from pathlib import Path
 
 from lib.fileio import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 def history_name(*, experiment: str | None, score_name: str, score: float,
@@ -29,3 +32,13 @@ def keep_copy(submission: Path, folder: Path, *, experiment: str | None, score_n
     with atomic_path(target, suffix=".csv") as tmp:
         shutil.copyfile(submission, tmp)
     return target
+
+
+def keep_submission(submission: Path, folder: Path, *, experiment: str | None, headline: dict,
+                    by_log_loss: bool) -> Path:
+    """`keep_copy` named by the headline's OOF log loss (proba) or accuracy (label)."""
+    kept = keep_copy(submission, folder, experiment=experiment,
+                     score_name="oof-logloss" if by_log_loss else "oof-acc",
+                     score=headline["oof"]["log_loss" if by_log_loss else "accuracy"])
+    log.info("kept a copy of the submission: %s", kept)
+    return kept

@@ -43,7 +43,7 @@ class Blend:
 
 def blend_runs(runs: Sequence[RunPredictions], *, how: str, weights: Sequence[float] | None,
                target_prior: str) -> Blend:
-    names = [str(r.folder) for r in runs]
+    names = [r.name for r in runs]
     oof = combine([r.oof for r in runs], how=how, weights=weights, names=names)
     test = combine([r.test for r in runs], how=how, weights=weights, names=names)
     holdout = None
@@ -54,9 +54,12 @@ def blend_runs(runs: Sequence[RunPredictions], *, how: str, weights: Sequence[fl
                  target=read_target_prior(target_prior, oof.classes))
 
 
-def detail_scores(runs: Sequence[RunPredictions], blend: Blend, *, low: float,
-                  high: float) -> dict:
-    """Scores per fold of this run, per run (when several), of the OOF blend and the holdout."""
+def detail_scores(runs: Sequence[RunPredictions], blend: Blend, *, low: float, high: float,
+                  nested: Predictions | None = None) -> dict:
+    """Scores per fold of this run, per run (when several), of the OOF blend and the holdout.
+    With weights fitted on the OOF rows, `nested` (each fold blended with weights fitted on the
+    other folds) is what `oof` scores, honestly; the blend with the weights fitted on every row
+    is scored as `oof_fitted`, an optimistic figure."""
     def scored(predictions: Predictions) -> dict:
         columns = target_columns(predictions.classes, predictions.targets)
         return score(predictions.probs, columns, low=low, high=high, source=blend.source,
@@ -64,8 +67,10 @@ def detail_scores(runs: Sequence[RunPredictions], blend: Blend, *, low: float,
 
     metrics = {f"fold{k}": scored(part) for k, part in runs[0].fold_oof.items()}
     if len(runs) > 1:
-        metrics["runs"] = {str(r.folder): scored(r.oof) for r in runs}
-    metrics["oof"] = scored(blend.oof)
+        metrics["runs"] = {r.name: scored(r.oof) for r in runs}
+    metrics["oof"] = scored(nested if nested is not None else blend.oof)
+    if nested is not None:
+        metrics["oof_fitted"] = scored(blend.oof)
     if blend.holdout is not None:
         metrics["holdout"] = scored(blend.holdout)
     return metrics

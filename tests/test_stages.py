@@ -247,7 +247,7 @@ def test_ensemble_summary_before_any_run_is_one_line(tmp_path):
     done = run_stage("ensemble", tmp_path, "--summary")
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "error: metrics/ensemble_detail.json not found: run `dvc repro` first")
+        "error: metrics/ensemble_detail.json not found: run `dvc repro ensemble` to make it")
 
 
 def set_params(project: Path, **values) -> None:
