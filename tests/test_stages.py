@@ -34,18 +34,20 @@ def test_bad_param_is_one_line_naming_key_value_and_allowed(tmp_path):
         "error: params.yaml: folds = 1 is not allowed: expected an integer >= 2"]
 
 
-def test_bad_image_id_in_competition_is_one_line_before_any_download(tmp_path):
+@pytest.mark.parametrize("image_id", ["../x", 2**63])
+def test_bad_image_id_in_competition_is_one_line_before_any_download(tmp_path, image_id):
     competition = tmp_path / "comp"
     competition.mkdir()
     (competition / "train.json").write_text(json.dumps({
-        "images": [{"url": ["file:a.png"], "image_id": "../x"}],
-        "annotations": [{"image_id": "../x", "label_id": 1}]}))
+        "images": [{"url": ["file:a.png"], "image_id": image_id}],
+        "annotations": [{"image_id": image_id, "label_id": 1}]}))
     params = repo_params() | {"competition": str(competition)}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     done = run_stage("download", tmp_path)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ") and "image_id" in lines[-1] and "../x" in lines[-1]
+    assert lines[-1].startswith("error: ") and "train.json: images[0].image_id" in lines[-1]
+    assert str(image_id) in lines[-1]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "data" / "images").exists()
 
