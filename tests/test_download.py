@@ -443,6 +443,44 @@ def test_file_urls_read_inside_the_competition(run: Run, fixtures: Fixtures):
     assert (run.images / "validation" / "07" / "43.jpg").read_bytes() == fixtures.jpeg
 
 
+@pytest.mark.timeout(60)  # opening the FIFO would block: fail, do not hang
+def test_file_urls_to_special_files_are_refused_unopened(fixtures: Fixtures, tmp_path: Path):
+    competition = tmp_path / "competition"
+    competition.mkdir()
+    (competition / "good.png").write_bytes(fixtures.png)
+    os.mkfifo(competition / "fifo")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(competition / "socket"))
+    (competition / "folder").mkdir()
+    records = {"train": [train(1, 1, "file:fifo"), train(2, 1, "file:socket"),
+                         train(3, 1, "file:folder"), train(4, 1, "file:fifo", "file:good.png")]}
+    opened = threading.Event()
+    done = threading.Event()
+
+    def watch_fifo() -> None:  # a write end opens without blocking only while a reader has it
+        while not done.is_set():
+            try:
+                os.close(os.open(competition / "fifo", os.O_WRONLY | os.O_NONBLOCK))
+                opened.set()  # closing it also frees the reader, so the test ends
+            except OSError:  # ENXIO: no reader
+                time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch_fifo, daemon=True)
+    watcher.start()
+    try:
+        result = download_competition(records, competition_dir=competition,
+                                      images_dir=tmp_path / "images",
+                                      settings=DownloadSettings(**SETTINGS))
+    finally:
+        done.set()
+        watcher.join()
+        listener.close()
+    assert not opened.is_set()
+    assert {row["image_id"]: row["reason"] for row in result.failures} == {
+        1: "not_a_regular_file", 2: "not_a_regular_file", 3: "not_a_regular_file"}
+    assert (tmp_path / "images" / "train" / "1" / "4.png").read_bytes() == fixtures.png
+
+
 def test_report_counts(run: Run, fixtures: Fixtures):
     report = run.result.report
     assert (report["total"], report["downloaded"], report["failed"]) == (34, 13, 21)
