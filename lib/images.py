@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+# every extension the download writes (lib.resize.STORED_EXTENSIONS), and common spellings
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 
 
 # Formats whose decoder can decode at reduced size: JPEG, and MPO (JPEG frames: many camera
