@@ -145,6 +145,10 @@ def extension_of(image_format: str | None) -> str:
     return _EXTENSIONS.get(image_format, image_format.lower())
 
 
+# the extensions the download writes images under, one per accepted format
+STORED_EXTENSIONS = frozenset(extension_of(name) for name in IMAGE_FORMATS)
+
+
 def fit_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     """``size`` scaled so its longer side is ``max_side``, aspect kept (each side >= 1)."""
     width, height = size
