@@ -834,6 +834,34 @@ def test_files_the_download_did_not_write_are_left_alone_and_not_counted(
     assert (report["restored"], report["downloaded"], report["existing_replaced"]) == (1, 1, 0)
 
 
+def test_a_damaged_image_on_disk_is_fetched_again_and_a_whole_one_is_not(
+    server: Server, fixtures: Fixtures, tmp_path: Path
+):
+    folder = tmp_path / "images" / "train" / "1"
+    png = write_image(folder / "1.png", size=(64, 64)).read_bytes()
+    (folder / "1.png").write_bytes(png[:len(png) // 2])  # truncated: the header still reads
+    (folder / "2.jpg").write_bytes(fixtures.noisy_jpeg[:-2])  # only the end marker lost
+    (folder / "3.jpg").write_bytes(b"")
+    (folder / "4.jpg").write_bytes(fixtures.jpeg + b"\0" * 10)  # padding after the end: whole
+    (folder / "5.png").write_bytes(fixtures.png)
+    records = {"train": [train(1, 1, server.url("good.png")),
+                         train(2, 1, server.url("good.jpg")),
+                         train(3, 1, server.url("good.jpg")),
+                         train(4, 1, server.url("missing/padded")),
+                         train(5, 1, server.url("missing/whole"))]}
+    hits_before = Counter(server.hits)
+    result = download_competition(records, competition_dir=tmp_path,
+                                  images_dir=tmp_path / "images",
+                                  settings=DownloadSettings(**SETTINGS))
+    assert +(Counter(server.hits) - hits_before) == Counter({"/good.png": 1, "/good.jpg": 2})
+    assert files_under(folder) == {"1.png": fixtures.png, "2.jpg": fixtures.jpeg,
+                                   "3.jpg": fixtures.jpeg, "4.jpg": fixtures.jpeg + b"\0" * 10,
+                                   "5.png": fixtures.png}
+    report = result.report
+    assert (report["existing_replaced"], report["downloaded"], report["skipped_existing"]) == (
+        3, 3, 2)
+
+
 # ---------------------------------------------------------------------------------------------
 # the stage as a real process: killed, interrupted, run again
 
