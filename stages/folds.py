@@ -1,11 +1,11 @@
-"""folds: stratified, duplicate-aware k-fold assignment of the labelled images
--> data/folds.csv and data/folds_summary.json."""
+"""folds: stratified, duplicate-aware k-fold assignment of the labelled images that decode
+-> data/folds.csv and data/folds_summary.json (which lists the images left out as unreadable)."""
 
 import pandas as pd
 
 from lib.duplicates import content_hashes, group_ids
 from lib.fileio import atomic_path, write_json
-from lib.folds import assign_folds, describe, scan_labelled, summarize
+from lib.folds import assign_folds, describe, drop_unreadable, scan_labelled, summarize
 from lib.images import list_images
 from lib.params import load_params
 from stages.common import FOLDS_CSV, FOLDS_SUMMARY, IMAGES_DIR, run
@@ -14,7 +14,8 @@ from stages.common import FOLDS_CSV, FOLDS_SUMMARY, IMAGES_DIR, run
 def main() -> None:
     params = load_params(["folds", "seed", "validation"])
     splits = [s for s in ("train", "validation") if (IMAGES_DIR / s).is_dir()]
-    images = scan_labelled(IMAGES_DIR, splits)
+    images, unreadable = drop_unreadable(scan_labelled(IMAGES_DIR, splits),
+                                         images_dir=IMAGES_DIR)
     hashes = pd.Series(content_hashes([IMAGES_DIR / p for p in images["path"]]))
     test_hashes = content_hashes(list_images(IMAGES_DIR / "test"))
     holdout = images["split"] == "validation" if params["validation"] == "holdout" else None
@@ -22,7 +23,8 @@ def main() -> None:
                          groups=group_ids(hashes), holdout=holdout)
     with atomic_path(FOLDS_CSV) as tmp:
         folds.to_csv(tmp, index=False)
-    summary = summarize(folds, hashes=hashes, test_hashes=test_hashes)
+    summary = summarize(folds, hashes=hashes, test_hashes=test_hashes) | {
+        "unreadable": unreadable}
     write_json(FOLDS_SUMMARY, summary)
     print(describe(summary))
 

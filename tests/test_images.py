@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib.images import list_images, load_reduced, load_rgb, load_rgb_array
+from lib.images import decode_problem, list_images, load_reduced, load_rgb, load_rgb_array
 from tests.conftest import write_image
 
 
@@ -59,3 +59,12 @@ def test_camera_mpo_photos_are_decoded_at_reduced_size_too(tmp_path):
     image = load_rgb(path, min_size=64)
     assert image.size == (100, 75)  # 1/4: both sides still >= 64
     assert image.getpixel((50, 37))[0] > 150  # the first frame, the picture
+
+
+def test_decode_problem_says_why_a_file_does_not_decode(tmp_path):
+    path = write_image(tmp_path / "1.png", size=(64, 64))
+    assert decode_problem(path) is None
+    path.write_bytes(path.read_bytes()[:200])
+    assert "truncated" in decode_problem(path)
+    path.write_bytes(b"")
+    assert "cannot identify image file" in decode_problem(path)

@@ -60,6 +60,25 @@ def test_missing_upstream_out_is_a_clear_error(tmp_path):
         "error: data/folds.csv not found: run the folds stage first")
 
 
+def test_stats_and_folds_leave_out_a_truncated_image_and_name_it(tmp_path, image_tree):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params() | {"folds": 2}))
+    (tmp_path / "data").mkdir()
+    image_tree.rename(tmp_path / "data" / "images")
+    truncated = Path("data/images/train/02/203.png")
+    (tmp_path / truncated).write_bytes((tmp_path / truncated).read_bytes()[:150])
+    folds, stats = run_stage("folds", tmp_path), run_stage("stats", tmp_path)
+    assert (folds.returncode, stats.returncode) == (0, 0), folds.stderr + stats.stderr
+    assert f"{truncated}: left out of the folds, it does not decode" in folds.stderr
+    with (tmp_path / "data" / "folds.csv").open() as handle:
+        paths = [row["path"] for row in csv.DictReader(handle)]
+    assert len(paths) == 21 and "train/02/203.png" not in paths
+    summary = json.loads((tmp_path / "data" / "folds_summary.json").read_text())
+    assert summary["unreadable"] == ["train/02/203.png"]
+    assert json.loads((tmp_path / "data" / "stats.json").read_text())["unreadable"] == [
+        str(truncated)]
+    assert str(truncated) in stats.stderr
+
+
 def ensemble_project(tmp_path: Path, **overrides) -> Path:
     """A project with two folds' predictions on 6 labelled images (classes 1 = cat, 2 = dog) and
     3 of the 4 test images (test image 4 could not be downloaded)."""
