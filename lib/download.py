@@ -224,7 +224,7 @@ def read_failures(path: Path) -> set[tuple[str, int]]:
                                     f"{','.join(FAILURE_COLUMNS)}")
         for row in reader:
             split, image_id = row["split"], row["image_id"] or ""
-            if split not in SPLITS or not image_id.isdigit():
+            if split not in SPLITS or not (image_id.isascii() and image_id.isdigit()):
                 raise FailuresFileError(
                     f"{path}: line {reader.line_num}: split {split!r}, image_id {image_id!r}; "
                     f"expected one of {', '.join(SPLITS)} and a non-negative integer")

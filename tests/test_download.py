@@ -649,7 +649,8 @@ def test_retry_failures_fetches_only_the_listed_images(
     ("text", "message"),
     [("split,url\ntrain,x\n", "no column 'image_id'"),
      ("split,image_id,url,reason\ntrain,7,u,r\ntrian,8,u,r\n", "line 3: split 'trian'"),
-     ("split,image_id,url,reason\ntrain,../x,u,r\n", "image_id '../x'")],
+     ("split,image_id,url,reason\ntrain,../x,u,r\n", "image_id '../x'"),
+     ("split,image_id,url,reason\ntrain,²,u,r\n", "image_id '²'")],  # a digit to isdigit()
 )
 def test_read_failures_names_the_bad_line(tmp_path: Path, text: str, message: str):
     path = tmp_path / "failures.csv"
