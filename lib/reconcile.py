@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.competition import LABELLED_SPLITS, SPLITS, ImageRecord
-from lib.fileio import atomic_path
+from lib.fileio import TMP_PREFIX, atomic_path
 from lib.resize import STORED_EXTENSIONS
 
 logger = logging.getLogger(__name__)
@@ -102,12 +102,14 @@ def scan_images(root: Path) -> dict[Key, list[Path]]:
 
 
 def remove_empty_label_folders(root: Path) -> None:
-    """Delete the label folders under ``root``'s labelled splits that hold nothing."""
+    """Delete the label folders under ``root``'s labelled splits that hold nothing, or only a
+    killed run's temp files (no later run writes into an old label folder to clean them)."""
     for split in LABELLED_SPLITS:
         for folder in _image_folders(root / split, labelled=True):
-            with os.scandir(folder) as entries:
-                empty = next(entries, None) is None
-            if empty:
+            names = os.listdir(folder)
+            if all(name.startswith(TMP_PREFIX) for name in names):
+                for name in names:
+                    (folder / name).unlink()
                 folder.rmdir()
 
 

@@ -728,6 +728,7 @@ def test_a_wider_label_folder_moves_every_image_and_fetches_none(server: Server,
     images = tmp_path / "images"
     labels = {image_id: 1 + image_id % 9 for image_id in range(30)}  # labels 1..9: width 1
     before = downloaded_before(images, labels, width=1)
+    (images / "train" / "1" / ".tmp27.png.123.abcd").write_bytes(b"a killed run's")
     labels[0] = 10  # one label id going from 9 to 10: every folder is now two digits
     records = {"train": [train(i, label, dead(server, i)) for i, label in labels.items()]}
     hits_before = Counter(server.hits)
