@@ -1,4 +1,4 @@
-"""Bring the images already downloaded in line with the competition lists, deleting nothing.
+"""Bring the images already downloaded in line with the competition lists, losing none.
 
 In: ``{split: [ImageRecord, ...]}``, the images folder, the folder that holds the images no
 longer listed (``removed_dir``, by default ``<images_dir>_removed`` beside it) and
@@ -9,8 +9,9 @@ or ``test/<id>.<ext>``, ``<ext>`` one of ``STORED_EXTENSIONS``) that a list stil
 its record's folder: moved there when its label folder changed (a new label, or zero-padding
 widened by a larger label id). An image no longer listed (or no longer under that split) is
 moved to the same place under ``removed_dir`` (``<split>/<label>/<id>.<ext>``); one listed
-again that is only there is moved back, so it is never fetched again. Every move is a rename,
-so an interrupted run leaves each image in one place or the other. Files of other names
+again that is only there is moved back, so it is never fetched again. Every move is a rename
+(across file systems, a whole copy, then the delete), so an interrupted run leaves each image
+in one place or the other, never in neither and never half. Files of other names
 (``.DS_Store``, notes, ``cat.jpg``) and folders that are no label are left where they are.
 Returned: ``Reconciled``, how many images were moved, set aside and restored.
 
@@ -153,7 +154,8 @@ def _place(paths: list[Path], stored: list[Path], folder: Path, images_dir: Path
 
 
 def _set_aside(path: Path, images_dir: Path, removed_dir: Path) -> None:
-    """Move ``path`` to the same place under ``removed_dir`` (replacing an older copy)."""
+    """Move ``path`` to the same place under ``removed_dir`` (replacing an older copy of the
+    same image set aside there)."""
     _move(path, removed_dir / path.relative_to(images_dir))
 
 

@@ -976,6 +976,22 @@ def test_stage_killed_mid_run_resumes_without_refetching(server: Server, tmp_pat
     assert report["downloaded"] == RESUME_IMAGES - len(before)
 
 
+def test_the_stage_sets_images_no_longer_listed_aside_in_data_images_removed(tmp_path: Path):
+    competition = tmp_path / "competition"
+    competition.mkdir()
+    (competition / "train.json").write_text('{"images": [], "annotations": []}')
+    params = yaml.safe_load((REPO / "params.yaml").read_text()) | {"competition": str(competition)}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    image = write_image(tmp_path / "data" / "images" / "train" / "3" / "5.png").read_bytes()
+    done = subprocess.run([sys.executable, "-m", "stages.download"], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "data" / "images_removed" / "train" / "3" / "5.png").read_bytes() == image
+    assert json.loads((tmp_path / "data" / "download_report.json").read_text())["set_aside"] == 1
+    assert "moved 1 images that the lists no longer name to" in done.stderr
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_stage_stops_cleanly_on_sigterm_and_sigint(server: Server, tmp_path: Path, signum):
     server.delay_s[0] = 0.1
