@@ -51,8 +51,13 @@ memory: before the records exist, with them (the metadata), and its peak (VmHWM)
 the download. What the download adds beyond the metadata stays the same from N/5 to N when
 nothing is kept per image.
 
+``--rerun`` instead times a re-run over the ``--images`` photos already on disk (no URL
+fetched, every image checked from its header and last bytes), the whole call, best of
+``--repeats``.
+
     .venv/bin/python bench/download_bench.py [--images 2000] [--delay-ms 100] [--repeats 5]
     .venv/bin/python bench/download_bench.py --scale 100000
+    .venv/bin/python bench/download_bench.py --rerun --images 3000
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -694,6 +700,34 @@ def scale(args: argparse.Namespace) -> None:
           f"download beyond the metadata {per_record('peak_kb', 'with_records_kb'):.0f} bytes")
 
 
+def rerun(args: argparse.Namespace) -> None:
+    """A download whose every image is already on disk, in 128 label folders, as a re-run of
+    ``dvc repro`` finds them: what checking them costs."""
+    photos = make_photos(args.images)
+    shutil.rmtree(OUT, ignore_errors=True)
+    try:
+        images = fresh("rerun") / "images"
+        records = []
+        for i, path in enumerate(photos):
+            folder = images / "train" / f"{1 + i % 128:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, folder / f"{i}.jpg")
+            records.append(ImageRecord("train", i, ("http://127.0.0.1:9/never.jpg",), 1 + i % 128))
+        best = math.inf
+        for _ in range(args.repeats):
+            seconds, result = timed(download_competition, {"train": records},
+                                    competition_dir=OUT, images_dir=images,
+                                    settings=DownloadSettings())
+            assert result.report["skipped_existing"] == len(records), result.report
+            best = min(best, seconds)
+    finally:
+        shutil.rmtree(OUT, ignore_errors=True)
+    print(f"\nrerun: {len(records)} photos on disk, all skipped after the check; best of "
+          f"{args.repeats} whole calls (starting the workers included): {best:.2f} s, "
+          f"{len(records) / best:.0f} images/s, {best / len(records) * 1e6:.0f} us per image; "
+          f"{where_written()}")
+
+
 def pairs(args: argparse.Namespace) -> None:
     """Only the two ratios the targets are about, each from N runs back to back with ours:
     the ceiling then ours with no delay, and img2dataset then ours with the delay (timed both
@@ -757,6 +791,8 @@ def main() -> None:
                              "are about (ceiling share, img2dataset), with their spread")
     parser.add_argument("--scale", type=int, default=0,
                         help="instead: the scale run with N URLs of small images (and N/5)")
+    parser.add_argument("--rerun", action="store_true",
+                        help="instead: time a re-run over --images photos already on disk")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder the contenders write to (default: on /dev/shm when it has "
                              "room, else bench/.cache/download_out); emptied when it ends")
@@ -773,6 +809,8 @@ def main() -> None:
         scale_child(args)
     elif args.scale:
         scale(args)
+    elif args.rerun:
+        rerun(args)
     elif args.pairs:
         if args.pairs < 2:
             parser.error(f"--pairs must be at least 2 (quartiles need two pairs), not {args.pairs}")

@@ -14,9 +14,10 @@ Out: ``{split: [ImageRecord, ...]}`` sorted by ``image_id``, for the splits whos
 Everything is checked here, before any download starts: a bad value raises
 ``CompetitionError`` with a one-line message naming the file, the key or index, the value and
 what is allowed. ``image_id`` in particular must be a non-negative integer, because it becomes
-a file name; a string such as ``"../x"`` is rejected, never turned into a path. ``file:`` URLs
-must point inside the competition folder (``file:images/1.png`` is relative to it); the
-downloader checks again, after following symlinks, when it reads them.
+a file name; a string such as ``"../x"`` is rejected, never turned into a path. ``image_id``
+and ``label_id`` must fit in int64 (``INT64_MAX``): later stages hold them in numpy and pandas
+int64 columns. ``file:`` URLs must point inside the competition folder (``file:images/1.png``
+is relative to it); the downloader checks again, after following symlinks, when it reads them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ SPLITS = ("train", "validation", "test")
 LABELLED_SPLITS = ("train", "validation")
 URL_SCHEMES = ("file", "http", "https")
 
+INT64_MAX = 2**63 - 1  # the largest image_id or label_id: later stages keep them as int64
 _MAX_REPR = 80  # keep error messages on one readable line even for a huge bad value
 
 
@@ -119,6 +121,13 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise CompetitionError(
             f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); JSON must be UTF-8"
         ) from err
+    except RecursionError as err:  # the decoder recurses once per nesting level
+        raise CompetitionError(
+            f"{path}: JSON nested too deeply to read; expected an object with 'images' "
+            f"(and 'annotations') lists of flat objects"
+        ) from err
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise CompetitionError(f"{path}: unreadable JSON: {_short(str(err))}") from err
     if not isinstance(document, dict):
         raise CompetitionError(
             f"{path}: top level is {type(document).__name__}; expected an object with "
@@ -244,20 +253,23 @@ def _as_object(value: Any, where: str, path: Path) -> dict[str, Any]:
 
 
 def _non_negative_int(entry: dict[str, Any], key: str, where: str, path: Path) -> int:
-    value = entry.get(key)
-    # bool is a subclass of int in Python, but `true` is no image id
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise CompetitionError(
-            f"{path}: {where}.{key} is {_describe(entry, key)}; expected a non-negative integer"
-        )
-    return value
+    return _int_in_range(entry, key, where, path, low=0)
 
 
 def _positive_int(entry: dict[str, Any], key: str, where: str, path: Path) -> int:
+    return _int_in_range(entry, key, where, path, low=1)
+
+
+def _int_in_range(entry: dict[str, Any], key: str, where: str, path: Path, *, low: int) -> int:
+    """``entry[key]``, an integer from ``low`` to ``INT64_MAX``, or CompetitionError naming the
+    file, the entry and the range."""
     value = entry.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    # bool is a subclass of int in Python, but `true` is no id
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= INT64_MAX:
+        kind = "non-negative" if low == 0 else "positive"
         raise CompetitionError(
-            f"{path}: {where}.{key} is {_describe(entry, key)}; expected a positive integer"
+            f"{path}: {where}.{key} is {_describe(entry, key)}; expected a {kind} integer up "
+            f"to 2**63 - 1 ({INT64_MAX})"
         )
     return value
 
@@ -267,5 +279,8 @@ def _describe(entry: dict[str, Any], key: str) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # a value nested almost as deep as the decoder allows
+        text = f"a {type(value).__name__} nested too deeply"
     return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."

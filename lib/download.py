@@ -2,8 +2,9 @@
 
 In: ``{split: [ImageRecord, ...]}`` from ``lib.competition``, the competition folder (base of
 relative ``file:`` URLs, and the only folder ``file:`` URLs may read from), the images folder,
-``DownloadSettings`` and, to retry only an earlier run's failures, the ``(split, image_id)``
-pairs from its failures CSV (``read_failures``).
+the folder for images no longer listed (``removed_dir``), ``DownloadSettings`` and, to retry
+only an earlier run's failures, the ``(split, image_id)`` pairs from its failures CSV
+(``read_failures``).
 
 Out, on disk: ``images_dir/<split>/<label>/<image_id>.<ext>`` for the labelled splits (label
 folders zero-padded to one width across train and validation, so ImageFolder's string sort is
@@ -15,10 +16,14 @@ written, or a temp file ``.tmp*`` renamed): an interrupted run (Ctrl-C, SIGTERM,
 leaves a partial image under an image's name, and the next run deletes any temp files and
 fetches what is missing.
 
-A re-run checks the images already there from their headers (format, size; one larger than
-``max_side`` is shrunk in place, a broken one deleted and fetched again), then fetches only
-the missing ones. With ``retry_only`` it fetches only the listed images that are missing,
-counts the other missing ones as ``not_attempted`` and skips every image on disk unchecked.
+A re-run first brings the images already there in line with the lists (``lib.reconcile``:
+an image whose label folder changed is moved, one no longer listed is moved to ``removed_dir``
+and comes back from there if listed again; files the download did not write are left alone).
+It then checks each image there from its header and its last bytes (format, size, and the end
+marker a truncated file lacks; one larger than ``max_side`` is shrunk in place, a broken one
+deleted and fetched again: ``lib.store``), and fetches only the missing ones. With
+``retry_only`` it fetches only the listed images that are missing, counts the other missing
+ones as ``not_attempted`` and skips every image on disk unchecked.
 
 The pipeline: a fixed pool of ``concurrency`` coroutines pulls images from one iterator (never
 one task per image) and fetches them with one aiohttp session (``lib.fetch``); bodies go to
@@ -30,8 +35,9 @@ follows the lists, not the images.
 Out, returned: ``DownloadResult`` with
 - ``report``: ``{"total", "downloaded", "skipped_existing", "failed", "not_attempted",
   "bytes" (bodies received), "bytes_written", "resized", "from_later_url", "existing_resized",
-  "existing_replaced", "elapsed_s", "images_per_s", "fetching_s" (first request to last
-  image stored: without starting the workers and checking the images on disk), "per_split":
+  "existing_replaced", "moved", "set_aside", "restored" (``lib.reconcile``), "elapsed_s",
+  "images_per_s", "fetching_s" (first request to last image stored: without starting the
+  workers and checking the images on disk), "per_split":
   {split: {"total", "downloaded", "skipped_existing", "failed", "not_attempted"}},
   "failure_reasons": {reason: count}}`` (a failed image counts under its LAST URL's reason);
 - ``failures``: rows ``{"split", "image_id", "url", "reason"}`` for every image not on disk
@@ -74,6 +80,7 @@ from lib.errors import UserError
 from lib.fetch import Fetcher, open_session
 from lib.fileio import TMP_PREFIX, write_json, write_text
 from lib.params import RULES
+from lib.reconcile import default_removed_dir, image_stem, reconcile
 from lib.resize import ImageLimits
 from lib.store import (
     EXISTING_BAD,
@@ -154,8 +161,10 @@ def download_competition(
     images_dir: Path,
     settings: DownloadSettings,
     retry_only: set[tuple[str, int]] | None = None,
+    removed_dir: Path | None = None,
 ) -> DownloadResult:
-    """Fetch every record's image into ``images_dir``; see the module docstring."""
+    """Fetch every record's image into ``images_dir``; see the module docstring.
+    ``removed_dir`` None: ``<images_dir>_removed`` beside it."""
     settings.validate()
     unknown = sorted(set(records_by_split) - set(SPLITS))
     if unknown:
@@ -167,7 +176,10 @@ def download_competition(
     try:
         with _sigterm_raises():
             folder_of = _folder_namer(records_by_split, images_dir)
-            prune_stale(records_by_split, images_dir, folder_of)
+            moves = reconcile(records_by_split, images_dir,
+                              removed_dir or default_removed_dir(images_dir), folder_of)
+            tally.extra.update(moved=moves.moved, set_aside=moves.set_aside,
+                               restored=moves.restored)
             plan = _plan(records_by_split, folder_of, tally, retry_only)
             with tqdm(total=total, initial=tally.done, unit="img", desc="download",
                       disable=None, smoothing=0.1) as bar:
@@ -178,39 +190,6 @@ def download_competition(
     report = tally.report(time.perf_counter() - started)
     _log_summary(report)
     return DownloadResult(report=report, failures=tally.failure_rows())
-
-
-def prune_stale(records_by_split: dict[str, list[ImageRecord]], images_dir: Path,
-                folder_of: Callable[[ImageRecord], Path]) -> int:
-    """Delete images that the lists no longer name (or name under another label or split), so
-    the tree mirrors the current lists and later stages never train on a stale image.
-
-    Memory follows the files on disk, not the lists."""
-    on_disk: dict[Path, dict[str, list[Path]]] = {}  # folder -> stem -> files
-    for split in SPLITS:
-        for path in (images_dir / split).rglob("*"):
-            if path.is_file() and not path.name.startswith(TMP_PREFIX):  # temp files: _plan
-                stems = on_disk.setdefault(path.parent, {})
-                stems.setdefault(path.name.partition(".")[0], []).append(path)
-    if on_disk:
-        for records in records_by_split.values():
-            for record in records:
-                stems = on_disk.get(folder_of(record))
-                if stems:
-                    stems.pop(str(record.image_id), None)  # wanted: kept
-    removed = 0
-    for stems in on_disk.values():
-        for paths in stems.values():
-            for path in paths:
-                path.unlink()
-                removed += 1
-    for split in SPLITS:
-        for folder in sorted((images_dir / split).glob("*/"), reverse=True):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-    if removed:
-        logger.info("removed %d images that the competition lists no longer name", removed)
-    return removed
 
 
 def write_report(
@@ -245,7 +224,7 @@ def read_failures(path: Path) -> set[tuple[str, int]]:
                                     f"{','.join(FAILURE_COLUMNS)}")
         for row in reader:
             split, image_id = row["split"], row["image_id"] or ""
-            if split not in SPLITS or not image_id.isdigit():
+            if split not in SPLITS or not (image_id.isascii() and image_id.isdigit()):
                 raise FailuresFileError(
                     f"{path}: line {reader.line_num}: split {split!r}, image_id {image_id!r}; "
                     f"expected one of {', '.join(SPLITS)} and a non-negative integer")
@@ -294,7 +273,7 @@ class _Tally:
                      for split, counts in self.per_split.items()}
         totals = {status: sum(c[status] for c in per_split.values()) for status in STATUSES}
         extras = ("bytes", "bytes_written", "resized", "from_later_url", "existing_resized",
-                  "existing_replaced")
+                  "existing_replaced", "moved", "set_aside", "restored")
         return {
             "total": sum(c["total"] for c in per_split.values()),
             **totals,
@@ -371,17 +350,18 @@ def _folder_namer(
 
 
 def _prepare_dir(folder: Path) -> dict[str, str]:
-    """Create ``folder``, delete leftover temp files; ``{stem: file name}`` of the files there."""
+    """Create ``folder``, delete leftover temp files; ``{image id: file name}`` of the images
+    there (files of other names are not the download's: left alone)."""
     folder.mkdir(parents=True, exist_ok=True)
     names: dict[str, str] = {}
     removed = 0
     with os.scandir(folder) as entries:
         for entry in entries:
+            stem = image_stem(entry.name)  # any stored extension counts
             if entry.name.startswith(TMP_PREFIX):
                 Path(entry.path).unlink(missing_ok=True)
                 removed += 1
-            elif entry.is_file():
-                stem = entry.name.partition(".")[0]  # any extension counts
+            elif stem is not None and entry.is_file():
                 if stem in names:  # kill -9 between shrinking x.png to x.jpg and deleting x.png
                     keep, drop = sorted((names[stem], entry.name),
                                         key=lambda name: not name.endswith(".jpg"))

@@ -7,8 +7,8 @@ Out: ``(body, None)`` or ``(None, reason)``. A failure is a value, never an exce
 Reasons: ``http_<status>`` (``http_404``, ``http_503``...), ``timeout``, ``connection_error``
 (refused, reset, body cut short), ``dns_error``, ``ssl_error``, ``too_many_redirects`` (a
 redirect loop ends here too), ``invalid_url``, ``bad_response`` (unparseable HTTP),
-``too_large`` (reading stops at the cap), ``not_found`` and ``file_outside_competition``
-(``file:`` URLs).
+``too_large`` (reading stops at the cap), ``not_found``, ``file_outside_competition`` and
+``not_a_regular_file`` (``file:`` URLs; a FIFO, device or socket is refused, never read).
 
 Retried, with exponential backoff and jitter: timeouts, connection and DNS errors, bodies cut
 short, 429 and 5xx (a server's Retry-After is honoured, capped at ``MAX_RETRY_DELAY_S``).
@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import os
 import random
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +42,7 @@ BAD_RESPONSE = "bad_response"
 TOO_LARGE = "too_large"
 NOT_FOUND = "not_found"
 FILE_OUTSIDE_COMPETITION = "file_outside_competition"
+NOT_A_REGULAR_FILE = "not_a_regular_file"
 
 MAX_RETRY_DELAY_S = 30.0
 _CHUNK_BYTES = 1 << 16
@@ -207,16 +210,28 @@ def backoff_delay(attempt: int, backoff_s: float, retry_after: float | None) -> 
 def read_file_url(
     url: str, competition_dir: Path, max_bytes: int
 ) -> tuple[bytes | None, str | None]:
-    """Read a ``file:`` URL, only if it resolves (symlinks included) inside competition_dir."""
+    """Read a ``file:`` URL, only if it resolves (symlinks included) inside competition_dir
+    and names a regular file."""
     path = file_url_path(url, competition_dir)
     if path is None:
         return None, FILE_OUTSIDE_COMPETITION
     try:
-        if path.stat().st_size > max_bytes:
-            return None, TOO_LARGE
-        return path.read_bytes(), None
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        # stat before opening: opening a FIFO blocks until a writer comes, opening a device
+        # may act on it
+        if not stat.S_ISREG(path.stat().st_mode):
+            return None, NOT_A_REGULAR_FILE
+        # O_NONBLOCK: should the path become a FIFO after the stat, opening it does not block
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
         return None, NOT_FOUND
+    with open(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, NOT_A_REGULAR_FILE
+        body = handle.read(max_bytes + 1) if info.st_size <= max_bytes else b""
+    if info.st_size > max_bytes or len(body) > max_bytes:  # also one grown since the fstat
+        return None, TOO_LARGE
+    return body, None
 
 
 def file_url_path(url: str, competition_dir: Path) -> Path | None:

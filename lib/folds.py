@@ -2,7 +2,8 @@
 
 In: the ImageFolder tree written by the download stage (`<split>/<label>/<image_id>.<ext>`),
 the content hash of every image, how to use validation.json's images (pooled into the folds, or
-a fixed holdout), k and a seed.
+a fixed holdout), k and a seed. Images that do not decode are left out (`drop_unreadable`: a
+warning names them), so training never meets one; stats leaves out the same ones.
 Out: a DataFrame with one row per labelled image, sorted by split and image_id: split, image_id,
 label, path (relative to the images folder), fold (0..k-1, or -1 for the holdout) and group
 (byte-identical images share a group); and a summary (per-fold counts and class balance,
@@ -23,13 +24,16 @@ from pathlib import Path
 
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
+from tqdm import tqdm
 
 from lib.errors import UserError
-from lib.images import list_images
+from lib.images import decode_problem, list_images
+from lib.pools import process_pool, set_up_decode_worker
 
 log = logging.getLogger(__name__)
 COLUMNS = ["split", "image_id", "label", "path", "fold", "group"]
 HOLDOUT = -1
+MAX_NAMED = 20  # unreadable images named one per line; the summary lists them all
 
 
 def scan_labelled(images_dir: Path, splits: Sequence[str]) -> pd.DataFrame:
@@ -48,6 +52,28 @@ def scan_labelled(images_dir: Path, splits: Sequence[str]) -> pd.DataFrame:
         raise UserError(f"no images found in {where}: run the download stage first")
     frame = pd.DataFrame(rows, columns=["split", "image_id", "label", "path"])
     return frame.sort_values(["split", "image_id"], ignore_index=True)
+
+
+def drop_unreadable(images: pd.DataFrame, *, images_dir: Path, workers: int = 0
+                    ) -> tuple[pd.DataFrame, list[str]]:
+    """`images` (scan_labelled's rows) without those whose file does not decode
+    (lib.images.decode_problem, in a pool of `workers` processes, 0 = one per core), and the
+    left-out `path`s. A warning names each (the first MAX_NAMED); none readable is a UserError."""
+    paths = [str(images_dir / path) for path in images["path"]]
+    with process_pool(workers, initializer=set_up_decode_worker) as pool:
+        problems = list(tqdm(pool.imap(decode_problem, paths, chunksize=16), total=len(paths),
+                             desc="decode", unit="img"))
+    bad = pd.Series([problem is not None for problem in problems], index=images.index)
+    if len(images) and bad.all():
+        raise UserError(f"none of the {len(images)} labelled images under {images_dir} can be "
+                        f"decoded, e.g. {paths[0]}: {problems[0]}; run the download stage again")
+    named = [(path, problem) for path, problem in zip(paths, problems, strict=True) if problem]
+    for path, problem in named[:MAX_NAMED]:
+        log.warning("%s: left out of the folds, it does not decode: %s", path, problem)
+    if len(named) > MAX_NAMED:
+        log.warning("%d more images left out of the folds (every one is listed in the folds "
+                    "summary, `unreadable`)", len(named) - MAX_NAMED)
+    return images[~bad].reset_index(drop=True), images.loc[bad, "path"].tolist()
 
 
 def assign_folds(images: pd.DataFrame, *, folds: int, seed: int,

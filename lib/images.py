@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import logging
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+# every extension the download writes (lib.resize.STORED_EXTENSIONS), and common spellings
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 # The stem of an image the download wrote: its id as JSON writes it, within int64.
 _ID_STEM = re.compile(r"0|[1-9][0-9]{0,18}")
+
+# What PIL's decoders raise on a file that is not a whole image (truncated, empty, corrupt,
+# a decompression bomb); anything else is a bug and propagates
+DECODE_ERRORS = (OSError, EOFError, SyntaxError, ValueError, struct.error,
+                 Image.DecompressionBombError)
 
 
 # Formats whose decoder can decode at reduced size: JPEG, and MPO (JPEG frames: many camera
@@ -65,6 +72,17 @@ def eight_bit(image: Image.Image) -> Image.Image:
 
 def load_rgb_array(path: Path | str, *, min_size: int | None = None) -> np.ndarray:
     return np.asarray(load_rgb(path, min_size=min_size))
+
+
+def decode_problem(path: Path | str) -> str | None:
+    """None when ``path`` decodes as the stages decode it (``load_rgb``), else why not, in a
+    few words. A JPEG is decoded at an eighth of its size: every byte is still read, so a
+    truncated or corrupt file fails as at full size, for a fraction of the work."""
+    try:
+        load_rgb(path, min_size=1)
+    except DECODE_ERRORS as err:
+        return str(err) or type(err).__name__
+    return None
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -111,23 +111,49 @@ def prepare_image(body: bytes, limits: ImageLimits) -> Prepared:
         return Prepared(reason=TRUNCATED_IMAGE if truncated else CORRUPT_IMAGE)
 
 
-def check_header(path: str, limits: ImageLimits) -> tuple[tuple[int, int] | None, str | None]:
-    """``(size, None)`` from the file's header alone (no decoding), or ``(None, reason)``.
+def check_header(path: str, limits: ImageLimits
+                 ) -> tuple[tuple[int, int] | None, str | None, bool]:
+    """``(size, None, ends_complete)`` from the file's header and last bytes alone (no
+    decoding), or ``(None, reason, False)``.
 
     The cheap check of an image already on disk: every file there was decoded completely
-    before it was written, and written atomically.
+    before it was written, and written atomically, but may have been cut short or emptied since
+    (a copy by another tool, a full disk). ``ends_complete`` (``ends_like_a_whole_file``) False
+    means only that this check cannot tell: decoding the file decides.
     """
     try:
-        with Image.open(path, formats=IMAGE_FORMATS) as image:
-            size = image.size
+        with open(path, "rb") as handle, Image.open(handle, formats=IMAGE_FORMATS) as image:
+            size, image_format = image.size, image.format
+            complete = ends_like_a_whole_file(handle.fileno(), image_format)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return None, DECOMPRESSION_BOMB
+        return None, DECOMPRESSION_BOMB, False
     except UnidentifiedImageError:
-        return None, NOT_AN_IMAGE
+        return None, NOT_AN_IMAGE, False
     except (OSError, EOFError, SyntaxError, ValueError, struct.error):
-        return None, CORRUPT_IMAGE
+        return None, CORRUPT_IMAGE, False
     reason = size_problem(size, limits)
-    return (None, reason) if reason else (size, None)
+    return (None, reason, False) if reason else (size, None, complete)
+
+
+_JPEG_END = b"\xff\xd9"  # the end-of-image marker
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk: length 0, type, CRC
+
+
+def ends_like_a_whole_file(fd: int, image_format: str | None) -> bool:
+    """Whether the open file ``fd`` ends where a whole file of its format ends: a JPEG with
+    its end-of-image marker, a PNG with its IEND chunk, a WebP at the length its RIFF header
+    gives. A file cut short almost never does. False for the other formats (no such cheap
+    sign) and for files with bytes after the end, which decoders accept: decode those."""
+    size = os.fstat(fd).st_size
+    if image_format in DRAFT_FORMATS:  # JPEG, and MPO: JPEG frames, the last one ends it
+        return size >= 2 and os.pread(fd, 2, size - 2) == _JPEG_END
+    if image_format == "PNG":
+        return size >= len(_PNG_END) and os.pread(fd, len(_PNG_END), size - len(_PNG_END)) \
+            == _PNG_END
+    if image_format == "WEBP":  # "RIFF", then the length of everything after these 8 bytes
+        header = os.pread(fd, 8, 0)
+        return len(header) == 8 and struct.unpack("<I", header[4:])[0] + 8 == size
+    return False
 
 
 def size_problem(size: tuple[int, int], limits: ImageLimits) -> str | None:
@@ -143,6 +169,10 @@ def size_problem(size: tuple[int, int], limits: ImageLimits) -> str | None:
 def extension_of(image_format: str | None) -> str:
     image_format = image_format or ""
     return _EXTENSIONS.get(image_format, image_format.lower())
+
+
+# the extensions the download writes images under, one per accepted format
+STORED_EXTENSIONS = frozenset(extension_of(name) for name in IMAGE_FORMATS)
 
 
 def fit_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:

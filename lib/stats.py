@@ -23,11 +23,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import UnidentifiedImageError
 from tqdm import tqdm
 
 from lib.errors import UserError
-from lib.images import load_rgb_array
+from lib.images import DECODE_ERRORS, load_rgb_array
 from lib.pools import process_pool, set_up_decode_worker
 
 log = logging.getLogger(__name__)
@@ -93,7 +92,7 @@ def sum_chunk(paths: Sequence[str], size: int | None = None) -> ChannelSums:
     for path in paths:
         try:
             pixels = read_pixels(path, size)
-        except (OSError, UnidentifiedImageError, ValueError):
+        except DECODE_ERRORS:  # the same images folds leaves out (lib.images.decode_problem)
             sums.unreadable.append(str(path))
             continue
         sums.add_image(pixels)

@@ -333,13 +333,16 @@ def store(body: bytes | bytearray, folder: str, stem: str, limits: ImageLimits
 
 
 def check_existing(path: str, limits: ImageLimits) -> str:
-    """An image already on disk: ok from its header, shrunk in place if larger than
-    ``max_side``, or deleted if broken (it is then fetched again)."""
-    size, reason = check_header(path, limits)
-    if size is not None and (limits.max_side is None or max(size) <= limits.max_side):
+    """An image already on disk: ok from its header and last bytes; shrunk in place if larger
+    than ``max_side``; decoded in full when its end does not show it whole (kept if it decodes,
+    as a download would keep it); deleted if broken (it is then fetched again)."""
+    size, reason, complete = check_header(path, limits)
+    if complete and (limits.max_side is None or max(size) <= limits.max_side):
         return EXISTING_OK
     if reason is None:
         prepared = prepare_image(Path(path).read_bytes(), limits)
+        if prepared.data is not None and not prepared.resized:
+            return EXISTING_OK  # whole after all (e.g. bytes after the end marker)
         if prepared.data is not None:
             target = Path(path).with_name(f"{Path(path).name.partition('.')[0]}.jpg")
             write_bytes(target, prepared.data)

@@ -13,6 +13,9 @@ from lib.errors import UserError
 
 # Outs, exactly as dvc.yaml declares them.
 IMAGES_DIR = Path("data/images")
+# Not an out: images the lists no longer name, kept for when they are listed again
+# (lib.reconcile's default beside IMAGES_DIR); git-ignored.
+IMAGES_REMOVED_DIR = Path("data/images_removed")
 DOWNLOAD_REPORT = Path("data/download_report.json")
 DOWNLOAD_FAILURES = Path("data/download_failures.csv")
 STATS_JSON = Path("data/stats.json")

@@ -1,5 +1,6 @@
 """download: every image of the competition's URL lists -> data/images (ImageFolder layout),
-plus data/download_report.json (counts per outcome and reason) and data/download_failures.csv.
+plus data/download_report.json (counts per outcome and reason) and data/download_failures.csv;
+images no longer listed move to data/images_removed, and back from there when listed again.
 SIGINT/SIGTERM stop it cleanly (exit 128 + signal, no report); running it again finishes."""
 
 import logging
@@ -16,7 +17,13 @@ from lib.download import (
     write_report,
 )
 from lib.params import load_params
-from stages.common import DOWNLOAD_FAILURES, DOWNLOAD_REPORT, IMAGES_DIR, run
+from stages.common import (
+    DOWNLOAD_FAILURES,
+    DOWNLOAD_REPORT,
+    IMAGES_DIR,
+    IMAGES_REMOVED_DIR,
+    run,
+)
 
 SETTINGS = [field.name for field in fields(DownloadSettings)]
 # Knobs that change only how fast the images come, never which bytes are stored: not DVC deps.
@@ -34,8 +41,8 @@ def main() -> None:
     retry_only = read_failures(DOWNLOAD_FAILURES) if params["download.retry_failures"] else None
     try:
         result = download_competition(records, competition_dir=competition,
-                                      images_dir=IMAGES_DIR, settings=settings,
-                                      retry_only=retry_only)
+                                      images_dir=IMAGES_DIR, removed_dir=IMAGES_REMOVED_DIR,
+                                      settings=settings, retry_only=retry_only)
     except DownloadInterrupted as stop:
         logging.getLogger("stages.download").warning(
             "%s: the images written so far are complete and kept; run again to finish", stop)

@@ -1,11 +1,11 @@
-"""folds: stratified, duplicate-aware k-fold assignment of the labelled images
--> data/folds.csv and data/folds_summary.json."""
+"""folds: stratified, duplicate-aware k-fold assignment of the labelled images that decode
+-> data/folds.csv and data/folds_summary.json (which lists the images left out as unreadable)."""
 
 import pandas as pd
 
 from lib.duplicates import content_hashes, group_ids
 from lib.fileio import atomic_path, remove_stale_temps, write_json
-from lib.folds import assign_folds, describe, scan_labelled, summarize
+from lib.folds import assign_folds, describe, drop_unreadable, scan_labelled, summarize
 from lib.images import list_images
 from lib.params import load_params
 from stages.common import FOLDS_CSV, FOLDS_SUMMARY, IMAGES_DIR, run, upstream
@@ -19,7 +19,8 @@ def main() -> None:
     upstream(IMAGES_DIR, "download")
     remove_stale_temps(FOLDS_CSV.parent)
     splits = [s for s in ("train", "validation") if (IMAGES_DIR / s).is_dir()]
-    images = scan_labelled(IMAGES_DIR, splits)
+    images, unreadable = drop_unreadable(scan_labelled(IMAGES_DIR, splits),
+                                         images_dir=IMAGES_DIR)
     hashes = pd.Series(content_hashes([IMAGES_DIR / p for p in images["path"]]))
     test_hashes = content_hashes(list_images(IMAGES_DIR / "test"))
     holdout = images["split"] == "validation" if params["validation"] == "holdout" else None
@@ -30,7 +31,8 @@ def main() -> None:
     folds["content"] = hashes
     with atomic_path(FOLDS_CSV) as tmp:
         folds.to_csv(tmp, index=False)
-    summary = summarize(folds, hashes=hashes, test_hashes=test_hashes)
+    summary = summarize(folds, hashes=hashes, test_hashes=test_hashes) | {
+        "unreadable": unreadable}
     write_json(FOLDS_SUMMARY, summary)
     print(describe(summary))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,13 @@ def annotation(image_id: Any = 1, label_id: Any = 1) -> dict[str, Any]:
         ({"images": [image(1.0)], "annotations": [annotation()]}, r"image_id is 1\.0"),
         ({"images": [{"url": "https://example.com/1.jpg"}], "annotations": []},
          r"images\[0\]\.image_id is missing"),
+        # ids and labels are int64 columns later: anything larger stops here, not in predict
+        ({"images": [image(2**63)], "annotations": [annotation(2**63)]},
+         r"images\[0\]\.image_id is 9223372036854775808; expected a non-negative integer up "
+         r"to 2\*\*63 - 1 \(9223372036854775807\)"),
+        ({"images": [image()], "annotations": [annotation(label_id=10**30)]},
+         r"annotations\[0\]\.label_id is 1000000000000000000000000000000; expected a positive "
+         r"integer up to 2\*\*63 - 1"),
         ({"images": [image(1), image(2), image(1)], "annotations": [annotation()]},
          r"images\[2\]\.image_id 1 is a duplicate in train \(1 duplicate entries, 1 distinct"),
         ({"images": [image(1), image(1), image(2), image(2), image(1)],
@@ -246,3 +254,42 @@ def test_records_keep_no_per_instance_dict():
     # ~200k records for a real competition: slots keep each one small
     record = ImageRecord("train", 1, ("https://x/1.jpg",), 3)
     assert not hasattr(record, "__dict__")
+
+
+def test_largest_int64_ids_and_labels_are_accepted(tmp_path: Path):
+    path = write_json(tmp_path / "train.json", labelled((2**63 - 1, 2**63 - 1)))
+    assert [(r.image_id, r.label) for r in load_split(path, "train")] == [
+        (2**63 - 1, 2**63 - 1)]
+
+
+@pytest.mark.parametrize("where", ["top", "images", "url"])
+def test_deeply_nested_json_is_one_line_naming_the_file(tmp_path: Path, where: str):
+    deep = "[" * 100_000 + "]" * 100_000
+    text = {"top": deep,
+            "images": f'{{"images": [{deep}], "annotations": []}}',
+            "url": f'{{"images": [{{"image_id": 1, "url": {deep}}}], "annotations": []}}'}[where]
+    path = tmp_path / "train.json"
+    path.write_text(text)
+    with pytest.raises(CompetitionError, match=r"train\.json: JSON nested too deeply") as error:
+        load_split(path, "train")
+    assert "\n" not in str(error.value)
+
+
+def test_nesting_near_the_decoders_limit_is_one_short_line(tmp_path: Path):
+    # parsed or not, depending on the stack in use; once parsed, its repr in the message must
+    # not recurse past the limit either
+    path = tmp_path / "train.json"
+    limit = sys.getrecursionlimit()
+    for depth in range(limit - 200, limit, 10):
+        path.write_text(f'{{"images": [{"[" * depth}{"]" * depth}], "annotations": []}}')
+        with pytest.raises(CompetitionError, match=r"train\.json: (images\[0\] is |JSON nest)") \
+                as error:
+            load_split(path, "train")
+        assert len(str(error.value)) < 250
+
+
+def test_an_integer_too_long_to_parse_is_named(tmp_path: Path):
+    path = tmp_path / "train.json"
+    path.write_text(f'{{"images": [{{"image_id": {"9" * 5000}, "url": "https://x/1"}}]}}')
+    with pytest.raises(CompetitionError, match=r"train\.json: unreadable JSON: .*digits"):
+        load_split(path, "train")

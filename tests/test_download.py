@@ -37,7 +37,7 @@ from lib.download import (
     write_report,
 )
 from lib.fetch import backoff_delay, retry_after_s
-from tests.conftest import REPO
+from tests.conftest import REPO, write_image
 
 # small limits so the big and the bomb fixtures trip them while 32x32 images pass
 SETTINGS = dict(concurrency=8, per_host=8, timeout_s=1.0, connect_timeout_s=1.0,
@@ -443,6 +443,44 @@ def test_file_urls_read_inside_the_competition(run: Run, fixtures: Fixtures):
     assert (run.images / "validation" / "07" / "43.jpg").read_bytes() == fixtures.jpeg
 
 
+@pytest.mark.timeout(60)  # opening the FIFO would block: fail, do not hang
+def test_file_urls_to_special_files_are_refused_unopened(fixtures: Fixtures, tmp_path: Path):
+    competition = tmp_path / "competition"
+    competition.mkdir()
+    (competition / "good.png").write_bytes(fixtures.png)
+    os.mkfifo(competition / "fifo")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(competition / "socket"))
+    (competition / "folder").mkdir()
+    records = {"train": [train(1, 1, "file:fifo"), train(2, 1, "file:socket"),
+                         train(3, 1, "file:folder"), train(4, 1, "file:fifo", "file:good.png")]}
+    opened = threading.Event()
+    done = threading.Event()
+
+    def watch_fifo() -> None:  # a write end opens without blocking only while a reader has it
+        while not done.is_set():
+            try:
+                os.close(os.open(competition / "fifo", os.O_WRONLY | os.O_NONBLOCK))
+                opened.set()  # closing it also frees the reader, so the test ends
+            except OSError:  # ENXIO: no reader
+                time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch_fifo, daemon=True)
+    watcher.start()
+    try:
+        result = download_competition(records, competition_dir=competition,
+                                      images_dir=tmp_path / "images",
+                                      settings=DownloadSettings(**SETTINGS))
+    finally:
+        done.set()
+        watcher.join()
+        listener.close()
+    assert not opened.is_set()
+    assert {row["image_id"]: row["reason"] for row in result.failures} == {
+        1: "not_a_regular_file", 2: "not_a_regular_file", 3: "not_a_regular_file"}
+    assert (tmp_path / "images" / "train" / "1" / "4.png").read_bytes() == fixtures.png
+
+
 def test_report_counts(run: Run, fixtures: Fixtures):
     report = run.result.report
     assert (report["total"], report["downloaded"], report["failed"]) == (34, 13, 21)
@@ -611,7 +649,8 @@ def test_retry_failures_fetches_only_the_listed_images(
     ("text", "message"),
     [("split,url\ntrain,x\n", "no column 'image_id'"),
      ("split,image_id,url,reason\ntrain,7,u,r\ntrian,8,u,r\n", "line 3: split 'trian'"),
-     ("split,image_id,url,reason\ntrain,../x,u,r\n", "image_id '../x'")],
+     ("split,image_id,url,reason\ntrain,../x,u,r\n", "image_id '../x'"),
+     ("split,image_id,url,reason\ntrain,²,u,r\n", "image_id '²'")],  # a digit to isdigit()
 )
 def test_read_failures_names_the_bad_line(tmp_path: Path, text: str, message: str):
     path = tmp_path / "failures.csv"
@@ -664,20 +703,165 @@ def test_retry_after_and_backoff():
     assert backoff_delay(0, 0.01, 120.0) == 30.0  # Retry-After honoured, capped
 
 
-def test_images_the_lists_no_longer_name_are_removed(server: Server, tmp_path: Path):
+# ---------------------------------------------------------------------------------------------
+# images already on disk: moved, set aside, restored, checked; never lost
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    """``{relative path: bytes}`` of every file under ``root``."""
+    return {path.relative_to(root).as_posix(): path.read_bytes()
+            for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def downloaded_before(images: Path, labels: dict[int, int], width: int) -> dict[int, bytes]:
+    """Distinct images as an earlier run left them: ``train/<label>/<id>.png``."""
+    return {image_id: write_image(images / "train" / f"{label:0{width}d}" / f"{image_id}.png",
+                                  size=(16, 16), seed=image_id).read_bytes()
+            for image_id, label in labels.items()}
+
+
+def dead(server: Server, image_id: int) -> str:
+    return server.url(f"missing/kept-{image_id}")  # the host has lost the image
+
+
+def test_a_wider_label_folder_moves_every_image_and_fetches_none(server: Server, tmp_path: Path):
     images = tmp_path / "images"
-    stale = [images / "train" / "3" / "40.png",       # same id, label changed to 1
-             images / "train" / "2" / "77.png",       # id no longer listed
-             images / "validation" / "1" / "5.png"]   # split no longer present
-    for path in stale:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"old")
+    labels = {image_id: 1 + image_id % 9 for image_id in range(30)}  # labels 1..9: width 1
+    before = downloaded_before(images, labels, width=1)
+    (images / "train" / "1" / ".tmp27.png.123.abcd").write_bytes(b"a killed run's")
+    labels[0] = 10  # one label id going from 9 to 10: every folder is now two digits
+    records = {"train": [train(i, label, dead(server, i)) for i, label in labels.items()]}
+    hits_before = Counter(server.hits)
+
+    result = download_competition(records, competition_dir=tmp_path, images_dir=images,
+                                  settings=DownloadSettings(**SETTINGS))
+
+    assert +(Counter(server.hits) - hits_before) == Counter()
+    assert files_under(images) == {f"train/{label:02d}/{i}.png": before[i]
+                                   for i, label in labels.items()}
+    report = result.report
+    assert (report["moved"], report["skipped_existing"], report["failed"]) == (30, 30, 0)
+    assert not (tmp_path / "images_removed").exists()
+
+
+def test_images_no_longer_listed_are_set_aside_and_come_back_without_a_fetch(
+    server: Server, tmp_path: Path
+):
+    images, removed = tmp_path / "images", tmp_path / "images_removed"
+    labels = {image_id: 1 + image_id % 3 for image_id in range(1, 13)}
+    before = downloaded_before(images, labels, width=1)
+    settings = DownloadSettings(**SETTINGS)
+
+    emptied = download_competition({"train": []}, competition_dir=tmp_path, images_dir=images,
+                                   settings=settings)  # an empty train.json
+
+    assert files_under(images) == {}
+    assert files_under(removed) == {f"train/{labels[i]}/{i}.png": before[i] for i in labels}
+    assert emptied.report["set_aside"] == 12
+    hits_before = Counter(server.hits)
+    records = {"train": [train(i, label, dead(server, i)) for i, label in labels.items()]}
+
+    relisted = download_competition(records, competition_dir=tmp_path, images_dir=images,
+                                    settings=settings)
+
+    assert +(Counter(server.hits) - hits_before) == Counter()
+    assert files_under(images) == {f"train/{labels[i]}/{i}.png": before[i] for i in labels}
+    assert files_under(removed) == {}
+    report = relisted.report
+    assert (report["restored"], report["skipped_existing"], report["failed"]) == (12, 12, 0)
+
+
+def test_images_of_a_split_or_label_no_longer_listed_are_set_aside_mirrored(
+    server: Server, fixtures: Fixtures, tmp_path: Path
+):
+    images = tmp_path / "images"
+    stale = {"train/3/40.png": b"old 40",  # same id, label changed to 1: moved, then broken
+             "train/2/77.png": b"old 77",  # id no longer listed
+             "validation/1/5.png": b"old 5",  # split no longer present
+             "test/8.jpg": b"old 8"}
+    for name, body in stale.items():
+        (images / name).parent.mkdir(parents=True, exist_ok=True)
+        (images / name).write_bytes(body)
     records = {"train": [train(40, 1, server.url("good.png"))]}
-    download_competition(records, competition_dir=tmp_path, images_dir=images,
-                         settings=DownloadSettings(**SETTINGS))
-    assert not any(path.exists() for path in stale)
-    assert [p.relative_to(images).as_posix() for p in images.rglob("*") if p.is_file()] == [
-        "train/1/40.png"]
+    result = download_competition(records, competition_dir=tmp_path, images_dir=images,
+                                  settings=DownloadSettings(**SETTINGS))
+    assert files_under(images) == {"train/1/40.png": fixtures.png}
+    assert files_under(tmp_path / "images_removed") == {
+        name: body for name, body in stale.items() if "40" not in name}
+    report = result.report
+    assert (report["moved"], report["set_aside"], report["existing_replaced"]) == (1, 3, 1)
+
+
+def test_a_copy_in_another_label_folder_is_set_aside_not_deleted(server: Server,
+                                                                 tmp_path: Path):
+    images = tmp_path / "images"
+    downloaded_before(images, {5: 1}, width=1)
+    (images / "train" / "2").mkdir()
+    (images / "train" / "2" / "5.jpg").write_bytes(b"a copy from an older label")
+    records = {"train": [train(5, 1, dead(server, 5))]}
+    result = download_competition(records, competition_dir=tmp_path, images_dir=images,
+                                  settings=DownloadSettings(**SETTINGS))
+    assert list(files_under(images)) == ["train/1/5.png"]
+    assert files_under(tmp_path / "images_removed") == {
+        "train/2/5.jpg": b"a copy from an older label"}
+    assert (result.report["set_aside"], result.report["skipped_existing"]) == (1, 1)
+
+
+def test_files_the_download_did_not_write_are_left_alone_and_not_counted(
+    server: Server, fixtures: Fixtures, tmp_path: Path
+):
+    images = tmp_path / "images"
+    before = downloaded_before(images, {1: 1, 2: 1, 3: 2}, width=1)
+    foreign = {"train/1/.DS_Store": b"mac", "train/1/notes.txt": b"a note",
+               "train/1/cat.jpg": b"not ours", "train/1/007.jpg": b"not ours either",
+               "train/1/4.txt": b"beside image 4", "train/notes/1.png": b"not a label folder",
+               "train/9.png": b"not in a label folder", "test/.DS_Store": b"mac",
+               "test/README": b"mine", "test/2/3.png": b"no label folders in test"}
+    for name, body in foreign.items():
+        (images / name).parent.mkdir(parents=True, exist_ok=True)
+        (images / name).write_bytes(body)
+    settings = DownloadSettings(**SETTINGS)
+
+    emptied = download_competition({"train": []}, competition_dir=tmp_path, images_dir=images,
+                                   settings=settings)
+
+    assert files_under(images) == foreign
+    assert emptied.report["set_aside"] == 3
+    records = {"train": [train(1, 1, dead(server, 1)), train(4, 1, server.url("good.png"))]}
+    relisted = download_competition(records, competition_dir=tmp_path, images_dir=images,
+                                    settings=settings)
+    assert files_under(images) == foreign | {"train/1/1.png": before[1],
+                                             "train/1/4.png": fixtures.png}
+    report = relisted.report
+    assert (report["restored"], report["downloaded"], report["existing_replaced"]) == (1, 1, 0)
+
+
+def test_a_damaged_image_on_disk_is_fetched_again_and_a_whole_one_is_not(
+    server: Server, fixtures: Fixtures, tmp_path: Path
+):
+    folder = tmp_path / "images" / "train" / "1"
+    png = write_image(folder / "1.png", size=(64, 64)).read_bytes()
+    (folder / "1.png").write_bytes(png[:len(png) // 2])  # truncated: the header still reads
+    (folder / "2.jpg").write_bytes(fixtures.noisy_jpeg[:-2])  # only the end marker lost
+    (folder / "3.jpg").write_bytes(b"")
+    (folder / "4.jpg").write_bytes(fixtures.jpeg + b"\0" * 10)  # padding after the end: whole
+    (folder / "5.png").write_bytes(fixtures.png)
+    records = {"train": [train(1, 1, server.url("good.png")),
+                         train(2, 1, server.url("good.jpg")),
+                         train(3, 1, server.url("good.jpg")),
+                         train(4, 1, server.url("missing/padded")),
+                         train(5, 1, server.url("missing/whole"))]}
+    hits_before = Counter(server.hits)
+    result = download_competition(records, competition_dir=tmp_path,
+                                  images_dir=tmp_path / "images",
+                                  settings=DownloadSettings(**SETTINGS))
+    assert +(Counter(server.hits) - hits_before) == Counter({"/good.png": 1, "/good.jpg": 2})
+    assert files_under(folder) == {"1.png": fixtures.png, "2.jpg": fixtures.jpeg,
+                                   "3.jpg": fixtures.jpeg, "4.jpg": fixtures.jpeg + b"\0" * 10,
+                                   "5.png": fixtures.png}
+    report = result.report
+    assert (report["existing_replaced"], report["downloaded"], report["skipped_existing"]) == (
+        3, 3, 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -790,6 +974,22 @@ def test_stage_killed_mid_run_resumes_without_refetching(server: Server, tmp_pat
     report = json.loads((root / "data" / "download_report.json").read_text())
     assert report["skipped_existing"] == len(before)
     assert report["downloaded"] == RESUME_IMAGES - len(before)
+
+
+def test_the_stage_sets_images_no_longer_listed_aside_in_data_images_removed(tmp_path: Path):
+    competition = tmp_path / "competition"
+    competition.mkdir()
+    (competition / "train.json").write_text('{"images": [], "annotations": []}')
+    params = yaml.safe_load((REPO / "params.yaml").read_text()) | {"competition": str(competition)}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    image = write_image(tmp_path / "data" / "images" / "train" / "3" / "5.png").read_bytes()
+    done = subprocess.run([sys.executable, "-m", "stages.download"], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "data" / "images_removed" / "train" / "3" / "5.png").read_bytes() == image
+    assert json.loads((tmp_path / "data" / "download_report.json").read_text())["set_aside"] == 1
+    assert "moved 1 images that the lists no longer name to" in done.stderr
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -7,12 +7,15 @@ from lib.folds import (
     HOLDOUT,
     assign_folds,
     describe,
+    drop_unreadable,
     holdout_rows,
     read_folds,
     scan_labelled,
     split_fold,
     summarize,
 )
+from lib.images import list_images
+from lib.stats import compute_stats
 from tests.conftest import write_image
 
 
@@ -108,3 +111,47 @@ def test_split_fold_and_read_back(image_tree, tmp_path):
     pd.DataFrame({"image_id": [1]}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(UserError, match="missing columns"):
         read_folds(tmp_path / "bad.csv")
+
+
+def damage(image_tree):
+    """A truncated PNG (its header reads), an empty JPEG, HTML named .png: relative paths."""
+    png = image_tree / "train" / "01" / "100.png"
+    png.write_bytes(png.read_bytes()[:150])
+    (image_tree / "train" / "02" / "201.png").write_bytes(b"")
+    (image_tree / "validation" / "01" / "10.jpg").write_bytes(b"<html>gone</html>")
+    return ["train/01/100.png", "train/02/201.png", "validation/01/10.jpg"]
+
+
+def test_images_that_do_not_decode_are_left_out_and_named(image_tree, caplog):
+    broken = damage(image_tree)
+    frame = scan_labelled(image_tree, ["train", "validation"])
+    kept, unreadable = drop_unreadable(frame, images_dir=image_tree, workers=2)
+    assert unreadable == broken
+    assert list(kept["path"]) == [path for path in frame["path"] if path not in broken]
+    for path in broken:
+        assert f"{image_tree / path}: left out of the folds, it does not decode" in caplog.text
+
+
+def test_stats_and_folds_leave_out_the_same_images(image_tree):
+    damage(image_tree)
+    _, unreadable = drop_unreadable(scan_labelled(image_tree, ["train"]),
+                                    images_dir=image_tree, workers=1)
+    stats = compute_stats(list_images(image_tree / "train"), workers=1)
+    assert stats.unreadable == [str(image_tree / path) for path in unreadable]
+
+
+def test_a_truncated_jpeg_is_caught_at_reduced_size_too(tmp_path):
+    path = write_image(tmp_path / "train" / "1" / "1.jpg", size=(400, 300))
+    path.write_bytes(path.read_bytes()[:-4000])  # 400 px: decoded at 1/8 of its size
+    write_image(tmp_path / "train" / "1" / "2.jpg", size=(400, 300))
+    _, unreadable = drop_unreadable(scan_labelled(tmp_path, ["train"]), images_dir=tmp_path,
+                                    workers=1)
+    assert unreadable == ["train/1/1.jpg"]
+
+
+def test_no_image_that_decodes_is_a_clear_error(tmp_path):
+    (tmp_path / "train" / "1").mkdir(parents=True)
+    (tmp_path / "train" / "1" / "1.png").write_bytes(b"")
+    with pytest.raises(UserError, match=r"none of the 1 labelled images .* can be decoded, "
+                                        r"e\.g\. .*1\.png"):
+        drop_unreadable(scan_labelled(tmp_path, ["train"]), images_dir=tmp_path, workers=1)

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib.images import list_images, list_test_images, load_reduced, load_rgb, load_rgb_array
+from lib.images import (
+    decode_problem,
+    list_images,
+    list_test_images,
+    load_reduced,
+    load_rgb,
+    load_rgb_array,
+)
 from tests.conftest import write_image
 
 
@@ -73,3 +80,12 @@ def test_stray_files_in_the_test_folder_are_skipped_with_one_warning(tmp_path, c
     [warning] = [r.getMessage() for r in caplog.records if r.name == "lib.images"]
     assert warning == (f"{test}: skipped 5 files not named <image_id>.<ext> as the download "
                        "names test images: 05.jpg, 11 (1).jpg, 9.png, notes.png, old/12.jpg")
+
+
+def test_decode_problem_says_why_a_file_does_not_decode(tmp_path):
+    path = write_image(tmp_path / "1.png", size=(64, 64))
+    assert decode_problem(path) is None
+    path.write_bytes(path.read_bytes()[:200])
+    assert "truncated" in decode_problem(path)
+    path.write_bytes(b"")
+    assert "cannot identify image file" in decode_problem(path)

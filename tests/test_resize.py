@@ -162,12 +162,41 @@ def test_check_image_formats():
 def test_check_header_reads_the_size_without_decoding(tmp_path):
     path = tmp_path / "x.jpg"
     body = encode((300, 200))
-    path.write_bytes(body[:2000])  # header only: enough for the size
-    assert check_header(str(path), ImageLimits()) == ((300, 200), None)
+    path.write_bytes(body)
+    assert check_header(str(path), ImageLimits()) == ((300, 200), None, True)
+    path.write_bytes(body[:2000])  # header only: enough for the size, not whole
+    assert check_header(str(path), ImageLimits()) == ((300, 200), None, False)
     path.write_bytes(b"")
-    assert check_header(str(path), ImageLimits()) == (None, "not_an_image")
+    assert check_header(str(path), ImageLimits()) == (None, "not_an_image", False)
     path.write_bytes(encode((4, 4)))
-    assert check_header(str(path), ImageLimits()) == (None, "placeholder")
+    assert check_header(str(path), ImageLimits()) == (None, "placeholder", False)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize("cut", [1, 2, 7, 100, "half"])
+def test_a_file_cut_short_does_not_end_whole(tmp_path, fmt, cut):
+    path = tmp_path / "x"
+    body = encode((120, 80), fmt)
+    path.write_bytes(body)
+    assert check_header(str(path), ImageLimits())[2] is True
+    path.write_bytes(body[:len(body) // 2] if cut == "half" else body[:-cut])
+    assert check_header(str(path), ImageLimits())[2] is False
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF", "PPM"])
+def test_formats_without_a_cheap_end_sign_are_left_to_the_decoder(tmp_path, fmt):
+    path = tmp_path / "x"
+    path.write_bytes(encode((20, 20), fmt))
+    assert check_header(str(path), ImageLimits()) == ((20, 20), None, False)
+
+
+def test_shrunk_and_camera_jpegs_end_whole(tmp_path):
+    path = tmp_path / "x.jpg"
+    path.write_bytes(prepare_image(encode((300, 200)), ImageLimits(max_side=64)).data)
+    assert check_header(str(path), ImageLimits()) == ((64, 43), None, True)
+    camera = Image.fromarray(np.zeros((40, 40, 3), np.uint8))
+    camera.save(path, "MPO", save_all=True, append_images=[camera])  # two JPEG frames
+    assert check_header(str(path), ImageLimits())[2] is True
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L"])

@@ -35,18 +35,20 @@ def test_bad_param_is_one_line_naming_key_value_and_allowed(tmp_path):
         "error: params.yaml: folds = 1 is not allowed: expected an integer >= 2"]
 
 
-def test_bad_image_id_in_competition_is_one_line_before_any_download(tmp_path):
+@pytest.mark.parametrize("image_id", ["../x", 2**63])
+def test_bad_image_id_in_competition_is_one_line_before_any_download(tmp_path, image_id):
     competition = tmp_path / "comp"
     competition.mkdir()
     (competition / "train.json").write_text(json.dumps({
-        "images": [{"url": ["file:a.png"], "image_id": "../x"}],
-        "annotations": [{"image_id": "../x", "label_id": 1}]}))
+        "images": [{"url": ["file:a.png"], "image_id": image_id}],
+        "annotations": [{"image_id": image_id, "label_id": 1}]}))
     params = repo_params() | {"competition": str(competition)}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     done = run_stage("download", tmp_path)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ") and "image_id" in lines[-1] and "../x" in lines[-1]
+    assert lines[-1].startswith("error: ") and "train.json: images[0].image_id" in lines[-1]
+    assert str(image_id) in lines[-1]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "data" / "images").exists()
 
@@ -114,6 +116,25 @@ def test_a_damaged_model_is_one_line_naming_it_and_how_to_get_it_back(tmp_path, 
     assert one_error_line(run_stage("predict", tmp_path, "--fold", "0")).startswith(
         "error: models/fold0/model.pt: not a readable torch file (truncated, empty or another "
         "format: ")
+
+
+def test_stats_and_folds_leave_out_a_truncated_image_and_name_it(tmp_path, image_tree):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params() | {"folds": 2}))
+    (tmp_path / "data").mkdir()
+    image_tree.rename(tmp_path / "data" / "images")
+    truncated = Path("data/images/train/02/203.png")
+    (tmp_path / truncated).write_bytes((tmp_path / truncated).read_bytes()[:150])
+    folds, stats = run_stage("folds", tmp_path), run_stage("stats", tmp_path)
+    assert (folds.returncode, stats.returncode) == (0, 0), folds.stderr + stats.stderr
+    assert f"{truncated}: left out of the folds, it does not decode" in folds.stderr
+    with (tmp_path / "data" / "folds.csv").open() as handle:
+        paths = [row["path"] for row in csv.DictReader(handle)]
+    assert len(paths) == 21 and "train/02/203.png" not in paths
+    summary = json.loads((tmp_path / "data" / "folds_summary.json").read_text())
+    assert summary["unreadable"] == ["train/02/203.png"]
+    assert json.loads((tmp_path / "data" / "stats.json").read_text())["unreadable"] == [
+        str(truncated)]
+    assert str(truncated) in stats.stderr
 
 
 def ensemble_project(tmp_path: Path, **overrides) -> Path:
