@@ -13,15 +13,15 @@ the contenders share (0.07 ms of CPU per photo, against 0.12-0.17 ms for aiohttp
 server). Every contender shrinks to ``--max-side`` (256),
 keeping the aspect, and writes JPEGs at quality 90:
   (a) sequential urllib, on the first ``--sequential`` URLs only (0.1 s each: all 2,000 would
-      take minutes), then lib.resize.prepare_image in the same process;
+      take minutes), then lib.acquire.resize.prepare_image in the same process;
   (b) multiprocessing.Pool(20) of urllib (the 2018 winners' downloader), each worker fetching,
-      shrinking with lib.resize.prepare_image (the same code as ours) and writing;
+      shrinking with lib.acquire.resize.prepare_image (the same code as ours) and writing;
   (c) img2dataset (pip package, in its own venv bench/.cache/venv-img2dataset, made on first
       use; never a dependency of the project): output_format files, resize_mode
       keep_ratio_largest, resize_only_if_bigger, ``--i2d-processes`` x ``--i2d-threads``, no
       hashing; timed as it times itself (first shard's start to last shard's end, so the start
       of its processes is not counted), its whole call printed beside;
-  (d) ours: lib.download.download_competition (defaults, but per_host = concurrency: the one
+  (d) ours: lib.acquire.download.download_competition (defaults, but per_host = concurrency: the one
       loopback server stands for the thousands of hosts of a real list), timed two ways: the
       whole call (starting its worker processes included), and from its first request to its
       last image stored (the report's ``fetching_s``), as (c) times itself.
@@ -29,7 +29,7 @@ With no delay (CPU-bound):
   (e) the decode+resize ceiling: the same files read from disk and shrunk by a plain process
       pool, one process per core, no network, its start not counted;
   (f) ours, timed both ways;
-  (g) the network alone: the same URLs fetched by ours' aiohttp session and lib.fetch, the
+  (g) the network alone: the same URLs fetched by ours' aiohttp session and lib.acquire.fetch, the
       bodies dropped; the CPU it costs per image, ours' and the server's (from /proc). With
       the ceiling's CPU per image, C (its cores x its seconds / images), and the network's, N,
       no downloader that fetches and shrinks on these same cores can beat C / (C + N) of the
@@ -83,15 +83,15 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lib.competition import ImageRecord  # noqa: E402
-from lib.download import (  # noqa: E402
+from lib.acquire.competition import ImageRecord  # noqa: E402
+from lib.acquire.download import (  # noqa: E402
     DownloadSettings,
     download_competition,
     fetching,
     worker_preload,
 )
-from lib.pools import context, process_pool, set_up_decode_worker, worker_count  # noqa: E402
-from lib.resize import ImageLimits, prepare_image  # noqa: E402
+from lib.acquire.resize import ImageLimits, prepare_image  # noqa: E402
+from lib.common.pools import context, process_pool, set_up_decode_worker, worker_count  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 CACHE = BENCH / ".cache"
@@ -348,7 +348,7 @@ def ours(urls: list[str], out: Path, limits: ImageLimits, concurrency: int = 128
 
 
 async def _fetch_all(urls: list[str], concurrency: int) -> int:
-    """(g): every URL through lib.fetch on one session, as ours fetches; bodies dropped."""
+    """(g): every URL through lib.acquire.fetch on one session, as ours fetches; bodies dropped."""
     settings = DownloadSettings(concurrency=concurrency, per_host=concurrency)
     async with fetching(settings, BENCH) as fetch:
         pending = iter(urls)
@@ -517,7 +517,7 @@ def compare(args: argparse.Namespace) -> None:
              "e": f"(e) decode+resize ceiling, {workers} processes, no network",
              "f": "(f) ours, no delay, whole call",
              "f2": "(f) ours, no delay, first request to last stored",
-             "g": "(g) the network alone: lib.fetch, bodies dropped"}
+             "g": "(g) the network alone: lib.acquire.fetch, bodies dropped"}
     load_before = os.getloadavg()
     with serving(PHOTOS) as server:
         urls = [server.url("p", args.delay_ms, path.name) for path in paths]
@@ -803,7 +803,7 @@ def main() -> None:
     OUT = (args.out or default_out()).resolve()
     # The forkserver, whichever contender starts it (the ceiling's pool, in --pairs), imports
     # what ours' workers run, as in the download stage; else they import it themselves while
-    # ours is timed: 3-10% fewer images/s (lib.pools)
+    # ours is timed: 3-10% fewer images/s (lib.common.pools)
     context(preload=worker_preload())
     if args.scale_child:
         scale_child(args)

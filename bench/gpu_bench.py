@@ -2,13 +2,13 @@
 
 For each architecture (resnet50 and tf_efficientnet_lite0 at 224 px by default), in one run:
   (a) synthetic: one random batch already on the device, trained on again and again: the
-      compute ceiling (no decoding, no copies); the same lib.train.train_step as training,
-  (b) pipeline: JPEG files on disk -> lib.data (reduced-size decoding, random-resized crop,
+      compute ceiling (no decoding, no copies); the same lib.train.loop.train_step as training,
+  (b) pipeline: JPEG files on disk -> lib.train.data (reduced-size decoding, random-resized crop,
       flip, normalise) in worker processes -> pinned memory -> the device -> train_step,
   (b)/(a): how much of the ceiling the pipeline keeps; on CUDA also the peak GPU memory and the
       mean GPU utilisation (nvidia-smi, sampled) while (b) runs,
-  (c) TTA inference (flip: 2 views, lib.tta) over the evaluation pipeline with the large
-      inference batches of lib.device.inference_loader.
+  (c) TTA inference (flip: 2 views, lib.infer.tta) over the evaluation pipeline with the large
+      inference batches of lib.train.device.inference_loader.
 Then the loader alone, per core: one process decoding + augmenting at full size against
 reduced-size JPEG decoding (PIL draft), the evidence for the decoding path.
 Targets (issue 7, one H100 and 16 cores): (b)/(a) >= 0.9 and resnet50 (b) >= 2,470 images/s
@@ -37,8 +37,10 @@ from PIL import Image
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lib.data import ImageDataset, build_transforms, decode_size, make_loader, resolve_workers  # noqa: E402
-from lib.device import (  # noqa: E402
+from lib.common.pools import process_pool, worker_count  # noqa: E402
+from lib.infer.tta import predict_probs, tta_views  # noqa: E402
+from lib.train.data import ImageDataset, build_transforms, decode_size, make_loader, resolve_workers  # noqa: E402
+from lib.train.device import (  # noqa: E402
     amp_dtype,
     compile_model,
     configure_backends,
@@ -46,11 +48,9 @@ from lib.device import (  # noqa: E402
     inference_loader,
     prepare_model,
 )
-from lib.model import create_model  # noqa: E402
-from lib.optim import make_optimizer, parameter_groups  # noqa: E402
-from lib.pools import process_pool, worker_count  # noqa: E402
-from lib.train import TrainConfig, train_step  # noqa: E402
-from lib.tta import predict_probs, tta_views  # noqa: E402
+from lib.train.loop import TrainConfig, train_step  # noqa: E402
+from lib.train.model import create_model  # noqa: E402
+from lib.train.optim import make_optimizer, parameter_groups  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "gpu_jpegs"
 CLASSES = 128  # iMaterialist's

@@ -5,7 +5,7 @@ times, over the same files and in the same run:
   (a) single-process loop, float64 sums of x and x^2 (what one writes by hand),
   (b) single-process loop of our per-image sums,
   (c) decode ceiling: the same process pool only decoding the images (no statistics),
-  (d) ours: lib.stats.compute_stats with one process per core.
+  (d) ours: lib.prepare.stats.compute_stats with one process per core.
 Targets (issue 4, 2-core machine): (d) >= 1.8x (a) and (d) >= 85% of (c).
 
     .venv/bin/python bench/stats_bench.py [--images 5000] [--workers 0] [--repeats 3]
@@ -22,9 +22,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lib.images import load_rgb_array  # noqa: E402
-from lib.pools import process_pool, set_up_decode_worker, worker_count  # noqa: E402
-from lib.stats import CHUNK, compute_stats, sum_chunk  # noqa: E402
+from lib.common.images import load_rgb_array  # noqa: E402
+from lib.common.pools import process_pool, set_up_decode_worker, worker_count  # noqa: E402
+from lib.prepare.stats import CHUNK, compute_stats, sum_chunk  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "stats_jpegs"
 

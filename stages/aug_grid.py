@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.data import AUG_LEVELS, build_transforms
-from lib.figures import image_grid
-from lib.folds import read_folds
-from lib.images import load_rgb_array
-from lib.params import load_params
+from lib.common.figures import image_grid
+from lib.common.images import load_rgb_array
+from lib.common.params import load_params
+from lib.prepare.folds import read_folds
+from lib.train.data import AUG_LEVELS, build_transforms
 from stages.common import FOLDS_CSV, IMAGES_DIR, run, upstream
 
 

@@ -14,10 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from lib.competition_files import competition_files
-from lib.errors import UserError
-from lib.params import load_params
-from lib.submission import (
+from lib.acquire.competition_files import competition_files
+from lib.common.errors import UserError
+from lib.common.params import load_params
+from lib.infer.submission import (
     FORMATS,
     check_submission,
     competition_class_names,

@@ -8,8 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from lib.code_deps import rewrite_code_deps
-from lib.fileio import write_text
+from lib.common.code_deps import rewrite_code_deps
+from lib.common.fileio import write_text
 from stages.common import run
 
 DVC_YAML = Path("dvc.yaml")

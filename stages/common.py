@@ -9,12 +9,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from lib.errors import UserError
+from lib.common.errors import UserError
 
 # Outs, exactly as dvc.yaml declares them.
 IMAGES_DIR = Path("data/images")
 # Not an out: images the lists no longer name, kept for when they are listed again
-# (lib.reconcile's default beside IMAGES_DIR); git-ignored.
+# (lib.acquire.reconcile's default beside IMAGES_DIR); git-ignored.
 IMAGES_REMOVED_DIR = Path("data/images_removed")
 DOWNLOAD_REPORT = Path("data/download_report.json")
 DOWNLOAD_FAILURES = Path("data/download_failures.csv")

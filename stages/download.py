@@ -8,15 +8,15 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from lib.competition import load_competition
-from lib.download import (
+from lib.acquire.competition import load_competition
+from lib.acquire.download import (
     DownloadInterrupted,
     DownloadSettings,
     download_competition,
     read_failures,
     write_report,
 )
-from lib.params import load_params
+from lib.common.params import load_params
 from stages.common import (
     DOWNLOAD_FAILURES,
     DOWNLOAD_REPORT,

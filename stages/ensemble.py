@@ -13,17 +13,17 @@ import os
 import sys
 from pathlib import Path
 
-from lib.blending import blend_and_score, check_runs_current, gather_runs
-from lib.competition_files import competition_files
-from lib.errors import UserError
-from lib.fileio import remove_stale_temps, write_json
-from lib.folds import read_folds
-from lib.history import keep_submission
-from lib.images import list_test_images
-from lib.params import load_params
-from lib.report import write_oof_reports
-from lib.scoring import summary
-from lib.submission import competition_class_names, competition_layout, write_submission
+from lib.acquire.competition_files import competition_files
+from lib.common.errors import UserError
+from lib.common.fileio import remove_stale_temps, write_json
+from lib.common.images import list_test_images
+from lib.common.params import load_params
+from lib.experiments.history import keep_submission
+from lib.infer.blending import blend_and_score, check_runs_current, gather_runs
+from lib.infer.report import write_oof_reports
+from lib.infer.scoring import summary
+from lib.infer.submission import competition_class_names, competition_layout, write_submission
+from lib.prepare.folds import read_folds
 from stages import common as out
 from stages.common import IMAGES_DIR, run, upstream
 

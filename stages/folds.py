@@ -3,11 +3,11 @@
 
 import pandas as pd
 
-from lib.duplicates import content_hashes, group_ids
-from lib.fileio import atomic_path, remove_stale_temps, write_json
-from lib.folds import assign_folds, describe, drop_unreadable, scan_labelled, summarize
-from lib.images import list_images
-from lib.params import load_params
+from lib.common.fileio import atomic_path, remove_stale_temps, write_json
+from lib.common.images import list_images
+from lib.common.params import load_params
+from lib.prepare.duplicates import content_hashes, group_ids
+from lib.prepare.folds import assign_folds, describe, drop_unreadable, scan_labelled, summarize
 from stages.common import FOLDS_CSV, FOLDS_SUMMARY, IMAGES_DIR, run, upstream
 
 PARAMS = ["folds", "seed", "validation"]

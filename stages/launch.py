@@ -10,8 +10,8 @@ exit code, nothing in between). gpus = N > 1: runs `torchrun --standalone --npro
 import os
 import sys
 
-from lib.distributed import torchrun_command
-from lib.params import load_params
+from lib.common.params import load_params
+from lib.train.distributed import torchrun_command
 from stages.common import run
 
 PARAMS = ["gpus"]

@@ -10,9 +10,9 @@ import json
 import shutil
 import subprocess
 
-from lib.errors import UserError
-from lib.leaderboard import entries, ranked, render
-from lib.params import load_params
+from lib.common.errors import UserError
+from lib.common.params import load_params
+from lib.experiments.leaderboard import entries, ranked, render
 from stages.common import ENSEMBLE_METRICS, run
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import torch
 
-from lib.data import build_transforms, make_loader, rows_dataset
-from lib.device import pick_device
-from lib.figures import line_plot
-from lib.folds import read_folds, split_fold
-from lib.lr_finder import lr_sweep, suggest_lr
-from lib.model import create_model
-from lib.params import load_params
+from lib.common.figures import line_plot
+from lib.common.params import load_params
+from lib.prepare.folds import read_folds, split_fold
+from lib.train.data import build_transforms, make_loader, rows_dataset
+from lib.train.device import pick_device
+from lib.train.lr_finder import lr_sweep, suggest_lr
+from lib.train.model import create_model
 from stages.common import FOLDS_CSV, IMAGES_DIR, STATS_JSON, run, upstream
 
 

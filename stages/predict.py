@@ -3,14 +3,14 @@ on the holdout images when there are any, and on the test images
 -> predictions/fold<k>/{oof,holdout,test}.npz, written as one unit, each with the class prior
 the model was trained under, and the throughput printed."""
 
-from lib.checkpoint import load_checkpoint, model_from_checkpoint
-from lib.device import pick_device
-from lib.fileio import remove_stale_temps
-from lib.fold_predictions import predict_fold, prepare_inference
-from lib.folds import read_folds
-from lib.images import list_test_images
-from lib.params import load_params
-from lib.predictions import save_fold_predictions
+from lib.common.fileio import remove_stale_temps
+from lib.common.images import list_test_images
+from lib.common.params import load_params
+from lib.infer.fold_predictions import predict_fold, prepare_inference
+from lib.infer.predictions import save_fold_predictions
+from lib.prepare.folds import read_folds
+from lib.train.checkpoint import load_checkpoint, model_from_checkpoint
+from lib.train.device import pick_device
 from stages.common import (
     FOLDS_CSV,
     IMAGES_DIR,

@@ -1,9 +1,9 @@
 """stats: exact per-channel mean/std of the training images -> data/stats.json."""
 
-from lib.fileio import remove_stale_temps, write_json
-from lib.images import list_images
-from lib.params import load_params
-from lib.stats import compute_stats
+from lib.common.fileio import remove_stale_temps, write_json
+from lib.common.images import list_images
+from lib.common.params import load_params
+from lib.prepare.stats import compute_stats
 from stages.common import IMAGES_DIR, STATS_JSON, run, upstream
 
 PARAMS = ["stats.resolution"]

@@ -11,14 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lib.kaggle_cli import (
+from lib.common.kaggle_cli import (
     check_credentials,
     experiment_name,
     kaggle_executable,
     require_slug,
     submission_message,
 )
-from lib.params import load_params
+from lib.common.params import load_params
 from stages.check_submission import check_file
 from stages.common import ENSEMBLE_METRICS, SUBMISSION_CSV, run
 

@@ -15,15 +15,21 @@ import logging
 import torch
 from dvclive import Live
 
-from lib import distributed
-from lib.checkpoint import save_checkpoint
-from lib.data import build_transforms, decode_size, inverse_frequency, make_loader, rows_dataset
-from lib.errors import UserError
-from lib.fileio import remove_stale_temps
-from lib.folds import read_folds, split_fold
-from lib.model import create_model
-from lib.params import load_params
-from lib.train import TrainConfig, as_metrics, fit
+from lib.common.errors import UserError
+from lib.common.fileio import remove_stale_temps
+from lib.common.params import load_params
+from lib.prepare.folds import read_folds, split_fold
+from lib.train import distributed
+from lib.train.checkpoint import save_checkpoint
+from lib.train.data import (
+    build_transforms,
+    decode_size,
+    inverse_frequency,
+    make_loader,
+    rows_dataset,
+)
+from lib.train.loop import TrainConfig, as_metrics, fit
+from lib.train.model import create_model
 from stages.common import (
     FOLDS_CSV,
     IMAGES_DIR,

@@ -84,8 +84,8 @@ def test_missing_upstream_out_names_the_stage_that_makes_it(tmp_path, stage, arg
 
 
 def test_stats_removes_a_killed_runs_temp_files_and_writes_mode_644(tmp_path):
+    from tests.common.test_fileio import dead_pid
     from tests.conftest import write_image
-    from tests.test_fileio import dead_pid
 
     write_image(tmp_path / "data/images/train/01/1.png")
     stale = tmp_path / "data" / f".tmp-{dead_pid()}-0a1b2c3d-stats.json"
@@ -142,7 +142,7 @@ def ensemble_project(tmp_path: Path, **overrides) -> Path:
     3 of the 4 test images (test image 4 could not be downloaded)."""
     import numpy as np
 
-    from lib.predictions import Predictions, save_predictions
+    from lib.infer.predictions import Predictions, save_predictions
     from tests.conftest import write_image
 
     competition = tmp_path / "comp"
@@ -304,7 +304,7 @@ def test_ensemble_refuses_when_test_images_on_disk_were_not_predicted(tmp_path):
 def test_ensemble_refuses_when_no_test_image_has_a_prediction(tmp_path):
     import numpy as np
 
-    from lib.predictions import Predictions, save_predictions
+    from lib.infer.predictions import Predictions, save_predictions
     project = ensemble_project(tmp_path)
     for fold in (0, 1):
         save_predictions(project / "predictions" / f"fold{fold}" / "test.npz", Predictions(

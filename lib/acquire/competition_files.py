@@ -1,0 +1,58 @@
+"""The competition-specific files beside the URL lists: class names, known test answers and
+Kaggle's sample submission.
+
+In: the competition folder and the params `classes_file`, `test_labels`, `sample_submission`,
+each `auto`, null or a path. Out: a CompetitionFiles with the path of each (None when there is
+none). `auto` takes the file of the usual name from the competition folder when it is there,
+so pointing `competition` at another folder switches all three.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lib.common.errors import UserError
+
+AUTO = "auto"
+DEFAULT_NAMES = {"classes_file": "classes.csv", "test_labels": "test_labels.csv",
+                 "sample_submission": "sample_submission.csv"}
+
+
+@dataclass(frozen=True)
+class CompetitionFiles:
+    classes_file: Path | None
+    test_labels: Path | None
+    sample_submission: Path | None
+
+
+def resolve_file(value: str | None, *, key: str, competition: Path) -> Path | None:
+    """The file a param names: `auto` -> the competition folder's file of the usual name, if
+    present; null -> None; a path -> that path."""
+    if value == AUTO:
+        path = Path(competition) / DEFAULT_NAMES[key]
+        return path if path.is_file() else None
+    return Path(value) if value else None
+
+
+def competition_files(competition: Path, **values: str | None) -> CompetitionFiles:
+    """`values`: classes_file, test_labels and sample_submission as params.yaml gives them."""
+    return CompetitionFiles(**{key: resolve_file(values[key], key=key, competition=competition)
+                               for key in DEFAULT_NAMES})
+
+
+def check_class_ids(names: dict[int, str], labels: Iterable[int], *, source: Path) -> None:
+    """The classes file must name exactly the competition's labels: a file left over from
+    another competition would put wrong names on columns and reports."""
+    labels = {int(label) for label in labels}
+    unnamed, unknown = sorted(labels - names.keys()), sorted(names.keys() - labels)
+    if unnamed or unknown:
+        raise UserError(f"{source}: its label ids differ from the competition's labels: "
+                        f"{_listed(unnamed)} without a name, {_listed(unknown)} not in the "
+                        "competition; is classes_file for another competition?")
+
+
+def _listed(ids: list[int], shown: int = 5) -> str:
+    examples = ", ".join(str(i) for i in ids[:shown]) + (", ..." if len(ids) > shown else "")
+    return f"{len(ids)} ({examples})" if ids else "0"

@@ -1,0 +1,183 @@
+"""Bring the images already downloaded in line with the competition lists, losing none.
+
+In: ``{split: [ImageRecord, ...]}``, the images folder, the folder that holds the images no
+longer listed (``removed_dir``, by default ``<images_dir>_removed`` beside it) and
+``folder_of(record)``, the folder a record's image belongs in (``lib.acquire.download``).
+
+Out, on disk, before any fetch: every image the download wrote (``<split>/<label>/<id>.<ext>``
+or ``test/<id>.<ext>``, ``<ext>`` one of ``STORED_EXTENSIONS``) that a list still names is in
+its record's folder: moved there when its label folder changed (a new label, or zero-padding
+widened by a larger label id). An image no longer listed (or no longer under that split) is
+moved to the same place under ``removed_dir`` (``<split>/<label>/<id>.<ext>``); one listed
+again that is only there is moved back, so it is never fetched again. Every move is a rename
+(across file systems, a whole copy, then the delete), so an interrupted run leaves each image
+in one place or the other, never in neither and never half. Files of other names
+(``.DS_Store``, notes, ``cat.jpg``) and folders that are no label are left where they are.
+Returned: ``Reconciled``, how many images were moved, set aside and restored.
+
+Images are matched by split and ``image_id`` (ids repeat across splits: iMaterialist's train
+and validation both start at 1); memory follows the files on disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from lib.acquire.competition import LABELLED_SPLITS, SPLITS, ImageRecord
+from lib.acquire.resize import STORED_EXTENSIONS
+from lib.common.fileio import TMP_PREFIX, atomic_path
+
+logger = logging.getLogger(__name__)
+
+REMOVED_SUFFIX = "_removed"  # data/images -> data/images_removed
+# what the download names an image: str(image_id) (no leading zeros) and a stored extension
+_IMAGE_NAME = re.compile(r"(0|[1-9][0-9]*)\.([a-z]+)")
+
+Key = tuple[str, str]  # (split, image id as in the file name)
+
+
+@dataclass
+class Reconciled:
+    moved: int = 0  # to their record's new label folder
+    set_aside: int = 0  # no longer listed: into removed_dir
+    restored: int = 0  # listed again: back from removed_dir
+
+
+def default_removed_dir(images_dir: Path) -> Path:
+    """The folder beside ``images_dir`` that holds the images no longer listed."""
+    images_dir = Path(images_dir).absolute()  # "." has no name to add the suffix to
+    return images_dir.with_name(images_dir.name + REMOVED_SUFFIX)
+
+
+def image_stem(name: str) -> str | None:
+    """The image id in a file name the download writes (``"12.jpg" -> "12"``), else None."""
+    match = _IMAGE_NAME.fullmatch(name)
+    return match.group(1) if match and match.group(2) in STORED_EXTENSIONS else None
+
+
+def reconcile(records_by_split: dict[str, list[ImageRecord]], images_dir: Path,
+              removed_dir: Path, folder_of: Callable[[ImageRecord], Path]) -> Reconciled:
+    """Move images between their label folders, ``images_dir`` and ``removed_dir`` so that
+    ``images_dir`` holds exactly the listed images it can; see the module docstring."""
+    images_dir, removed_dir = Path(images_dir), Path(removed_dir)
+    on_disk = scan_images(images_dir)
+    aside = scan_images(removed_dir) if removed_dir.is_dir() else {}
+    counts = Reconciled()
+    for record in _all_records(records_by_split):
+        key = (record.split, str(record.image_id))
+        paths, stored = on_disk.pop(key, []), aside.pop(key, [])
+        if paths or stored:
+            _place(paths, stored, folder_of(record), images_dir, removed_dir, counts)
+    for paths in on_disk.values():  # no longer listed
+        for path in paths:
+            _set_aside(path, images_dir, removed_dir)
+            counts.set_aside += 1
+    remove_empty_label_folders(images_dir)
+    if removed_dir.is_dir():
+        remove_empty_label_folders(removed_dir)
+    _log(counts, removed_dir)
+    return counts
+
+
+def scan_images(root: Path) -> dict[Key, list[Path]]:
+    """``{(split, id): [paths]}`` of the files under ``root`` named as the download names
+    images, in the folders where it writes them."""
+    found: dict[Key, list[Path]] = {}
+    for split in SPLITS:
+        for folder in _image_folders(root / split, labelled=split in LABELLED_SPLITS):
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    stem = image_stem(entry.name)
+                    if stem is not None and entry.is_file():
+                        found.setdefault((split, stem), []).append(Path(entry.path))
+    for paths in found.values():
+        paths.sort()  # the same choice on every run when there are several
+    return found
+
+
+def remove_empty_label_folders(root: Path) -> None:
+    """Delete the label folders under ``root``'s labelled splits that hold nothing, or only a
+    killed run's temp files (no later run writes into an old label folder to clean them)."""
+    for split in LABELLED_SPLITS:
+        for folder in _image_folders(root / split, labelled=True):
+            names = os.listdir(folder)
+            if all(name.startswith(TMP_PREFIX) for name in names):
+                for name in names:
+                    (folder / name).unlink()
+                folder.rmdir()
+
+
+def _image_folders(split_dir: Path, *, labelled: bool) -> list[Path]:
+    """The folders of a split the download writes into: its label folders (all digits), or
+    the split folder itself."""
+    if not split_dir.is_dir():
+        return []
+    if not labelled:
+        return [split_dir]
+    with os.scandir(split_dir) as entries:
+        return sorted(Path(entry.path) for entry in entries
+                      if entry.name.isascii() and entry.name.isdigit()
+                      and entry.is_dir(follow_symlinks=False))
+
+
+def _all_records(records_by_split: dict[str, list[ImageRecord]]) -> Iterator[ImageRecord]:
+    for records in records_by_split.values():
+        yield from records
+
+
+def _place(paths: list[Path], stored: list[Path], folder: Path, images_dir: Path,
+           removed_dir: Path, counts: Reconciled) -> None:
+    """Have a listed image in ``folder``: the copies already there stay (``lib.acquire.download``
+    keeps one), else one from another label folder is moved there, else one set aside earlier
+    is restored. Copies left in other label folders are set aside; set-aside copies that are
+    not needed stay where they are."""
+    moved = None
+    if paths and all(path.parent != folder for path in paths):
+        moved = paths[0]
+        _move(moved, folder / moved.name)
+        counts.moved += 1
+    elif not paths:
+        source = next((path for path in stored if path.parent.name == folder.name), stored[0])
+        _move(source, folder / source.name)
+        counts.restored += 1
+    for path in paths:
+        if path is not moved and path.parent != folder:
+            _set_aside(path, images_dir, removed_dir)
+            counts.set_aside += 1
+
+
+def _set_aside(path: Path, images_dir: Path, removed_dir: Path) -> None:
+    """Move ``path`` to the same place under ``removed_dir`` (replacing an older copy of the
+    same image set aside there)."""
+    _move(path, removed_dir / path.relative_to(images_dir))
+
+
+def _move(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target``; across file systems (one folder a mount or symlink),
+    copy it atomically first, then delete the source."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, target)
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+        with atomic_path(target) as tmp:
+            shutil.copy2(source, tmp)
+        source.unlink()
+
+
+def _log(counts: Reconciled, removed_dir: Path) -> None:
+    if counts.moved:
+        logger.info("moved %d images to their new label folders", counts.moved)
+    if counts.set_aside:
+        logger.info("moved %d images that the lists no longer name to %s (they come back from "
+                    "there if listed again)", counts.set_aside, removed_dir)
+    if counts.restored:
+        logger.info("restored %d images listed again from %s", counts.restored, removed_dir)

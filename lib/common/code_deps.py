@@ -1,0 +1,99 @@
+"""Which project code each DVC stage runs, derived from its imports.
+
+In: the repository root and dvc.yaml. Out: for each stage, the files of stages/ and lib/ its
+command runs (the import closure of the modules it starts, lazy imports included, less
+NOT_DEPS), and dvc.yaml's text with each stage's code deps replaced by exactly those.
+DVC trusts dvc.yaml: a module missing from a stage's deps would let it serve stale results
+with a clean status, so the list is derived here and `tests/test_dvc_yaml.py` holds it equal.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+from pathlib import Path
+
+import yaml
+
+PACKAGES = ("lib", "stages")
+# Modules a stage runs that cannot change any of its outputs: editing them re-runs nothing.
+NOT_DEPS = {
+    "lib/common/errors.py": "exception classes: they change what a failure says, never an output",
+    "lib/common/params.py": "reads and checks params.yaml as DVC does; DVC tracks the values",
+}
+_CODE_DEP = re.compile(r"^(\s+)- ((?:lib|stages)/[\w/]+\.py)\s*$")
+
+
+def stage_definitions(root: Path) -> dict[str, dict]:
+    """Every stage of dvc.yaml, foreach stages by their template (`train`, not `train@0`)."""
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    return {name: stage.get("do", stage) for name, stage in stages.items()}
+
+
+def entry_modules(cmd: str) -> list[str]:
+    """The project modules a stage command starts: `python -m stages.launch stages.train ...`
+    runs both."""
+    return [word for word in shlex.split(cmd)
+            if word.split(".")[0] in PACKAGES and not word.startswith("-")]
+
+
+def module_file(root: Path, module: str) -> Path | None:
+    path = root / Path(*module.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(root: Path, path: Path) -> set[str]:
+    """The project modules `path` imports, wherever the import sits (inside functions too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            # `from lib import distributed` imports the module lib.train.distributed
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return {m for m in found if m.split(".")[0] in PACKAGES and module_file(root, m)}
+
+
+def import_closure(root: Path, modules: list[str]) -> set[str]:
+    """Repo-relative paths of every project file the modules run, empty __init__s aside."""
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo += imported_modules(root, module_file(root, module))
+    files = {module_file(root, m) for m in seen}
+    return {f.relative_to(root).as_posix() for f in files
+            if not (f.name == "__init__.py" and not f.read_text().strip())}
+
+
+def code_deps(root: Path, cmd: str) -> list[str]:
+    """The code deps a stage running `cmd` must declare, sorted."""
+    return sorted(import_closure(root, entry_modules(cmd)) - set(NOT_DEPS))
+
+
+def rewrite_code_deps(root: Path) -> str:
+    """dvc.yaml's text with each stage's `lib/`/`stages/` deps replaced by `code_deps` (in
+    place of the first one listed); every other line, comments included, as it was."""
+    stages = stage_definitions(root)
+    lines = (root / "dvc.yaml").read_text().splitlines(keepends=True)
+    out, stage = [], None
+    for line in lines:
+        name = re.match(r"^  ([\w-]+):\s*$", line)
+        if name:
+            stage, written = name.group(1), False
+        dep = _CODE_DEP.match(line)
+        if dep and stage in stages:
+            if not written:
+                paths = code_deps(root, stages[stage]["cmd"])
+                out += [f"{dep.group(1)}- {path}\n" for path in paths]
+                written = True
+            continue
+        out.append(line)
+    return "".join(out)

@@ -1,0 +1,90 @@
+"""Worker processes that are safe to start from a process that already runs threads.
+
+The stages start pools after tqdm's monitor thread, aiohttp's resolver, torch's or OpenCV's
+thread pools may be running; forking such a process can copy a held lock and hang a worker
+forever. "forkserver" forks children from a small clean server process instead, one per
+process, which imports the decoders' libraries first (``context``), so no child has to.
+"""
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from multiprocessing.pool import Pool
+
+# What the forkserver imports before it forks any worker: the decoders' libraries (numpy, PIL,
+# OpenCV). A worker forked from a server without them imports them itself, about half a second
+# of CPU and 8,000 page faults each, while the run is on; OpenCV's and numpy's OpenBLAS then
+# start a thread each in it. Download benchmark, its workers forked from a server that another
+# pool had started: 7-10% fewer images/s with no delay.
+DECODER_MODULES = ("lib.acquire.resize",)
+# this module first, for the filter below; then every module any caller asked for so far
+_preload = [__name__, *DECODER_MODULES]
+
+# multiprocessing runs a `python -m` program's main module again in every worker, and runpy
+# warns when it finds it imported already: the forkserver imports it on purpose when a caller
+# asks (the download stage preloads itself). Set on import, so in the forkserver too, whose
+# workers inherit it.
+warnings.filterwarnings("ignore", r"'.+' found in sys\.modules after import of package",
+                        RuntimeWarning, "runpy")
+
+
+def context(preload: Sequence[str] = ()) -> multiprocessing.context.BaseContext:
+    """The "forkserver" context. When a pool starts the forkserver (one per process), it first
+    imports ``DECODER_MODULES`` and every module any call so far asked for in ``preload``;
+    once it runs, nothing changes."""
+    _preload.extend(name for name in preload if name not in _preload)
+    forkserver = multiprocessing.get_context("forkserver")
+    forkserver.set_forkserver_preload(list(_preload))
+    return forkserver
+
+
+def worker_count(workers: int = 0) -> int:
+    """`workers`, or when 0 the cores this process may run on (not the host's: containers)."""
+    if workers:
+        return workers
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_up_decode_worker() -> None:
+    """Run in each worker that decodes images: one OpenCV thread (there is already one process
+    per core, so OpenCV's own thread pool would oversubscribe the cores), and freed image
+    buffers kept for the next image (``keep_freed_memory``)."""
+    import cv2  # here, not at the top: only workers that decode pay for the import
+
+    cv2.setNumThreads(1)
+    keep_freed_memory()
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 32 << 20  # smaller blocks come from the heap and are reused
+TRIM_THRESHOLD_BYTES = 64 << 20  # free heap kept by the process before giving it back
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed image buffers for the next image.
+
+    Decoding and shrinking one photo holds several buffers of a few hundred KB to a few MB
+    at once. By default glibc gives freed memory back to the kernel once more than twice the
+    largest block freed so far is free at the top of its heap (and maps blocks above an
+    adaptive threshold separately), so each image faults its pages in again: up to a hundred
+    and more page faults, 0.2-0.3 ms of kernel time per photo, 7% of its decode and shrink.
+    Here blocks below 32 MiB come from the heap and up to 64 MiB of it stays with the worker.
+    False where this is not glibc (nothing changed)."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+                and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+
+
+def process_pool(workers: int = 0, initializer: Callable[[], None] | None = None) -> Pool:
+    return context().Pool(worker_count(workers), initializer=initializer)

@@ -1,0 +1,129 @@
+"""Blend runs' predictions and score the blend.
+
+In: RunPredictions (lib.infer.ensemble) of this run and of ensemble_runs, the merge method and
+weights, the target class prior, clip bounds, and known test answers when there are some.
+Out: a Blend (OOF, holdout and test predictions merged over runs, and both priors); the detail
+metrics (per fold, per run, OOF, holdout, test); the headline numbers `dvc exp show` displays;
+the lines a run prints at its end.
+
+The headline scores what is submitted: prior-corrected when prior_correction is on, and the log
+loss of the clipped probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lib.common.csvfile import int_field, read_columns
+from lib.infer.ensemble import (
+    RunPredictions,
+    combine,
+    log_loss,
+    read_target_prior,
+    score,
+    target_columns,
+)
+from lib.infer.predictions import Predictions, training_prior
+from lib.infer.submission import Layout, build_submission, make_layout
+
+
+@dataclass
+class Blend:
+    oof: Predictions
+    test: Predictions
+    holdout: Predictions | None
+    source: np.ndarray  # the class prior the models were trained under
+    target: np.ndarray  # the class prior of the test set (target_prior)
+
+
+def blend_runs(runs: Sequence[RunPredictions], *, how: str, weights: Sequence[float] | None,
+               target_prior: str) -> Blend:
+    names = [r.name for r in runs]
+    oof = combine([r.oof for r in runs], how=how, weights=weights, names=names)
+    test = combine([r.test for r in runs], how=how, weights=weights, names=names)
+    holdout = None
+    if all(r.holdout is not None for r in runs):
+        holdout = combine([r.holdout for r in runs], how=how, weights=weights, names=names)
+    source = oof.prior if oof.prior is not None else training_prior(oof.targets, oof.classes)
+    return Blend(oof=oof, test=test, holdout=holdout, source=source,
+                 target=read_target_prior(target_prior, oof.classes))
+
+
+def detail_scores(runs: Sequence[RunPredictions], blend: Blend, *, low: float, high: float,
+                  nested: Predictions | None = None) -> dict:
+    """Scores per fold of this run, per run (when several), of the OOF blend and the holdout.
+    With weights fitted on the OOF rows, `nested` (each fold blended with weights fitted on the
+    other folds) is what `oof` scores, honestly; the blend with the weights fitted on every row
+    is scored as `oof_fitted`, an optimistic figure."""
+    def scored(predictions: Predictions) -> dict:
+        columns = target_columns(predictions.classes, predictions.targets)
+        return score(predictions.probs, columns, low=low, high=high, source=blend.source,
+                     target=blend.target)
+
+    metrics = {f"fold{k}": scored(part) for k, part in runs[0].fold_oof.items()}
+    if len(runs) > 1:
+        metrics["runs"] = {r.name: scored(r.oof) for r in runs}
+    metrics["oof"] = scored(nested if nested is not None else blend.oof)
+    if nested is not None:
+        metrics["oof_fitted"] = scored(blend.oof)
+    if blend.holdout is not None:
+        metrics["holdout"] = scored(blend.holdout)
+    return metrics
+
+
+def headline(detail: dict, *, prior_correction: bool) -> dict:
+    """The few numbers of metrics/ensemble.json, the columns of `dvc exp show`."""
+    oof = detail["oof"]
+    numbers = {"oof": {"accuracy": oof["accuracy_prior" if prior_correction else "accuracy"],
+                       "log_loss": oof["log_loss_prior_clipped" if prior_correction
+                                       else "log_loss_clipped"]}}
+    if "test" in detail:
+        numbers["test"] = {"accuracy": detail["test"]["accuracy"]}
+    return numbers
+
+
+def test_scores(answers: Path, layout: Layout, test: Predictions, *, prior: np.ndarray,
+                fallback_column: int) -> dict:
+    """Accuracy of the submitted labels (and log loss of the submitted probabilities) against
+    known answers: the demo scores itself."""
+    truth = read_answers(answers)
+    label_layout = make_layout("label", test_ids=layout.ids, labels=test.classes)
+    labels, _ = build_submission(label_layout, test, fallback_probs=prior,
+                                 fallback_column=fallback_column)
+    merged = labels.merge(truth, on="id")
+    known = merged[merged["id"].isin(set(test.image_ids.tolist()))]
+    row_of = {int(i): r for r, i in enumerate(test.image_ids)}
+    rows = np.array([row_of[int(i)] for i in known["id"]], dtype=np.int64)
+    columns = target_columns(test.classes, known["label"].to_numpy())
+    return {"accuracy": float((merged["predicted"] == merged["label"]).mean()),
+            "log_loss_submitted": log_loss(test.probs[rows], columns)}
+
+
+def read_answers(path: Path) -> pd.DataFrame:
+    """test_labels.csv (`id,label`) as a frame of integers; a bad cell is one line naming it."""
+    records = read_columns(path, what="test answers", columns=("id", "label"))
+    return pd.DataFrame(
+        [(int_field(row["id"], path=path, line=line, column="id"),
+          int_field(row["label"], path=path, line=line, column="label"))
+         for line, row in records], columns=["id", "label"], dtype=np.int64)
+
+
+def summary(detail: dict, submission_format: str) -> str:
+    """The lines a Kaggler looks at, from the detail metrics."""
+    o, done = detail["oof"], detail["submission"]
+    lines = [f"submission: {done['rows']} rows ({done['filled_missing_images']} without an image, "
+             f"given the most probable class under the prior), format {submission_format}",
+             f"OOF accuracy {o['accuracy']:.4f} (top-3 {o['top3_accuracy']:.4f}), log loss "
+             f"{o['log_loss']:.4f} raw / {o['log_loss_clipped']:.4f} clipped; prior-corrected: "
+             f"accuracy {o['accuracy_prior']:.4f}, log loss {o['log_loss_prior']:.4f} raw / "
+             f"{o['log_loss_prior_clipped']:.4f} clipped"]
+    if "test" in detail:  # known answers (test_labels): the demo scores itself
+        t = detail["test"]
+        lines.append(f"test accuracy {t['accuracy']:.4f}, log loss of the submitted "
+                     f"probabilities {t['log_loss_submitted']:.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,292 @@
+"""Submission CSVs in the competition's format, and the checks Kaggle would apply to them.
+
+In: the test ids of test.json, the competition's label ids (and their names from a classes
+file, when there is one), optionally Kaggle's sample submission, and the ensembled test
+probabilities. Out: a `Layout` (header, ids in row order, the label of each column), the
+submission written atomically after passing `check_submission`, and for any CSV the list of
+everything Kaggle would reject.
+
+Formats:
+- label (iMaterialist): `id,predicted`, one label id per test id;
+- proba (Dog Breed Identification): `id,<class 1>,...,<class N>`, a probability per class, rows
+  summing to 1; columns are the class names from the classes file (label ids without one).
+Every test id gets a row: images that could not be downloaded get the fallback (the most
+probable class under the prior, or the prior itself as probabilities), and are counted.
+A sample submission fixes the ids, the columns and the row order exactly.
+Kaggle matches ids as text: an id must be written as test.json's integer is (`5001`, not
+`05001` or ` 5001`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lib.acquire.competition import LABELLED_SPLITS, load_split
+from lib.acquire.competition_files import check_class_ids
+from lib.common.csvfile import int_field, plain_int, read_columns, read_rows
+from lib.common.errors import UserError
+from lib.common.fileio import atomic_path
+from lib.infer.predictions import Predictions
+
+FORMATS = ("label", "proba")
+SUM_TOLERANCE = 1e-3  # how far a proba row may sum from 1 (6 significant digits per value)
+
+
+@dataclass
+class Layout:
+    """What a submission must look like: `labels` are the label ids of the probability columns
+    (proba, in header order) or the allowed predicted labels (label)."""
+
+    fmt: str
+    header: list[str]
+    ids: list[int]
+    labels: list[int]
+
+
+def class_names(classes, names: dict[int, str] | None) -> list[str]:
+    """Each label's name from the classes file, or the label id itself as text."""
+    return [(names or {}).get(int(label), str(int(label))) for label in classes]
+
+
+def read_class_names(path: Path) -> dict[int, str]:
+    """label_id -> name from a `label_id,name` CSV (the demo's classes.csv)."""
+    records = read_columns(path, what="classes file", columns=("label_id", "name"))
+    names = {int_field(row["label_id"], path=path, line=line, column="label_id"): row["name"]
+             for line, row in records}
+    duplicated = [name for name, n in Counter(names.values()).items() if n > 1]
+    if duplicated:
+        raise UserError(f"{path}: class names must be distinct, {duplicated[:3]} repeat")
+    return names
+
+
+def competition_labels(competition: Path) -> set[int]:
+    """Every label id of the competition's labelled splits (train.json, validation.json)."""
+    labels: set[int] = set()
+    for split in LABELLED_SPLITS:
+        if (competition / f"{split}.json").is_file():
+            labels |= {r.label for r in load_split(competition / f"{split}.json", split)}
+    return labels
+
+
+def competition_class_names(classes_file: Path | None,
+                            competition: Path) -> dict[int, str] | None:
+    """The names of a classes file, checked to cover exactly the competition's labels; None
+    without a file."""
+    if classes_file is None:
+        return None
+    names = read_class_names(classes_file)
+    check_class_ids(names, competition_labels(competition), source=classes_file)
+    return names
+
+
+def _examples(values: Sequence, n: int = 5) -> str:
+    shown = ", ".join(str(v) for v in list(values)[:n])
+    return shown + (", ..." if len(values) > n else "")
+
+
+def read_sample(path: Path) -> tuple[list[str], list[int]]:
+    """The header and the ids (in row order) of a sample submission."""
+    path = Path(path)
+    rows = read_rows(path, what="sample submission", bom=True)
+    header = rows[0] if rows else None
+    if not header or len(header) < 2:
+        raise UserError(f"{path}: a sample submission needs a header of at least 2 columns")
+    # Ids written otherwise (05001) would not match the submission's, which spells test.json's.
+    ids = [int_field(row[0], path=path, line=line, column=header[0])
+           for line, row in enumerate(rows[1:], start=2) if row]
+    return header, ids
+
+
+def competition_layout(fmt: str, competition: Path, *, names: dict[int, str] | None,
+                       sample: Path | None, extra_labels: Sequence[int] = ()) -> Layout:
+    """The submission Kaggle expects for a competition folder, the same for the ensemble that
+    writes it and for the check before an upload: test.json's ids; as classes, those of the
+    classes file (`names`, from `competition_class_names`), else every label of train.json and
+    validation.json, plus `extra_labels` (the model's classes); `sample` as in `make_layout`.
+
+    Every label of the competition, not only those of the images that downloaded: a class
+    whose every image failed still needs its proba column."""
+    labels = set(names or {}) | {int(label) for label in extra_labels}
+    if names is None:
+        labels |= competition_labels(competition)
+    test_ids = [record.image_id for record in load_split(competition / "test.json", "test")]
+    return make_layout(fmt, test_ids=test_ids, labels=sorted(labels), names=names,
+                       sample=sample)
+
+
+def make_layout(fmt: str, *, test_ids: Sequence[int], labels: Sequence[int],
+                names: dict[int, str] | None = None,
+                sample: Path | None = None) -> Layout:
+    """The expected submission. `labels`: the competition's label ids; `names`: their names
+    (proba columns). With a sample, its ids, header and row order are taken, after checking
+    that they are the same as ours; a mismatch is a UserError naming what differs."""
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {FORMATS}, not {fmt!r}")
+    labels = sorted(int(label) for label in labels)
+    column_of = dict(zip(class_names(labels, names), labels, strict=True))
+    header = ["id", "predicted"] if fmt == "label" else ["id", *column_of]
+    ids = [int(i) for i in test_ids]
+    if sample is None:
+        return Layout(fmt, header, ids, labels if fmt == "label" else list(column_of.values()))
+    sample_header, sample_ids = read_sample(sample)
+    repeated = [i for i, n in Counter(sample_ids).items() if n > 1]
+    extra, missing = sorted(set(sample_ids) - set(ids)), sorted(set(ids) - set(sample_ids))
+    if repeated or extra or missing:
+        raise UserError(
+            f"{sample}: the sample submission's ids do not match test.json: "
+            f"{len(extra)} not in test.json ({_examples(extra)}), {len(missing)} test.json ids "
+            f"missing ({_examples(missing)}), {len(repeated)} repeated ({_examples(repeated)})")
+    if fmt == "label":
+        if len(sample_header) != 2:
+            raise UserError(f"{sample}: header {sample_header} has {len(sample_header)} "
+                            "columns; the label format writes 2 (id and the predicted label): "
+                            "is submission_format proba?")
+        return Layout(fmt, sample_header, sample_ids, labels)
+    unknown = [c for c in sample_header[1:] if c not in column_of]
+    absent = [c for c in column_of if c not in sample_header[1:]]
+    if unknown or absent:
+        raise UserError(f"{sample}: the sample submission's columns do not match the classes: "
+                        f"{len(unknown)} unknown ({_examples(unknown)}), {len(absent)} classes "
+                        f"without a column ({_examples(absent)}); check classes_file")
+    return Layout(fmt, sample_header, sample_ids, [column_of[c] for c in sample_header[1:]])
+
+
+def build_submission(layout: Layout, test: Predictions, *, fallback_probs: np.ndarray,
+                     fallback_column: int) -> tuple[pd.DataFrame, int]:
+    """The submission rows in the layout's order; ids without a prediction get the fallback
+    (probabilities for proba, the label of `fallback_column` for label). Returns the frame and
+    how many rows were filled."""
+    row_of = {int(i): r for r, i in enumerate(test.image_ids)}
+    rows = np.array([row_of.get(i, -1) for i in layout.ids], dtype=np.int64)
+    filled = int((rows < 0).sum())
+    probs = np.where((rows >= 0)[:, None], test.probs[np.maximum(rows, 0)].astype(np.float64),
+                     np.asarray(fallback_probs, np.float64)[None, :])
+    if layout.fmt == "label":
+        best = probs.argmax(axis=1)
+        best[rows < 0] = fallback_column
+        return pd.DataFrame({layout.header[0]: layout.ids,
+                             layout.header[1]: test.classes[best].astype(np.int64)}), filled
+    column = {int(label): i for i, label in enumerate(test.classes)}
+    # A class the models never saw (absent from training) gets 0 before renormalising.
+    out = np.stack([probs[:, column[label]] if label in column else np.zeros(len(probs))
+                    for label in layout.labels], axis=1)
+    out = out / out.sum(axis=1, keepdims=True)
+    frame = pd.DataFrame(out, columns=layout.header[1:])
+    frame.insert(0, layout.header[0], layout.ids)
+    return frame, filled
+
+
+def write_submission(path: Path, frame: pd.DataFrame, layout: Layout) -> None:
+    """Write atomically, only if `check_submission` finds nothing Kaggle would reject."""
+    with atomic_path(path, suffix=".csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+        problems = check_submission(tmp, layout)
+        if problems:
+            raise UserError(f"{path}: the submission would be rejected: {'; '.join(problems)}")
+
+
+def _float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def check_submission(path: Path, layout: Layout) -> list[str]:
+    """Everything Kaggle would reject in the CSV at `path`, one line each (empty: fine). A
+    file that is not a UTF-8 CSV at all is a UserError."""
+    table = read_rows(path, what="submission")
+    if not table:
+        return ["the file is empty"]
+    header = table[0]
+    rows = [(line, row) for line, row in enumerate(table[1:], start=2) if row]
+    problems = []
+    if layout.fmt == "label" or header[:1] != layout.header[:1]:
+        if header != layout.header:
+            problems.append(f"header is {_examples(header, 4)}; expected "
+                            f"{_examples(layout.header, 4)}")
+    else:
+        unknown = [c for c in header[1:] if c not in layout.header[1:]]
+        absent = [c for c in layout.header[1:] if c not in header[1:]]
+        repeated = [c for c, n in Counter(header).items() if n > 1]
+        for what, names in (("unknown columns", unknown), ("missing class columns", absent),
+                            ("repeated columns", repeated)):
+            if names:
+                problems.append(f"{len(names)} {what}: {_examples(names)}")
+    ragged = [line for line, row in rows if len(row) != len(header)]
+    problems += _found(f"rows without {len(header)} fields", ragged, lines=True)
+    ids: list[int] = []
+    bad_ids = []
+    for line, row in rows:
+        value = plain_int(row[0])
+        if value is None:
+            bad_ids.append(f"line {line}: {row[0][:20]!r}")
+        else:
+            ids.append(value)
+    problems += _found("ids not written as test.json's integers (Kaggle matches them as text)",
+                       bad_ids, shown=3)
+    repeated_ids = sorted(i for i, n in Counter(ids).items() if n > 1)
+    expected = set(layout.ids)
+    unknown_ids = sorted(set(ids) - expected)
+    present = set(ids)
+    missing_ids = [i for i in layout.ids if i not in present]
+    for what, values in (("missing ids", missing_ids), ("duplicate ids", repeated_ids),
+                         ("ids not in the test set", unknown_ids)):
+        if values:
+            problems.append(f"{len(values)} {what}: {_examples(values)}")
+    good = [(line, row) for line, row in rows if len(row) == len(header)]
+    if len(header) < 2:
+        return problems  # no value column: the header's problem says it all
+    if layout.fmt == "label":
+        problems += _check_labels(good, set(layout.labels))
+    else:
+        problems += _check_probabilities(good)
+    return problems
+
+
+def _check_labels(rows: list[tuple[int, list[str]]], allowed: set[int]) -> list[str]:
+    not_int, unknown = [], []
+    for line, row in rows:
+        value = row[1].strip()
+        label = plain_int(value)
+        if label is None:
+            not_int.append(f"line {line}: {value[:20]!r}")
+        elif label not in allowed:
+            unknown.append(f"line {line}: {value}")
+    problems = _found("labels missing, NaN or not integers", not_int, shown=3)
+    if unknown:
+        problems.append(f"{len(unknown)} unknown labels ({_examples(unknown, 3)}; allowed: "
+                        f"{min(allowed)}..{max(allowed)})" if allowed else "no labels allowed")
+    return problems
+
+
+def _check_probabilities(rows: list[tuple[int, list[str]]]) -> list[str]:
+    not_numbers, out_of_range, bad_sums = [], [], []
+    for line, row in rows:
+        values = [_float(text) for text in row[1:]]
+        if any(v is None for v in values):
+            not_numbers.append(line)
+        elif any(v < 0 or v > 1 for v in values):
+            out_of_range.append(line)
+        elif abs(sum(values) - 1) > SUM_TOLERANCE:
+            bad_sums.append(f"line {line}: {sum(values):.4f}")
+    return [*_found("rows with a missing, NaN or non-numeric probability", not_numbers,
+                    lines=True),
+            *_found("rows with a probability outside [0, 1]", out_of_range, lines=True),
+            *_found(f"rows not summing to 1 (+-{SUM_TOLERANCE})", bad_sums, shown=3)]
+
+
+def _found(what: str, items: list, *, lines: bool = False, shown: int = 5) -> list[str]:
+    """``["<count> <what> (<first items>)"]``, or nothing when there are none; ``lines``: the
+    items are line numbers."""
+    if not items:
+        return []
+    return [f"{len(items)} {what} ({'lines ' if lines else ''}{_examples(items, shown)})"]

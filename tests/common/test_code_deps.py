@@ -1,0 +1,90 @@
+"""dvc.yaml declares exactly what each stage runs and reads: its code deps are the import
+closure of the stage's modules (lib.common.code_deps), and its params are the stage modules' PARAMS
+(the knobs in SPEED_PARAMS are read but are not deps)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from lib.common.code_deps import (
+    NOT_DEPS,
+    code_deps,
+    entry_modules,
+    import_closure,
+    imported_modules,
+    rewrite_code_deps,
+    stage_definitions,
+)
+from tests.conftest import REPO
+
+STAGES = stage_definitions(REPO)
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_code_deps_are_the_import_closure(name):
+    stage = STAGES[name]
+    runs = set(code_deps(REPO, stage["cmd"]))
+    declared = {d for d in stage.get("deps", []) if d.endswith(".py")}
+    assert not runs - declared, f"dvc.yaml stage {name} misses code deps " \
+                                f"{sorted(runs - declared)}: run `make deps`"
+    assert not declared - runs, f"dvc.yaml stage {name} lists code it does not run: " \
+                                f"{sorted(declared - runs)}: run `make deps`"
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_param_deps_are_what_the_stage_modules_read(name):
+    stage = STAGES[name]
+    modules = [importlib.import_module(m) for m in entry_modules(stage["cmd"])]
+    reads = {key for m in modules for key in m.PARAMS}
+    speed = {key for m in modules for key in m.SPEED_PARAMS}
+    declared = set(stage.get("params", []))
+    assert reads == declared, f"dvc.yaml stage {name}: params {sorted(declared)}, but the code " \
+                              f"reads {sorted(reads)}"
+    assert not speed & declared
+
+
+def test_the_rewrite_keeps_dvc_yaml_as_it_is():
+    assert rewrite_code_deps(REPO) == (REPO / "dvc.yaml").read_text()
+
+
+def test_the_rewrite_fills_a_missing_dep_and_drops_a_stale_one(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "lib" / "__init__.py").write_text("")
+    (tmp_path / "lib" / "a.py").write_text("def f():\n    from lib import b\n")  # lazy
+    (tmp_path / "lib" / "b.py").write_text("import json\n")
+    (tmp_path / "lib" / "old.py").write_text("")
+    (tmp_path / "stages" / "s.py").write_text("from lib.a import f\n")
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  s:\n    cmd: python -m stages.s --fold 1\n    deps:\n"
+        "      # code\n      - lib/old.py\n      - data/x\n")
+    assert rewrite_code_deps(tmp_path) == (
+        "stages:\n  s:\n    cmd: python -m stages.s --fold 1\n    deps:\n"
+        "      # code\n      - lib/a.py\n      - lib/b.py\n      - stages/s.py\n      - data/x\n")
+
+
+def test_launch_runs_the_stage_it_starts():
+    assert entry_modules("python -m stages.launch stages.train --fold 0") == [
+        "stages.launch", "stages.train"]
+    assert "lib/train/distributed.py" in import_closure(REPO, ["stages.train"])
+
+
+def test_allow_listed_modules_exist_and_from_package_imports_count(tmp_path):
+    assert all((REPO / path).is_file() for path in NOT_DEPS)
+    (tmp_path / "m.py").write_text("from lib.train import distributed\n")
+    assert "lib.train.distributed" in imported_modules(REPO, tmp_path / "m.py")
+
+
+def test_training_does_not_depend_on_the_test_images():
+    deps = STAGES["train"]["deps"]
+    assert "data/images" not in deps and "data/images/test" not in deps
+    assert {"data/images/train", "data/folds.csv"} <= set(deps)
+
+
+@pytest.mark.parametrize("name", ["train", "predict", "stats", "download"])
+def test_speed_knobs_are_not_deps(name):
+    params = set(STAGES[name].get("params", []))
+    assert not params & {"workers", "batch_size" if name == "predict" else "", "compile",
+                         "stats.workers", "download.workers", "download.concurrency"}

@@ -1,0 +1,120 @@
+"""lib.common.fileio: atomic writes, their modes, and the removal of a killed run's temp files."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lib.common.fileio as fileio
+from lib.common.fileio import write_bytes
+from tests.conftest import REPO
+
+
+@pytest.fixture(params=["unnamed file", "named temp file"])
+def write_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """write_bytes both ways: the Linux one, and the fallback elsewhere (no O_TMPFILE)."""
+    if request.param == "named temp file":
+        monkeypatch.setattr(fileio, "_O_TMPFILE", None)
+    elif getattr(os, "O_TMPFILE", None) is None:
+        pytest.skip("no O_TMPFILE here")
+    return request.param
+
+
+def test_write_bytes_leaves_the_file_alone_in_its_folder(tmp_path: Path, write_mode: str):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    write_bytes(tmp_path / "1.jpg", b"new bytes")
+    assert [p.name for p in tmp_path.iterdir()] == ["1.jpg"]
+    assert (tmp_path / "1.jpg").read_bytes() == b"new bytes"
+    assert (tmp_path / "1.jpg").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_write_bytes_replaces_a_file_already_there(tmp_path: Path, write_mode: str):
+    (tmp_path / "1.jpg").write_bytes(b"old")
+    write_bytes(tmp_path / "1.jpg", b"new bytes")
+    assert [p.name for p in tmp_path.iterdir()] == ["1.jpg"]
+    assert (tmp_path / "1.jpg").read_bytes() == b"new bytes"
+
+
+def test_a_failed_write_bytes_leaves_nothing(
+    tmp_path: Path, write_mode: str, monkeypatch: pytest.MonkeyPatch
+):
+    def disk_full(fd: int, data: bytes) -> None:
+        os.write(fd, data[:3])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fileio, "_write_all", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        write_bytes(tmp_path / "1.jpg", b"new bytes")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_bytes_into_a_missing_folder_fails_like_open(tmp_path: Path, write_mode: str):
+    with pytest.raises(FileNotFoundError):
+        write_bytes(tmp_path / "nothere" / "1.jpg", b"x")
+
+
+@pytest.fixture
+def umask_022():
+    """Run with umask 022, as on most systems (tests must not depend on the runner's)."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.parametrize("write", [
+    lambda path: fileio.write_text(path, "x"),
+    lambda path: fileio.write_json(path, {"a": 1}),
+    lambda path: fileio.write_bytes(path, b"x"),
+])
+def test_outputs_get_the_mode_the_umask_gives(tmp_path: Path, umask_022, write):
+    write(tmp_path / "out")
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o644
+    with fileio.atomic_path(tmp_path / "via_open.csv") as tmp:
+        tmp.write_text("id\n")  # how pandas, numpy and torch write: open() on the temp path
+    assert (tmp_path / "via_open.csv").stat().st_mode & 0o777 == 0o644
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def test_remove_stale_temps_deletes_a_dead_writers_files_and_folders(tmp_path: Path):
+    pid = dead_pid()
+    (tmp_path / f".tmp-{pid}-0a1b2c3d-model.pt").write_bytes(b"half a checkpoint")
+    (tmp_path / f".tmp-{pid}-0a1b2c3d-fold0").mkdir()
+    (tmp_path / f".tmp-{pid}-0a1b2c3d-fold0" / "oof.npz").write_bytes(b"x")
+    (tmp_path / ".tmp-folds.csv.k2j3h4").write_text("mkstemp's name: no pid")
+    (tmp_path / "model.pt").write_bytes(b"the real one")
+    (tmp_path / "notes.tmp").write_text("not ours")
+    assert fileio.remove_stale_temps(tmp_path) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "notes.tmp"]
+
+
+def test_remove_stale_temps_spares_a_running_writer(tmp_path: Path):
+    alive = tmp_path / f".tmp-{os.getppid()}-0a1b2c3d-stats.json"  # our parent: running
+    alive.write_text("{")
+    own = tmp_path / fileio.temp_name("folds.csv")  # this process, before it writes: stale
+    own.write_text("split")
+    assert fileio.remove_stale_temps(tmp_path) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [alive.name]
+    assert fileio.remove_stale_temps(tmp_path / "missing") == 0
+
+
+def test_a_killed_atomic_write_is_cleaned_by_the_next_run(tmp_path: Path):
+    code = ("import os, signal, sys\nfrom lib.common.fileio import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n"
+            "    tmp.write_bytes(b'half')\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.pt")], cwd=REPO)
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".tmp-") and left[0].endswith("-model.pt")
+    assert fileio.remove_stale_temps(tmp_path) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,153 @@
+from pathlib import Path
+
+import pytest
+
+from lib.common.errors import ParamError
+from lib.common.params import RULES, load_params, read_params_file
+from tests.conftest import REPO
+
+
+def write_params(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_repo_params_are_all_valid_and_all_have_rules():
+    params = read_params_file(REPO / "params.yaml")
+    flat = [f"{k}.{sub}" if isinstance(v, dict) else k
+            for k, v in params.items() for sub in (v if isinstance(v, dict) else [None])]
+    assert sorted(flat) == sorted(RULES)
+    import os
+    cwd = os.getcwd()
+    os.chdir(REPO)  # competition and test_labels are paths relative to the repo
+    try:
+        assert load_params(flat, REPO / "params.yaml")["competition"] == "data/demo"
+    finally:
+        os.chdir(cwd)
+
+
+def test_values_come_back_by_dotted_key(tmp_path):
+    path = write_params(tmp_path, "lr: 0.1\ndownload:\n  retries: 3\n")
+    assert load_params(["lr", "download.retries"], path) == {"lr": 0.1, "download.retries": 3}
+
+
+@pytest.mark.parametrize(("text", "key", "allowed"), [
+    ("lr: -1\n", "lr", "a number > 0"),
+    ("lr: 'fast'\n", "lr", "a number > 0"),
+    ("lr: .inf\n", "lr", "a number > 0"),  # finite too
+    ("epochs: 0\n", "epochs", "an integer >= 1"),
+    ("epochs: true\n", "epochs", "an integer >= 1"),
+    ("optimizer: adam\n", "optimizer", "one of sgd, adamw"),
+    ("tta: flip7\n", "tta", "one of none, flip, flip5, flip6"),
+    ("tta_scales: []\n", "tta_scales", "a non-empty list of scale factors"),
+    ("ensemble_runs: ['exp a']\n", "ensemble_runs", "a list of distinct runs"),
+    ("ensemble_runs: [exp-a, exp-a]\n", "ensemble_runs", "a list of distinct runs"),
+    ("ensemble_runs: [1234567]\n", "ensemble_runs", "a DVC experiment name or a git revision"),
+    ("ensemble_weights: fitted\n", "ensemble_weights", "auto (fitted on the out-of-fold"),
+    ("target_prior: balanced\n", "target_prior", "uniform or the path of a label_id,prior CSV"),
+    ("submission_format: csv\n", "submission_format", "one of label, proba"),
+    ("train_folds: [0, 0]\n", "train_folds", "distinct fold numbers"),
+    ("workers: many\n", "workers", "auto or an integer >= 0"),
+    ("amp: fp8\n", "amp", "one of auto, bf16, fp16, off"),
+    ("gpus: 0\n", "gpus", "an integer >= 1"),
+    ("sync_bn: 'yes'\n", "sync_bn", "true or false"),
+    ("competition: nowhere\n", "competition", "a folder that holds train.json"),
+])
+def test_bad_value_names_key_value_and_what_is_allowed(tmp_path, text, key, allowed):
+    path = write_params(tmp_path, text)
+    with pytest.raises(ParamError) as error:
+        load_params([key], path)
+    message = str(error.value)
+    assert key in message and allowed in message and "\n" not in message
+    assert repr(read_params_file(path)[key]) in message
+
+
+def test_train_folds_must_lie_below_folds(tmp_path):
+    path = write_params(tmp_path, "folds: 3\ntrain_folds: [0, 3]\n")
+    with pytest.raises(ParamError, match=r"train_folds = \[0, 3\].*0 to folds - 1 = 2"):
+        load_params(["folds", "train_folds"], path)
+
+
+def test_ensemble_weights_need_one_per_member(tmp_path):
+    (tmp_path / "b3").mkdir()
+    path = write_params(tmp_path, f"ensemble_runs: [{tmp_path / 'b3'}]\n"
+                                  "ensemble_weights: [1, 2, 3]\n")
+    with pytest.raises(ParamError,
+                       match=r"ensemble_weights = \[1, 2, 3\].*expected auto, \[\] or 2"):
+        load_params(["ensemble_runs", "ensemble_weights"], path)
+
+
+def test_ensemble_runs_take_folders_experiment_names_and_revisions_and_auto_weights(tmp_path):
+    (tmp_path / "b3").mkdir()
+    runs = [str(tmp_path / "b3"), "exp-a", "v1.2", "HEAD~1", "abc1234", "runs/gone"]
+    path = write_params(tmp_path, f"ensemble_runs: {runs}\nensemble_weights: auto\n")
+    assert load_params(["ensemble_runs", "ensemble_weights"], path) == {
+        "ensemble_runs": runs, "ensemble_weights": "auto"}
+
+
+def test_missing_key_and_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ParamError, match="missing key 'download.retries'"):
+        load_params(["download.retries"], write_params(tmp_path, "download: {}\n"))
+    with pytest.raises(ParamError, match="file not found"):
+        load_params(["lr"], tmp_path / "nope.yaml")
+    with pytest.raises(ParamError, match="not valid YAML"):
+        load_params(["lr"], write_params(tmp_path, "lr: [\n"))
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("lr: 1e-05\n", 1e-05),  # what `dvc exp run -S lr=1e-5` writes
+    ("lr: 3e-4\n", 3e-4),  # a string under YAML 1.1 (no dot in the mantissa)
+    ("lr: .5\n", 0.5),
+    ("lr: 1E3\n", 1000.0),
+    ("lr: 2.5e+2\n", 250.0),
+])
+def test_numbers_load_as_dvc_writes_them(tmp_path, text, value):
+    assert load_params(["lr"], write_params(tmp_path, text)) == {"lr": value}
+
+
+def test_yaml_1_2_words_are_text_not_booleans(tmp_path):
+    # DVC reads params with YAML 1.2: `on` is a string there, so it must be here too
+    with pytest.raises(ParamError, match="sync_bn = 'on' is not allowed: expected true or false"):
+        load_params(["sync_bn"], write_params(tmp_path, "sync_bn: on\n"))
+
+
+def test_a_duplicate_key_is_an_error_with_both_lines(tmp_path):
+    path = write_params(tmp_path, "epochs: 3\nlr: 0.1\nepochs: 5\n")
+    with pytest.raises(ParamError, match=r'params.yaml:3:1: duplicate key "epochs" '
+                                         r"\(first at line 1\)"):
+        load_params(["lr"], path)
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("lr: [0.1\nepochs: 3\n", ":2:7:"),
+    ("lr: 0.1\n  epochs: 3\n", ":2:9:"),
+    ("lr: 'open\n", ":2:1:"),
+])
+def test_a_syntax_error_names_line_and_column(tmp_path, text, where):
+    with pytest.raises(ParamError, match="not valid YAML") as error:
+        load_params(["lr"], write_params(tmp_path, text))
+    assert where in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_file_that_is_not_a_mapping_or_not_text(tmp_path):
+    with pytest.raises(ParamError, match="expected a mapping"):
+        load_params(["lr"], write_params(tmp_path, "- lr\n"))
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"lr: \xff\xfe\n")
+    with pytest.raises(ParamError, match="not UTF-8"):
+        load_params(["lr"], path)
+    with pytest.raises(ParamError, match="not valid YAML"):
+        load_params(["lr"], write_params(tmp_path, "[" * 5000))
+
+
+@pytest.mark.parametrize(("seed", "ok"), [(0, True), (2**32 - 1, True), (2**32, False),
+                                          (-1, False)])
+def test_seed_stays_within_what_numpy_and_torch_accept(tmp_path, seed, ok):
+    path = write_params(tmp_path, f"seed: {seed}\n")
+    if ok:
+        assert load_params(["seed"], path) == {"seed": seed}
+    else:
+        with pytest.raises(ParamError, match=f"seed = {seed} is not allowed: expected an "
+                                             "integer >= 0 and <= 4294967295"):
+            load_params(["seed"], path)

@@ -1,0 +1,95 @@
+"""Resumable training: a train stage killed after an epoch and started again ends with the same
+weights and metrics as a run that was never interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lib.common.fileio import write_json
+from lib.prepare.folds import assign_folds, scan_labelled
+from tests.conftest import REPO, write_image
+
+SHRUNK = {"arch": "resnet10t", "pretrained": "none", "img_size": 32, "epochs": 4,
+          "batch_size": 8, "workers": 0, "mixup": 0.3, "aug": "medium", "ema": 0.9}
+
+
+def make_project(root: Path) -> Path:
+    images = root / "data" / "images"
+    for label in (1, 2, 3):
+        for i in range(24):
+            write_image(images / "train" / f"{label}" / f"{label * 100 + i}.png", size=(32, 32),
+                        seed=label * 1000 + i)
+    folds = assign_folds(scan_labelled(images, ["train"]), folds=2, seed=0)
+    folds.to_csv(root / "data" / "folds.csv", index=False)
+    write_json(root / "data" / "stats.json", {"mean": [0.5] * 3, "std": [0.29] * 3})
+    params = yaml.safe_load((REPO / "params.yaml").read_text()) | SHRUNK
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def start_training(root: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if not (root / ".git").exists():  # DVCLive needs a git repo with a commit
+        git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+        subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], cwd=root,
+                       check=True)
+    return subprocess.Popen([sys.executable, "-m", "stages.train", "--fold", "0"], cwd=root,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen) -> str:
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_and_matches_a_straight_run(tmp_path):
+    straight = make_project(tmp_path / "straight")
+    finish(start_training(straight))
+
+    killed = make_project(tmp_path / "killed")
+    process = start_training(killed)
+    resume = killed / "models" / "fold0" / "resume.pt"
+    deadline = time.monotonic() + 240
+    while not resume.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "models" / "fold0" / "model.pt").exists(), "finished before the kill"
+    done_epochs = torch.load(resume, weights_only=True)["epoch"]
+    assert 1 <= done_epochs < SHRUNK["epochs"]
+
+    output = finish(start_training(killed))
+    assert f"resuming from models/fold0/resume.pt after epoch {done_epochs}" in output
+    assert not resume.exists()  # removed once the model is saved
+
+    def saved(root):
+        checkpoint = torch.load(root / "models/fold0/model.pt", weights_only=True)
+        metrics = json.loads((root / "models/fold0/live/metrics.json").read_text())
+        return checkpoint["state_dict"], metrics
+
+    (a_weights, a_metrics), (b_weights, b_metrics) = saved(straight), saved(killed)
+    assert a_metrics["step"] == b_metrics["step"] == SHRUNK["epochs"] - 1
+    for name in ("val_loss", "val_acc", "train_loss"):
+        assert a_metrics[name] == b_metrics[name]
+    assert all(torch.equal(a_weights[k], b_weights[k]) for k in a_weights)
+
+
+def test_a_resume_file_from_other_params_is_ignored(tmp_path):
+    root = make_project(tmp_path / "p")
+    (root / "models" / "fold0").mkdir(parents=True)
+    torch.save({"key": "other", "epoch": 2}, root / "models" / "fold0" / "resume.pt")
+    output = finish(start_training(root))
+    assert "from other params or data: starting afresh" in output
