@@ -6,7 +6,7 @@ times, over the same files and in the same run:
   (b) single-process loop of our per-image sums,
   (c) decode ceiling: the same process pool only decoding the images (no statistics),
   (d) ours: lib.prepare.stats.compute_stats with one process per core.
-Targets (issue 4, 2-core machine): (d) >= 1.8x (a) and (d) >= 85% of (c).
+Targets (2-core machine): (d) >= 1.8x (a) and (d) >= 85% of (c).
 
     .venv/bin/python bench/stats_bench.py [--images 5000] [--workers 0] [--repeats 3]
 """

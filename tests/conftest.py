@@ -95,3 +95,10 @@ def recording_writes() -> Iterator[list[str]]:
 def assert_written_only_inside(folder: Path, writes: list[str]) -> None:
     outside = [w for w in writes if not Path(w).is_relative_to(folder)]
     assert not outside, f"written outside {folder}: {outside[:3]}"
+
+
+def train_config(**overrides):
+    """A TrainConfig with params.yaml's values (the one home of the defaults) and `overrides`."""
+    from lib.common.params import read_params_file
+    from lib.train.loop import TrainConfig
+    return TrainConfig.from_params(read_params_file(REPO / "params.yaml"), **overrides)

@@ -26,9 +26,10 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,31 +64,43 @@ RESUME_FIELDS = ("key", "epoch", "model", "optimizer", "schedule", "ema", "histo
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The training loop's knobs. Their defaults and meaning live in params.yaml only (build one
+    with `from_params`); channels_last is not a param: it follows the device."""
+
     epochs: int
     lr: float
-    optimizer: str = "adamw"         # "sgd" | "adamw"
-    momentum: float = 0.9            # SGD only
-    weight_decay: float = 0.01
-    schedule: str = "cosine"         # see lib.train.schedules
-    warmup_epochs: float = 0.5       # linear warm-up, in epochs (may be fractional)
-    sgdr_t0: float = 1.0             # SGDR: first cycle, epochs
-    sgdr_t_mult: float = 2.0         # SGDR: each cycle this many times longer
-    plateau_patience: int = 1        # plateau: epochs without improvement before a cut
-    plateau_factor: float = 0.5      # plateau: lr multiplier at each cut
-    freeze_epochs: int = 0           # epochs of head-only training first
-    backbone_lr_mult: float = 1.0    # backbone lr = lr x this (discriminative lr)
-    layer_decay: float = 0.0         # 0 = off; else layer-wise lr decay (overrides the mult)
-    label_smoothing: float = 0.0
-    mixup: float = 0.0               # probability that a batch is mixed up
-    cutmix: float = 0.0              # probability that a batch gets CutMix
-    mix_alpha: float = 1.0           # Beta(alpha, alpha) of the mixing weight
-    ema: float = 0.0                 # EMA decay of the weights; 0 = off
-    keep: str = "last"               # "last" | "best" (lowest validation loss)
-    seed: int = 0
-    amp: str = "auto"                # lib.train.device.AMP_MODES; auto: bf16/fp16 on CUDA only
-    compile: bool = False            # torch.compile the training forward
-    sync_bn: bool = False            # DDP: batch norm statistics over the global batch
+    optimizer: str
+    momentum: float
+    weight_decay: float
+    schedule: str
+    warmup_epochs: float
+    sgdr_t0: float
+    sgdr_t_mult: float
+    plateau_patience: int
+    plateau_factor: float
+    freeze_epochs: int
+    backbone_lr_mult: float
+    layer_decay: float
+    label_smoothing: float
+    mixup: float
+    cutmix: float
+    mix_alpha: float
+    ema: float
+    keep: str
+    seed: int
+    amp: str
+    compile: bool
+    sync_bn: bool
     channels_last: bool | None = None  # NHWC memory format; None = on CUDA only
+
+    @classmethod
+    def param_keys(cls) -> list[str]:
+        """The params.yaml keys a TrainConfig holds."""
+        return [f.name for f in fields(cls) if f.name != "channels_last"]
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> TrainConfig:
+        return cls(**{key: params[key] for key in cls.param_keys()} | overrides)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from lib.train.device import (
     prepare_model,
     to_device,
 )
-from lib.train.loop import TrainConfig, fit
+from lib.train.loop import fit
+from tests.conftest import train_config
 from tests.train.test_loop import loaders
 
 CPU = torch.device("cpu")
@@ -58,7 +59,7 @@ def test_one_epoch_with_amp_and_channels_last(image_tree, amp):
     torch.manual_seed(0)
     model = timm.create_model("resnet10t", num_classes=3)
     result = fit(model, train_loader=train, val_loader=val, device=CPU, fold=0, num_classes=3,
-                 config=TrainConfig(epochs=1, lr=0.01, amp=amp, channels_last=True))
+                 config=train_config(epochs=1, lr=0.01, amp=amp, channels_last=True))
     epoch = result.history[0]
     assert math.isfinite(epoch.train_loss) and math.isfinite(epoch.val_loss)
     assert all(v.dtype != torch.float16 for v in result.state_dict.values())  # weights fp32

@@ -6,8 +6,9 @@ import torch
 
 from lib.common.images import list_images
 from lib.train.data import ImageDataset, build_transforms, make_loader
-from lib.train.loop import TrainConfig, fit, set_frozen
+from lib.train.loop import fit, set_frozen
 from lib.train.model import create_model
+from tests.conftest import train_config
 
 
 def loaders(image_tree, img_size=32):
@@ -37,16 +38,16 @@ def test_frozen_epochs_change_only_the_head(image_tree):
     model = create_model("resnet10t", num_classes=3, pretrained="none")
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     fit(model, train_loader=train, val_loader=val, device=torch.device("cpu"), fold=0,
-        num_classes=3, config=TrainConfig(epochs=2, lr=0.01, freeze_epochs=2))
+        num_classes=3, config=train_config(epochs=2, lr=0.01, freeze_epochs=2))
     changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p)}
     assert changed == {"fc.weight", "fc.bias"}
 
 
 @pytest.mark.parametrize(("arch", "config"), [
-    ("resnet10t", TrainConfig(epochs=1, lr=0.01, optimizer="sgd", schedule="sgdr")),
-    ("tf_efficientnet_lite0", TrainConfig(epochs=1, lr=0.01, mixup=0.5, cutmix=0.5, ema=0.9,
+    ("resnet10t", train_config(epochs=1, lr=0.01, optimizer="sgd", schedule="sgdr")),
+    ("tf_efficientnet_lite0", train_config(epochs=1, lr=0.01, mixup=0.5, cutmix=0.5, ema=0.9,
                                           label_smoothing=0.1, schedule="onecycle")),
-    ("resnet10t", TrainConfig(epochs=1, lr=0.01, schedule="plateau", layer_decay=0.7,
+    ("resnet10t", train_config(epochs=1, lr=0.01, schedule="plateau", layer_decay=0.7,
                               keep="best")),
 ])
 def test_one_epoch_smoke_training(image_tree, arch, config):
@@ -69,7 +70,7 @@ def test_same_seed_same_metrics_and_weights(image_tree):
         train, val = loaders(image_tree)
         return fit(model, train_loader=train, val_loader=val, device=torch.device("cpu"),
                    fold=0, num_classes=3,
-                   config=TrainConfig(epochs=2, lr=0.01, mixup=0.5, seed=3))
+                   config=train_config(epochs=2, lr=0.01, mixup=0.5, seed=3))
 
     first, second = run(), run()
     assert first.history[-1].val_loss == second.history[-1].val_loss
@@ -81,7 +82,7 @@ def test_a_damaged_resume_file_is_set_aside_and_training_starts_over(image_tree,
                                                                     damage, caplog):
     train, val = loaders(image_tree)
     resume = tmp_path / "resume.pt"
-    config = TrainConfig(epochs=1, lr=0.01)
+    config = train_config(epochs=1, lr=0.01)
 
     def run():
         model = create_model("resnet10t", num_classes=3, pretrained="none")
