@@ -1,11 +1,9 @@
-"""ensemble: merge the folds' predictions (and those of the runs in ensemble_runs: folders,
-DVC experiment names or git revisions), score the out-of-fold predictions raw, clipped and
-prior-corrected, and write the submission.
+"""ensemble: merge the folds' predictions (and those of the runs in ensemble_runs: experiment
+names, git revisions or folders), score them out of fold, and write the submission.
 
 Out: submissions/submission.csv (checked as Kaggle would; a copy kept in submissions/history),
 metrics/ensemble.json (the headline), metrics/ensemble_detail.json, metrics/per_class.csv,
-metrics/oof_confusion.csv and metrics/top_losses.png (for `dvc plots show`).
-`python -m stages.ensemble --summary` prints the last run's figures again.
+metrics/oof_confusion.csv and metrics/top_losses.png. `--summary` prints the last figures again.
 """
 
 import json
@@ -16,13 +14,12 @@ from pathlib import Path
 from lib.acquire.competition_files import competition_files
 from lib.common.errors import UserError
 from lib.common.fileio import remove_stale_temps, write_json
-from lib.common.images import list_test_images
 from lib.common.params import load_params
 from lib.experiments.history import keep_submission
-from lib.infer.blending import blend_and_score, check_runs_current, gather_runs
+from lib.infer.blending import ensemble_competition
 from lib.infer.report import write_oof_reports
 from lib.infer.scoring import summary
-from lib.infer.submission import competition_class_names, competition_layout, write_submission
+from lib.infer.submission import write_submission
 from lib.prepare.folds import read_folds
 from stages import common as out
 from stages.common import IMAGES_DIR, run, upstream
@@ -38,30 +35,23 @@ def main() -> None:
     competition, root = Path(p["competition"]), Path(os.environ.get("DVC_ROOT", "."))
     if not (competition / "test.json").is_file():
         raise UserError(f"{competition / 'test.json'} not found: no test ids to submit for")
-    files = competition_files(competition, **{k: p[k] for k in
-                                              ("classes_file", "test_labels", "sample_submission")})
     for fold in p["train_folds"]:
         upstream(out.predictions_dir(fold), f"predict@{fold}")
     # root: a queued experiment runs in a temporary copy; members and history are the project's
-    runs, commits = gather_runs(out.PREDICTIONS_DIR, folds=p["train_folds"], root=root,
-                                entries=p["ensemble_runs"], how=p["ensemble_merge"])
-    names = competition_class_names(files.classes_file, competition)
-    layout = competition_layout(p["submission_format"], competition, names=names,
-                                sample=files.sample_submission, extra_labels=runs[0].test.classes)
-    test_dir = IMAGES_DIR / "test"
-    check_runs_current(runs, test_ids=layout.ids,
-                       on_disk=list_test_images(test_dir)[1] if test_dir.is_dir() else None)
-    result = blend_and_score(runs, layout=layout, test_labels=files.test_labels,
-                             how=p["ensemble_merge"], weights=p["ensemble_weights"] or None,
-                             target_prior=p["target_prior"], low=p["clip_low"],
-                             high=p["clip_high"], prior_correction=p["prior_correction"])
-    result.detail["members"] = commits
+    result = ensemble_competition(
+        competition, files=competition_files(competition, **{k: p[k] for k in (
+            "classes_file", "test_labels", "sample_submission")}), root=root,
+        predictions_dir=out.PREDICTIONS_DIR, train_folds=p["train_folds"],
+        ensemble_runs=p["ensemble_runs"], test_images=IMAGES_DIR / "test",
+        submission_format=p["submission_format"], how=p["ensemble_merge"],
+        weights=p["ensemble_weights"] or None, target_prior=p["target_prior"],
+        prior_correction=p["prior_correction"], low=p["clip_low"], high=p["clip_high"])
     for folder in (out.SUBMISSION_CSV.parent, out.ENSEMBLE_METRICS.parent):
         remove_stale_temps(folder)
-    write_oof_reports(result.oof, names, folds=read_folds(upstream(out.FOLDS_CSV, "folds")),
+    write_oof_reports(result.oof, result.names, folds=read_folds(upstream(out.FOLDS_CSV, "folds")),
                       images_dir=IMAGES_DIR, per_class_csv=out.PER_CLASS_CSV,
                       confusion_csv=out.CONFUSION_CSV, top_losses_png=out.TOP_LOSSES_PNG)
-    write_submission(out.SUBMISSION_CSV, result.frame, layout)
+    write_submission(out.SUBMISSION_CSV, result.frame, result.layout)
     write_json(out.ENSEMBLE_DETAIL, result.detail)
     write_json(out.ENSEMBLE_METRICS, result.headline)
     keep_submission(out.SUBMISSION_CSV, root / out.HISTORY_DIR, headline=result.headline,
@@ -71,7 +61,6 @@ def main() -> None:
 
 
 def print_summary() -> None:
-    """``--summary``: the last run's figures again, without recomputing anything."""
     detail = json.loads(upstream(out.ENSEMBLE_DETAIL, "ensemble").read_text())
     print(summary(detail, load_params(["submission_format"])["submission_format"]))
 

@@ -14,11 +14,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from lib.acquire.competition_files import CompetitionFiles
+from lib.common.images import list_test_images
 from lib.infer.ensemble import RunPredictions, clip_probs, correct_prior, most_probable_column
 from lib.infer.members import load_members
 from lib.infer.predictions import Predictions, check_test_ids
 from lib.infer.scoring import blend_runs, detail_scores, headline, test_scores
-from lib.infer.submission import Layout, build_submission
+from lib.infer.submission import (
+    Layout,
+    build_submission,
+    competition_class_names,
+    competition_layout,
+)
 from lib.infer.weights import fit_run_weights
 
 
@@ -28,6 +35,31 @@ class Outcome:
     oof: Predictions  # the OOF blend
     detail: dict  # metrics/ensemble_detail.json
     headline: dict  # metrics/ensemble.json
+    layout: Layout | None = None  # what the submission must look like
+    names: dict[int, str] | None = None  # class names, when the competition has them
+
+
+def ensemble_competition(competition: Path, *, files: CompetitionFiles, predictions_dir: Path,
+                         train_folds: Sequence[int], ensemble_runs: Sequence[str], root: Path,
+                         test_images: Path, submission_format: str, how: str,
+                         weights: Sequence[float] | str | None, target_prior: str,
+                         prior_correction: bool, low: float, high: float) -> Outcome:
+    """Everything the ensemble stage computes: the runs gathered (`root`: the project whose
+    experiments and cache are read) and checked against the current test images, blended,
+    scored and laid out as the competition's submission."""
+    runs, commits = gather_runs(predictions_dir, folds=train_folds, entries=ensemble_runs,
+                                root=root, how=how)
+    names = competition_class_names(files.classes_file, competition)
+    layout = competition_layout(submission_format, competition, names=names,
+                                sample=files.sample_submission, extra_labels=runs[0].test.classes)
+    check_runs_current(runs, test_ids=layout.ids, on_disk=list_test_images(test_images)[1]
+                       if test_images.is_dir() else None)
+    outcome = blend_and_score(runs, layout=layout, test_labels=files.test_labels, how=how,
+                              weights=weights, target_prior=target_prior,
+                              prior_correction=prior_correction, low=low, high=high)
+    outcome.detail["members"] = commits
+    outcome.layout, outcome.names = layout, names
+    return outcome
 
 
 def blend_and_score(runs: Sequence[RunPredictions], *, layout: Layout, test_labels: Path | None,
