@@ -201,6 +201,7 @@ def wait_for_queue(project: Path, timeout_s: float = 1200) -> str:
     raise AssertionError(f"the queue did not finish in {timeout_s} s:\n{status}")
 
 
+@pytest.mark.timeout(2400)  # three experiments end to end, on a machine that may be shared
 def test_queued_and_temp_experiments_run_only_what_changed(tmp_path_factory):
     project = make_project(tmp_path_factory.mktemp("queue"))
     run(["dvc", "repro"], project)
