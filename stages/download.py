@@ -16,6 +16,7 @@ from lib.acquire.download import (
     read_failures,
     write_report,
 )
+from lib.common.fileio import remove_stale_temps
 from lib.common.params import load_params
 from stages.common import (
     DOWNLOAD_FAILURES,
@@ -47,6 +48,7 @@ def main() -> None:
         logging.getLogger("stages.download").warning(
             "%s: the images written so far are complete and kept; run again to finish", stop)
         sys.exit(128 + stop.signum)
+    remove_stale_temps(DOWNLOAD_REPORT.parent)  # a killed run's half-written report
     write_report(result.report, result.failures, report_path=DOWNLOAD_REPORT,
                  failures_path=DOWNLOAD_FAILURES)
 
