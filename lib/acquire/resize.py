@@ -18,12 +18,10 @@ applied, so a shrunk image shows the same pixels training sees in a kept origina
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import os
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -31,6 +29,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lib.common.images import DRAFT_FORMATS, eight_bit, load_reduced
+from lib.common.oskit import stderr_muted
 
 NOT_AN_IMAGE = "not_an_image"
 TRUNCATED_IMAGE = "truncated_image"
@@ -215,7 +214,7 @@ def decode_jpeg_reduced(image: Image.Image, body: bytes, size: tuple[int, int]
     color, gray = _OPENCV_REDUCED[jpeg_reduction(image.size, size)]
     flags = (gray if image.mode == "L" else color) | cv2.IMREAD_IGNORE_ORIENTATION
     try:
-        with _stderr_muted():  # libjpeg prints warnings there ("Corrupt JPEG data: ...")
+        with stderr_muted():  # libjpeg prints warnings there ("Corrupt JPEG data: ...")
             return cv2.imdecode(np.frombuffer(body, np.uint8), flags)
     except cv2.error:  # e.g. above OpenCV's own pixel limit: PIL's limits decide
         return None
@@ -268,26 +267,3 @@ def _jpeg_mode(image: Image.Image) -> Image.Image:
     """``image`` in a mode JPEG stores, converted as ``lib.common.images.load_rgb`` converts it."""
     image = eight_bit(image)
     return image if image.mode in JPEG_MODES else image.convert("RGB")
-
-
-_devnull: int | None = None  # opened once per process, on first use
-
-
-@contextlib.contextmanager
-def _stderr_muted() -> Iterator[None]:
-    """File descriptor 2 points to /dev/null inside the block (C libraries write there
-    directly, around Python's sys.stderr)."""
-    global _devnull
-    if _devnull is None:
-        _devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        saved = os.dup(2)
-    except OSError:  # no descriptor 2 (closed by whoever started us): nothing to mute
-        yield
-        return
-    os.dup2(_devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
