@@ -351,3 +351,50 @@ def check_existing(path: str, limits: ImageLimits) -> str:
             return EXISTING_RESIZED
     Path(path).unlink(missing_ok=True)
     return EXISTING_BAD
+
+
+class ExecutorWorkers:
+    """The same interface as ``StoreWorkers`` on a plain ``ProcessPoolExecutor``: bodies are
+    pickled to the workers, outcomes pickled back."""
+
+    def __init__(self, *, count: int, limits: ImageLimits, context: BaseContext) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.count = count
+        self._limits = limits
+        self._executor = ProcessPoolExecutor(count, mp_context=context,
+                                             initializer=_init_executor_worker,
+                                             initargs=(limits.max_pixels,))
+        # every worker started now, before the event loop: a worker is only started when none
+        # is idle, and each of these holds its worker a moment
+        self.pids = sorted({f.result() for f in [self._executor.submit(_started)
+                                                  for _ in range(count)]})
+
+    @contextlib.asynccontextmanager
+    async def connected(self) -> AsyncIterator[ExecutorWorkers]:
+        yield self
+
+    async def store(self, body: bytes, folder: Path, stem: str) -> tuple[str | None, int, bool]:
+        return await asyncio.wrap_future(
+            self._executor.submit(store, body, str(folder), stem, self._limits))
+
+    async def check_existing(self, path: str) -> str:
+        return await asyncio.wrap_future(
+            self._executor.submit(check_existing, path, self._limits))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _started() -> int:
+    import time
+
+    time.sleep(0.05)
+    return os.getpid()
+
+
+def _init_executor_worker(max_pixels: int) -> None:
+    from lib.common.oskit import exit_with_parent
+
+    exit_with_parent()
+    init_worker(max_pixels)
