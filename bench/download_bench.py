@@ -337,21 +337,8 @@ def pool20(urls: list[str], out: Path, limits: ImageLimits) -> int:
         return sum(pool.imap_unordered(_fetch_and_shrink, _jobs(urls, out, limits)))
 
 
-def ours(urls: list[str], out: Path, limits: ImageLimits, concurrency: int = 128,
-         workers_class: type | None = None) -> dict[str, object]:
-    import lib.acquire.download as download_module
-
-    if workers_class is not None:
-        default, download_module.StoreWorkers = download_module.StoreWorkers, workers_class
-    try:
-        return _ours(urls, out, limits, concurrency)
-    finally:
-        if workers_class is not None:
-            download_module.StoreWorkers = default
-
-
-def _ours(urls: list[str], out: Path, limits: ImageLimits, concurrency: int
-          ) -> dict[str, object]:
+def ours(urls: list[str], out: Path, limits: ImageLimits, concurrency: int = 128
+         ) -> dict[str, object]:
     records = [ImageRecord("test", i, (url,), None) for i, url in enumerate(urls)]
     settings = DownloadSettings(max_side=limits.max_side, jpeg_quality=limits.quality,
                                 concurrency=concurrency, per_host=concurrency)
@@ -787,36 +774,6 @@ def pairs(args: argparse.Namespace) -> None:
         print(f"img2dataset: not run: {i2d_problem}")
 
 
-def workers_pairs(args: argparse.Namespace) -> None:
-    """Ours with the socket-pair store against ours with a ProcessPoolExecutor, N rounds each
-    with no delay and with the delay, the two runs of a round back to back (order alternating);
-    whole calls, images/s."""
-    from lib.acquire.store import ExecutorWorkers, StoreWorkers
-
-    paths = make_photos(args.images)[: args.images]
-    limits = ImageLimits(max_side=args.max_side, quality=QUALITY)
-    kinds = {"store": StoreWorkers, "executor": ExecutorWorkers}
-    runs: dict[tuple[int, str], list[float]] = {}
-    with serving(PHOTOS) as server:
-        for delay in (0, args.delay_ms):
-            urls = [server.url("p", delay, path.name) for path in paths]
-            for round_ in range(args.workers_pairs):
-                order = list(kinds) if round_ % 2 == 0 else list(kinds)[::-1]
-                for kind in order:
-                    seconds, report = timed(ours, urls, fresh(kind), limits, 128, kinds[kind])
-                    runs.setdefault((delay, kind), []).append(report["downloaded"] / seconds)
-    print(f"\nstore vs executor, {args.workers_pairs} paired rounds, whole calls; "
-          f"{where_written()}")
-    for delay in (0, args.delay_ms):
-        store, executor = runs[(delay, "store")], runs[(delay, "executor")]
-        ratios = [a / b for a, b in zip(store, executor, strict=True)]
-        print(f"{delay:4d} ms: store median {statistics.median(store):.1f} images/s "
-              f"({', '.join(f'{r:.1f}' for r in store)}); executor median "
-              f"{statistics.median(executor):.1f} ({', '.join(f'{r:.1f}' for r in executor)}); "
-              f"store / executor round by round: median {statistics.median(ratios):.3f} "
-              f"({', '.join(f'{r:.3f}' for r in ratios)})")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
@@ -832,9 +789,6 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=0,
                         help="instead: N back-to-back pairs for the two ratios the targets "
                              "are about (ceiling share, img2dataset), with their spread")
-    parser.add_argument("--workers-pairs", type=int, default=0,
-                        help="instead: N paired rounds of ours with the socket-pair store "
-                             "against ours with a ProcessPoolExecutor")
     parser.add_argument("--scale", type=int, default=0,
                         help="instead: the scale run with N URLs of small images (and N/5)")
     parser.add_argument("--rerun", action="store_true",
@@ -857,8 +811,6 @@ def main() -> None:
         scale(args)
     elif args.rerun:
         rerun(args)
-    elif args.workers_pairs:
-        workers_pairs(args)
     elif args.pairs:
         if args.pairs < 2:
             parser.error(f"--pairs must be at least 2 (quartiles need two pairs), not {args.pairs}")

@@ -26,9 +26,9 @@ ones as ``not_attempted`` and skips every image on disk unchecked.
 
 The pipeline: a fixed pool of ``concurrency`` coroutines pulls images from one iterator (never
 one task per image) and fetches them with one aiohttp session (``lib.acquire.fetch``); bodies go to
-worker processes, one per core, fed from the event loop (``lib.acquire.store``: requests over
-sockets, bodies in shared memory), which validate, shrink and write them, so decoding never
-blocks the event loop and every core decodes. Per image, only failures are kept: memory
+worker processes, one per core (``lib.acquire.store``: a ProcessPoolExecutor), which
+validate, shrink and write them, so decoding never blocks the event loop and every core
+decodes. Per image, only failures are kept: memory
 follows the lists, not the images.
 
 Out, returned: ``DownloadResult`` with
@@ -402,7 +402,7 @@ def _fetch_and_store(
             asyncio.run(_check_and_download(plan, competition_dir, settings, workers, tally,
                                             bar))
     finally:
-        workers.close()  # each finishes the images it was sent (three at most), then exits
+        workers.close()  # each finishes the images it was sent, then exits
 
 
 async def _check_and_download(
@@ -414,14 +414,13 @@ async def _check_and_download(
     bar: tqdm,
 ) -> None:
     with _signals_cancel_this_task():
-        async with workers.connected():
-            jobs = plan.jobs + await _check_existing_images(plan.existing, workers, tally, bar)
-            plan.existing = []
-            # Lists are often grouped by source site; a fixed shuffle spreads the hosts so the
-            # per-host limit does not leave most workers queueing behind one host.
-            random.Random(0).shuffle(jobs)
-            await _download_all(jobs, plan.folder_of, competition_dir, settings, workers.store,
-                                tally, bar)
+        jobs = plan.jobs + await _check_existing_images(plan.existing, workers, tally, bar)
+        plan.existing = []
+        # Lists are often grouped by source site; a fixed shuffle spreads the hosts so the
+        # per-host limit does not leave most workers queueing behind one host.
+        random.Random(0).shuffle(jobs)
+        await _download_all(jobs, plan.folder_of, competition_dir, settings, workers.store,
+                            tally, bar)
 
 
 def worker_preload() -> list[str]:

@@ -9,7 +9,6 @@ works the same everywhere, only slower.
 - ``open_unnamed_file`` / ``link_unnamed_file``: ``O_TMPFILE``, then ``linkat`` through
   /proc, for ``lib.common.fileio.write_bytes``.
 - ``stderr_muted``: file descriptor 2 pointed at /dev/null, around OpenCV's JPEG decoder.
-- ``exit_with_parent``: ``PR_SET_PDEATHSIG`` through ctypes, for worker processes.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import ctypes
 import errno
 import functools
 import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,24 +131,3 @@ def stderr_muted() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-
-
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def exit_with_parent() -> bool:
-    """Have the kernel send this process SIGTERM when its parent ends (``PR_SET_PDEATHSIG``).
-
-    Why: a pool's worker waits for work on a pipe its own process also holds open, so it
-    never sees the end of it; without this, killing the main process (kill -9) leaves its
-    workers waiting forever. False where this is not Linux (nothing changed)."""
-    parent = os.getppid()
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return False
-    if prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
-        return False
-    if os.getppid() != parent:  # the parent ended before the request: no signal will come
-        os.kill(os.getpid(), signal.SIGTERM)
-    return True

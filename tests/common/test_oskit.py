@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -94,39 +92,3 @@ def test_stderr_muted_silences_descriptor_2_and_gives_it_back(capfd: pytest.Capt
         os.write(2, b"from a C library\n")
     os.write(2, b"still there\n")
     assert capfd.readouterr().err == "still there\n"
-
-
-_ORPHAN_SCRIPT = """
-import subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-c", "from lib.common.oskit import "
-                          "exit_with_parent; import time; print(exit_with_parent(), flush=True); "
-                          "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
-print(child.pid, child.stdout.readline().strip(), flush=True)
-time.sleep(60)
-"""
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
-def test_a_process_that_asked_to_exit_with_its_parent_ends_when_the_parent_is_killed():
-    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_SCRIPT], stdout=subprocess.PIPE,
-                              text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        pid, asked = parent.stdout.readline().split()
-        assert asked == "True"
-        os.kill(parent.pid, signal.SIGKILL)
-        parent.wait()
-        deadline = time.monotonic() + 10
-        while _running(int(pid)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _running(int(pid))
-    finally:
-        parent.kill()
-        parent.wait()
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
