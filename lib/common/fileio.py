@@ -79,7 +79,7 @@ def remove_stale_temps(folder: Path | str) -> int:
 def _writer_running(name: str) -> bool:
     """Whether the process that made the temp file `name` is running (not this one: a stage
     cleans before it writes, so a temp with its pid is a dead namesake's, e.g. in a container
-    that reuses pids). Names without a pid are from older versions: not running."""
+    that reuses pids). A name without a pid counts as not running."""
     match = _OWNER.match(name)
     if match is None or int(match[1]) == os.getpid():
         return False

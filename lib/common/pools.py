@@ -16,10 +16,8 @@ from multiprocessing.pool import Pool
 from lib.common.oskit import keep_freed_memory
 
 # What the forkserver imports before it forks any worker: the decoders' libraries (numpy, PIL,
-# OpenCV). A worker forked from a server without them imports them itself, about half a second
-# of CPU and 8,000 page faults each, while the run is on; OpenCV's and numpy's OpenBLAS then
-# start a thread each in it. Download benchmark, its workers forked from a server that another
-# pool had started: 7-10% fewer images/s with no delay.
+# OpenCV), so that no worker imports them itself while the run is on (and OpenCV's and numpy's
+# OpenBLAS start no thread in each worker).
 DECODER_MODULES = ("lib.acquire.resize",)
 # this module first, for the filter below; then every module any caller asked for so far
 _preload = [__name__, *DECODER_MODULES]
