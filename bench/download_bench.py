@@ -8,10 +8,9 @@ without any download. Made once into bench/.cache/ (git-ignored).
 
 The server runs in its own process and answers ``/p/<delay_ms>/<name>`` after ``delay_ms``
 (default 100 ms, a far host), each response built once in memory and sent by a plain asyncio
-protocol: it stands for remote hosts, so it should take as little as possible of the two cores
-the contenders share (0.07 ms of CPU per photo, against 0.12-0.17 ms for aiohttp's low-level
-server). Every contender shrinks to ``--max-side`` (256),
-keeping the aspect, and writes JPEGs at quality 90:
+protocol: it stands for remote hosts, so it should take as little as possible of the cores the
+contenders share (less than aiohttp's low-level server). Every contender shrinks to
+``--max-side`` (256), keeping the aspect, and writes JPEGs at quality 90:
   (a) sequential urllib, on the first ``--sequential`` URLs only (0.1 s each: all 2,000 would
       take minutes), then lib.acquire.resize.prepare_image in the same process;
   (b) multiprocessing.Pool(20) of urllib (the 2018 winners' downloader), each worker fetching,
@@ -29,18 +28,17 @@ With no delay (CPU-bound):
   (e) the decode+resize ceiling: the same files read from disk and shrunk by a plain process
       pool, one process per core, no network, its start not counted;
   (f) ours, timed both ways;
-  (g) the network alone: the same URLs fetched by ours' aiohttp session and lib.acquire.fetch, the
+  (g) the network alone: the same URLs fetched by ours' aiohttp client and lib.acquire.fetch, the
       bodies dropped; the CPU it costs per image, ours' and the server's (from /proc). With
       the ceiling's CPU per image, C (its cores x its seconds / images), and the network's, N,
       no downloader that fetches and shrinks on these same cores can beat C / (C + N) of the
       ceiling: the bound printed beside (f)'s share.
 (b)-(g) take turns for ``--repeats`` rounds and each keeps its best, so a busy moment on a
-shared machine does not land on one contender only. The machine's speed drifts by 10-20% from
-one run to the next, so the ratios are also given round by round, with their median: (f)'s
-share of the (e) run just before it, and ours, (d), against (b) and (c) of the same round (a
-ratio of two runs measured together; best against best favours whichever contender varies
-most, and img2dataset's own images/s ranged from 139 to 188 within one session).
-Targets (issue 3, 2-core machine, max_side=256): (d) >= 2x (c) and >= 1.5x (b); (f) >= 80% of (e).
+shared machine does not land on one contender only. The machine's speed drifts from one run to
+the next, so the ratios are also given round by round, with their median: (f)'s share of the
+(e) run just before it, and ours, (d), against (b) and (c) of the same round (a ratio of two
+runs measured together; best against best favours whichever contender varies most).
+Targets (max_side=256): (d) >= 2x (c) and >= 1.5x (b); (f) >= 80% of (e).
 
 ``--pairs N`` instead runs only the two ratios the targets are about, N times each, every run
 of ours right after the run it is compared with, and prints their median, quartiles and range.
@@ -307,7 +305,6 @@ def serving(*folders: Path) -> Iterator[Server]:
 
 
 LIMITS = ImageLimits(max_side=256, quality=QUALITY)
-ISSUE_PHOTOS_PER_CORE = 240  # issue 3: one core, 500-1,300 px photos to 256, JPEG draft
 
 
 def _fetch_and_shrink(job: tuple[str, str, ImageLimits]) -> bool:
@@ -348,7 +345,7 @@ def ours(urls: list[str], out: Path, limits: ImageLimits, concurrency: int = 128
 
 
 async def _fetch_all(urls: list[str], concurrency: int) -> int:
-    """(g): every URL through lib.acquire.fetch on one session, as ours fetches; bodies dropped."""
+    """(g): every URL through lib.acquire.fetch on one client, as ours fetches; bodies dropped."""
     settings = DownloadSettings(concurrency=concurrency, per_host=concurrency)
     async with fetching(settings, BENCH) as fetch:
         pending = iter(urls)
@@ -447,12 +444,11 @@ def default_out() -> Path:
     bench/.cache/download_out.
 
     The ceiling writes nothing, so the writers' file system should cost them as little as
-    possible, and the same from run to run. On a disk it does not: on ext4 without a journal
-    (this machine's), the kernel skips inodes freed in the last 1-6 minutes when it allocates
-    new ones (perf: recently_deleted, find_inode_bit), so after any mass delete (an earlier
-    run's output, a pip install) every new file costs more kernel time. Measured, ours with no
-    delay: 0.15-0.21 ms of kernel CPU per image on /dev/shm, 0.34-0.56 ms on that disk; 82-84%
-    of the ceiling against 75-81%. ``--out`` picks another folder (to measure a disk)."""
+    possible, and the same from run to run. On a disk it does not: on ext4 without a journal,
+    the kernel skips inodes freed in the last minutes when it allocates new ones
+    (recently_deleted, find_inode_bit), so after any mass delete (an earlier run's output, a pip
+    install) every new file costs more kernel time. ``--out`` picks another folder (to measure
+    a disk)."""
     try:
         room = os.statvfs(SHM)
     except OSError:
@@ -587,8 +583,7 @@ def compare(args: argparse.Namespace) -> None:
           f"{server_ms:.2f});\n    so fetching and shrinking on these {workers} cores reaches "
           f"at most {bound:.1%} of the ceiling")
     # how fast this machine is today: ours is CPU-bound even with the delay, img2dataset less so
-    print(f"machine speed: one core decodes and shrinks {1000 / shrink_ms:.0f} photos/s "
-          f"(the issue measured about {ISSUE_PHOTOS_PER_CORE} on its machine)")
+    print(f"machine speed: one core decodes and shrinks {1000 / shrink_ms:.0f} photos/s")
     print(f"\nours / Pool(20), whole calls: {rate['d'] / rate['b']:.2f}x (target >= 1.5x)")
     if "c" in rate:
         print(f"ours / img2dataset: {rate['d2'] / rate['c']:.2f}x timed as it times itself, "
@@ -802,8 +797,8 @@ def main() -> None:
     global OUT
     OUT = (args.out or default_out()).resolve()
     # The forkserver, whichever contender starts it (the ceiling's pool, in --pairs), imports
-    # what ours' workers run, as in the download stage; else they import it themselves while
-    # ours is timed: 3-10% fewer images/s (lib.common.pools)
+    # what ours' workers run, as in the download stage; else they would import it themselves
+    # while ours is timed
     context(preload=worker_preload())
     if args.scale_child:
         scale_child(args)

@@ -1,54 +1,21 @@
 """Download every image of a competition into an ImageFolder tree.
 
-In: ``{split: [ImageRecord, ...]}`` from ``lib.acquire.competition``, the competition folder (base
-of relative ``file:`` URLs, and the only folder ``file:`` URLs may read from), the images folder,
-the folder for images no longer listed (``removed_dir``), ``DownloadSettings`` and, to retry only an
-earlier run's failures, the ``(split, image_id)`` pairs from its failures CSV (``read_failures``).
+In: ``{split: [ImageRecord, ...]}`` (``lib.acquire.competition``), the competition folder (the
+only folder ``file:`` URLs may read from), the images folder, the folder for images no longer
+listed, ``DownloadSettings`` and, to retry an earlier run's failures only, the pairs
+``read_failures`` returns. Out: the images under ``images_dir/<split>/<label>/`` (labelled
+splits) or ``images_dir/test/``, each written atomically, and a ``DownloadResult``: the report
+(counts per outcome, split and failure reason) and one failure row per image not on disk.
 
-Out, on disk: ``images_dir/<split>/<label>/<image_id>.<ext>`` for the labelled splits (label folders
-zero-padded to one width across train and validation, so ImageFolder's string sort is numeric order)
-and ``images_dir/test/<image_id>.<ext>``; ``<ext>`` comes from the decoded image format (jpg, png,
-gif, webp, bmp, tif, ppm), never from the URL. Images are the original bytes, or with ``max_side``
-set, larger ones shrunk and re-encoded as JPEG (``lib.acquire.resize``). Each file appears
-atomically (``lib.common.fileio.write_bytes``: an unnamed file linked under its name once written,
-or a temp file ``.tmp*`` renamed): an interrupted run (Ctrl-C, SIGTERM, kill -9) never leaves a
-partial image under an image's name, and the next run deletes any temp files and fetches what is
-missing.
+A re-run first moves the images already there in line with the lists
+(``lib.acquire.reconcile``), checks them (``lib.acquire.store``) and fetches only what is
+missing. A fixed pool of coroutines fetches (``lib.acquire.fetch``); worker processes, one per
+core, validate, shrink and write (``lib.acquire.store``), so decoding never blocks the event
+loop. A failed image is a value, not an exception. SIGINT and SIGTERM stop the run cleanly:
+what was written is whole and kept, and ``DownloadInterrupted`` is raised.
 
-A re-run first brings the images already there in line with the lists (``lib.acquire.reconcile``:
-an image whose label folder changed is moved, one no longer listed is moved to ``removed_dir``
-and comes back from there if listed again; files the download did not write are left alone).
-It then checks each image there from its header and its last bytes (format, size, and the end
-marker a truncated file lacks; one larger than ``max_side`` is shrunk in place, a broken one
-deleted and fetched again: ``lib.acquire.store``), and fetches only the missing ones. With
-``retry_only`` it fetches only the listed images that are missing, counts the other missing
-ones as ``not_attempted`` and skips every image on disk unchecked.
-
-The pipeline: a fixed pool of ``concurrency`` coroutines pulls images from one iterator (never
-one task per image) and fetches them with one aiohttp session (``lib.acquire.fetch``); bodies go to
-worker processes, one per core, fed from the event loop (``lib.acquire.store``: requests over
-sockets, bodies in shared memory), which validate, shrink and write them, so decoding never
-blocks the event loop and every core decodes. Per image, only failures are kept: memory
-follows the lists, not the images.
-
-Out, returned: ``DownloadResult`` with
-- ``report``: ``{"total", "downloaded", "skipped_existing", "failed", "not_attempted",
-  "bytes" (bodies received), "bytes_written", "resized", "from_later_url", "existing_resized",
-  "existing_replaced", "moved", "set_aside", "restored" (``lib.acquire.reconcile``), "elapsed_s",
-  "images_per_s", "fetching_s" (first request to last image stored: without starting the
-  workers and checking the images on disk), "per_split":
-  {split: {"total", "downloaded", "skipped_existing", "failed", "not_attempted"}},
-  "failure_reasons": {reason: count}}`` (a failed image counts under its LAST URL's reason);
-- ``failures``: rows ``{"split", "image_id", "url", "reason"}`` for every image not on disk
-  afterwards, ``url`` the last URL tried and ``reason`` every tried URL's reason in order,
-  joined with ``;`` (``http_404;placeholder``), or ``not_attempted``.
-``write_report`` saves the report as JSON and the failures as CSV.
-
-A failed image is a value, not an exception; the reasons are listed in ``lib.acquire.fetch``
-(network, files) and ``lib.acquire.resize`` (``not_an_image``, ``truncated_image``,
-``corrupt_image``, ``placeholder``, ``decompression_bomb``). SIGINT and SIGTERM stop the run
-cleanly: requests in flight are dropped, images being written are finished, ``DownloadInterrupted``
-is raised. """
+docs/download.md describes the layout, the re-runs, the report's fields and the failure reasons.
+"""
 
 from __future__ import annotations
 
@@ -80,7 +47,7 @@ from lib.acquire.competition import (
     label_dir_name,
     label_width,
 )
-from lib.acquire.fetch import Fetcher, open_session
+from lib.acquire.fetch import Fetcher, open_client
 from lib.acquire.reconcile import default_removed_dir, image_stem, reconcile
 from lib.acquire.resize import ImageLimits
 from lib.acquire.store import (
@@ -91,6 +58,7 @@ from lib.acquire.store import (
 from lib.common import pools
 from lib.common.errors import UserError
 from lib.common.fileio import TMP_PREFIX, write_json, write_text
+from lib.common.oskit import batch_scheduling
 from lib.common.params import RULES
 
 logger = logging.getLogger(__name__)
@@ -389,10 +357,9 @@ def _fetch_and_store(
 ) -> None:
     # Processes, not threads: PIL parses headers and runs parts of its decoders in Python with
     # the GIL held, which would stall the event loop and cap decoding at one core. Started here,
-    # before the event loop: the first start waits for the forkserver's imports (about a
-    # second), which would stall every request in flight. "forkserver", not fork: this process
-    # already runs threads (tqdm's monitor, later aiohttp's resolver), and forking them can
-    # deadlock.
+    # before the event loop, because the first start waits for the forkserver's imports, which
+    # would stall every request in flight. "forkserver", not fork: this process already runs
+    # threads (tqdm's monitor, later aiohttp's resolver), and forking them can deadlock.
     context = pools.context(preload=worker_preload())
     workers = StoreWorkers(count=pools.worker_count(settings.workers), limits=settings.limits,
                            context=context)
@@ -401,7 +368,7 @@ def _fetch_and_store(
             asyncio.run(_check_and_download(plan, competition_dir, settings, workers, tally,
                                             bar))
     finally:
-        workers.close()  # each finishes the images it was sent (three at most), then exits
+        workers.close()  # each finishes the images it was sent, then exits
 
 
 async def _check_and_download(
@@ -413,21 +380,20 @@ async def _check_and_download(
     bar: tqdm,
 ) -> None:
     with _signals_cancel_this_task():
-        async with workers.connected():
-            jobs = plan.jobs + await _check_existing_images(plan.existing, workers, tally, bar)
-            plan.existing = []
-            # Lists are often grouped by source site; a fixed shuffle spreads the hosts so the
-            # per-host limit does not leave most workers queueing behind one host.
-            random.Random(0).shuffle(jobs)
-            await _download_all(jobs, plan.folder_of, competition_dir, settings, workers.store,
-                                tally, bar)
+        jobs = plan.jobs + await _check_existing_images(plan.existing, workers, tally, bar)
+        plan.existing = []
+        # Lists are often grouped by source site; a fixed shuffle spreads the hosts so the
+        # per-host limit does not leave most workers queueing behind one host.
+        random.Random(0).shuffle(jobs)
+        await _download_all(jobs, plan.folder_of, competition_dir, settings, workers.store,
+                            tally, bar)
 
 
 def worker_preload() -> list[str]:
     """What the forkserver imports once, before it forks the workers: this module (and so
     lib.acquire.store, all a worker runs) and the main module. multiprocessing makes every worker
-    import the main module again (for ``python -m stages.download``: aiohttp, tqdm, yaml..., about
-    half a second of CPU each); with its imports already loaded, that is only the module's body."""
+    import the main module again (for ``python -m stages.download``: aiohttp, tqdm, yaml...);
+    with its imports already loaded, that is only the module's body."""
     main_spec = getattr(sys.modules["__main__"], "__spec__", None)
     main_name = getattr(main_spec, "name", None)  # None when run as a script
     return [*([main_name] if main_name else []), __name__]
@@ -483,14 +449,14 @@ async def _download_all(
 
 @contextlib.asynccontextmanager
 async def fetching(settings: DownloadSettings, competition_dir: Path) -> AsyncIterator[Fetch]:
-    """``fetch(url) -> (body, reason)`` on one aiohttp session set up from ``settings``, open
+    """``fetch(url) -> (body, reason)`` on one aiohttp client set up from ``settings``, open
     for the ``async with`` block (``lib.acquire.fetch``)."""
-    session = open_session(
+    client = open_client(
         concurrency=settings.concurrency, per_host=settings.per_host,
         timeout_s=settings.timeout_s, connect_timeout_s=settings.connect_timeout_s,
         read_timeout_s=settings.read_timeout_s, dns_cache_s=settings.dns_cache_s)
-    async with session:
-        yield Fetcher(session, competition_dir, retries=settings.retries,
+    async with client:
+        yield Fetcher(client, competition_dir, retries=settings.retries,
                       backoff_s=settings.backoff_s, max_redirects=settings.max_redirects,
                       max_bytes=settings.max_bytes, per_host=settings.per_host).fetch
 
@@ -548,30 +514,6 @@ def _advance(bar: tqdm, tally: _Tally) -> None:
         bar.set_postfix(failed=tally.reasons.total(), refresh=False)
 
 
-@contextmanager
-def batch_scheduling() -> Iterator[None]:
-    """This thread under Linux's SCHED_BATCH for the block, then back to its policy.
-
-    For the event loop while the workers decode: with every core decoding, a network event no
-    longer preempts a worker at once but waits for its time slice to end, so the loop wakes
-    less often and handles more events per wake-up, and the workers are interrupted less. On
-    the benchmark with no delay: a third fewer wake-ups, about 0.08 ms less CPU per photo in
-    the loop. A thread under another policy (real-time, idle) is left as it is."""
-    batch = getattr(os, "SCHED_BATCH", None)
-    switched = False
-    try:
-        if batch is not None and os.sched_getscheduler(0) == os.SCHED_OTHER:
-            os.sched_setscheduler(0, batch, os.sched_param(0))
-            switched = True
-    except OSError:  # refused (e.g. a sandbox's seccomp filter): the download works without
-        pass
-    try:
-        yield
-    finally:
-        if switched:
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-
-
 # ---------------------------------------------------------------------------------------------
 # stopping on SIGINT / SIGTERM
 
@@ -579,7 +521,7 @@ def batch_scheduling() -> Iterator[None]:
 @contextmanager
 def _signals_cancel_this_task() -> Iterator[None]:
     """In the event loop: SIGINT or SIGTERM cancels the running task, which then raises
-    DownloadInterrupted once its cleanup (closing the session, cancelling workers) is done."""
+    DownloadInterrupted once its cleanup (closing the client, cancelling workers) is done."""
     task = asyncio.current_task()
     if task is None or threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread

@@ -1,6 +1,6 @@
 """Fetch the body of one URL: HTTP(S) with retries and caps, or a file inside the competition.
 
-In: a URL; a ``Fetcher`` built on one ``aiohttp.ClientSession`` (``open_session``: bounded
+In: a URL; a ``Fetcher`` built on one aiohttp client (``open_client``: bounded
 total concurrency, DNS cache, connect/read/total timeouts) with the retry and size limits.
 Out: ``(body, None)`` or ``(None, reason)``. A failure is a value, never an exception.
 
@@ -44,12 +44,14 @@ NOT_FOUND = "not_found"
 FILE_OUTSIDE_COMPETITION = "file_outside_competition"
 NOT_A_REGULAR_FILE = "not_a_regular_file"
 
+Client = aiohttp.ClientSession  # aiohttp's HTTP client: a connection pool, cookies, defaults
+
 MAX_RETRY_DELAY_S = 30.0
 _CHUNK_BYTES = 1 << 16
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
-def open_session(
+def open_client(
     *,
     concurrency: int,
     per_host: int,
@@ -57,8 +59,8 @@ def open_session(
     connect_timeout_s: float,
     read_timeout_s: float,
     dns_cache_s: float,
-) -> aiohttp.ClientSession:
-    """One session for the whole download: connections are pooled and reused per host."""
+) -> Client:
+    """One client for the whole download: connections are pooled and reused per host."""
     connector = aiohttp.TCPConnector(
         limit=concurrency, limit_per_host=per_host, ttl_dns_cache=dns_cache_s
     )
@@ -67,7 +69,7 @@ def open_session(
     timeout = aiohttp.ClientTimeout(
         total=timeout_s, sock_connect=connect_timeout_s, sock_read=read_timeout_s
     )
-    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+    return Client(connector=connector, timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,9 @@ class _Attempt:
 
 @dataclass
 class Fetcher:
-    """Fetches URLs through ``session``; ``file:`` URLs only inside ``competition_dir``."""
+    """Fetches URLs through ``client``; ``file:`` URLs only inside ``competition_dir``."""
 
-    session: aiohttp.ClientSession
+    client: Client
     competition_dir: Path
     retries: int  # extra attempts per URL for retryable failures
     backoff_s: float  # base of the exponential backoff
@@ -129,7 +131,7 @@ class Fetcher:
         redirects = dict(allow_redirects=self.max_redirects > 0,
                          max_redirects=self.max_redirects + 1)
         try:
-            async with self.session.get(url, **redirects) as response:
+            async with self.client.get(url, **redirects) as response:
                 if response.status >= 300:  # redirects were followed; a 3xx left is a failure
                     return _status_failure(response.status, response.headers)
                 body = await _read_capped(response, self.max_bytes)

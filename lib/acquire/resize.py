@@ -18,12 +18,10 @@ applied, so a shrunk image shows the same pixels training sees in a kept origina
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import os
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -31,6 +29,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lib.common.images import DRAFT_FORMATS, eight_bit, load_reduced
+from lib.common.oskit import stderr_muted
 
 NOT_AN_IMAGE = "not_an_image"
 TRUNCATED_IMAGE = "truncated_image"
@@ -50,10 +49,8 @@ JPEG_MODES = ("RGB", "L")  # what a JPEG stores (and OpenCV decodes); other mode
 PIXEL_SIGMA = 0.5
 MIN_SIGMA = 0.25
 # The Gaussian is cut at 1.5 sigma, not OpenCV's 3 (8-bit images): three taps for the sigmas
-# JPEG's reduced decoding leaves (below 0.9). It still flattens stripes at the output's Nyquist
-# frequency, is nearer a Lanczos resize of the full image (on the benchmark photos 31.5 dB
-# against 31.3 after reduced decoding, 35.1 against 32.9 from full size), and takes 0.20 ms
-# instead of 0.28 per photo.
+# JPEG's reduced decoding leaves (below 0.9), which still flatten stripes at the output's
+# Nyquist frequency, in less time than the longer kernel.
 KERNEL_SIGMAS = 1.5
 # OpenCV's imdecode flags for JPEG's reduced decoding (by 1, 2, 4 or 8), color and gray; EXIF
 # orientation is left alone, as everywhere else
@@ -90,7 +87,7 @@ def prepare_image(body: bytes, limits: ImageLimits) -> Prepared:
     try:
         with Image.open(io.BytesIO(body), formats=IMAGE_FORMATS) as image:
             # the whole body to the decoder in one call: by default PIL feeds it 64 KiB pieces,
-            # each copied twice on the way (2% of decoding a photo); the body is in memory anyway
+            # each copied twice on the way, and the body is in memory anyway
             image.decodermaxblock = max(len(body), image.decodermaxblock)
             reason = size_problem(image.size, limits)
             if reason is not None:
@@ -204,18 +201,17 @@ def decode_jpeg_reduced(image: Image.Image, body: bytes, size: tuple[int, int]
     does) and for a body OpenCV cannot decode completely (truncated or broken: PIL, decoding
     it next, says which).
 
-    The same libjpeg-turbo as PIL's reduced decoding (``Image.draft``) but 0.1 ms faster per
-    benchmark photo (1.6 against 1.7 ms), and straight into the array that is resized and
-    encoded: PIL holds RGB as four bytes a pixel, and numpy's copy packs them into three
-    (another 0.1 ms). It also decodes at full quality (accurate DCT, smooth chroma
-    upsampling), where PIL's draft takes the fast, coarse variants.
+    The same libjpeg-turbo as PIL's reduced decoding (``Image.draft``), but straight into the
+    array that is resized and encoded (PIL holds RGB as four bytes a pixel, which numpy's copy
+    then packs into three), and at full quality (accurate DCT, smooth chroma upsampling), where
+    PIL's draft takes the fast, coarse variants.
     """
     if image.format not in DRAFT_FORMATS or image.mode not in JPEG_MODES:
         return None
     color, gray = _OPENCV_REDUCED[jpeg_reduction(image.size, size)]
     flags = (gray if image.mode == "L" else color) | cv2.IMREAD_IGNORE_ORIENTATION
     try:
-        with _stderr_muted():  # libjpeg prints warnings there ("Corrupt JPEG data: ...")
+        with stderr_muted():  # libjpeg prints warnings there ("Corrupt JPEG data: ...")
             return cv2.imdecode(np.frombuffer(body, np.uint8), flags)
     except cv2.error:  # e.g. above OpenCV's own pixel limit: PIL's limits decide
         return None
@@ -235,7 +231,7 @@ def encode_jpeg(pixels: np.ndarray, quality: int) -> bytes:
 
     OpenCV's encoder: byte for byte what Pillow's ``save(..., "JPEG", quality=...)`` writes
     (both run libjpeg-turbo with the same defaults, 4:2:0 chroma), without building a PIL
-    image first: about 0.1 ms a photo less, a quarter of the encoding."""
+    image first."""
     encoded, buffer = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not encoded:  # cannot happen for uint8 BGR or grayscale: a bug, not a bad body
         raise RuntimeError(f"OpenCV could not encode a {pixels.shape} {pixels.dtype} array")
@@ -268,26 +264,3 @@ def _jpeg_mode(image: Image.Image) -> Image.Image:
     """``image`` in a mode JPEG stores, converted as ``lib.common.images.load_rgb`` converts it."""
     image = eight_bit(image)
     return image if image.mode in JPEG_MODES else image.convert("RGB")
-
-
-_devnull: int | None = None  # opened once per process, on first use
-
-
-@contextlib.contextmanager
-def _stderr_muted() -> Iterator[None]:
-    """File descriptor 2 points to /dev/null inside the block (C libraries write there
-    directly, around Python's sys.stderr)."""
-    global _devnull
-    if _devnull is None:
-        _devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        saved = os.dup(2)
-    except OSError:  # no descriptor 2 (closed by whoever started us): nothing to mute
-        yield
-        return
-    os.dup2(_devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)

@@ -13,8 +13,6 @@ folders it writes, before writing), sparing those of a process still running.
 
 from __future__ import annotations
 
-import errno
-import functools
 import json
 import logging
 import os
@@ -25,6 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from lib.common import oskit
 
 log = logging.getLogger(__name__)
 TMP_PREFIX = ".tmp"  # every temp file here starts with it
@@ -79,7 +79,7 @@ def remove_stale_temps(folder: Path | str) -> int:
 def _writer_running(name: str) -> bool:
     """Whether the process that made the temp file `name` is running (not this one: a stage
     cleans before it writes, so a temp with its pid is a dead namesake's, e.g. in a container
-    that reuses pids). Names without a pid are from older versions: not running."""
+    that reuses pids). A name without a pid counts as not running."""
     match = _OWNER.match(name)
     if match is None or int(match[1]) == os.getpid():
         return False
@@ -107,55 +107,30 @@ def write_bytes(path: Path, data: bytes | bytearray) -> None:
     """Write ``data`` as ``path`` so that readers never see half a file, even if the process
     is killed mid-write: the name appears only once every byte is in.
 
-    On Linux the bytes go into an unnamed file in the folder (``O_TMPFILE``), which is then
-    linked under its name: one change to the folder per image instead of a temp file's create
-    and rename, a third of the CPU per file with two processes writing into one folder (the
-    download's workers, one image each), and a killed process leaves nothing behind. Elsewhere,
-    and to replace a file already there, a temp file beside it (``TMP_PREFIX``; the download
-    deletes those a killed run left), then a rename. Unlike ``atomic_path``, the folder must
-    exist.
+    On Linux the bytes go into an unnamed file in the folder, which is then linked under its
+    name (``lib.common.oskit.open_unnamed_file``): a killed writer leaves nothing behind.
+    Elsewhere, and to replace a file already there, a temp file beside it (``TMP_PREFIX``;
+    the download deletes those a killed run left), then a rename. Unlike ``atomic_path``, the
+    folder must exist.
     """
     if not _write_unnamed_then_link(path, data):
         _write_named_then_rename(path, data)
 
 
-_O_TMPFILE = getattr(os, "O_TMPFILE", None)
-# O_TMPFILE unsupported by the file system (or the kernel: EISDIR before Linux 3.11)
-_NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
-
-
 def _write_unnamed_then_link(path: Path, data: bytes | bytearray) -> bool:
     """``write_bytes`` through an unnamed file; False, with nothing written, where it cannot
-    be done (no O_TMPFILE, no /proc, or ``path`` exists already)."""
-    proc = _proc_dir()
-    if _O_TMPFILE is None or proc is None:
+    be done (see ``open_unnamed_file``, or ``path`` exists already)."""
+    fd = oskit.open_unnamed_file(path.parent)
+    if fd is None:
         return False
     try:
-        fd = os.open(path.parent, _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o666)
-    except OSError as err:
-        if err.errno in _NO_TMPFILE:
-            return False
-        raise  # a missing folder, no permission...: as the named temp file would fail
-    try:
         _write_all(fd, data)
-        # linkat(AT_SYMLINK_FOLLOW) of /proc/self/fd/N gives the open file a name; os.link
-        # only calls linkat, not link (which would link the /proc symlink), given a dir fd
-        os.link(f"self/fd/{fd}", path, src_dir_fd=proc, follow_symlinks=True)
+        oskit.link_unnamed_file(fd, path)
         return True
     except FileExistsError:
         return False  # replacing a file already there: the rename does that atomically
     finally:
         os.close(fd)  # an unnamed file is freed here
-
-
-@functools.cache
-def _proc_dir() -> int | None:
-    """A handle on /proc (``self`` in it is whichever process looks, so one per process is
-    right even when inherited by a fork), or None without /proc."""
-    try:
-        return os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return None
 
 
 def _write_named_then_rename(path: Path, data: bytes | bytearray) -> None:

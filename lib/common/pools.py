@@ -7,18 +7,17 @@ process, which imports the decoders' libraries first (``context``), so no child 
 """
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import warnings
 from collections.abc import Callable, Sequence
 from multiprocessing.pool import Pool
 
+from lib.common.oskit import keep_freed_memory
+
 # What the forkserver imports before it forks any worker: the decoders' libraries (numpy, PIL,
-# OpenCV). A worker forked from a server without them imports them itself, about half a second
-# of CPU and 8,000 page faults each, while the run is on; OpenCV's and numpy's OpenBLAS then
-# start a thread each in it. Download benchmark, its workers forked from a server that another
-# pool had started: 7-10% fewer images/s with no delay.
+# OpenCV), so that no worker imports them itself while the run is on (and OpenCV's and numpy's
+# OpenBLAS start no thread in each worker).
 DECODER_MODULES = ("lib.acquire.resize",)
 # this module first, for the filter below; then every module any caller asked for so far
 _preload = [__name__, *DECODER_MODULES]
@@ -59,31 +58,6 @@ def set_up_decode_worker() -> None:
 
     cv2.setNumThreads(1)
     keep_freed_memory()
-
-
-# glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD_BYTES = 32 << 20  # smaller blocks come from the heap and are reused
-TRIM_THRESHOLD_BYTES = 64 << 20  # free heap kept by the process before giving it back
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed image buffers for the next image.
-
-    Decoding and shrinking one photo holds several buffers of a few hundred KB to a few MB
-    at once. By default glibc gives freed memory back to the kernel once more than twice the
-    largest block freed so far is free at the top of its heap (and maps blocks above an
-    adaptive threshold separately), so each image faults its pages in again: up to a hundred
-    and more page faults, 0.2-0.3 ms of kernel time per photo, 7% of its decode and shrink.
-    Here blocks below 32 MiB come from the heap and up to 64 MiB of it stays with the worker.
-    False where this is not glibc (nothing changed)."""
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-                and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
 
 
 def process_pool(workers: int = 0, initializer: Callable[[], None] | None = None) -> Pool:

@@ -1050,15 +1050,3 @@ def test_the_event_loop_runs_under_sched_batch_and_the_policy_is_restored(
     assert result.report["downloaded"] == 1
     assert seen == [os.SCHED_BATCH]
     assert os.sched_getscheduler(0) == os.SCHED_OTHER
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
-def test_a_refused_scheduling_policy_is_no_error(monkeypatch: pytest.MonkeyPatch):
-    def refuse(*args: object) -> None:
-        raise PermissionError("seccomp")
-
-    before = os.sched_getscheduler(0)
-    monkeypatch.setattr(os, "sched_setscheduler", refuse)
-    with download_module.batch_scheduling():  # the download runs on without it
-        assert os.sched_getscheduler(0) == before
-    assert os.sched_getscheduler(0) == before

@@ -6,11 +6,13 @@ import errno
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 import lib.common.fileio as fileio
+from lib.common import oskit
 from lib.common.fileio import write_bytes
 from tests.conftest import REPO
 
@@ -19,9 +21,11 @@ from tests.conftest import REPO
 def write_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """write_bytes both ways: the Linux one, and the fallback elsewhere (no O_TMPFILE)."""
     if request.param == "named temp file":
-        monkeypatch.setattr(fileio, "_O_TMPFILE", None)
-    elif getattr(os, "O_TMPFILE", None) is None:
-        pytest.skip("no O_TMPFILE here")
+        monkeypatch.setattr(oskit, "open_unnamed_file", lambda folder: None)
+    elif (fd := oskit.open_unnamed_file(Path(tempfile.gettempdir()))) is None:
+        pytest.skip("no unnamed files here")
+    else:
+        os.close(fd)
     return request.param
 
 

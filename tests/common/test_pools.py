@@ -43,45 +43,6 @@ def test_forkserver_children_get_the_decoders_and_requested_modules_already_impo
     assert done.stdout.split() == ["cv2", "json", "PIL", "numpy"]
 
 
-_FAULTS_SCRIPT = """
-import resource, sys
-from lib.common.pools import keep_freed_memory
-
-kept = keep_freed_memory() if sys.argv[1] == "keep" else None
-
-
-def one_image():
-    # the buffers decoding and shrinking one photo holds at once: several of about 1 MiB
-    buffers = [bytearray(1 << 20) for _ in range(6)]
-    del buffers
-
-
-for _ in range(3):  # warm-up: glibc adapts its thresholds to what it sees freed
-    one_image()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(20):
-    one_image()
-print(kept, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
-"""
-
-
-def _page_faults_per_image(mode: str) -> tuple[str, float]:
-    done = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, mode], capture_output=True,
-                          text=True, check=True, cwd=Path(__file__).resolve().parents[2])
-    kept, per_image = done.stdout.split()
-    return kept, float(per_image)
-
-
-def test_decode_workers_reuse_freed_buffers_instead_of_faulting_in_new_pages():
-    # glibc's default gives the freed 6 MiB back (more than twice the largest block freed) and
-    # faults all 1,536 pages in again for the next image
-    kept, with_setting = _page_faults_per_image("keep")
-    _, default = _page_faults_per_image("default")
-    assert kept == "True"  # glibc (Linux)
-    assert with_setting <= 16, f"{with_setting} page faults per image"
-    assert default >= 500, f"the default now keeps its memory too ({default} faults per image)"
-
-
 _MAIN_MODULE = """
 from lib.common.pools import context
 
