@@ -13,8 +13,9 @@ Formats:
 Every test id gets a row: images that could not be downloaded get the fallback (the most
 probable class under the prior, or the prior itself as probabilities), and are counted.
 A sample submission fixes the ids, the columns and the row order exactly.
-Kaggle matches ids as text: an id must be written as test.json's integer is (`5001`, not
-`05001` or ` 5001`).
+Kaggle matches ids as text: an id is written exactly as the competition spells it
+(`000bec180eb18c7604dcecc8fe0dba07`; `5001`, not `05001`, ` 5001` or `5001.0`); ids are text
+throughout (lib.common.ids).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ import pandas as pd
 
 from lib.acquire.competition import LABELLED_SPLITS, load_split
 from lib.acquire.competition_files import check_class_ids
-from lib.common.csvfile import int_field, plain_int, read_columns, read_rows
+from lib.common.csvfile import id_field, int_field, plain_int, read_columns, read_rows
 from lib.common.errors import UserError
 from lib.common.fileio import atomic_path
+from lib.common.ids import id_order, is_id_text
 from lib.infer.predictions import Predictions
 
 FORMATS = ("label", "proba")
@@ -46,7 +48,7 @@ class Layout:
 
     fmt: str
     header: list[str]
-    ids: list[int]
+    ids: list[str]
     labels: list[int]
 
 
@@ -91,15 +93,15 @@ def _examples(values: Sequence, n: int = 5) -> str:
     return shown + (", ..." if len(values) > n else "")
 
 
-def read_sample(path: Path) -> tuple[list[str], list[int]]:
-    """The header and the ids (in row order) of a sample submission."""
+def read_sample(path: Path) -> tuple[list[str], list[str]]:
+    """The header and the ids (in row order, as spelt) of a sample submission."""
     path = Path(path)
     rows = read_rows(path, what="sample submission", bom=True)
     header = rows[0] if rows else None
     if not header or len(header) < 2:
         raise UserError(f"{path}: a sample submission needs a header of at least 2 columns")
-    # Ids written otherwise (05001) would not match the submission's, which spells test.json's.
-    ids = [int_field(row[0], path=path, line=line, column=header[0])
+    # Kept as spelt: Kaggle matches them as text, so `05001` is not test.json's 5001.
+    ids = [id_field(row[0], path=path, line=line, column=header[0])
            for line, row in enumerate(rows[1:], start=2) if row]
     return header, ids
 
@@ -116,12 +118,13 @@ def competition_layout(fmt: str, competition: Path, *, names: dict[int, str] | N
     labels = set(names or {}) | {int(label) for label in extra_labels}
     if names is None:
         labels |= competition_labels(competition)
-    test_ids = [record.image_id for record in load_split(competition / "test.json", "test")]
+    test_ids = [str(record.image_id)
+                for record in load_split(competition / "test.json", "test")]
     return make_layout(fmt, test_ids=test_ids, labels=sorted(labels), names=names,
                        sample=sample)
 
 
-def make_layout(fmt: str, *, test_ids: Sequence[int], labels: Sequence[int],
+def make_layout(fmt: str, *, test_ids: Sequence[int | str], labels: Sequence[int],
                 names: dict[int, str] | None = None,
                 sample: Path | None = None) -> Layout:
     """The expected submission. `labels`: the competition's label ids; `names`: their names
@@ -132,7 +135,7 @@ def make_layout(fmt: str, *, test_ids: Sequence[int], labels: Sequence[int],
     labels = sorted(int(label) for label in labels)
     column_of = dict(zip(class_names(labels, names), labels, strict=True))
     header = ["id", "predicted"] if fmt == "label" else ["id", *column_of]
-    ids = [int(i) for i in test_ids]
+    ids = [str(i) for i in test_ids]
     if sample is None:
         return Layout(fmt, header, ids, labels if fmt == "label" else list(column_of.values()))
     sample_header, sample_ids = read_sample(sample)
@@ -163,7 +166,7 @@ def build_submission(layout: Layout, test: Predictions, *, fallback_probs: np.nd
     """The submission rows in the layout's order; ids without a prediction get the fallback
     (probabilities for proba, the label of `fallback_column` for label). Returns the frame and
     how many rows were filled."""
-    row_of = {int(i): r for r, i in enumerate(test.image_ids)}
+    row_of = {str(i): r for r, i in enumerate(test.image_ids)}
     rows = np.array([row_of.get(i, -1) for i in layout.ids], dtype=np.int64)
     filled = int((rows < 0).sum())
     probs = np.where((rows >= 0)[:, None], test.probs[np.maximum(rows, 0)].astype(np.float64),
@@ -223,19 +226,18 @@ def check_submission(path: Path, layout: Layout) -> list[str]:
                 problems.append(f"{len(names)} {what}: {_examples(names)}")
     ragged = [line for line, row in rows if len(row) != len(header)]
     problems += _found(f"rows without {len(header)} fields", ragged, lines=True)
-    ids: list[int] = []
+    ids: list[str] = []
     bad_ids = []
     for line, row in rows:
-        value = plain_int(row[0])
-        if value is None:
-            bad_ids.append(f"line {line}: {row[0][:20]!r}")
+        if is_id_text(row[0]):
+            ids.append(row[0])
         else:
-            ids.append(value)
-    problems += _found("ids not written as test.json's integers (Kaggle matches them as text)",
-                       bad_ids, shown=3)
-    repeated_ids = sorted(i for i, n in Counter(ids).items() if n > 1)
+            bad_ids.append(f"line {line}: {row[0][:20]!r}")
+    problems += _found("malformed ids (an id is letters, digits, - and _; Kaggle matches ids as "
+                       "text)", bad_ids, shown=3)
+    repeated_ids = sorted((i for i, n in Counter(ids).items() if n > 1), key=id_order)
     expected = set(layout.ids)
-    unknown_ids = sorted(set(ids) - expected)
+    unknown_ids = sorted(set(ids) - expected, key=id_order)
     present = set(ids)
     missing_ids = [i for i in layout.ids if i not in present]
     for what, values in (("missing ids", missing_ids), ("duplicate ids", repeated_ids),
