@@ -1,7 +1,7 @@
 """Submission CSVs in the competition's format, and the checks Kaggle would apply to them.
 
-In: the test ids of test.json, the competition's label ids (and their names from a classes
-file, when there is one), optionally Kaggle's sample submission, and the ensembled test
+In: the competition (lib.acquire.layouts: its test ids and label ids), the names of the labels
+from a classes file when there is one, optionally Kaggle's sample submission, and the ensembled test
 probabilities. Out: a `Layout` (header, ids in row order, the label of each column), the
 submission written atomically after passing `check_submission`, and for any CSV the list of
 everything Kaggle would reject.
@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.acquire.competition import LABELLED_SPLITS, load_split
 from lib.acquire.competition_files import check_class_ids
+from lib.acquire.layouts import Competition
 from lib.common.csvfile import id_field, int_field, plain_int, read_columns, read_rows
 from lib.common.errors import UserError
 from lib.common.fileio import atomic_path
@@ -68,23 +68,14 @@ def read_class_names(path: Path) -> dict[int, str]:
     return names
 
 
-def competition_labels(competition: Path) -> set[int]:
-    """Every label id of the competition's labelled splits (train.json, validation.json)."""
-    labels: set[int] = set()
-    for split in LABELLED_SPLITS:
-        if (competition / f"{split}.json").is_file():
-            labels |= {r.label for r in load_split(competition / f"{split}.json", split)}
-    return labels
-
-
 def competition_class_names(classes_file: Path | None,
-                            competition: Path) -> dict[int, str] | None:
+                            competition: Competition) -> dict[int, str] | None:
     """The names of a classes file, checked to cover exactly the competition's labels; None
     without a file."""
     if classes_file is None:
         return None
     names = read_class_names(classes_file)
-    check_class_ids(names, competition_labels(competition), source=classes_file)
+    check_class_ids(names, competition.labels, source=classes_file)
     return names
 
 
@@ -106,21 +97,19 @@ def read_sample(path: Path) -> tuple[list[str], list[str]]:
     return header, ids
 
 
-def competition_layout(fmt: str, competition: Path, *, names: dict[int, str] | None,
+def competition_layout(fmt: str, competition: Competition, *, names: dict[int, str] | None,
                        sample: Path | None, extra_labels: Sequence[int] = ()) -> Layout:
-    """The submission Kaggle expects for a competition folder, the same for the ensemble that
-    writes it and for the check before an upload: test.json's ids; as classes, those of the
-    classes file (`names`, from `competition_class_names`), else every label of train.json and
-    validation.json, plus `extra_labels` (the model's classes); `sample` as in `make_layout`.
+    """The submission Kaggle expects for a competition, the same for the ensemble that writes
+    it and for the check before an upload: the test ids; as classes, those of the classes file
+    (`names`, from `competition_class_names`), else every label of the labelled splits, plus
+    `extra_labels` (the model's classes); `sample` as in `make_layout`.
 
     Every label of the competition, not only those of the images that downloaded: a class
     whose every image failed still needs its proba column."""
     labels = set(names or {}) | {int(label) for label in extra_labels}
     if names is None:
-        labels |= competition_labels(competition)
-    test_ids = [str(record.image_id)
-                for record in load_split(competition / "test.json", "test")]
-    return make_layout(fmt, test_ids=test_ids, labels=sorted(labels), names=names,
+        labels |= competition.labels
+    return make_layout(fmt, test_ids=competition.test_ids, labels=sorted(labels), names=names,
                        sample=sample)
 
 

@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+from lib.acquire.layouts import read_competition
 from lib.common.errors import UserError
 from lib.infer.predictions import Predictions, load_predictions, save_predictions
 from lib.infer.submission import (
@@ -174,22 +175,22 @@ def test_competition_layout_has_every_label_of_the_competition(tmp_path):
     write_split(tmp_path / "train.json", {1: 11, 2: 12})
     write_split(tmp_path / "validation.json", {3: 13})
     write_split(tmp_path / "test.json", ids=(7, 5))
-    layout = competition_layout("proba", tmp_path, names=None, sample=None)
+    layout = competition_layout("proba", read_competition(tmp_path), names=None, sample=None)
     assert layout.header == ["id", "11", "12", "13"] and layout.ids == ["5", "7"]
     assert layout.labels == [11, 12, 13]
     # the models' classes join them (a label only the models know still gets its column)
-    extra = competition_layout("label", tmp_path, names=None, sample=None,
+    extra = competition_layout("label", read_competition(tmp_path), names=None, sample=None,
                                extra_labels=np.array([14]))
     assert extra.header == ["id", "predicted"] and extra.labels == [11, 12, 13, 14]
     # a classes file gives the classes and their names; validation.json may be absent
     (tmp_path / "validation.json").unlink()
     classes = tmp_path / "classes.csv"
     classes.write_text("label_id,name\n11,cat\n12,dog\n13,fox\n")
-    named = competition_layout("proba", tmp_path, names=read_class_names(classes),
+    named = competition_layout("proba", read_competition(tmp_path), names=read_class_names(classes),
                                sample=None)
     assert named.header == ["id", "cat", "dog", "fox"] and named.labels == [11, 12, 13]
-    assert competition_layout("proba", tmp_path, names=None, sample=None).labels == [
-        11, 12]
+    unnamed = competition_layout("proba", read_competition(tmp_path), names=None, sample=None)
+    assert unnamed.labels == [11, 12]
 
 
 GARBAGE = b"label_id,name\n1,cat\n\xff\xd8\xff\xe0 binary \x00\x9c\n"
