@@ -106,6 +106,10 @@ def competition_layout(fmt: str, competition: Competition, *, names: dict[int, s
 
     Every label of the competition, not only those of the images that downloaded: a class
     whose every image failed still needs its proba column."""
+    if fmt == "label" and competition.class_names is not None:
+        # its label ids 1..N are ours, not the competition's: Kaggle would score them as wrong
+        raise UserError(f"{competition.folder}: submission_format label writes label ids, and "
+                        "this competition's labels are names; use submission_format proba")
     labels = set(names or {}) | {int(label) for label in extra_labels}
     if names is None:
         labels |= competition.labels

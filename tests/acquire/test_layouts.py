@@ -142,3 +142,15 @@ def test_folders_layout_through_the_download_and_folds_stages(tmp_path):
         folds = list(csv.DictReader(f))
     assert [row["image_id"] for row in folds][:3] == ["daisy_0", "daisy_1", "daisy_2"]
     assert {row["fold"] for row in folds} == {"0", "1", "2"}
+
+
+def test_a_label_submission_for_named_labels_is_refused_not_written_as_ids(tmp_path):
+    from lib.common.errors import UserError
+    from lib.infer.submission import competition_layout
+
+    root = labels_csv_competition(tmp_path, [(HEX[0], "whippet"), (HEX[1], "basenji")])
+    competition = read_test_competition(root)
+    with pytest.raises(UserError, match=r"labels are names; use submission_format proba"):
+        competition_layout("label", competition, names=None, sample=None)
+    layout = competition_layout("proba", competition, names=competition.class_names, sample=None)
+    assert layout.header == ["id", "basenji", "whippet"] and layout.ids == ["t1", "t2"]
