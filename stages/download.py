@@ -19,14 +19,8 @@ from lib.acquire.download import (
 )
 from lib.acquire.layouts import read_competition
 from lib.common.params import load_params
-from stages.common import (
-    CLASSES_CSV,
-    DOWNLOAD_FAILURES,
-    DOWNLOAD_REPORT,
-    IMAGES_DIR,
-    IMAGES_REMOVED_DIR,
-    run,
-)
+from stages import common as out
+from stages.common import run
 
 SETTINGS = [field.name for field in fields(DownloadSettings)]
 # Knobs that change only how fast the images come, never which bytes are stored: not DVC deps.
@@ -42,20 +36,20 @@ def main() -> None:
     competition = Path(params["competition"])
     found = read_competition(competition, fmt=params["competition_format"],
                              id_column=params["id_column"], label_column=params["label_column"])
-    records = found.records
     settings = DownloadSettings(**{name: params[f"download.{name}"] for name in SETTINGS})
-    retry_only = read_failures(DOWNLOAD_FAILURES) if params["download.retry_failures"] else None
+    retry = read_failures(out.DOWNLOAD_FAILURES) if params["download.retry_failures"] else None
     try:
-        result = download_competition(records, competition_dir=competition,
-                                      images_dir=IMAGES_DIR, removed_dir=IMAGES_REMOVED_DIR,
-                                      settings=settings, retry_only=retry_only)
+        result = download_competition(found.records, competition_dir=competition,
+                                      images_dir=out.IMAGES_DIR,
+                                      removed_dir=out.IMAGES_REMOVED_DIR, settings=settings,
+                                      retry_only=retry)
     except DownloadInterrupted as stop:
         logging.getLogger("stages.download").warning(
             "%s: the images written so far are complete and kept; run again to finish", stop)
         sys.exit(128 + stop.signum)
-    write_classes_file(CLASSES_CSV, found.labels, found.class_names)
-    write_report(result.report, result.failures, report_path=DOWNLOAD_REPORT,
-                 failures_path=DOWNLOAD_FAILURES)
+    write_classes_file(out.CLASSES_CSV, found.labels, found.class_names)
+    write_report(result.report, result.failures, report_path=out.DOWNLOAD_REPORT,
+                 failures_path=out.DOWNLOAD_FAILURES)
 
 
 if __name__ == "__main__":
