@@ -7,7 +7,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: setup run test test-fast lint deps leaderboard submit demo-data clean
+.PHONY: setup run test test-fast lint deps leaderboard submit download-competition demo-data clean
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,11 @@ leaderboard: setup
 # params.yaml; MESSAGE="..." to write your own message).
 submit: setup
 	$(BIN)/python -m stages.submit $(if $(MESSAGE),--message "$(MESSAGE)")
+
+# Get the competition named by kaggle_competition (params.yaml) with the kaggle tool and unzip it
+# into data/<slug>; then set `competition: data/<slug>`.
+download-competition: setup
+	$(BIN)/python -m stages.get_competition
 
 # Rewrite each stage's code deps in dvc.yaml from the imports of the code it runs.
 deps: setup

@@ -5,8 +5,8 @@
 
 Lists everything Kaggle would reject (wrong header, missing, duplicate or unknown ids, unknown
 labels, NaN or non-numeric values, probabilities outside [0, 1], rows not summing to 1) and
-exits 1, or prints OK and exits 0. The expectations come from params.yaml (competition's
-test.json ids, classes_file or the labels of train.json, submission_format, sample_submission);
+exits 1, or prints OK and exits 0. The expectations come from params.yaml (the competition's
+test ids, classes_file or its labels, submission_format, sample_submission);
 the options override the format and the sample.
 """
 
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from lib.acquire.competition_files import competition_files
+from lib.acquire.layouts import read_test_competition
 from lib.common.errors import UserError
 from lib.common.params import load_params
 from lib.infer.submission import (
@@ -23,9 +24,10 @@ from lib.infer.submission import (
     competition_class_names,
     competition_layout,
 )
-from stages.common import SUBMISSION_CSV, run, upstream
+from stages.common import CLASSES_CSV, SUBMISSION_CSV, run, upstream
 
-PARAMS = ["competition", "classes_file", "sample_submission", "submission_format"]
+PARAMS = ["competition", "competition_format", "id_column", "label_column", "classes_file",
+          "sample_submission", "submission_format"]
 
 
 def main() -> None:
@@ -46,10 +48,11 @@ def check_file(csv: Path, *, fmt: str | None = None, sample: Path | None = None)
         upstream(SUBMISSION_CSV, "ensemble")
     elif not csv.is_file():
         raise UserError(f"{csv}: file not found")
-    competition = Path(p["competition"])
-    if not (competition / "test.json").is_file():
-        raise UserError(f"{competition / 'test.json'} not found: the test ids come from it")
-    files = competition_files(competition, classes_file=p["classes_file"], test_labels=None,
+    competition = read_test_competition(
+        Path(p["competition"]), fmt=p["competition_format"], id_column=p["id_column"],
+        label_column=p["label_column"])
+    files = competition_files(competition.folder, derived_classes=CLASSES_CSV,
+                              classes_file=p["classes_file"], test_labels=None,
                               sample_submission=p["sample_submission"])
     fmt = fmt or p["submission_format"]
     names = competition_class_names(files.classes_file, competition)

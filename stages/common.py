@@ -18,6 +18,7 @@ IMAGES_DIR = Path("data/images")
 IMAGES_REMOVED_DIR = Path("data/images_removed")
 DOWNLOAD_REPORT = Path("data/download_report.json")
 DOWNLOAD_FAILURES = Path("data/download_failures.csv")
+CLASSES_CSV = Path("data/classes.csv")  # label_id,name of the competition's labels
 STATS_JSON = Path("data/stats.json")
 FOLDS_CSV = Path("data/folds.csv")
 FOLDS_SUMMARY = Path("data/folds_summary.json")

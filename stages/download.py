@@ -1,5 +1,6 @@
-"""download: every image of the competition's URL lists -> data/images (ImageFolder layout),
-plus data/download_report.json (counts per outcome and reason) and data/download_failures.csv;
+"""download: every image of the competition (downloaded from its URL lists, or copied from its
+train/ and test/ folders) -> data/images (ImageFolder layout), data/classes.csv (label_id,name),
+data/download_report.json (counts per outcome and reason) and data/download_failures.csv;
 images no longer listed move to data/images_removed, and back from there when listed again.
 SIGINT/SIGTERM stop it cleanly (exit 128 + signal, no report); running it again finishes."""
 
@@ -8,7 +9,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from lib.acquire.competition import load_competition
+from lib.acquire.competition_files import write_classes_file
 from lib.acquire.download import (
     DownloadInterrupted,
     DownloadSettings,
@@ -16,20 +17,17 @@ from lib.acquire.download import (
     read_failures,
     write_report,
 )
+from lib.acquire.layouts import read_competition
 from lib.common.fileio import remove_stale_temps
 from lib.common.params import load_params
-from stages.common import (
-    DOWNLOAD_FAILURES,
-    DOWNLOAD_REPORT,
-    IMAGES_DIR,
-    IMAGES_REMOVED_DIR,
-    run,
-)
+from stages import common as out
+from stages.common import run
 
 SETTINGS = [field.name for field in fields(DownloadSettings)]
 # Knobs that change only how fast the images come, never which bytes are stored: not DVC deps.
 SPEED_SETTINGS = ["concurrency", "per_host", "dns_cache_s", "workers"]
-PARAMS = ["competition", "download.retry_failures",
+PARAMS = ["competition", "competition_format", "id_column", "label_column",
+          "download.retry_failures",
           *(f"download.{name}" for name in SETTINGS if name not in SPEED_SETTINGS)]
 SPEED_PARAMS = [f"download.{name}" for name in SPEED_SETTINGS]
 
@@ -37,20 +35,23 @@ SPEED_PARAMS = [f"download.{name}" for name in SPEED_SETTINGS]
 def main() -> None:
     params = load_params(PARAMS + SPEED_PARAMS)
     competition = Path(params["competition"])
-    records = load_competition(competition)
+    found = read_competition(competition, fmt=params["competition_format"],
+                             id_column=params["id_column"], label_column=params["label_column"])
     settings = DownloadSettings(**{name: params[f"download.{name}"] for name in SETTINGS})
-    retry_only = read_failures(DOWNLOAD_FAILURES) if params["download.retry_failures"] else None
+    retry = read_failures(out.DOWNLOAD_FAILURES) if params["download.retry_failures"] else None
     try:
-        result = download_competition(records, competition_dir=competition,
-                                      images_dir=IMAGES_DIR, removed_dir=IMAGES_REMOVED_DIR,
-                                      settings=settings, retry_only=retry_only)
+        result = download_competition(found.records, competition_dir=competition,
+                                      images_dir=out.IMAGES_DIR,
+                                      removed_dir=out.IMAGES_REMOVED_DIR, settings=settings,
+                                      retry_only=retry)
     except DownloadInterrupted as stop:
         logging.getLogger("stages.download").warning(
             "%s: the images written so far are complete and kept; run again to finish", stop)
         sys.exit(128 + stop.signum)
-    remove_stale_temps(DOWNLOAD_REPORT.parent)  # a killed run's half-written report
-    write_report(result.report, result.failures, report_path=DOWNLOAD_REPORT,
-                 failures_path=DOWNLOAD_FAILURES)
+    remove_stale_temps(out.DOWNLOAD_REPORT.parent)  # a killed run's half-written report
+    write_classes_file(out.CLASSES_CSV, found.labels, found.class_names)
+    write_report(result.report, result.failures, report_path=out.DOWNLOAD_REPORT,
+                 failures_path=out.DOWNLOAD_FAILURES)
 
 
 if __name__ == "__main__":

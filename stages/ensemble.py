@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from lib.acquire.competition_files import competition_files
-from lib.common.errors import UserError
+from lib.acquire.layouts import read_test_competition
 from lib.common.fileio import remove_stale_temps, write_json
 from lib.common.params import load_params
 from lib.experiments.history import keep_submission
@@ -24,7 +24,8 @@ from lib.prepare.folds import read_folds
 from stages import common as out
 from stages.common import IMAGES_DIR, run, upstream
 
-PARAMS = ["competition", "test_labels", "train_folds", "clip_low", "clip_high", "ensemble_merge",
+PARAMS = ["competition", "competition_format", "id_column", "label_column", "test_labels",
+          "train_folds", "clip_low", "clip_high", "ensemble_merge",
           "ensemble_runs", "ensemble_weights", "prior_correction", "target_prior",
           "submission_format", "sample_submission", "classes_file"]
 SPEED_PARAMS: list[str] = []
@@ -32,15 +33,16 @@ SPEED_PARAMS: list[str] = []
 
 def main() -> None:
     p = load_params(PARAMS)
-    competition, root = Path(p["competition"]), Path(os.environ.get("DVC_ROOT", "."))
-    if not (competition / "test.json").is_file():
-        raise UserError(f"{competition / 'test.json'} not found: no test ids to submit for")
+    root = Path(os.environ.get("DVC_ROOT", "."))
+    competition = read_test_competition(Path(p["competition"]), fmt=p["competition_format"],
+                                        id_column=p["id_column"], label_column=p["label_column"])
     for fold in p["train_folds"]:
         upstream(out.predictions_dir(fold), f"predict@{fold}")
     # root: a queued experiment runs in a temporary copy; members and history are the project's
     result = ensemble_competition(
-        competition, files=competition_files(competition, **{k: p[k] for k in (
-            "classes_file", "test_labels", "sample_submission")}), root=root,
+        competition, root=root, files=competition_files(
+            competition.folder, derived_classes=out.CLASSES_CSV,
+            **{k: p[k] for k in ("classes_file", "test_labels", "sample_submission")}),
         predictions_dir=out.PREDICTIONS_DIR, train_folds=p["train_folds"],
         ensemble_runs=p["ensemble_runs"], test_images=IMAGES_DIR / "test",
         submission_format=p["submission_format"], how=p["ensemble_merge"],

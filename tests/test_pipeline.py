@@ -184,7 +184,7 @@ def test_speed_knobs_rerun_nothing_and_a_code_change_reruns_its_stages(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert "up to date" in run(["dvc", "status"], project)
 
-    with open(project / "lib" / "folds.py", "a") as f:
+    with open(project / "lib" / "prepare" / "folds.py", "a") as f:
         f.write("# a change to a module train, predict and ensemble run\n")
     changed = set(re.findall(r"^([\w@]+):", run(["dvc", "status"], project), re.M))
     assert changed == {"folds", "train@0", "train@1", "predict@0", "predict@1", "ensemble"}

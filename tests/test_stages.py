@@ -247,8 +247,9 @@ def test_check_submission_rejects_ids_not_spelled_as_kaggle_matches_them(tmp_pat
     (project / "padded.csv").write_text("id,predicted\n01,2\n 2,1\n3,1\n4,1\n")
     done = run_stage("check_submission", project, "padded.csv")
     assert done.returncode == 1
-    assert "padded.csv: 2 ids not written as test.json's integers (Kaggle matches them as " \
-        "text) (line 2: '01', line 3: ' 2')" in done.stdout
+    assert "padded.csv: 1 malformed ids (an id is letters, digits, - and _; Kaggle matches ids " \
+        "as text) (line 3: ' 2')" in done.stdout
+    assert "padded.csv: 1 ids not in the test set: 01" in done.stdout
 
 
 def test_sample_submission_mismatch_stops_the_ensemble_with_one_line(tmp_path):

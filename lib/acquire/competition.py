@@ -9,15 +9,18 @@ In: a competition folder holding ``train.json`` (required) and ``validation.json
 ``url`` is a list of candidate URLs (mirrors, tried in order) or a single string; the test
 split has no annotations (the key may be absent; if present it is ignored).
 
-Out: ``{split: [ImageRecord, ...]}`` sorted by ``image_id``, for the splits whose file exists.
+Out: ``{split: [ImageRecord, ...]}`` sorted by ``image_id`` (``lib.common.ids.id_order``), for
+the splits whose file exists.
 
-Everything is checked here, before any download starts: a bad value raises
-``CompetitionError`` with a one-line message naming the file, the key or index, the value and
-what is allowed. ``image_id`` in particular must be a non-negative integer, because it becomes
-a file name; a string such as ``"../x"`` is rejected, never turned into a path. ``image_id``
-and ``label_id`` must fit in int64 (``INT64_MAX``): later stages hold them in numpy and pandas
-int64 columns. ``file:`` URLs must point inside the competition folder (``file:images/1.png``
-is relative to it); the downloader checks again, after following symlinks, when it reads them.
+Everything is checked here, before any download starts: a bad value raises ``CompetitionError``
+with a one-line message naming the file, the key or index, the value and what is allowed.
+``image_id`` in particular must be an id (``lib.common.ids``: an integer up to int64's maximum, or
+a string of letters, digits, ``-`` and ``_``), because it becomes a file name; a string such as
+``"../x"`` is rejected, never turned into a path. An integer id and the same digits as a string are
+one id (they name one file). ``label_id`` must fit in int64 (``INT64_MAX``): later stages hold
+labels in numpy and pandas int64 columns. ``file:`` URLs must point inside the competition folder
+(``file:images/1.png`` is relative to it); the downloader checks again, after following symlinks,
+when it reads them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from lib.common.errors import UserError
+from lib.common.ids import ALLOWED as ALLOWED_IDS
+from lib.common.ids import id_order, id_problem, id_text
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +57,7 @@ class ImageRecord:
     """One image of one split: where to fetch it and, for labelled splits, its class."""
 
     split: str
-    image_id: int
+    image_id: int | str  # as the file gives it; its text (str()) is what later stages carry
     urls: tuple[str, ...]
     label: int | None  # None for the test split
 
@@ -85,16 +90,15 @@ def load_split(path: Path, split: str) -> list[ImageRecord]:
     document = _read_json(path)
     images = _get_list(document, "images", path)
     urls_by_id = _parse_images(images, path, split)
-    labels: dict[int, int] = {}
+    labels: dict[str, int] = {}
     if split in LABELLED_SPLITS:
         annotations = _get_list(document, "annotations", path)
         labels = _parse_annotations(annotations, urls_by_id, path)
     elif "annotations" in document:
         logger.debug("%s: ignoring the annotations of the %s split", path, split)
     return [
-        ImageRecord(split=split, image_id=image_id, urls=urls_by_id[image_id],
-                    label=labels.get(image_id))
-        for image_id in sorted(urls_by_id)
+        ImageRecord(split=split, image_id=image_id, urls=urls, label=labels.get(id_text(image_id)))
+        for image_id, urls in sorted(urls_by_id.values(), key=lambda item: id_order(item[0]))
     ]
 
 
@@ -145,17 +149,20 @@ def _get_list(document: dict[str, Any], key: str, path: Path) -> list[Any]:
     return value
 
 
-def _parse_images(images: list[Any], path: Path, split: str) -> dict[int, tuple[str, ...]]:
-    urls_by_id: dict[int, tuple[str, ...]] = {}
-    duplicates: list[tuple[int, int]] = []  # (index, image_id)
+def _parse_images(images: list[Any], path: Path, split: str
+                  ) -> dict[str, tuple[int | str, tuple[str, ...]]]:
+    """``{id text: (image_id as given, urls)}``."""
+    urls_by_id: dict[str, tuple[int | str, tuple[str, ...]]] = {}
+    duplicates: list[tuple[int, str]] = []  # (index, id text)
     for index, image in enumerate(images):
         where = f"images[{index}]"
         entry = _as_object(image, where, path)
-        image_id = _non_negative_int(entry, "image_id", where, path)
-        if image_id in urls_by_id:
-            duplicates.append((index, image_id))
+        image_id = _image_id(entry, where, path)
+        if id_text(image_id) in urls_by_id:
+            duplicates.append((index, id_text(image_id)))
             continue
-        urls_by_id[image_id] = _parse_urls(entry, where, path, split, image_id)
+        urls_by_id[id_text(image_id)] = (image_id,
+                                         _parse_urls(entry, where, path, split, image_id))
     if duplicates:
         index, image_id = duplicates[0]
         ids = len({image_id for _, image_id in duplicates})
@@ -168,13 +175,14 @@ def _parse_images(images: list[Any], path: Path, split: str) -> dict[int, tuple[
 
 
 def _parse_annotations(
-    annotations: list[Any], urls_by_id: dict[int, tuple[str, ...]], path: Path
-) -> dict[int, int]:
-    labels: dict[int, int] = {}
+    annotations: list[Any], urls_by_id: dict[str, Any], path: Path
+) -> dict[str, int]:
+    """``{id text: label}``, every image of ``urls_by_id`` annotated exactly once."""
+    labels: dict[str, int] = {}
     for index, annotation in enumerate(annotations):
         where = f"annotations[{index}]"
         entry = _as_object(annotation, where, path)
-        image_id = _non_negative_int(entry, "image_id", where, path)
+        image_id = id_text(_image_id(entry, where, path))
         label = _positive_int(entry, "label_id", where, path)
         if image_id not in urls_by_id:
             raise CompetitionError(
@@ -187,7 +195,7 @@ def _parse_annotations(
                 f"each image needs exactly one annotation"
             )
         labels[image_id] = label
-    unlabelled = sorted(urls_by_id.keys() - labels.keys())
+    unlabelled = sorted(urls_by_id.keys() - labels.keys(), key=id_order)
     if unlabelled:
         raise CompetitionError(
             f"{path}: image_id {unlabelled[0]} has no annotation ({len(unlabelled)} images "
@@ -197,7 +205,7 @@ def _parse_annotations(
 
 
 def _parse_urls(
-    entry: dict[str, Any], where: str, path: Path, split: str, image_id: int
+    entry: dict[str, Any], where: str, path: Path, split: str, image_id: int | str
 ) -> tuple[str, ...]:
     if "url" not in entry:
         raise CompetitionError(f"{path}: {where} (image_id {image_id}) has no 'url' key")
@@ -215,7 +223,7 @@ def _parse_urls(
     return tuple(urls)
 
 
-def _check_url(url: str, path: Path, split: str, image_id: int) -> None:
+def _check_url(url: str, path: Path, split: str, image_id: int | str) -> None:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in URL_SCHEMES:
@@ -252,8 +260,14 @@ def _as_object(value: Any, where: str, path: Path) -> dict[str, Any]:
     return value
 
 
-def _non_negative_int(entry: dict[str, Any], key: str, where: str, path: Path) -> int:
-    return _int_in_range(entry, key, where, path, low=0)
+def _image_id(entry: dict[str, Any], where: str, path: Path) -> int | str:
+    """``entry["image_id"]`` when it is an id (``lib.common.ids``), or CompetitionError naming
+    the file, the entry and what is allowed."""
+    value = entry.get("image_id")
+    if "image_id" not in entry or id_problem(value) is not None:
+        raise CompetitionError(
+            f"{path}: {where}.image_id is {_describe(entry, 'image_id')}; expected {ALLOWED_IDS}")
+    return value
 
 
 def _positive_int(entry: dict[str, Any], key: str, where: str, path: Path) -> int:

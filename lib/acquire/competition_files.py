@@ -1,19 +1,25 @@
-"""The competition-specific files beside the URL lists: class names, known test answers and
+"""The competition-specific files beside the images: class names, known test answers and
 Kaggle's sample submission.
 
-In: the competition folder and the params `classes_file`, `test_labels`, `sample_submission`,
-each `auto`, null or a path. Out: a CompetitionFiles with the path of each (None when there is
-none). `auto` takes the file of the usual name from the competition folder when it is there,
-so pointing `competition` at another folder switches all three.
+In: the competition folder, the params `classes_file`, `test_labels`, `sample_submission`, each
+`auto`, null or a path, and the classes file the download stage derived (`derived_classes`).
+Out: a CompetitionFiles with the path of each (None when there is none). `auto` takes the file
+of the usual name from the competition folder when it is there, so pointing `competition` at
+another folder switches all three; for the classes file it then takes the derived one (the
+download writes it for every competition: `write_classes_file`), which names the classes of
+competitions whose labels are names (lib.acquire.layouts).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lib.common.errors import UserError
+from lib.common.fileio import write_text
 
 AUTO = "auto"
 DEFAULT_NAMES = {"classes_file": "classes.csv", "test_labels": "test_labels.csv",
@@ -27,19 +33,36 @@ class CompetitionFiles:
     sample_submission: Path | None
 
 
-def resolve_file(value: str | None, *, key: str, competition: Path) -> Path | None:
+def resolve_file(value: str | None, *, key: str, competition: Path,
+                 derived: Path | None = None) -> Path | None:
     """The file a param names: `auto` -> the competition folder's file of the usual name, if
-    present; null -> None; a path -> that path."""
+    present, else `derived` if present; null -> None; a path -> that path."""
     if value == AUTO:
         path = Path(competition) / DEFAULT_NAMES[key]
-        return path if path.is_file() else None
+        if path.is_file():
+            return path
+        return derived if derived is not None and derived.is_file() else None
     return Path(value) if value else None
 
 
-def competition_files(competition: Path, **values: str | None) -> CompetitionFiles:
-    """`values`: classes_file, test_labels and sample_submission as params.yaml gives them."""
-    return CompetitionFiles(**{key: resolve_file(values[key], key=key, competition=competition)
+def competition_files(competition: Path, *, derived_classes: Path | None = None,
+                      **values: str | None) -> CompetitionFiles:
+    """`values`: classes_file, test_labels and sample_submission as params.yaml gives them;
+    `derived_classes`: the download's classes file, what `classes_file: auto` falls back to."""
+    derived = {"classes_file": derived_classes}
+    return CompetitionFiles(**{key: resolve_file(values[key], key=key, competition=competition,
+                                                 derived=derived.get(key))
                                for key in DEFAULT_NAMES})
+
+
+def write_classes_file(path: Path, labels: Iterable[int], names: dict[int, str] | None) -> None:
+    """`label_id,name` for every label, in label order, atomically; a label without a name is
+    named by its id (as the stages show unnamed classes)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["label_id", "name"])
+    writer.writerows((label, (names or {}).get(label, str(label))) for label in sorted(labels))
+    write_text(path, buffer.getvalue())
 
 
 def check_class_ids(names: dict[int, str], labels: Iterable[int], *, source: Path) -> None:

@@ -3,9 +3,10 @@
 In: ``{split: [ImageRecord, ...]}`` (``lib.acquire.competition``), the competition folder (the
 only folder ``file:`` URLs may read from), the images folder, the folder for images no longer
 listed, ``DownloadSettings`` and, to retry an earlier run's failures only, the pairs
-``read_failures`` returns. Out: the images under ``images_dir/<split>/<label>/`` (labelled
-splits) or ``images_dir/test/``, each written atomically, and a ``DownloadResult``: the report
-(counts per outcome, split and failure reason) and one failure row per image not on disk.
+``read_failures`` returns (ids as text). Out: the images under ``images_dir/<split>/<label>/``
+(labelled splits) or ``images_dir/test/``, each written atomically, and a ``DownloadResult``:
+the report (counts per outcome, split and failure reason) and one failure row per image not on
+disk.
 
 A re-run first moves the images already there in line with the lists
 (``lib.acquire.reconcile``), checks them (``lib.acquire.store``) and fetches only what is
@@ -58,6 +59,8 @@ from lib.acquire.store import (
 from lib.common import pools
 from lib.common.errors import UserError
 from lib.common.fileio import TMP_PREFIX, write_json, write_text
+from lib.common.ids import ALLOWED as ALLOWED_IDS
+from lib.common.ids import id_order, is_id_text
 from lib.common.oskit import batch_scheduling
 from lib.common.params import RULES
 
@@ -134,12 +137,14 @@ def download_competition(
     competition_dir: Path,
     images_dir: Path,
     settings: DownloadSettings,
-    retry_only: set[tuple[str, int]] | None = None,
+    retry_only: set[tuple[str, int | str]] | None = None,
     removed_dir: Path | None = None,
 ) -> DownloadResult:
     """Fetch every record's image into ``images_dir``; see the module docstring.
     ``removed_dir`` None: ``<images_dir>_removed`` beside it."""
     settings.validate()
+    if retry_only is not None:  # ids compare as text: 5 and "5" are one image
+        retry_only = {(split, str(image_id)) for split, image_id in retry_only}
     unknown = sorted(set(records_by_split) - set(SPLITS))
     if unknown:
         raise ValueError(f"records_by_split has splits {unknown}; allowed: {', '.join(SPLITS)}")
@@ -182,8 +187,8 @@ def write_report(
     write_text(failures_path, buffer.getvalue())
 
 
-def read_failures(path: Path) -> set[tuple[str, int]]:
-    """The ``(split, image_id)`` pairs of a failures CSV written by ``write_report``."""
+def read_failures(path: Path) -> set[tuple[str, str]]:
+    """The ``(split, image id text)`` pairs of a failures CSV written by ``write_report``."""
     path = Path(path)
     if not path.is_file():
         raise FailuresFileError(
@@ -198,11 +203,11 @@ def read_failures(path: Path) -> set[tuple[str, int]]:
                                     f"{','.join(FAILURE_COLUMNS)}")
         for row in reader:
             split, image_id = row["split"], row["image_id"] or ""
-            if split not in SPLITS or not (image_id.isascii() and image_id.isdigit()):
+            if split not in SPLITS or not is_id_text(image_id):
                 raise FailuresFileError(
                     f"{path}: line {reader.line_num}: split {split!r}, image_id {image_id!r}; "
-                    f"expected one of {', '.join(SPLITS)} and a non-negative integer")
-            wanted.add((split, int(image_id)))
+                    f"expected one of {', '.join(SPLITS)} and {ALLOWED_IDS}")
+            wanted.add((split, image_id))
     return wanted
 
 
@@ -214,7 +219,7 @@ class _Tally:
     def __init__(self, splits: list[str]) -> None:
         self.per_split = {split: Counter() for split in splits}
         self.reasons: Counter[str] = Counter()
-        self.failures: list[tuple[str, int, str, str]] = []
+        self.failures: list[tuple[str, int | str, str, str]] = []
         self.extra: Counter[str] = Counter()  # bytes, bytes_written, resized, ...
         self.fetching_s = 0.0  # first request to last image stored
 
@@ -261,7 +266,7 @@ class _Tally:
 
     def failure_rows(self) -> list[dict[str, Any]]:
         """One row per image not on disk, in split then image_id order."""
-        rows = sorted(self.failures, key=lambda row: (_split_rank(row[0]), row[1]))
+        rows = sorted(self.failures, key=lambda row: (_split_rank(row[0]), id_order(row[1])))
         return [dict(zip(FAILURE_COLUMNS, row, strict=True)) for row in rows]
 
 
@@ -280,7 +285,7 @@ def _plan(
     records_by_split: dict[str, list[ImageRecord]],
     folder_of: Callable[[ImageRecord], Path],
     tally: _Tally,
-    retry_only: set[tuple[str, int]] | None,
+    retry_only: set[tuple[str, str]] | None,
 ) -> _Plan:
     """Sort every record into: to fetch, on disk (to check, or skipped), or not attempted."""
     files: dict[Path, dict[str, str]] = {}
@@ -295,7 +300,7 @@ def _plan(
                 plan.existing.append((record, str(folder / name)))
             elif name is not None:
                 tally.count(split, SKIPPED_EXISTING)  # retrying failures: trusted unchecked
-            elif retry_only is None or (split, record.image_id) in retry_only:
+            elif retry_only is None or (split, str(record.image_id)) in retry_only:
                 plan.jobs.append(record)
             else:
                 tally.not_attempted(record)

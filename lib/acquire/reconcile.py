@@ -11,8 +11,11 @@ widened by a larger label id). An image no longer listed (or no longer under tha
 moved to the same place under ``removed_dir`` (``<split>/<label>/<id>.<ext>``); one listed
 again that is only there is moved back, so it is never fetched again. Every move is a rename
 (across file systems, a whole copy, then the delete), so an interrupted run leaves each image
-in one place or the other, never in neither and never half. Files of other names
-(``.DS_Store``, notes, ``cat.jpg``) and folders that are no label are left where they are.
+in one place or the other, never in neither and never half. A file named ``<id>.<ext>`` (an id
+as ``lib.common.ids`` allows, a stored extension) in those folders is taken for an image: with
+string ids (``cat.jpg`` may be image ``cat``) one no list names is set aside, never deleted.
+Files of other names (``.DS_Store``, ``notes.txt``, ``x.jpg.part``, ``a b.jpg``) and folders
+that are no label are left where they are.
 Returned: ``Reconciled``, how many images were moved, set aside and restored.
 
 Images are matched by split and ``image_id`` (ids repeat across splits: iMaterialist's train
@@ -37,8 +40,8 @@ from lib.common.fileio import TMP_PREFIX, atomic_path
 logger = logging.getLogger(__name__)
 
 REMOVED_SUFFIX = "_removed"  # data/images -> data/images_removed
-# what the download names an image: str(image_id) (no leading zeros) and a stored extension
-_IMAGE_NAME = re.compile(r"(0|[1-9][0-9]*)\.([a-z]+)")
+# what the download names an image: the id's text and a stored extension
+_IMAGE_NAME = re.compile(r"([A-Za-z0-9_-]{1,128})\.([a-z]+)", re.ASCII)
 
 Key = tuple[str, str]  # (split, image id as in the file name)
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lib.common.errors import UserError
+from lib.common.ids import ALLOWED as ALLOWED_IDS
+from lib.common.ids import is_id_text
 
 # An integer id or label as Kaggle and our writers spell it: no sign, spaces or leading zeros;
 # at most 19 digits, as it must fit in int64 (the predictions files' ids).
@@ -87,3 +89,12 @@ def int_field(text: str, *, path: Path, line: int, column: str) -> int:
         raise UserError(f"{path}: line {line}: {column} {text[:40]!r} is not allowed: expected "
                         "a non-negative integer (int64) written without spaces or leading zeros")
     return value
+
+
+def id_field(text: str, *, path: Path, line: int, column: str) -> str:
+    """`text` when it is an image id's text (``lib.common.ids``), kept exactly as spelt; else a
+    UserError naming the cell."""
+    if not is_id_text(text):
+        raise UserError(f"{path}: line {line}: {column} {text[:40]!r} is not allowed: expected "
+                        f"an image id: {ALLOWED_IDS}")
+    return text

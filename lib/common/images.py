@@ -7,18 +7,17 @@ Listing: the image files under a folder; the test images with the id each file i
 from __future__ import annotations
 
 import logging
-import re
 import struct
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from lib.common.ids import id_order, is_id_text
+
 log = logging.getLogger(__name__)
 # every extension the download writes (lib.acquire.resize.STORED_EXTENSIONS), and common spellings
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
-# The stem of an image the download wrote: its id as JSON writes it, within int64.
-_ID_STEM = re.compile(r"0|[1-9][0-9]{0,18}")
 
 # What PIL's decoders raise on a file that is not a whole image (truncated, empty, corrupt,
 # a decompression bomb); anything else is a bug and propagates
@@ -92,15 +91,16 @@ def list_images(folder: Path) -> list[Path]:
                   and p.is_file())
 
 
-def list_test_images(folder: Path) -> tuple[list[Path], list[int]]:
+def list_test_images(folder: Path) -> tuple[list[Path], list[str]]:
     """The test images directly in `folder` (``<image_id>.<ext>``, as the download writes them)
-    and their ids, in id order. Other image files (``notes.png``, ``5 (1).jpg``, a second file
-    of one id, anything in a subfolder) are skipped with a warning naming them: the
-    submission's rows come from test.json, so a stray file could only add a row it drops."""
-    found: dict[int, Path] = {}
+    and their ids' text, in id order (``lib.common.ids.id_order``). Other image files
+    (``5 (1).jpg``, ``a.b.png``, a second file of one id, anything in a subfolder) are skipped
+    with a warning naming them: the submission's rows come from the competition's test list, so
+    a stray file could only add a row it drops."""
+    found: dict[str, Path] = {}
     strays = []
     for path in list_images(folder):
-        image_id = _id_of(path) if path.parent == folder else None
+        image_id = path.stem if path.parent == folder and is_id_text(path.stem) else None
         if image_id is None or image_id in found:
             strays.append(path)
         else:
@@ -109,12 +109,5 @@ def list_test_images(folder: Path) -> tuple[list[Path], list[int]]:
         log.warning("%s: skipped %d files not named <image_id>.<ext> as the download names "
                     "test images: %s", folder, len(strays),
                     ", ".join(str(p.relative_to(folder)) for p in strays[:5]))
-    ids = sorted(found)
+    ids = sorted(found, key=id_order)
     return [found[i] for i in ids], ids
-
-
-def _id_of(path: Path) -> int | None:
-    """The image id a file is named by, or None when its stem is not one."""
-    if _ID_STEM.fullmatch(path.stem) and int(path.stem) < 2**63:
-        return int(path.stem)
-    return None

@@ -85,9 +85,16 @@ def _competition_file(value: Any) -> str | None:
 
 
 def _competition_dir(value: Any) -> str | None:
-    if isinstance(value, str) and (Path(value) / "train.json").is_file():
+    if isinstance(value, str) and ((Path(value) / "train.json").is_file()
+                                   or (Path(value) / "train").is_dir()):
         return None
-    return "a folder that holds train.json"
+    return "a folder that holds train.json, or train/ (with labels.csv, or class folders)"
+
+
+def _column_name(value: Any) -> str | None:
+    if value == "auto" or _text(value) is None:
+        return None
+    return "auto (detected) or the name of a column of labels.csv"
 
 
 def _fold_list(value: Any) -> str | None:
@@ -138,6 +145,9 @@ def _prior(value: Any) -> str | None:
 
 RULES: dict[str, Check] = {
     "competition": _competition_dir,
+    "competition_format": _choice("auto", "json", "labels_csv", "folders"),
+    "id_column": _column_name,
+    "label_column": _column_name,
     "test_labels": _competition_file,
     "download.concurrency": _int(1),
     "download.per_host": _int(1),

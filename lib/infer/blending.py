@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from lib.acquire.competition_files import CompetitionFiles
+from lib.acquire.layouts import Competition
 from lib.common.images import list_test_images
 from lib.infer.ensemble import RunPredictions, clip_probs, correct_prior, most_probable_column
 from lib.infer.members import load_members
@@ -39,9 +40,10 @@ class Outcome:
     names: dict[int, str] | None = None  # class names, when the competition has them
 
 
-def ensemble_competition(competition: Path, *, files: CompetitionFiles, predictions_dir: Path,
-                         train_folds: Sequence[int], ensemble_runs: Sequence[str], root: Path,
-                         test_images: Path, submission_format: str, how: str,
+def ensemble_competition(competition: Competition, *, files: CompetitionFiles,
+                         predictions_dir: Path, train_folds: Sequence[int],
+                         ensemble_runs: Sequence[str], root: Path, test_images: Path,
+                         submission_format: str, how: str,
                          weights: Sequence[float] | str | None, target_prior: str,
                          prior_correction: bool, low: float, high: float) -> Outcome:
     """Everything the ensemble stage computes: the runs gathered (`root`: the project whose

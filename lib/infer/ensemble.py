@@ -26,6 +26,7 @@ import numpy as np
 
 from lib.common.csvfile import int_field, read_columns
 from lib.common.errors import ParamError, UserError
+from lib.common.ids import id_ranks
 from lib.infer.predictions import Predictions, load_predictions
 
 MERGES = ("mean", "geomean")
@@ -59,9 +60,11 @@ def normalised_weights(weights: Sequence[float] | None, count: int) -> np.ndarra
 
 
 def sorted_rows(p: Predictions) -> Predictions:
-    """The rows in (split, image id) order: ids repeat across splits, so both make the key."""
-    order = (np.lexsort((p.image_ids, p.splits)) if p.splits is not None
-             else np.argsort(p.image_ids, kind="stable"))
+    """The rows in (split, image id) order (``lib.common.ids.id_order``): ids repeat across
+    splits, so both make the key."""
+    ranks = id_ranks(p.image_ids)
+    order = (np.lexsort((ranks, p.splits)) if p.splits is not None
+             else np.argsort(ranks, kind="stable"))
     splits = p.splits[order] if p.splits is not None else None
     targets = p.targets[order] if p.targets is not None else None
     return Predictions(probs=p.probs[order], image_ids=p.image_ids[order], classes=p.classes,

@@ -73,7 +73,7 @@ def prepare_inference(model: nn.Module, checkpoint: dict, *, device: torch.devic
 
 def predict_fold(inference: Inference, checkpoint: dict, *, folds: pd.DataFrame, fold: int,
                  images_dir: Path, test_paths: Sequence[Path],
-                 test_ids: Sequence[int]) -> dict[str, Predictions]:
+                 test_ids: Sequence[str]) -> dict[str, Predictions]:
     classes = np.array(checkpoint["classes"])
     train_rows, oof_rows = split_fold(folds, fold)
     # A class-balanced sampler or loss weights train the model under a uniform prior.
@@ -95,6 +95,6 @@ def predict_fold(inference: Inference, checkpoint: dict, *, folds: pd.DataFrame,
     test_set = ImageDataset(list(test_paths), None, inference.transform,
                             decode_size=inference.decoded)
     splits["test"] = Predictions(probs=inference.probs(test_set, f"fold {fold} test"),
-                                 image_ids=np.array(test_ids, np.int64), classes=classes,
+                                 image_ids=np.array(test_ids, str), classes=classes,
                                  prior=prior)
     return splits

@@ -1,11 +1,12 @@
 """The file format for probabilities passed between stages.
 
-One `.npz` per fold and split: `probs` float32 (n_images, n_classes), `image_ids` int64 and
-`classes` int64 (the label id of each column) beside them, plus, for out-of-fold files, `splits`
-(the source split of each row, since ids repeat across splits) and `targets` (true label ids),
-and `prior`: the class prior the model was trained under (float64, one per column; uniform when
-training balanced the classes), which the ensemble's prior correction divides out.
-Row order is never implied: consumers align rows by id (and split).
+One `.npz` per fold and split: `probs` float32 (n_images, n_classes), `image_ids` (unicode text,
+each id as the competition spells it; files with int64 ids, as earlier runs wrote them, are read as
+their decimal text) and `classes` int64 (the label id of each column) beside them, plus, for
+out-of-fold files, `splits` (the source split of each row, since ids repeat across splits) and
+`targets` (true label ids), and `prior`: the class prior the model was trained under (float64, one
+per column; uniform when training balanced the classes), which the ensemble's prior correction
+divides out. Row order is never implied: consumers align rows by id (and split).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class Predictions:
     prior: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        # ids are text everywhere (lib.common.ids): 5001 and "5001" are one id
+        self.image_ids = np.asarray(self.image_ids).astype(str)
         n, c = self.probs.shape
         if len(self.image_ids) != n or len(self.classes) != c:
             raise ValueError(f"probs {self.probs.shape} do not match {len(self.image_ids)} ids "
@@ -42,7 +45,7 @@ class Predictions:
 
 def save_predictions(path: Path, predictions: Predictions) -> None:
     arrays = {"probs": predictions.probs.astype(np.float32),
-              "image_ids": predictions.image_ids.astype(np.int64),
+              "image_ids": predictions.image_ids.astype(str),
               "classes": predictions.classes.astype(np.int64)}
     if predictions.splits is not None:
         arrays["splits"] = predictions.splits.astype(str)

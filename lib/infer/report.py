@@ -95,9 +95,9 @@ def write_oof_reports(oof: Predictions, names: dict[int, str] | None, *, folds: 
     with atomic_path(confusion_csv, suffix=".csv") as tmp:
         confusion_frame(oof.probs, columns, oof.classes, names, oof.image_ids).to_csv(
             tmp, index=False)
-    path_of = {(s, int(i)): p for s, i, p in zip(folds["split"], folds["image_id"],
+    path_of = {(str(s), str(i)): p for s, i, p in zip(folds["split"], folds["image_id"],
                                                  folds["path"], strict=True)}
-    paths = [images_dir / path_of[(str(s), int(i))]
+    paths = [images_dir / path_of[(str(s), str(i))]
              for s, i in zip(oof.splits, oof.image_ids, strict=True)]
     shown = top_losses_grid(top_losses_png, image_paths=paths, probs=oof.probs,
                             columns=columns, classes=oof.classes, names=names)

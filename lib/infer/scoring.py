@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.common.csvfile import int_field, read_columns
+from lib.common.csvfile import id_field, int_field, read_columns
 from lib.infer.ensemble import (
     RunPredictions,
     combine,
@@ -97,20 +97,22 @@ def test_scores(answers: Path, layout: Layout, test: Predictions, *, prior: np.n
                                  fallback_column=fallback_column)
     merged = labels.merge(truth, on="id")
     known = merged[merged["id"].isin(set(test.image_ids.tolist()))]
-    row_of = {int(i): r for r, i in enumerate(test.image_ids)}
-    rows = np.array([row_of[int(i)] for i in known["id"]], dtype=np.int64)
+    row_of = {str(i): r for r, i in enumerate(test.image_ids)}
+    rows = np.array([row_of[str(i)] for i in known["id"]], dtype=np.int64)
     columns = target_columns(test.classes, known["label"].to_numpy())
     return {"accuracy": float((merged["predicted"] == merged["label"]).mean()),
             "log_loss_submitted": log_loss(test.probs[rows], columns)}
 
 
 def read_answers(path: Path) -> pd.DataFrame:
-    """test_labels.csv (`id,label`) as a frame of integers; a bad cell is one line naming it."""
+    """test_labels.csv (`id,label`) as a frame of id texts and integer label ids; a bad cell is
+    one line naming it."""
     records = read_columns(path, what="test answers", columns=("id", "label"))
-    return pd.DataFrame(
-        [(int_field(row["id"], path=path, line=line, column="id"),
+    frame = pd.DataFrame(
+        [(id_field(row["id"], path=path, line=line, column="id"),
           int_field(row["label"], path=path, line=line, column="label"))
-         for line, row in records], columns=["id", "label"], dtype=np.int64)
+         for line, row in records], columns=["id", "label"])
+    return frame.astype({"id": str, "label": np.int64})
 
 
 def summary(detail: dict, submission_format: str) -> str:

@@ -1,7 +1,7 @@
 """Submission CSVs in the competition's format, and the checks Kaggle would apply to them.
 
-In: the test ids of test.json, the competition's label ids (and their names from a classes
-file, when there is one), optionally Kaggle's sample submission, and the ensembled test
+In: the competition (lib.acquire.layouts: its test ids and label ids), the names of the labels
+from a classes file when there is one, optionally Kaggle's sample submission, and the ensembled test
 probabilities. Out: a `Layout` (header, ids in row order, the label of each column), the
 submission written atomically after passing `check_submission`, and for any CSV the list of
 everything Kaggle would reject.
@@ -13,8 +13,9 @@ Formats:
 Every test id gets a row: images that could not be downloaded get the fallback (the most
 probable class under the prior, or the prior itself as probabilities), and are counted.
 A sample submission fixes the ids, the columns and the row order exactly.
-Kaggle matches ids as text: an id must be written as test.json's integer is (`5001`, not
-`05001` or ` 5001`).
+Kaggle matches ids as text: an id is written exactly as the competition spells it
+(`000bec180eb18c7604dcecc8fe0dba07`; `5001`, not `05001`, ` 5001` or `5001.0`); ids are text
+throughout (lib.common.ids).
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.acquire.competition import LABELLED_SPLITS, load_split
 from lib.acquire.competition_files import check_class_ids
-from lib.common.csvfile import int_field, plain_int, read_columns, read_rows
+from lib.acquire.layouts import Competition
+from lib.common.csvfile import id_field, int_field, plain_int, read_columns, read_rows
 from lib.common.errors import UserError
 from lib.common.fileio import atomic_path
+from lib.common.ids import id_order, is_id_text
 from lib.infer.predictions import Predictions
 
 FORMATS = ("label", "proba")
@@ -46,7 +48,7 @@ class Layout:
 
     fmt: str
     header: list[str]
-    ids: list[int]
+    ids: list[str]
     labels: list[int]
 
 
@@ -66,23 +68,14 @@ def read_class_names(path: Path) -> dict[int, str]:
     return names
 
 
-def competition_labels(competition: Path) -> set[int]:
-    """Every label id of the competition's labelled splits (train.json, validation.json)."""
-    labels: set[int] = set()
-    for split in LABELLED_SPLITS:
-        if (competition / f"{split}.json").is_file():
-            labels |= {r.label for r in load_split(competition / f"{split}.json", split)}
-    return labels
-
-
 def competition_class_names(classes_file: Path | None,
-                            competition: Path) -> dict[int, str] | None:
+                            competition: Competition) -> dict[int, str] | None:
     """The names of a classes file, checked to cover exactly the competition's labels; None
     without a file."""
     if classes_file is None:
         return None
     names = read_class_names(classes_file)
-    check_class_ids(names, competition_labels(competition), source=classes_file)
+    check_class_ids(names, competition.labels, source=classes_file)
     return names
 
 
@@ -91,37 +84,40 @@ def _examples(values: Sequence, n: int = 5) -> str:
     return shown + (", ..." if len(values) > n else "")
 
 
-def read_sample(path: Path) -> tuple[list[str], list[int]]:
-    """The header and the ids (in row order) of a sample submission."""
+def read_sample(path: Path) -> tuple[list[str], list[str]]:
+    """The header and the ids (in row order, as spelt) of a sample submission."""
     path = Path(path)
     rows = read_rows(path, what="sample submission", bom=True)
     header = rows[0] if rows else None
     if not header or len(header) < 2:
         raise UserError(f"{path}: a sample submission needs a header of at least 2 columns")
-    # Ids written otherwise (05001) would not match the submission's, which spells test.json's.
-    ids = [int_field(row[0], path=path, line=line, column=header[0])
+    # Kept as spelt: Kaggle matches them as text, so `05001` is not test.json's 5001.
+    ids = [id_field(row[0], path=path, line=line, column=header[0])
            for line, row in enumerate(rows[1:], start=2) if row]
     return header, ids
 
 
-def competition_layout(fmt: str, competition: Path, *, names: dict[int, str] | None,
+def competition_layout(fmt: str, competition: Competition, *, names: dict[int, str] | None,
                        sample: Path | None, extra_labels: Sequence[int] = ()) -> Layout:
-    """The submission Kaggle expects for a competition folder, the same for the ensemble that
-    writes it and for the check before an upload: test.json's ids; as classes, those of the
-    classes file (`names`, from `competition_class_names`), else every label of train.json and
-    validation.json, plus `extra_labels` (the model's classes); `sample` as in `make_layout`.
+    """The submission Kaggle expects for a competition, the same for the ensemble that writes
+    it and for the check before an upload: the test ids; as classes, those of the classes file
+    (`names`, from `competition_class_names`), else every label of the labelled splits, plus
+    `extra_labels` (the model's classes); `sample` as in `make_layout`.
 
     Every label of the competition, not only those of the images that downloaded: a class
     whose every image failed still needs its proba column."""
+    if fmt == "label" and competition.class_names is not None:
+        # its label ids 1..N are ours, not the competition's: Kaggle would score them as wrong
+        raise UserError(f"{competition.folder}: submission_format label writes label ids, and "
+                        "this competition's labels are names; use submission_format proba")
     labels = set(names or {}) | {int(label) for label in extra_labels}
     if names is None:
-        labels |= competition_labels(competition)
-    test_ids = [record.image_id for record in load_split(competition / "test.json", "test")]
-    return make_layout(fmt, test_ids=test_ids, labels=sorted(labels), names=names,
+        labels |= competition.labels
+    return make_layout(fmt, test_ids=competition.test_ids, labels=sorted(labels), names=names,
                        sample=sample)
 
 
-def make_layout(fmt: str, *, test_ids: Sequence[int], labels: Sequence[int],
+def make_layout(fmt: str, *, test_ids: Sequence[int | str], labels: Sequence[int],
                 names: dict[int, str] | None = None,
                 sample: Path | None = None) -> Layout:
     """The expected submission. `labels`: the competition's label ids; `names`: their names
@@ -132,7 +128,7 @@ def make_layout(fmt: str, *, test_ids: Sequence[int], labels: Sequence[int],
     labels = sorted(int(label) for label in labels)
     column_of = dict(zip(class_names(labels, names), labels, strict=True))
     header = ["id", "predicted"] if fmt == "label" else ["id", *column_of]
-    ids = [int(i) for i in test_ids]
+    ids = [str(i) for i in test_ids]
     if sample is None:
         return Layout(fmt, header, ids, labels if fmt == "label" else list(column_of.values()))
     sample_header, sample_ids = read_sample(sample)
@@ -163,7 +159,7 @@ def build_submission(layout: Layout, test: Predictions, *, fallback_probs: np.nd
     """The submission rows in the layout's order; ids without a prediction get the fallback
     (probabilities for proba, the label of `fallback_column` for label). Returns the frame and
     how many rows were filled."""
-    row_of = {int(i): r for r, i in enumerate(test.image_ids)}
+    row_of = {str(i): r for r, i in enumerate(test.image_ids)}
     rows = np.array([row_of.get(i, -1) for i in layout.ids], dtype=np.int64)
     filled = int((rows < 0).sum())
     probs = np.where((rows >= 0)[:, None], test.probs[np.maximum(rows, 0)].astype(np.float64),
@@ -223,19 +219,18 @@ def check_submission(path: Path, layout: Layout) -> list[str]:
                 problems.append(f"{len(names)} {what}: {_examples(names)}")
     ragged = [line for line, row in rows if len(row) != len(header)]
     problems += _found(f"rows without {len(header)} fields", ragged, lines=True)
-    ids: list[int] = []
+    ids: list[str] = []
     bad_ids = []
     for line, row in rows:
-        value = plain_int(row[0])
-        if value is None:
-            bad_ids.append(f"line {line}: {row[0][:20]!r}")
+        if is_id_text(row[0]):
+            ids.append(row[0])
         else:
-            ids.append(value)
-    problems += _found("ids not written as test.json's integers (Kaggle matches them as text)",
-                       bad_ids, shown=3)
-    repeated_ids = sorted(i for i, n in Counter(ids).items() if n > 1)
+            bad_ids.append(f"line {line}: {row[0][:20]!r}")
+    problems += _found("malformed ids (an id is letters, digits, - and _; Kaggle matches ids as "
+                       "text)", bad_ids, shown=3)
+    repeated_ids = sorted((i for i, n in Counter(ids).items() if n > 1), key=id_order)
     expected = set(layout.ids)
-    unknown_ids = sorted(set(ids) - expected)
+    unknown_ids = sorted(set(ids) - expected, key=id_order)
     present = set(ids)
     missing_ids = [i for i in layout.ids if i not in present]
     for what, values in (("missing ids", missing_ids), ("duplicate ids", repeated_ids),

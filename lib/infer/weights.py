@@ -162,9 +162,9 @@ def nested_blend(probs: Sequence[np.ndarray], columns: np.ndarray, groups: np.nd
 
 def fold_of_rows(oof: Predictions, fold_oof: Mapping[int, Predictions]) -> np.ndarray:
     """The fold whose held-out rows hold each row of `oof`, matched by (split, image id)."""
-    fold_of = {(str(split), int(image_id)): fold for fold, part in fold_oof.items()
+    fold_of = {(str(split), str(image_id)): fold for fold, part in fold_oof.items()
                for split, image_id in zip(part.splits, part.image_ids, strict=True)}
-    return np.array([fold_of[(str(split), int(image_id))]
+    return np.array([fold_of[(str(split), str(image_id))]
                      for split, image_id in zip(oof.splits, oof.image_ids, strict=True)])
 
 

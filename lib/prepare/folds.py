@@ -4,10 +4,11 @@ In: the ImageFolder tree written by the download stage (`<split>/<label>/<image_
 the content hash of every image, how to use validation.json's images (pooled into the folds, or
 a fixed holdout), k and a seed. Images that do not decode are left out (`drop_unreadable`: a
 warning names them), so training never meets one; stats leaves out the same ones.
-Out: a DataFrame with one row per labelled image, sorted by split and image_id: split, image_id,
-label, path (relative to the images folder), fold (0..k-1, or -1 for the holdout) and group
-(byte-identical images share a group); and a summary (per-fold counts and class balance,
-duplicates found). The same inputs give the same folds on every run and machine.
+Out: a DataFrame with one row per labelled image, sorted by split and image_id
+(``lib.common.ids.id_order``): split, image_id (the id's text, read back as text), label, path
+(relative to the images folder), fold (0..k-1, or -1 for the holdout) and group (byte-identical
+images share a group); and a summary (per-fold counts and class balance, duplicates found). The
+same inputs give the same folds on every run and machine.
 
 Duplicates: each group of identical images is placed as one unit, so copies never sit on both
 sides of a split; a group that touches the holdout goes to the holdout whole.
@@ -27,6 +28,8 @@ from sklearn.model_selection import StratifiedKFold
 from tqdm import tqdm
 
 from lib.common.errors import UserError
+from lib.common.ids import ALLOWED as ALLOWED_IDS
+from lib.common.ids import id_order, is_id_text
 from lib.common.images import decode_problem, list_images
 from lib.common.pools import process_pool, set_up_decode_worker
 
@@ -42,16 +45,16 @@ def scan_labelled(images_dir: Path, splits: Sequence[str]) -> pd.DataFrame:
     for split in splits:
         for path in list_images(images_dir / split):
             label_dir = path.parent.name
-            if not (label_dir.isdigit() and path.stem.isdigit()):
-                raise UserError(f"{path}: expected <split>/<label>/<image_id>.<ext> with "
-                                "integer label and image_id")
-            rows.append((split, int(path.stem), int(label_dir),
+            if not (label_dir.isascii() and label_dir.isdigit() and is_id_text(path.stem)):
+                raise UserError(f"{path}: expected <split>/<label>/<image_id>.<ext> with an "
+                                f"integer label and an image_id of {ALLOWED_IDS}")
+            rows.append((split, path.stem, int(label_dir),
                          path.relative_to(images_dir).as_posix()))
     if not rows:
         where = ", ".join(str(images_dir / s) for s in splits)
         raise UserError(f"no images found in {where}: run the download stage first")
-    frame = pd.DataFrame(rows, columns=["split", "image_id", "label", "path"])
-    return frame.sort_values(["split", "image_id"], ignore_index=True)
+    rows.sort(key=lambda row: (row[0], id_order(row[1])))
+    return pd.DataFrame(rows, columns=["split", "image_id", "label", "path"])
 
 
 def drop_unreadable(images: pd.DataFrame, *, images_dir: Path, workers: int = 0
@@ -145,7 +148,9 @@ def describe(summary: dict) -> str:
 def read_folds(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise UserError(f"{path} not found: run the folds stage first")
-    frame = pd.read_csv(path)
+    # ids stay text: "007" and "NA" are ids, not 7 and a missing value
+    frame = pd.read_csv(path, dtype={"split": str, "image_id": str, "path": str},
+                        keep_default_na=False)
     missing = set(COLUMNS) - set(frame.columns)
     if missing:
         raise UserError(f"{path}: missing columns {sorted(missing)}")

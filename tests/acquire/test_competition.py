@@ -113,9 +113,15 @@ def annotation(image_id: Any = 1, label_id: Any = 1) -> dict[str, Any]:
         ({"images": [image()]}, r"missing key 'annotations'"),
         ({"images": {}, "annotations": []}, r"images is \{\}; expected a list"),
         ({"images": ["x.jpg"], "annotations": []}, r"images\[0\] is 'x\.jpg'; expected an object"),
-        # image ids become file names: anything but a non-negative int is refused
+        # image ids become file names: anything but an int or a plain word is refused
         ({"images": [image("../x")], "annotations": [annotation()]},
-         r"images\[0\]\.image_id is '\.\./x'; expected a non-negative integer"),
+         r"images\[0\]\.image_id is '\.\./x'; expected an integer \(0 to 2\*\*63 - 1\) or "
+         r"1-128 letters, digits, - and _"),
+        ({"images": [image("")], "annotations": [annotation()]}, r"image_id is ''"),
+        ({"images": [image("a b")], "annotations": [annotation()]}, r"image_id is 'a b'"),
+        ({"images": [image("x.jpg")], "annotations": [annotation()]}, r"image_id is 'x\.jpg'"),
+        ({"images": [image("a\\b")], "annotations": [annotation()]}, r"image_id is 'a\\\\b'"),
+        ({"images": [image("a" * 129)], "annotations": [annotation()]}, r"image_id is 'aaa"),
         ({"images": [image(-1)], "annotations": [annotation()]}, r"image_id is -1"),
         ({"images": [image(True)], "annotations": [annotation()]}, r"image_id is True"),
         ({"images": [image(1.0)], "annotations": [annotation()]}, r"image_id is 1\.0"),
@@ -123,8 +129,8 @@ def annotation(image_id: Any = 1, label_id: Any = 1) -> dict[str, Any]:
          r"images\[0\]\.image_id is missing"),
         # ids and labels are int64 columns later: anything larger stops here, not in predict
         ({"images": [image(2**63)], "annotations": [annotation(2**63)]},
-         r"images\[0\]\.image_id is 9223372036854775808; expected a non-negative integer up "
-         r"to 2\*\*63 - 1 \(9223372036854775807\)"),
+         r"images\[0\]\.image_id is 9223372036854775808; expected an integer \(0 to "
+         r"2\*\*63 - 1\) or"),
         ({"images": [image()], "annotations": [annotation(label_id=10**30)]},
          r"annotations\[0\]\.label_id is 1000000000000000000000000000000; expected a positive "
          r"integer up to 2\*\*63 - 1"),
@@ -138,8 +144,11 @@ def annotation(image_id: Any = 1, label_id: Any = 1) -> dict[str, Any]:
         ({"images": [image()], "annotations": [annotation(label_id="5")]}, r"label_id is '5'"),
         ({"images": [image()], "annotations": [annotation(label_id=False)]},
          r"label_id is False"),
-        ({"images": [image()], "annotations": [annotation(image_id="1")]},
-         r"annotations\[0\]\.image_id is '1'"),
+        ({"images": [image()], "annotations": [annotation(image_id="1.0")]},
+         r"annotations\[0\]\.image_id is '1\.0'"),
+        # an int id and its digits as a string name one file: one image
+        ({"images": [image(1), image("1")], "annotations": [annotation()]},
+         r"images\[1\]\.image_id 1 is a duplicate"),
         ({"images": [image(1), image(2)], "annotations": [annotation(1)]},
          r"image_id 2 has no annotation"),
         ({"images": [image()], "annotations": [annotation(), annotation(9)]},
@@ -293,3 +302,16 @@ def test_an_integer_too_long_to_parse_is_named(tmp_path: Path):
     path.write_text(f'{{"images": [{{"image_id": {"9" * 5000}, "url": "https://x/1"}}]}}')
     with pytest.raises(CompetitionError, match=r"train\.json: unreadable JSON: .*digits"):
         load_split(path, "train")
+
+
+def test_string_ids_are_kept_as_given_and_sorted_integers_first(tmp_path: Path):
+    hex_id = "000bec180eb18c7604dcecc8fe0dba07"
+    path = write_json(tmp_path / "train.json", {
+        "images": [image(i) for i in ("b-2", 10, hex_id, "9", "A_1")],
+        "annotations": [annotation(i) for i in ("b-2", 10, hex_id, "9", "A_1")]})
+    records = load_split(path, "train")
+    assert [r.image_id for r in records] == ["9", 10, hex_id, "A_1", "b-2"]
+    # annotations match images by the id's text: "10" annotates image 10
+    path = write_json(tmp_path / "v.json", {"images": [image(10)],
+                                             "annotations": [annotation("10", 3)]})
+    assert load_split(path, "validation")[0].label == 3

@@ -532,7 +532,7 @@ def test_write_report_writes_json_and_csv(run: Run, tmp_path: Path):
     assert [(r["split"], r["image_id"], r["reason"]) for r in rows][:2] == [
         ("train", "2", "http_404"), ("train", "4", "not_an_image")]
     assert len(rows) == 21
-    assert read_failures(failures_path) == {(r["split"], int(r["image_id"])) for r in rows}
+    assert read_failures(failures_path) == {(r["split"], str(r["image_id"])) for r in rows}
     assert not list(tmp_path.rglob(".tmp*"))
 
 
@@ -807,26 +807,30 @@ def test_a_copy_in_another_label_folder_is_set_aside_not_deleted(server: Server,
     assert (result.report["set_aside"], result.report["skipped_existing"]) == (1, 1)
 
 
-def test_files_the_download_did_not_write_are_left_alone_and_not_counted(
+def test_files_not_named_as_images_are_left_alone_and_not_counted(
     server: Server, fixtures: Fixtures, tmp_path: Path
 ):
     images = tmp_path / "images"
     before = downloaded_before(images, {1: 1, 2: 1, 3: 2}, width=1)
     foreign = {"train/1/.DS_Store": b"mac", "train/1/notes.txt": b"a note",
-               "train/1/cat.jpg": b"not ours", "train/1/007.jpg": b"not ours either",
+               "train/1/a cat.jpg": b"not ours", "train/1/7.jpg.part": b"not ours either",
+               "train/1/x.y.jpg": b"no id has a dot",
                "train/1/4.txt": b"beside image 4", "train/notes/1.png": b"not a label folder",
                "train/9.png": b"not in a label folder", "test/.DS_Store": b"mac",
                "test/README": b"mine", "test/2/3.png": b"no label folders in test"}
     for name, body in foreign.items():
         (images / name).parent.mkdir(parents=True, exist_ok=True)
         (images / name).write_bytes(body)
+    # named as an image of string id `cat` would be: set aside like any image no list names
+    (images / "train/1/cat.jpg").write_bytes(b"an image of id cat?")
     settings = DownloadSettings(**SETTINGS)
 
     emptied = download_competition({"train": []}, competition_dir=tmp_path, images_dir=images,
                                    settings=settings)
 
     assert files_under(images) == foreign
-    assert emptied.report["set_aside"] == 3
+    assert emptied.report["set_aside"] == 4
+    assert (tmp_path / "images_removed/train/1/cat.jpg").read_bytes() == b"an image of id cat?"
     records = {"train": [train(1, 1, dead(server, 1)), train(4, 1, server.url("good.png"))]}
     relisted = download_competition(records, competition_dir=tmp_path, images_dir=images,
                                     settings=settings)

@@ -27,9 +27,10 @@ def folder_of(images: Path):
 
 @pytest.mark.parametrize(
     ("name", "stem"),
-    [("12.jpg", "12"), ("0.png", "0"), ("7.webp", "7"), ("3.tif", "3"),
-     ("012.jpg", None), ("12.JPG", None), ("12.txt", None), ("12", None), ("cat.jpg", None),
-     (".DS_Store", None), ("12.jpg.part", None), ("-1.jpg", None), ("１２.jpg", None)],
+    [("12.jpg", "12"), ("0.png", "0"), ("7.webp", "7"), ("3.tif", "3"), ("012.jpg", "012"),
+     ("cat.jpg", "cat"), ("000bec18-x_1.png", "000bec18-x_1"), ("12.JPG", None),
+     ("12.txt", None), ("12", None), (".DS_Store", None), ("12.jpg.part", None),
+     ("a b.jpg", None), ("１２.jpg", None), (f"{'a' * 129}.jpg", None)],
 )
 def test_image_stem_knows_only_the_names_the_download_writes(name: str, stem: str | None):
     assert image_stem(name) == stem

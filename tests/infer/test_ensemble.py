@@ -34,7 +34,7 @@ def test_mean_of_folds_aligns_rows_by_image_id():
     a = Predictions(np.array([[0.9, 0.1], [0.2, 0.8]], np.float32), np.array([10, 20]), CLASSES)
     b = Predictions(np.array([[0.4, 0.6], [0.7, 0.3]], np.float32), np.array([20, 10]), CLASSES)
     mean = mean_of_folds([a, b])
-    assert mean.image_ids.tolist() == [10, 20]
+    assert mean.image_ids.tolist() == ["10", "20"]  # ids are text
     np.testing.assert_allclose(mean.probs, [[0.8, 0.2], [0.3, 0.7]], rtol=1e-6)
 
 
@@ -81,7 +81,7 @@ def test_mean_of_folds_carries_targets_in_the_aligned_order():
                     targets=np.array([3, 7]))
     b = Predictions(a.probs[::-1].copy(), np.array([10, 20]), CLASSES, targets=np.array([7, 3]))
     mean = mean_of_folds([a, b])
-    assert mean.image_ids.tolist() == [10, 20] and mean.targets.tolist() == [7, 3]
+    assert mean.image_ids.tolist() == ["10", "20"] and mean.targets.tolist() == [7, 3]
     np.testing.assert_allclose(mean.probs, [[0.2, 0.8], [0.9, 0.1]], rtol=1e-6)
 
 
@@ -191,7 +191,7 @@ def test_run_predictions_reads_a_copied_predictions_folder(tmp_path):
             np.array([[0.2 + 0.4 * k, 0.8 - 0.4 * k]], np.float32), np.array([9]), CLASSES))
     run = RunPredictions(tmp_path, how="geomean")
     assert run.folds == [0, 1] and run.holdout is None
-    assert sorted(run.oof.image_ids.tolist()) == [1, 2, 3]
+    assert sorted(run.oof.image_ids.tolist()) == ["1", "2", "3"]
     g = np.sqrt([0.2 * 0.6, 0.8 * 0.4])
     np.testing.assert_allclose(run.test.probs[0], g / g.sum(), rtol=1e-6)
     with pytest.raises(UserError, match="no fold<k>/oof.npz"):

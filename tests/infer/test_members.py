@@ -213,7 +213,7 @@ def test_an_experiment_name_prefers_the_one_on_head_and_refuses_ambiguity(projec
 
 def test_a_member_with_other_images_or_classes_is_named(project, tmp_path):
     this = project["this"]
-    fold = Predictions(this.oof.probs, this.oof.image_ids + 50, this.oof.classes,
+    fold = Predictions(this.oof.probs, (this.oof.image_ids.astype(int) + 50), this.oof.classes,
                        splits=this.oof.splits, targets=this.oof.targets)
     save_predictions(tmp_path / "shifted" / "fold0" / "oof.npz", fold)
     save_predictions(tmp_path / "shifted" / "fold0" / "test.npz", this.test)

@@ -24,7 +24,7 @@ def test_a_fold_is_written_as_one_unit(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["oof.npz", "test.npz"]
     save_fold_predictions(folder, {"oof": predictions([1, 2], 0.7), "test": predictions([6])})
     assert load_predictions(folder / "oof.npz").probs[0, 0] == pytest.approx(0.7)
-    assert load_predictions(folder / "test.npz").image_ids.tolist() == [6]
+    assert load_predictions(folder / "test.npz").image_ids.tolist() == ["6"]
     assert sorted(p.name for p in (tmp_path / "predictions").iterdir()) == ["fold0"]
 
 
@@ -43,7 +43,7 @@ def test_a_failure_between_oof_and_test_leaves_the_old_pair(tmp_path):
     with pytest.raises(RuntimeError, match="killed"):
         save_fold_predictions(folder, {"oof": predictions([1], 0.9), "test": Broken()})
     assert load_predictions(folder / "oof.npz").probs[0, 0] == pytest.approx(0.3)
-    assert load_predictions(folder / "test.npz").image_ids.tolist() == [5]
+    assert load_predictions(folder / "test.npz").image_ids.tolist() == ["5"]
     assert [p.name for p in tmp_path.iterdir()] == ["fold0"]  # no temp folder left
 
 

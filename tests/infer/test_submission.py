@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+from lib.acquire.layouts import read_competition
 from lib.common.errors import UserError
 from lib.infer.predictions import Predictions, load_predictions, save_predictions
 from lib.infer.submission import (
@@ -76,7 +77,7 @@ def test_sample_submission_fixes_ids_columns_and_row_order(tmp_path):
     frame, _ = build_submission(layout, predictions_of(), fallback_probs=np.ones(3) / 3,
                                 fallback_column=0)
     assert list(frame.columns) == ["id", "fox", "cat", "dog"]
-    assert frame["id"].tolist() == [5, 9, 2]
+    assert frame["id"].tolist() == ["5", "9", "2"]
     np.testing.assert_allclose(frame.iloc[0, 1:].to_numpy(float), [0.2, 0.1, 0.7], atol=1e-6)
 
 
@@ -99,14 +100,14 @@ def test_sample_submission_mismatch_is_a_clear_error(tmp_path, text, fmt, messag
 def test_check_lists_everything_kaggle_would_reject_in_a_label_file(tmp_path):
     layout = make_layout("label", test_ids=[1, 2, 3, 4], labels=CLASSES)
     path = tmp_path / "bad.csv"
-    path.write_text("id,label\n1,11\n1,12\n2,99\n5,13\n3,\nx,11\n")
+    path.write_text("id,label\n1,11\n1,12\n2,99\n5,13\n3,\nx.1,11\n")
     problems = "\n".join(check_submission(path, layout))
     assert "header is id, label; expected id, predicted" in problems
     assert "1 missing ids: 4" in problems
     assert "1 duplicate ids: 1" in problems
     assert "1 ids not in the test set: 5" in problems
-    assert "1 ids not written as test.json's integers (Kaggle matches them as text) " \
-        "(line 7: 'x')" in problems
+    assert "1 malformed ids (an id is letters, digits, - and _; Kaggle matches ids as text) " \
+        "(line 7: 'x.1')" in problems
     assert "1 labels missing, NaN or not integers (line 6: '')" in problems
     assert "1 unknown labels (line 4: 99; allowed: 11..13)" in problems
 
@@ -174,22 +175,22 @@ def test_competition_layout_has_every_label_of_the_competition(tmp_path):
     write_split(tmp_path / "train.json", {1: 11, 2: 12})
     write_split(tmp_path / "validation.json", {3: 13})
     write_split(tmp_path / "test.json", ids=(7, 5))
-    layout = competition_layout("proba", tmp_path, names=None, sample=None)
-    assert layout.header == ["id", "11", "12", "13"] and layout.ids == [5, 7]
+    layout = competition_layout("proba", read_competition(tmp_path), names=None, sample=None)
+    assert layout.header == ["id", "11", "12", "13"] and layout.ids == ["5", "7"]
     assert layout.labels == [11, 12, 13]
     # the models' classes join them (a label only the models know still gets its column)
-    extra = competition_layout("label", tmp_path, names=None, sample=None,
+    extra = competition_layout("label", read_competition(tmp_path), names=None, sample=None,
                                extra_labels=np.array([14]))
     assert extra.header == ["id", "predicted"] and extra.labels == [11, 12, 13, 14]
     # a classes file gives the classes and their names; validation.json may be absent
     (tmp_path / "validation.json").unlink()
     classes = tmp_path / "classes.csv"
     classes.write_text("label_id,name\n11,cat\n12,dog\n13,fox\n")
-    named = competition_layout("proba", tmp_path, names=read_class_names(classes),
+    named = competition_layout("proba", read_competition(tmp_path), names=read_class_names(classes),
                                sample=None)
     assert named.header == ["id", "cat", "dog", "fox"] and named.labels == [11, 12, 13]
-    assert competition_layout("proba", tmp_path, names=None, sample=None).labels == [
-        11, 12]
+    unnamed = competition_layout("proba", read_competition(tmp_path), names=None, sample=None)
+    assert unnamed.labels == [11, 12]
 
 
 GARBAGE = b"label_id,name\n1,cat\n\xff\xd8\xff\xe0 binary \x00\x9c\n"
@@ -235,15 +236,31 @@ def test_check_rejects_ids_kaggle_would_not_match(tmp_path):
     path = tmp_path / "submission.csv"
     path.write_text("id,predicted\n05001,11\n5002,11\n 5003,11\n")
     problems = check_submission(path, layout)
-    assert "2 ids not written as test.json's integers (Kaggle matches them as text) " \
-        "(line 2: '05001', line 4: ' 5003')" in problems
+    # Kaggle matches ids as text: 05001 is another id than 5001, " 5003" no id at all
+    assert "1 malformed ids (an id is letters, digits, - and _; Kaggle matches ids as text) " \
+        "(line 4: ' 5003')" in problems
+    assert "1 ids not in the test set: 05001" in problems
     assert "2 missing ids: 5001, 5003" in problems
+
+
+def test_string_ids_are_written_and_checked_exactly_as_spelt(tmp_path):
+    ids = ["000bec180eb18c7604dcecc8fe0dba07", "5001", "a-b_c"]
+    layout = make_layout("proba", test_ids=ids, labels=CLASSES, names=NAMES)
+    test = Predictions(np.full((3, 3), 1 / 3, np.float32), np.array(ids[::-1]), CLASSES)
+    frame, filled = build_submission(layout, test, fallback_probs=np.ones(3) / 3,
+                                     fallback_column=0)
+    write_submission(tmp_path / "s.csv", frame, layout)
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ids and filled == 0
 
 
 def test_a_sample_submission_with_padded_ids_is_refused(tmp_path):
     sample = tmp_path / "sample.csv"
     sample.write_text("id,predicted\n2,11\n05,11\n")
-    with pytest.raises(UserError, match=r"line 3: id '05' is not allowed"):
+    with pytest.raises(UserError, match=r"1 not in test.json \(05\), 1 test.json ids missing"):
+        make_layout("label", test_ids=[2, 5], labels=CLASSES, sample=sample)
+    sample.write_text("id,predicted\n2,11\n5.0,11\n")
+    with pytest.raises(UserError, match=r"line 3: id '5.0' is not allowed: expected an image id"):
         make_layout("label", test_ids=[2, 5], labels=CLASSES, sample=sample)
 
 

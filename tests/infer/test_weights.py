@@ -170,7 +170,8 @@ def test_fit_run_weights_matches_rows_by_id_and_names_each_members_weight(tmp_pa
     assert list(metrics["weights"]) == [str(tmp_path / "this"), "exp-a"]
     assert metrics["nested_oof"]["log_loss"] < metrics["equal_oof"]["log_loss"]
     assert metrics["nested_oof"]["accuracy"] == pytest.approx(1.0)
-    assert fit.nested.image_ids.tolist() == ids  # rows in (split, id) order, every one
+    # rows in (split, id) order, every one
+    assert fit.nested.image_ids.tolist() == [str(i) for i in ids]
     assert fold_of_rows(fit.nested, runs[0].fold_oof).tolist() == [i % 2 for i in ids]
 
 

@@ -22,14 +22,14 @@ from tests.conftest import write_image
 def test_scan_reads_split_label_and_id_from_the_tree(image_tree):
     frame = scan_labelled(image_tree, ["train", "validation"])
     assert len(frame) == 22
-    row = frame[(frame.split == "validation") & (frame.image_id == 21)].iloc[0]
+    row = frame[(frame.split == "validation") & (frame.image_id == "21")].iloc[0]
     assert row.label == 2 and row.path == "validation/02/21.jpg"
     assert list(frame.split.unique()) == ["train", "validation"]
 
 
 def test_scan_rejects_a_tree_that_is_not_imagefolder(tmp_path):
     write_image(tmp_path / "train" / "chairs" / "1.png")
-    with pytest.raises(UserError, match="integer label and image_id"):
+    with pytest.raises(UserError, match="an integer label and an image_id"):
         scan_labelled(tmp_path, ["train"])
     with pytest.raises(UserError, match="no images found"):
         scan_labelled(tmp_path, ["validation"])

@@ -1,0 +1,32 @@
+"""Command (not a DVC stage): get the competition named by kaggle_competition with the official
+kaggle tool and unzip it into data/<slug> (`make download-competition`); then point
+`competition` at that folder.
+
+    python -m stages.get_competition [--into FOLDER]
+"""
+
+import argparse
+from pathlib import Path
+
+from lib.acquire.kaggle_download import download_and_unzip
+from lib.common.kaggle_cli import check_credentials, kaggle_executable, require_slug
+from lib.common.params import load_params
+from stages.common import run
+
+PARAMS = ["kaggle_competition"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--into", type=Path, help="default: data/<kaggle_competition>")
+    args = parser.parse_args()
+    slug = require_slug(load_params(PARAMS)["kaggle_competition"])
+    kaggle = kaggle_executable()
+    check_credentials()
+    target = download_and_unzip(slug, args.into or Path("data") / slug, kaggle=kaggle)
+    print(f"{slug}: unzipped into {target}; set `competition: {target}` in params.yaml "
+          "(competition_format: auto finds its layout)")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,53 @@
+"""Command (not a DVC stage): predict a folder of new images with the trained fold models, with
+the run's TTA and ensemble merge from params.yaml; no DVC needed.
+
+    python -m stages.predict_folder FOLDER [--runs models runs/b3/models] [--out preds.csv]
+                                           [--top-k 3]
+
+Writes a CSV: id (the file stem), predicted (the class name when a classes file is known, else
+the label id), then label_1, prob_1, ... label_k, prob_k.
+"""
+
+import argparse
+from pathlib import Path
+
+from lib.acquire.competition_files import competition_files
+from lib.common.fileio import atomic_path
+from lib.common.params import load_params
+from lib.infer.folder_predictions import fold_models, folder_images, predict_images, top_k_table
+from lib.infer.submission import read_class_names
+from lib.train.device import pick_device
+from stages.common import CLASSES_CSV, run
+
+PARAMS = ["tta", "tta_merge", "tta_crop", "tta_scales", "ensemble_merge", "competition",
+          "classes_file"]
+SPEED_PARAMS = ["batch_size", "workers"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--runs", type=Path, nargs="+", default=[Path("models")],
+                        help="folders holding fold<k>/model.pt (default: models)")
+    parser.add_argument("--out", type=Path, default=Path("predictions.csv"))
+    parser.add_argument("--top-k", type=int, default=3)
+    args = parser.parse_args()
+    p = load_params(PARAMS + SPEED_PARAMS)
+    paths, ids = folder_images(args.folder)
+    models = fold_models(args.runs)
+    predictions = predict_images(
+        paths, ids, models, device=pick_device(), tta=p["tta"], tta_merge=p["tta_merge"],
+        crop=p["tta_crop"], scales=p["tta_scales"], merge=p["ensemble_merge"],
+        batch_size=p["batch_size"], workers=p["workers"])
+    classes = competition_files(Path(p["competition"]), derived_classes=CLASSES_CSV,
+                                classes_file=p["classes_file"], test_labels=None,
+                                sample_submission=None).classes_file
+    table = top_k_table(predictions, read_class_names(classes) if classes else None,
+                        max(args.top_k, 1))
+    with atomic_path(args.out, suffix=".csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    print(f"{args.out}: {len(table)} images, {len(models)} models merged by "
+          f"{p['ensemble_merge']}, tta {p['tta']}")
+
+if __name__ == "__main__":
+    run(main)

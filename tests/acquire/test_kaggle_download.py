@@ -1,0 +1,105 @@
+"""lib.acquire.kaggle_download and `python -m stages.get_competition`, with a stand-in `kaggle`
+executable on PATH that writes a zip (no network)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lib.acquire.kaggle_download import download_and_unzip, unzip
+from lib.common.errors import UserError
+from tests.conftest import REPO
+from tests.test_stages import repo_params
+
+STAND_IN = f"""#!{sys.executable}
+# kaggle competitions download -c <slug> -p <folder>: writes <folder>/<slug>.zip
+import io, os, sys, zipfile
+args = sys.argv[1:]
+if os.environ.get("KAGGLE_STAND_IN_FAIL"):
+    sys.exit("403 - Forbidden: you must accept this competition's rules")
+slug, folder = args[args.index("-c") + 1], args[args.index("-p") + 1]
+inner = io.BytesIO()
+with zipfile.ZipFile(inner, "w") as z:
+    z.writestr("test/ab12.jpg", b"jpeg bytes")
+with zipfile.ZipFile(os.path.join(folder, slug + ".zip"), "w") as z:
+    z.writestr("labels.csv", "id,breed\\nab12,whippet\\n")
+    z.writestr("train/ab12.jpg", b"jpeg bytes")
+    z.writestr("test.zip", inner.getvalue())
+"""
+
+
+@pytest.fixture
+def kaggle(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    executable = bin_dir / "kaggle"
+    executable.write_text(STAND_IN)
+    executable.chmod(0o755)
+    return executable
+
+
+def get_competition(project: Path, kaggle: Path, **env: str) -> subprocess.CompletedProcess:
+    params = repo_params() | {"kaggle_competition": "dog-breed-identification"}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("KAGGLE_")}
+    environ |= {"PYTHONPATH": str(REPO), "HOME": str(project),
+                "PATH": f"{kaggle.parent}{os.pathsep}{os.environ['PATH']}", **env}
+    return subprocess.run([sys.executable, "-m", "stages.get_competition"], cwd=project,
+                          env=environ, capture_output=True, text=True, timeout=120)
+
+
+def test_get_competition_unzips_into_data_slug(tmp_path, kaggle):
+    done = get_competition(tmp_path, kaggle, KAGGLE_USERNAME="me", KAGGLE_KEY="k")
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "data" / "dog-breed-identification"
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file()) == ["labels.csv", "test/ab12.jpg", "train/ab12.jpg"]
+    assert "set `competition: data/dog-breed-identification`" in done.stdout
+    # a second run never overwrites what is there
+    again = get_competition(tmp_path, kaggle, KAGGLE_USERNAME="me", KAGGLE_KEY="k")
+    assert again.returncode == 2 and "already holds files" in again.stderr
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["dog-breed-identification"]
+
+
+def test_missing_credentials_say_where_kaggle_json_goes(tmp_path, kaggle):
+    done = get_competition(tmp_path, kaggle)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"error: no Kaggle credentials in {tmp_path / '.kaggle'}: put your API token in "
+        "~/.kaggle/kaggle.json (kaggle.com > Settings > API > Create New Token; then chmod 600 "
+        "it), or set KAGGLE_USERNAME and KAGGLE_KEY")
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_failed_download_is_one_line_and_leaves_nothing(tmp_path, kaggle):
+    done = get_competition(tmp_path, kaggle, KAGGLE_USERNAME="me", KAGGLE_KEY="k",
+                           KAGGLE_STAND_IN_FAIL="1")
+    assert done.returncode == 2
+    assert "failed (exit 1): 403 - Forbidden: you must accept this competition's rules" \
+        in done.stderr
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_a_member_outside_the_folder_is_refused(tmp_path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("ok.txt", "fine")
+        z.writestr("../escaped.txt", "no")
+    with pytest.raises(UserError, match=r"member '\.\./escaped\.txt' would be written outside"):
+        unzip(archive, tmp_path / "out")
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "out").exists()
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="not a readable zip file"):
+        unzip(tmp_path / "bad.zip", tmp_path / "out")
+
+
+def test_download_and_unzip_takes_an_empty_folder(tmp_path, kaggle):
+    (tmp_path / "comp").mkdir()
+    assert download_and_unzip("x", tmp_path / "comp", kaggle=str(kaggle)) == tmp_path / "comp"
+    assert (tmp_path / "comp" / "labels.csv").is_file()

@@ -1,0 +1,95 @@
+"""End to end on a Dog-Breed-style competition (layout labels_csv: train/<hex id>.jpg,
+labels.csv of breed names, test/, a sample submission of the sorted breeds): real `dvc repro`
+down to a proba submission in the sample's shape."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from tests.test_pipeline import commit, make_project, ran_stages, run
+
+pytestmark = pytest.mark.slow
+BREEDS = {1: "whippet", 2: "affenpinscher", 3: "basenji"}  # demo label -> breed
+PER_BREED, TEST_IMAGES = 10, 8
+CLIP_LOW, CLIP_HIGH = 0.01, 0.99
+
+
+def hex_id(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def make_dog_breed(folder: Path, demo: Path) -> list[str]:
+    """The competition in `folder`, from the demo's real images; returns the sample's header."""
+    train = json.loads((demo / "train.json").read_text())
+    label_of = {a["image_id"]: a["label_id"] for a in train["annotations"]}
+    rows = []
+    for label, breed in BREEDS.items():
+        ids = [i for i in sorted(label_of) if label_of[i] == label][:PER_BREED]
+        for i in ids:
+            image_id = hex_id(f"train{i}")
+            to_jpeg(demo / "images" / "train" / f"{i}.png", folder / "train" / f"{image_id}.jpg")
+            rows.append((image_id, breed))
+    random.Random(0).shuffle(rows)  # Kaggle's labels.csv is in no particular order
+    write_csv(folder / "labels.csv", ["id", "breed"], rows)
+    test_ids = []
+    for i in range(1, TEST_IMAGES + 1):
+        image_id = hex_id(f"test{i}")
+        to_jpeg(demo / "images" / "test" / f"{i}.png", folder / "test" / f"{image_id}.jpg")
+        test_ids.append(image_id)
+    random.Random(1).shuffle(test_ids)  # the sample's row order, which the submission keeps
+    header = ["id", *sorted(BREEDS.values())]
+    write_csv(folder / "sample_submission.csv", header,
+              [[i, *[f"{1 / len(BREEDS):.6f}"] * len(BREEDS)] for i in test_ids])
+    return header
+
+
+def to_jpeg(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(source) as image:
+        image.convert("RGB").save(target, "JPEG", quality=95)
+
+
+def write_csv(path: Path, header: list[str], rows) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def test_dog_breed_layout_gives_a_proba_submission_in_the_samples_shape(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("dogs"))
+    header = make_dog_breed(project / "data" / "dogs", project / "data" / "demo")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params.update(competition="data/dogs", submission_format="proba", clip_low=CLIP_LOW,
+                  clip_high=CLIP_HIGH)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    commit(project, "dog breed")
+
+    output = run(["dvc", "repro"], project)
+    assert {"download", "folds", "train@0", "predict@0", "ensemble"} <= ran_stages(output)
+
+    assert (project / "data/classes.csv").read_text() == \
+        "label_id,name\n1,affenpinscher\n2,basenji\n3,whippet\n"
+    with open(project / "data/dogs/sample_submission.csv") as f:
+        sample = list(csv.reader(f))
+    with open(project / "submissions/submission.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == header == sample[0]
+    assert [r[0] for r in rows[1:]] == [r[0] for r in sample[1:]]  # hex ids, the sample's order
+    for row in rows[1:]:
+        values = [float(v) for v in row[1:]]
+        assert sum(values) == pytest.approx(1.0, abs=1e-4)
+        # clipped to [0.01, 0.99], then renormalised (a row sums to at most 1 + 2 x 0.01)
+        assert min(values) >= CLIP_LOW / (1 + 2 * CLIP_LOW) - 1e-6 and max(values) <= CLIP_HIGH
+    report = json.loads((project / "data/download_report.json").read_text())
+    assert report["downloaded"] == len(BREEDS) * PER_BREED + TEST_IMAGES and report["failed"] == 0
+    done = run(["python", "-m", "stages.check_submission"], project)
+    assert "OK" in done
