@@ -89,6 +89,7 @@ from lib.acquire.download import (  # noqa: E402
     worker_preload,
 )
 from lib.acquire.resize import ImageLimits, prepare_image  # noqa: E402
+from lib.common.params import read_params_file  # noqa: E402
 from lib.common.pools import context, process_pool, set_up_decode_worker, worker_count  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -103,6 +104,14 @@ I2D_VENV = CACHE / "venv-img2dataset"
 I2D_VERSION = "1.47.0"
 QUALITY = 90
 SMALL_COUNT = 64
+
+
+
+
+def default_settings(**overrides) -> DownloadSettings:
+    """The downloader's settings from params.yaml, with `overrides`."""
+    root = Path(__file__).resolve().parent.parent
+    return DownloadSettings.from_params(read_params_file(root / "params.yaml"), **overrides)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +346,7 @@ def pool20(urls: list[str], out: Path, limits: ImageLimits) -> int:
 def ours(urls: list[str], out: Path, limits: ImageLimits, concurrency: int = 128
          ) -> dict[str, object]:
     records = [ImageRecord("test", i, (url,), None) for i, url in enumerate(urls)]
-    settings = DownloadSettings(max_side=limits.max_side, jpeg_quality=limits.quality,
+    settings = default_settings(max_side=limits.max_side, jpeg_quality=limits.quality,
                                 concurrency=concurrency, per_host=concurrency)
     result = download_competition({"test": records}, competition_dir=out, images_dir=out,
                                   settings=settings)
@@ -346,7 +355,7 @@ def ours(urls: list[str], out: Path, limits: ImageLimits, concurrency: int = 128
 
 async def _fetch_all(urls: list[str], concurrency: int) -> int:
     """(g): every URL through lib.acquire.fetch on one client, as ours fetches; bodies dropped."""
-    settings = DownloadSettings(concurrency=concurrency, per_host=concurrency)
+    settings = default_settings(concurrency=concurrency, per_host=concurrency)
     async with fetching(settings, BENCH) as fetch:
         pending = iter(urls)
 
@@ -655,7 +664,7 @@ def scale_child(args: argparse.Namespace) -> None:
                for i in range(args.scale_child)]
     with_records = _memory_kb("VmRSS")
     out = fresh(f"scale_{args.scale_child}")
-    settings = DownloadSettings(max_side=args.max_side, per_host=128)
+    settings = default_settings(max_side=args.max_side, per_host=128)
     seconds, result = timed(download_competition, {"test": records}, competition_dir=out,
                             images_dir=out, settings=settings)
     # VmHWM, not ru_maxrss: a process started by subprocess (vfork, then exec) inherits in
@@ -712,7 +721,7 @@ def rerun(args: argparse.Namespace) -> None:
         for _ in range(args.repeats):
             seconds, result = timed(download_competition, {"train": records},
                                     competition_dir=OUT, images_dir=images,
-                                    settings=DownloadSettings())
+                                    settings=default_settings())
             assert result.report["skipped_existing"] == len(records), result.report
             best = min(best, seconds)
     finally:

@@ -102,3 +102,11 @@ def train_config(**overrides):
     from lib.common.params import read_params_file
     from lib.train.loop import TrainConfig
     return TrainConfig.from_params(read_params_file(REPO / "params.yaml"), **overrides)
+
+
+def download_settings(**overrides):
+    """DownloadSettings with params.yaml's values (the one home of the defaults) and
+    `overrides`."""
+    from lib.acquire.download import DownloadSettings
+    from lib.common.params import read_params_file
+    return DownloadSettings.from_params(read_params_file(REPO / "params.yaml"), **overrides)

@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -76,23 +76,30 @@ FAILURE_COLUMNS = ("split", "image_id", "url", "reason")
 
 @dataclass
 class DownloadSettings:
-    """Knobs of the downloader, validated on construction and again on entry."""
+    """Knobs of the downloader (params.yaml's `download` section, where their defaults and
+    meaning live), validated on construction and again on entry."""
 
-    concurrency: int = 128  # requests (and images) in flight in total
-    per_host: int = 16  # simultaneous requests per host
-    timeout_s: float = 60.0  # one request, from holding a slot to its last byte
-    connect_timeout_s: float = 10.0  # TCP (and TLS) connect
-    read_timeout_s: float = 20.0  # the longest silence while reading a response
-    dns_cache_s: float = 300.0  # how long a resolved host name is reused
-    retries: int = 2  # extra attempts per URL for retryable failures
-    backoff_s: float = 0.5  # base of the exponential backoff, seconds (with jitter)
-    max_redirects: int = 10  # redirects followed per request; 0 = none
-    min_side: int = 8  # images smaller than this on either side are placeholders
-    max_bytes: int = 20_000_000  # larger bodies are rejected (reading stops at the cap)
-    max_pixels: int = 89_478_485  # width * height above this is a decompression bomb
-    max_side: int | None = None  # shrink larger images to this longer side; None keeps all
-    jpeg_quality: int = 90  # JPEG quality of shrunk images
-    workers: int = 0  # processes that validate, shrink and write; 0 = one per CPU core
+    concurrency: int  # requests (and images) in flight in total
+    per_host: int  # simultaneous requests per host
+    timeout_s: float  # one request, from holding a slot to its last byte
+    connect_timeout_s: float  # TCP (and TLS) connect
+    read_timeout_s: float  # the longest silence while reading a response
+    dns_cache_s: float  # how long a resolved host name is reused
+    retries: int  # extra attempts per URL for retryable failures
+    backoff_s: float  # base of the exponential backoff, seconds (with jitter)
+    max_redirects: int  # redirects followed per request; 0 = none
+    min_side: int  # images smaller than this on either side are placeholders
+    max_bytes: int  # larger bodies are rejected (reading stops at the cap)
+    max_pixels: int  # width * height above this is a decompression bomb
+    max_side: int | None  # shrink larger images to this longer side; None keeps all
+    jpeg_quality: int  # JPEG quality of shrunk images
+    workers: int  # processes that validate, shrink and write; 0 = one per CPU core
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> DownloadSettings:
+        """From params.yaml's contents (its `download` section), with `overrides`."""
+        section = params["download"]
+        return cls(**{f.name: section[f.name] for f in fields(cls)} | overrides)
 
     def __post_init__(self) -> None:
         self.validate()

@@ -30,14 +30,13 @@ import lib.acquire.download as download_module
 from lib.acquire.competition import ImageRecord
 from lib.acquire.download import (
     DownloadResult,
-    DownloadSettings,
     FailuresFileError,
     download_competition,
     read_failures,
     write_report,
 )
 from lib.acquire.fetch import backoff_delay, retry_after_s
-from tests.conftest import REPO, write_image
+from tests.conftest import REPO, download_settings, write_image
 
 # small limits so the big and the bomb fixtures trip them while 32x32 images pass
 SETTINGS = dict(concurrency=8, per_host=8, timeout_s=1.0, connect_timeout_s=1.0,
@@ -340,7 +339,8 @@ def run(server: Server, fixtures: Fixtures, tmp_path_factory: pytest.TempPathFac
         ],
     }
     result = download_competition(records, competition_dir=competition,
-                                  images_dir=root / "images", settings=DownloadSettings(**SETTINGS))
+                                  images_dir=root / "images",
+                                  settings=download_settings(**SETTINGS))
     return Run(result, root / "images", competition, server, refused)
 
 
@@ -470,7 +470,7 @@ def test_file_urls_to_special_files_are_refused_unopened(fixtures: Fixtures, tmp
     try:
         result = download_competition(records, competition_dir=competition,
                                       images_dir=tmp_path / "images",
-                                      settings=DownloadSettings(**SETTINGS))
+                                      settings=download_settings(**SETTINGS))
     finally:
         done.set()
         watcher.join()
@@ -541,7 +541,7 @@ def test_concurrency_is_bounded_in_total_and_per_host(server: Server, tmp_path: 
     server.peak.clear()
     records = {"train": [train(i, 1, f"{base}/delayed/bounded-{i}")
                          for i, base in enumerate([server.base, server.other_base] * 20)]}
-    settings = DownloadSettings(**SETTINGS | dict(concurrency=5, per_host=3))
+    settings = download_settings(**SETTINGS | dict(concurrency=5, per_host=3))
     result = download_competition(records, competition_dir=tmp_path,
                                   images_dir=tmp_path / "images", settings=settings)
     assert result.report["downloaded"] == 40
@@ -555,7 +555,7 @@ def test_max_side_shrinks_larger_images_and_keeps_small_ones(
 ):
     records = {"train": [train(1, 1, server.url("delayed/shrink")),  # 64x64 noisy JPEG
                          train(2, 1, server.url("good.png"))]}  # 32x32 PNG
-    settings = DownloadSettings(**SETTINGS | dict(max_side=40, jpeg_quality=80))
+    settings = download_settings(**SETTINGS | dict(max_side=40, jpeg_quality=80))
     result = download_competition(records, competition_dir=tmp_path,
                                   images_dir=tmp_path / "images", settings=settings)
     with Image.open(tmp_path / "images" / "train" / "1" / "1.jpg") as image:
@@ -578,7 +578,7 @@ def test_rerun_skips_existing_fetches_nothing_and_cleans_temp_files(
         "test": [unlabelled(42, server.url("good.jpg")),
                  unlabelled(43, server.url("missing/rerun"))],
     }
-    settings = DownloadSettings(**SETTINGS)
+    settings = download_settings(**SETTINGS)
     first = download_competition(records, competition_dir=tmp_path, images_dir=images,
                                  settings=settings)
     assert (first.report["downloaded"], first.report["skipped_existing"]) == (2, 1)
@@ -609,7 +609,7 @@ def test_rerun_replaces_broken_images_and_shrinks_oversize_ones_in_place(
     (folder / "2.png").write_bytes(encode((64, 32), "PNG"))  # from a run without max_side
     records = {"train": [train(1, 1, server.url("good.jpg")),
                          train(2, 1, server.url("missing/never-fetched"))]}
-    settings = DownloadSettings(**SETTINGS | dict(max_side=16))
+    settings = download_settings(**SETTINGS | dict(max_side=16))
     result = download_competition(records, competition_dir=tmp_path, images_dir=images,
                                   settings=settings)
     report = result.report
@@ -633,7 +633,7 @@ def test_retry_failures_fetches_only_the_listed_images(
                          train(4, 1, server.url("missing/retry-listed"))]}
     hits_before = Counter(server.hits)
     result = download_competition(records, competition_dir=tmp_path, images_dir=images,
-                                  settings=DownloadSettings(**SETTINGS),
+                                  settings=download_settings(**SETTINGS),
                                   retry_only={("train", 2), ("train", 4), ("test", 9)})
     new_hits = +(Counter(server.hits) - hits_before)
     assert new_hits == Counter({"/throttled/retry-listed": 2, "/missing/retry-listed": 1})
@@ -666,7 +666,7 @@ def test_read_failures_needs_the_file(tmp_path: Path):
 
 def test_empty_competition_gives_an_empty_report(tmp_path: Path):
     result = download_competition({"train": []}, competition_dir=tmp_path,
-                                  images_dir=tmp_path / "images", settings=DownloadSettings())
+                                  images_dir=tmp_path / "images", settings=download_settings())
     assert result.report["total"] == 0 and result.failures == []
     assert result.report["per_split"] == {
         "train": {"total": 0, "downloaded": 0, "skipped_existing": 0, "failed": 0,
@@ -683,11 +683,11 @@ def test_empty_competition_gives_an_empty_report(tmp_path: Path):
 )
 def test_bad_settings_name_the_field_and_value(name: str, value: object):
     with pytest.raises(ValueError, match=rf"{name}={value!r}"):
-        DownloadSettings(**{name: value})
+        download_settings(**{name: value})
 
 
 def test_settings_are_checked_again_on_entry(tmp_path: Path):
-    settings = DownloadSettings()
+    settings = download_settings()
     settings.concurrency = 0
     with pytest.raises(ValueError, match="concurrency=0"):
         download_competition({}, competition_dir=tmp_path, images_dir=tmp_path,
@@ -734,7 +734,7 @@ def test_a_wider_label_folder_moves_every_image_and_fetches_none(server: Server,
     hits_before = Counter(server.hits)
 
     result = download_competition(records, competition_dir=tmp_path, images_dir=images,
-                                  settings=DownloadSettings(**SETTINGS))
+                                  settings=download_settings(**SETTINGS))
 
     assert +(Counter(server.hits) - hits_before) == Counter()
     assert files_under(images) == {f"train/{label:02d}/{i}.png": before[i]
@@ -750,7 +750,7 @@ def test_images_no_longer_listed_are_set_aside_and_come_back_without_a_fetch(
     images, removed = tmp_path / "images", tmp_path / "images_removed"
     labels = {image_id: 1 + image_id % 3 for image_id in range(1, 13)}
     before = downloaded_before(images, labels, width=1)
-    settings = DownloadSettings(**SETTINGS)
+    settings = download_settings(**SETTINGS)
 
     emptied = download_competition({"train": []}, competition_dir=tmp_path, images_dir=images,
                                    settings=settings)  # an empty train.json
@@ -784,7 +784,7 @@ def test_images_of_a_split_or_label_no_longer_listed_are_set_aside_mirrored(
         (images / name).write_bytes(body)
     records = {"train": [train(40, 1, server.url("good.png"))]}
     result = download_competition(records, competition_dir=tmp_path, images_dir=images,
-                                  settings=DownloadSettings(**SETTINGS))
+                                  settings=download_settings(**SETTINGS))
     assert files_under(images) == {"train/1/40.png": fixtures.png}
     assert files_under(tmp_path / "images_removed") == {
         name: body for name, body in stale.items() if "40" not in name}
@@ -800,7 +800,7 @@ def test_a_copy_in_another_label_folder_is_set_aside_not_deleted(server: Server,
     (images / "train" / "2" / "5.jpg").write_bytes(b"a copy from an older label")
     records = {"train": [train(5, 1, dead(server, 5))]}
     result = download_competition(records, competition_dir=tmp_path, images_dir=images,
-                                  settings=DownloadSettings(**SETTINGS))
+                                  settings=download_settings(**SETTINGS))
     assert list(files_under(images)) == ["train/1/5.png"]
     assert files_under(tmp_path / "images_removed") == {
         "train/2/5.jpg": b"a copy from an older label"}
@@ -823,7 +823,7 @@ def test_files_not_named_as_images_are_left_alone_and_not_counted(
         (images / name).write_bytes(body)
     # named as an image of string id `cat` would be: set aside like any image no list names
     (images / "train/1/cat.jpg").write_bytes(b"an image of id cat?")
-    settings = DownloadSettings(**SETTINGS)
+    settings = download_settings(**SETTINGS)
 
     emptied = download_competition({"train": []}, competition_dir=tmp_path, images_dir=images,
                                    settings=settings)
@@ -858,7 +858,7 @@ def test_a_damaged_image_on_disk_is_fetched_again_and_a_whole_one_is_not(
     hits_before = Counter(server.hits)
     result = download_competition(records, competition_dir=tmp_path,
                                   images_dir=tmp_path / "images",
-                                  settings=DownloadSettings(**SETTINGS))
+                                  settings=download_settings(**SETTINGS))
     assert +(Counter(server.hits) - hits_before) == Counter({"/good.png": 1, "/good.jpg": 2})
     assert files_under(folder) == {"1.png": fixtures.png, "2.jpg": fixtures.jpeg,
                                    "3.jpg": fixtures.jpeg, "4.jpg": fixtures.jpeg + b"\0" * 10,
@@ -1050,7 +1050,7 @@ def test_the_event_loop_runs_under_sched_batch_and_the_policy_is_restored(
     monkeypatch.setattr(download_module, "_check_and_download", recording)
     result = download_competition({"train": [ImageRecord("train", 1, ("file:a.png",), 0)]},
                                   competition_dir=tmp_path, images_dir=tmp_path / "images",
-                                  settings=DownloadSettings())
+                                  settings=download_settings())
     assert result.report["downloaded"] == 1
     assert seen == [os.SCHED_BATCH]
     assert os.sched_getscheduler(0) == os.SCHED_OTHER
