@@ -40,7 +40,7 @@ from lib.acquire.competition import (
 )
 from lib.common.csvfile import plain_int, read_rows
 from lib.common.ids import ALLOWED as ALLOWED_IDS
-from lib.common.ids import id_order, is_id_text
+from lib.common.ids import id_order, is_id_text, repeated_stem
 from lib.common.images import IMAGE_SUFFIXES
 
 FORMATS = ("auto", "json", "labels_csv", "folders")
@@ -144,12 +144,11 @@ def _check_stems(images: list[Path]) -> None:
         if not is_id_text(path.stem):
             raise CompetitionError(f"{path}: the file name is no image id; expected "
                                    f"<id>.<ext>, the id {ALLOWED_IDS}")
-    seen: dict[str, Path] = {}
-    for path in images:
-        if path.stem in seen:
-            raise CompetitionError(f"{path}: image id {path.stem!r} is taken by "
-                                   f"{seen[path.stem]} too; each image needs its own id")
-        seen[path.stem] = path
+    repeated = repeated_stem(images)
+    if repeated:
+        path, first = repeated
+        raise CompetitionError(f"{path}: image id {path.stem!r} is taken by {first} too; each "
+                               "image needs its own id")
 
 
 def _folders_train(folder: Path) -> list[tuple[Path, str]]:

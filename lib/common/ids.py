@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,3 +69,14 @@ def id_ranks(ids: Iterable[int | str]) -> np.ndarray:
     texts = [str(i) for i in ids]
     rank = {text: r for r, text in enumerate(sorted(set(texts), key=id_order))}
     return np.array([rank[text] for text in texts], dtype=np.int64)
+
+
+def repeated_stem(paths: Iterable[Path]) -> tuple[Path, Path] | None:
+    """The first file whose stem (its id) an earlier file already has, with that earlier
+    file; None when every stem is unique."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen:
+            return path, seen[path.stem]
+        seen[path.stem] = path
+    return None

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from lib.common.errors import UserError
+from lib.common.ids import repeated_stem
 from lib.common.images import list_images
 from lib.infer.ensemble import combine
 from lib.infer.fold_predictions import prepare_inference
@@ -47,12 +48,11 @@ def folder_images(folder: Path) -> tuple[list[Path], list[str]]:
     paths = list_images(folder)
     if not paths:
         raise UserError(f"{folder}: no image files in it (looked for .jpg, .png, .webp, ...)")
-    seen: dict[str, Path] = {}
-    for path in paths:
-        if path.stem in seen:
-            raise UserError(f"{path}: its id {path.stem!r} (the file stem) is taken by "
-                            f"{seen[path.stem]} too; rename one")
-        seen[path.stem] = path
+    repeated = repeated_stem(paths)
+    if repeated:
+        path, first = repeated
+        raise UserError(f"{path}: its id {path.stem!r} (the file stem) is taken by {first} too; "
+                        "rename one")
     return paths, [path.stem for path in paths]
 
 
