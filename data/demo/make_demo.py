@@ -6,11 +6,15 @@ Out (beside this script): `images/<split>/<id>.png`, `train.json`, `validation.j
 `test.json` in the iMaterialist Furniture 2018 format, `classes.csv` (label_id,name) and
 `test_labels.csv` (id,label) so the demo can score itself.
 
+`--large DIR` builds a larger competition into DIR instead, for measuring recipes: 10,000
+labelled images (9,000 train, 1,000 validation) and 2,000 test images with answers, all from
+Fashion-MNIST's training split and disjoint from the demo's images.
+
 Like the real lists, a few entries have a dead first URL (a missing file, an HTML error page or
 a 1x1 placeholder) and a good second one, a few have no good URL at all, and a few images are
 byte-identical copies of others (inside train, and between train and test).
 
-    python data/demo/make_demo.py [--source DIR] [--seed 0]
+    python data/demo/make_demo.py [--source DIR] [--seed 0] [--large DIR]
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import csv
 import gzip
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +33,7 @@ from PIL import Image
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 PER_CLASS = {"train": 300, "validation": 50, "test": 100}
+LARGE_PER_CLASS = {"train": 900, "validation": 100, "test": 200}
 # Image ids (within a split, like the real competition) whose mirrors are broken.
 DEAD_FIRST = 6   # per split: first URL dead, second good
 NO_GOOD = 2      # per split: every URL dead
@@ -45,8 +51,14 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def balanced_sample(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
-    picks = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in range(10)]
+def balanced_sample(labels: np.ndarray, per_class: int, rng: np.random.Generator,
+                    exclude: np.ndarray | None = None) -> np.ndarray:
+    """`per_class` positions of each label, none of them in `exclude`, shuffled."""
+    allowed = np.ones(len(labels), dtype=bool)
+    if exclude is not None:
+        allowed[exclude] = False
+    picks = [rng.choice(np.flatnonzero((labels == c) & allowed), per_class, replace=False)
+             for c in range(10)]
     order = np.concatenate(picks)
     rng.shuffle(order)
     return order
@@ -114,7 +126,21 @@ def write_broken_files(out: Path) -> None:
     Image.new("P", (1, 1)).save(broken / "placeholder.gif")
 
 
-def build(source: Path, out: Path, seed: int) -> None:
+def split_by_label(order: np.ndarray, labels: np.ndarray, per_class: dict[str, int]
+                   ) -> dict[str, list[int]]:
+    """Deal `order`'s positions into the splits, in `per_class`'s order: the first
+    per_class[split] of each label to the first split, and so on."""
+    seen: dict[int, int] = {}
+    splits: dict[str, list[int]] = {split: [] for split in per_class}
+    bounds = np.cumsum(list(per_class.values()))
+    for i in order:
+        label = int(labels[i])
+        splits[list(per_class)[int(np.searchsorted(bounds, seen.get(label, 0), "right"))]].append(i)
+        seen[label] = seen.get(label, 0) + 1
+    return splits
+
+
+def build(source: Path, out: Path, seed: int, large: bool = False) -> None:
     rng = np.random.default_rng(seed)
     pool_images = read_idx(source / "train-images-idx3-ubyte.gz")
     pool_labels = read_idx(source / "train-labels-idx1-ubyte.gz")
@@ -123,18 +149,25 @@ def build(source: Path, out: Path, seed: int) -> None:
 
     shutil.rmtree(out / "images", ignore_errors=True)
     write_broken_files(out)
-    # train and validation come from Fashion-MNIST's train set without overlap; test from t10k.
-    order = balanced_sample(pool_labels, PER_CLASS["train"] + PER_CLASS["validation"], rng)
-    per_label_seen: dict[int, int] = {}
-    train_idx, val_idx = [], []
-    for i in order:
-        seen = per_label_seen.get(int(pool_labels[i]), 0)
-        (train_idx if seen < PER_CLASS["train"] else val_idx).append(i)
-        per_label_seen[int(pool_labels[i])] = seen + 1
-    test_order = balanced_sample(test_labels, PER_CLASS["test"], rng)
-    splits = {"train": (pool_images[train_idx].copy(), pool_labels[train_idx].copy()),
-              "validation": (pool_images[val_idx], pool_labels[val_idx]),
-              "test": (test_images[test_order].copy(), test_labels[test_order].copy())}
+    # The demo: train and validation from Fashion-MNIST's train set without overlap, test from
+    # t10k. The large competition: every split from the train set, none of the demo's images.
+    demo_pool = balanced_sample(pool_labels, PER_CLASS["train"] + PER_CLASS["validation"], rng)
+    if large:
+        order = balanced_sample(pool_labels, sum(LARGE_PER_CLASS.values()), rng,
+                                exclude=demo_pool)
+        picked = split_by_label(order, pool_labels, LARGE_PER_CLASS)
+        splits = {split: (pool_images[idx].copy(), pool_labels[idx].copy())
+                  for split, idx in picked.items()}
+    else:
+        picked = split_by_label(demo_pool, pool_labels,
+                                {"train": PER_CLASS["train"],
+                                 "validation": PER_CLASS["validation"]})
+        test_order = balanced_sample(test_labels, PER_CLASS["test"], rng)
+        splits = {"train": (pool_images[picked["train"]].copy(),
+                            pool_labels[picked["train"]].copy()),
+                  "validation": (pool_images[picked["validation"]],
+                                 pool_labels[picked["validation"]]),
+                  "test": (test_images[test_order].copy(), test_labels[test_order].copy())}
     plant_duplicates(*splits["train"], *splits["test"], rng)
     for split, (images, labels) in splits.items():
         write_split(out, split, images, labels, rng)
@@ -149,8 +182,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--large", type=Path, metavar="DIR",
+                        help="build the 10,000-image competition into DIR instead of the demo")
     args = parser.parse_args()
-    build(args.source, Path(__file__).resolve().parent, args.seed)
+    if not (args.source / "train-images-idx3-ubyte.gz").is_file():
+        sys.exit(f"make_demo: no Fashion-MNIST IDX files in {args.source}: install Debian's "
+                 "dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or pass --source")
+    if args.large:
+        args.large.mkdir(parents=True, exist_ok=True)
+    build(args.source, args.large or Path(__file__).resolve().parent, args.seed,
+          large=args.large is not None)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Where the model runs and how fast: device, mixed precision, memory format, compilation.
 
 In: the device (CUDA when present, else the CPU) and the speed knobs from params.yaml
-(`amp`, `compile`). Out: a model moved to the device (channels_last on CUDA, optionally
+(`amp`, `compile`). Out: a model moved to the device (NHWC on CUDA and the CPU, optionally
 compiled), autocast contexts, a grad scaler (fp16 only), batch copies that overlap with compute,
 and an inference loader sized for prediction (larger batches: no gradients to keep).
 
@@ -73,12 +73,21 @@ def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.Gr
     return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
 
+# NHWC by default: tensor cores want it, and on the CPU oneDNN runs the EfficientNets' depthwise
+# convolutions much faster in it (plain ResNets lose a little); bench/cpu_train_bench.py.
+CHANNELS_LAST_DEVICES = ("cuda", "cpu")
+
+
+def uses_channels_last(device: torch.device, channels_last: bool | None) -> bool:
+    """`channels_last` when given, else whether the device type is in CHANNELS_LAST_DEVICES."""
+    return channels_last if channels_last is not None else device.type in CHANNELS_LAST_DEVICES
+
+
 def prepare_model(model: nn.Module, device: torch.device, *,
                   channels_last: bool | None = None) -> nn.Module:
-    """Move the model to `device`; channels_last (NHWC, what tensor cores want) by default on
-    CUDA only."""
+    """Move the model to `device`, as NHWC where `uses_channels_last` says so."""
     model = model.to(device)
-    if channels_last if channels_last is not None else device.type == "cuda":
+    if uses_channels_last(device, channels_last):
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -94,8 +103,8 @@ def compile_model(model: nn.Module, enabled: bool) -> nn.Module:
 def to_device(batch: torch.Tensor, device: torch.device, *,
               channels_last: bool | None = None) -> torch.Tensor:
     """Copy a batch to `device` without waiting (the loader pins memory on CUDA), as NHWC when
-    the model is (by default on CUDA)."""
-    if channels_last if channels_last is not None else device.type == "cuda":
+    the model is (see `uses_channels_last`)."""
+    if uses_channels_last(device, channels_last):
         return batch.to(device, non_blocking=True, memory_format=torch.channels_last)
     return batch.to(device, non_blocking=True)
 

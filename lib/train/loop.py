@@ -91,7 +91,7 @@ class TrainConfig:
     amp: str
     compile: bool
     sync_bn: bool
-    channels_last: bool | None = None  # NHWC memory format; None = on CUDA only
+    channels_last: bool | None = None  # NHWC memory format; None = lib.train.device decides
 
     @classmethod
     def param_keys(cls) -> list[str]:

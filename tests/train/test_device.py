@@ -50,7 +50,9 @@ def test_channels_last_model_and_batches():
     assert model.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
     batch = to_device(torch.zeros(2, 3, 8, 8), CPU, channels_last=True)
     assert batch.is_contiguous(memory_format=torch.channels_last)
-    assert to_device(torch.zeros(2, 3, 8, 8), CPU).is_contiguous()  # CPU default: NCHW
+    assert to_device(torch.zeros(2, 3, 8, 8), CPU).is_contiguous(
+        memory_format=torch.channels_last)  # the CPU default: NHWC
+    assert to_device(torch.zeros(2, 3, 8, 8), CPU, channels_last=False).is_contiguous()
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
