@@ -14,8 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lib.acquire.competition_files import competition_files
-from lib.acquire.layouts import read_test_competition
+from lib.acquire.competition_files import submitting_competition
 from lib.common.errors import UserError
 from lib.common.params import load_params
 from lib.infer.submission import (
@@ -48,12 +47,8 @@ def check_file(csv: Path, *, fmt: str | None = None, sample: Path | None = None)
         upstream(SUBMISSION_CSV, "ensemble")
     elif not csv.is_file():
         raise UserError(f"{csv}: file not found")
-    competition = read_test_competition(
-        Path(p["competition"]), fmt=p["competition_format"], id_column=p["id_column"],
-        label_column=p["label_column"])
-    files = competition_files(competition.folder, derived_classes=CLASSES_CSV,
-                              classes_file=p["classes_file"], test_labels=None,
-                              sample_submission=p["sample_submission"])
+    competition, files = submitting_competition(p, derived_classes=CLASSES_CSV,
+                                                test_labels=False)
     fmt = fmt or p["submission_format"]
     names = competition_class_names(files.classes_file, competition)
     layout = competition_layout(fmt, competition, names=names,

@@ -11,8 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from lib.acquire.competition_files import competition_files
-from lib.acquire.layouts import read_test_competition
+from lib.acquire.competition_files import submitting_competition
 from lib.common.fileio import remove_stale_temps, write_json
 from lib.common.params import load_params
 from lib.experiments.history import keep_submission
@@ -34,17 +33,14 @@ SPEED_PARAMS: list[str] = []
 def main() -> None:
     p = load_params(PARAMS)
     root = Path(os.environ.get("DVC_ROOT", "."))
-    competition = read_test_competition(Path(p["competition"]), fmt=p["competition_format"],
-                                        id_column=p["id_column"], label_column=p["label_column"])
+    competition, files = submitting_competition(p, derived_classes=out.CLASSES_CSV)
     for fold in p["train_folds"]:
         upstream(out.predictions_dir(fold), f"predict@{fold}")
     # root: a queued experiment runs in a temporary copy; members and history are the project's
     result = ensemble_competition(
-        competition, root=root, files=competition_files(
-            competition.folder, derived_classes=out.CLASSES_CSV,
-            **{k: p[k] for k in ("classes_file", "test_labels", "sample_submission")}),
-        predictions_dir=out.PREDICTIONS_DIR, train_folds=p["train_folds"],
-        ensemble_runs=p["ensemble_runs"], test_images=IMAGES_DIR / "test",
+        competition, root=root, files=files, predictions_dir=out.PREDICTIONS_DIR,
+        train_folds=p["train_folds"], ensemble_runs=p["ensemble_runs"],
+        test_images=IMAGES_DIR / "test",
         submission_format=p["submission_format"], how=p["ensemble_merge"],
         weights=p["ensemble_weights"] or None, target_prior=p["target_prior"],
         prior_correction=p["prior_correction"], low=p["clip_low"], high=p["clip_high"])

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from lib.acquire.layouts import Competition, read_test_competition
 from lib.common.errors import UserError
 from lib.common.fileio import write_text
 
@@ -53,6 +55,21 @@ def competition_files(competition: Path, *, derived_classes: Path | None = None,
     return CompetitionFiles(**{key: resolve_file(values[key], key=key, competition=competition,
                                                  derived=derived.get(key))
                                for key in DEFAULT_NAMES})
+
+
+def submitting_competition(params: Mapping[str, Any], *, derived_classes: Path | None,
+                           test_labels: bool = True) -> tuple[Competition, CompetitionFiles]:
+    """The competition a submission is for and its files, from the params `competition`,
+    `competition_format`, `id_column`, `label_column`, `classes_file`, `sample_submission` and
+    (unless `test_labels` is False: no answers are looked for) `test_labels`."""
+    competition = read_test_competition(
+        Path(params["competition"]), fmt=params["competition_format"],
+        id_column=params["id_column"], label_column=params["label_column"])
+    files = competition_files(competition.folder, derived_classes=derived_classes,
+                              classes_file=params["classes_file"],
+                              test_labels=params["test_labels"] if test_labels else None,
+                              sample_submission=params["sample_submission"])
+    return competition, files
 
 
 def write_classes_file(path: Path, labels: Iterable[int], names: dict[int, str] | None) -> None:
