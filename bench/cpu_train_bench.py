@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from lib.common.params import read_params_file  # noqa: E402
-from lib.train.device import grad_scaler, prepare_model  # noqa: E402
+from lib.train.device import grad_scaler, prepare_model, to_device  # noqa: E402
 from lib.train.loop import TrainConfig, train_step  # noqa: E402
 from lib.train.model import create_model  # noqa: E402
 
@@ -50,8 +50,7 @@ def images_per_s(arch: str, size: int, *, batch_size: int, steps: int, channels_
                        class_weights=None)
         else:
             with torch.inference_mode():
-                model(images.contiguous(memory_format=torch.channels_last) if channels_last
-                      else images)
+                model(to_device(images, CPU, channels_last=channels_last))
     return batch_size * steps / (time.perf_counter() - started)
 
 

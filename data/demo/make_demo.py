@@ -130,12 +130,13 @@ def split_by_label(order: np.ndarray, labels: np.ndarray, per_class: dict[str, i
                    ) -> dict[str, list[int]]:
     """Deal `order`'s positions into the splits, in `per_class`'s order: the first
     per_class[split] of each label to the first split, and so on."""
+    # each label's n-th position goes to the split whose share of that label holds n
+    dealt = [split for split, count in per_class.items() for _ in range(count)]
     seen: dict[int, int] = {}
     splits: dict[str, list[int]] = {split: [] for split in per_class}
-    bounds = np.cumsum(list(per_class.values()))
     for i in order:
         label = int(labels[i])
-        splits[list(per_class)[int(np.searchsorted(bounds, seen.get(label, 0), "right"))]].append(i)
+        splits[dealt[seen.get(label, 0)]].append(i)
         seen[label] = seen.get(label, 0) + 1
     return splits
 
@@ -156,18 +157,15 @@ def build(source: Path, out: Path, seed: int, large: bool = False) -> None:
         order = balanced_sample(pool_labels, sum(LARGE_PER_CLASS.values()), rng,
                                 exclude=demo_pool)
         picked = split_by_label(order, pool_labels, LARGE_PER_CLASS)
-        splits = {split: (pool_images[idx].copy(), pool_labels[idx].copy())
-                  for split, idx in picked.items()}
     else:
         picked = split_by_label(demo_pool, pool_labels,
                                 {"train": PER_CLASS["train"],
                                  "validation": PER_CLASS["validation"]})
+    splits = {split: (pool_images[idx].copy(), pool_labels[idx].copy())
+              for split, idx in picked.items()}
+    if not large:
         test_order = balanced_sample(test_labels, PER_CLASS["test"], rng)
-        splits = {"train": (pool_images[picked["train"]].copy(),
-                            pool_labels[picked["train"]].copy()),
-                  "validation": (pool_images[picked["validation"]],
-                                 pool_labels[picked["validation"]]),
-                  "test": (test_images[test_order].copy(), test_labels[test_order].copy())}
+        splits["test"] = (test_images[test_order].copy(), test_labels[test_order].copy())
     plant_duplicates(*splits["train"], *splits["test"], rng)
     for split, (images, labels) in splits.items():
         write_split(out, split, images, labels, rng)
