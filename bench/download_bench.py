@@ -85,9 +85,9 @@ from lib.acquire.competition import ImageRecord  # noqa: E402
 from lib.acquire.download import (  # noqa: E402
     DownloadSettings,
     download_competition,
-    fetching,
     worker_preload,
 )
+from lib.acquire.fetch import fetching  # noqa: E402
 from lib.acquire.resize import ImageLimits, prepare_image  # noqa: E402
 from lib.common.params import read_params_file  # noqa: E402
 from lib.common.pools import context, process_pool, set_up_decode_worker, worker_count  # noqa: E402
@@ -355,8 +355,8 @@ def ours(urls: list[str], out: Path, limits: ImageLimits, concurrency: int = 128
 
 async def _fetch_all(urls: list[str], concurrency: int) -> int:
     """(g): every URL through lib.acquire.fetch on one client, as ours fetches; bodies dropped."""
-    settings = default_settings(concurrency=concurrency, per_host=concurrency)
-    async with fetching(settings, BENCH) as fetch:
+    options = default_settings().fetch_options(concurrency=concurrency, per_host=concurrency)
+    async with fetching(BENCH, **options) as fetch:
         pending = iter(urls)
 
         async def worker() -> int:

@@ -10,18 +10,16 @@ disk.
 
 A re-run first moves the images already there in line with the lists
 (``lib.acquire.reconcile``), checks them (``lib.acquire.store``) and fetches only what is
-missing. A fixed pool of coroutines fetches (``lib.acquire.fetch``); worker processes, one per
-core, validate, shrink and write (``lib.acquire.store``), so decoding never blocks the event
-loop. A failed image is a value, not an exception. SIGINT and SIGTERM stop the run cleanly:
-what was written is whole and kept, and ``DownloadInterrupted`` is raised.
+missing. Worker processes, one per core, fetch, validate, shrink and write the images
+(``lib.acquire.fetch_workers``); this process hands them out and counts the outcomes. A failed
+image is a value, not an exception. SIGINT and SIGTERM stop the run cleanly: what was written
+is whole and kept, and ``DownloadInterrupted`` is raised.
 
 docs/download.md describes the layout, the re-runs, the report's fields and the failure reasons.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import csv
 import functools
 import io
@@ -33,7 +31,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -41,6 +39,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from lib.acquire import fetch_workers
 from lib.acquire.competition import (
     LABELLED_SPLITS,
     SPLITS,
@@ -48,20 +47,14 @@ from lib.acquire.competition import (
     label_dir_name,
     label_width,
 )
-from lib.acquire.fetch import Fetcher, open_client
+from lib.acquire.fetch_workers import CHECK, FETCH, Job, Outcome, Workers, shares
 from lib.acquire.reconcile import default_removed_dir, image_stem, reconcile
 from lib.acquire.resize import ImageLimits
-from lib.acquire.store import (
-    EXISTING_BAD,
-    EXISTING_RESIZED,
-    StoreWorkers,
-)
 from lib.common import pools
 from lib.common.errors import UserError
 from lib.common.fileio import TMP_PREFIX, write_json, write_text
 from lib.common.ids import ALLOWED as ALLOWED_IDS
 from lib.common.ids import id_order, is_id_text
-from lib.common.oskit import batch_scheduling
 from lib.common.params import RULES
 
 logger = logging.getLogger(__name__)
@@ -93,7 +86,7 @@ class DownloadSettings:
     max_pixels: int  # width * height above this is a decompression bomb
     max_side: int | None  # shrink larger images to this longer side; None keeps all
     jpeg_quality: int  # JPEG quality of shrunk images
-    workers: int  # processes that validate, shrink and write; 0 = one per CPU core
+    workers: int  # processes that fetch, validate, shrink and write; 0 = one per core
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> DownloadSettings:
@@ -113,6 +106,14 @@ class DownloadSettings:
             allowed = RULES[f"download.{item.name}"](value)
             if allowed is not None:
                 raise ValueError(f"download setting {item.name}={value!r}; expected {allowed}")
+
+    def fetch_options(self, *, concurrency: int, per_host: int) -> dict[str, Any]:
+        """``lib.acquire.fetch.fetching``'s keywords, with these two limits (a worker's share)."""
+        return dict(concurrency=concurrency, per_host=per_host, timeout_s=self.timeout_s,
+                    connect_timeout_s=self.connect_timeout_s,
+                    read_timeout_s=self.read_timeout_s, dns_cache_s=self.dns_cache_s,
+                    retries=self.retries, backoff_s=self.backoff_s,
+                    max_redirects=self.max_redirects, max_bytes=self.max_bytes)
 
     @property
     def limits(self) -> ImageLimits:
@@ -171,7 +172,7 @@ def download_competition(
                       disable=None, smoothing=0.1) as bar:
                 if plan.existing or plan.jobs:
                     _fetch_and_store(plan, Path(competition_dir), settings, tally, bar)
-    except KeyboardInterrupt:  # Ctrl-C outside the event loop, which handles its own
+    except KeyboardInterrupt:  # Ctrl-C: the workers ignore it and are stopped on the way out
         raise DownloadInterrupted(signal.SIGINT) from None
     report = tally.report(time.perf_counter() - started)
     _log_summary(report)
@@ -368,162 +369,73 @@ def _fetch_and_store(
     plan: _Plan, competition_dir: Path, settings: DownloadSettings, tally: _Tally, bar: tqdm
 ) -> None:
     # Processes, not threads: PIL parses headers and runs parts of its decoders in Python with
-    # the GIL held, which would stall the event loop and cap decoding at one core. Started here,
-    # before the event loop, because the first start waits for the forkserver's imports, which
-    # would stall every request in flight. "forkserver", not fork: this process already runs
-    # threads (tqdm's monitor, later aiohttp's resolver), and forking them can deadlock.
-    context = pools.context(preload=worker_preload())
-    workers = StoreWorkers(count=pools.worker_count(settings.workers), limits=settings.limits,
-                           context=context)
+    # the GIL held, which would stall an event loop in the same process and cap decoding at one
+    # core. Each worker fetches its own images, so bodies never cross a pipe. "forkserver", not
+    # fork: this process already runs threads (tqdm's monitor), and forking them can deadlock.
+    count = min(pools.worker_count(settings.workers), settings.concurrency, settings.per_host)
+    # each worker gets its share of both limits, so together they never exceed them
+    options = [settings.fetch_options(concurrency=concurrency, per_host=per_host)
+               for concurrency, per_host in zip(shares(settings.concurrency, count),
+                                                shares(settings.per_host, count), strict=True)]
+    records, job_of = _jobs(plan)
+    workers = Workers(fetch_options=options, limits=settings.limits,
+                      competition_dir=competition_dir,
+                      context=pools.context(preload=worker_preload()))
     try:
-        with batch_scheduling():
-            asyncio.run(_check_and_download(plan, competition_dir, settings, workers, tally,
-                                            bar))
+        for outcome in workers.run(len(records), job_of):
+            _count(outcome, records[outcome.index], tally, bar)
     finally:
-        workers.close()  # each finishes the images it was sent, then exits
+        workers.close()  # on an interrupt: each drops its requests and finishes its write
+    tally.fetching_s = workers.fetching_s
+    if tally.extra["existing_replaced"]:
+        logger.info("%d images on disk were broken or placeholders: deleted and fetched again",
+                    tally.extra["existing_replaced"])
 
 
-async def _check_and_download(
-    plan: _Plan,
-    competition_dir: Path,
-    settings: DownloadSettings,
-    workers: StoreWorkers,
-    tally: _Tally,
-    bar: tqdm,
-) -> None:
-    with _signals_cancel_this_task():
-        jobs = plan.jobs + await _check_existing_images(plan.existing, workers, tally, bar)
-        plan.existing = []
-        # Lists are often grouped by source site; a fixed shuffle spreads the hosts so the
-        # per-host limit does not leave most workers queueing behind one host.
-        random.Random(0).shuffle(jobs)
-        await _download_all(jobs, plan.folder_of, competition_dir, settings, workers.store,
-                            tally, bar)
+def _jobs(plan: _Plan) -> tuple[list[ImageRecord], Callable[[int], Job]]:
+    """The records in the order the workers take them (the images on disk first, to check),
+    and the job of each position, made only when it is handed out."""
+    fetches = list(plan.jobs)
+    # Lists are often grouped by source site; a fixed shuffle spreads the hosts so the
+    # per-host limit does not leave most workers queueing behind one host.
+    random.Random(0).shuffle(fetches)
+    existing = plan.existing
+    records = [record for record, _ in existing] + fetches
+
+    def job_of(index: int) -> Job:
+        record = records[index]
+        if index < len(existing):
+            return Job(CHECK, record.urls, str(record.image_id), existing[index][1])
+        return Job(FETCH, record.urls, str(record.image_id), str(plan.folder_of(record)))
+
+    return records, job_of
+
+
+def _count(outcome: Outcome, record: ImageRecord, tally: _Tally, bar: tqdm) -> None:
+    if outcome.kind == fetch_workers.REPLACED:  # its fetch's outcome follows
+        tally.extra["existing_replaced"] += 1
+        return
+    if outcome.kind == fetch_workers.DOWNLOADED:
+        tally.downloaded(record.split, outcome.nbytes, outcome.written, outcome.resized,
+                         outcome.later_url)
+    elif outcome.kind == fetch_workers.FAILED:
+        tally.failed(record, list(outcome.reasons))
+    else:
+        tally.count(record.split, SKIPPED_EXISTING)
+        tally.extra["existing_resized"] += int(outcome.resized)
+    bar.update()
+    if tally.reasons.total() and bar.n % 64 == 0:  # the failure count beside the bar
+        bar.set_postfix(failed=tally.reasons.total(), refresh=False)
 
 
 def worker_preload() -> list[str]:
     """What the forkserver imports once, before it forks the workers: this module (and so
-    lib.acquire.store, all a worker runs) and the main module. multiprocessing makes every worker
-    import the main module again (for ``python -m stages.download``: aiohttp, tqdm, yaml...);
-    with its imports already loaded, that is only the module's body."""
+    lib.acquire.fetch_workers, all a worker runs) and the main module. multiprocessing makes
+    every worker import the main module again (for ``python -m stages.download``: aiohttp,
+    tqdm, yaml...); with its imports already loaded, that is only the module's body."""
     main_spec = getattr(sys.modules["__main__"], "__spec__", None)
     main_name = getattr(main_spec, "name", None)  # None when run as a script
     return [*([main_name] if main_name else []), __name__]
-
-
-async def _check_existing_images(
-    existing: list[tuple[ImageRecord, str]], workers: StoreWorkers, tally: _Tally, bar: tqdm
-) -> list[ImageRecord]:
-    """Check the images on disk in the workers; the broken ones (deleted) come back to fetch."""
-    refetch: list[ImageRecord] = []
-    pending = iter(existing)
-
-    async def check() -> None:
-        for record, path in pending:
-            result = await workers.check_existing(path)
-            if result == EXISTING_BAD:
-                refetch.append(record)
-                tally.extra["existing_replaced"] += 1
-                continue
-            tally.count(record.split, SKIPPED_EXISTING)
-            tally.extra["existing_resized"] += int(result == EXISTING_RESIZED)
-            bar.update()
-
-    await _run_workers([check() for _ in range(min(len(existing), 4 * workers.count))])
-    if refetch:
-        logger.info("%d images on disk were broken or placeholders: deleted, to fetch again",
-                    len(refetch))
-    return refetch
-
-
-async def _download_all(
-    jobs: list[ImageRecord],
-    folder_of: Callable[[ImageRecord], Path],
-    competition_dir: Path,
-    settings: DownloadSettings,
-    store: Store,
-    tally: _Tally,
-    bar: tqdm,
-) -> None:
-    if not jobs:
-        return
-    async with fetching(settings, competition_dir) as fetch:
-        pending = iter(jobs)  # shared by the workers; next() is atomic in one loop
-        progress = functools.partial(_advance, bar, tally)
-        workers = min(settings.concurrency, len(jobs))
-        started = time.perf_counter()
-        try:
-            await _run_workers([_worker(pending, fetch, store, folder_of, tally, progress)
-                                for _ in range(workers)])
-        finally:
-            tally.fetching_s = time.perf_counter() - started
-
-
-@contextlib.asynccontextmanager
-async def fetching(settings: DownloadSettings, competition_dir: Path) -> AsyncIterator[Fetch]:
-    """``fetch(url) -> (body, reason)`` on one aiohttp client set up from ``settings``, open
-    for the ``async with`` block (``lib.acquire.fetch``)."""
-    client = open_client(
-        concurrency=settings.concurrency, per_host=settings.per_host,
-        timeout_s=settings.timeout_s, connect_timeout_s=settings.connect_timeout_s,
-        read_timeout_s=settings.read_timeout_s, dns_cache_s=settings.dns_cache_s)
-    async with client:
-        yield Fetcher(client, competition_dir, retries=settings.retries,
-                      backoff_s=settings.backoff_s, max_redirects=settings.max_redirects,
-                      max_bytes=settings.max_bytes, per_host=settings.per_host).fetch
-
-
-async def _run_workers(coroutines: list[Awaitable[None]]) -> None:
-    """Await all workers; on the first error cancel the others and re-raise it unwrapped."""
-    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-Fetch = Callable[[str], Awaitable[tuple[bytes | None, str | None]]]
-Store = Callable[[bytes, Path, str], Awaitable[tuple[str | None, int, bool]]]
-
-
-async def _worker(
-    pending: Iterator[ImageRecord],
-    fetch: Fetch,
-    store: Store,
-    folder_of: Callable[[ImageRecord], Path],
-    tally: _Tally,
-    progress: Callable[[], None],
-) -> None:
-    # A fixed pool of workers, not one task per image: bounds memory (bodies in flight) and
-    # the number of tasks for 200k-image competitions.
-    for record in pending:
-        await _fetch_image(record, fetch, store, folder_of(record), tally)
-        progress()
-
-
-async def _fetch_image(
-    record: ImageRecord, fetch: Fetch, store: Store, folder: Path, tally: _Tally
-) -> None:
-    """Try the record's URLs in order until one gives a valid image."""
-    reasons: list[str] = []
-    for index, url in enumerate(record.urls):
-        body, reason = await fetch(url)
-        if body is not None:
-            reason, written, resized = await store(body, folder, str(record.image_id))
-            if reason is None:
-                tally.downloaded(record.split, len(body), written, resized, index > 0)
-                return
-        assert reason is not None
-        reasons.append(reason)
-    tally.failed(record, reasons)
-
-
-def _advance(bar: tqdm, tally: _Tally) -> None:
-    bar.update()
-    if tally.reasons.total() and bar.n % 64 == 0:  # the failure count beside the bar
-        bar.set_postfix(failed=tally.reasons.total(), refresh=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -531,42 +443,9 @@ def _advance(bar: tqdm, tally: _Tally) -> None:
 
 
 @contextmanager
-def _signals_cancel_this_task() -> Iterator[None]:
-    """In the event loop: SIGINT or SIGTERM cancels the running task, which then raises
-    DownloadInterrupted once its cleanup (closing the client, cancelling workers) is done."""
-    task = asyncio.current_task()
-    if task is None or threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-    loop = asyncio.get_running_loop()
-    received: list[int] = []
-
-    def on_signal(signum: int) -> None:
-        received.append(signum)
-        task.cancel()
-
-    signums = (signal.SIGINT, signal.SIGTERM)
-    # remove_signal_handler puts back Python's defaults, not what was there (for SIGTERM,
-    # _sigterm_raises's handler, which must still work while the workers shut down)
-    previous = {signum: signal.getsignal(signum) for signum in signums}
-    for signum in signums:
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
-        yield
-    except asyncio.CancelledError:
-        if received:
-            raise DownloadInterrupted(received[0]) from None
-        raise
-    finally:
-        for signum in signums:
-            loop.remove_signal_handler(signum)
-            signal.signal(signum, previous[signum])
-
-
-@contextmanager
 def _sigterm_raises() -> Iterator[None]:
-    """Outside the event loop: SIGTERM raises DownloadInterrupted, as Ctrl-C raises
-    KeyboardInterrupt, so the worker pool is shut down instead of orphaned."""
+    """SIGTERM raises DownloadInterrupted, as Ctrl-C raises KeyboardInterrupt, so the workers
+    are stopped instead of orphaned."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -20,11 +20,12 @@ of its host's slots, so queueing behind a busy host never counts as a timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import os
 import random
 import stat
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +71,34 @@ def open_client(
         total=timeout_s, sock_connect=connect_timeout_s, sock_read=read_timeout_s
     )
     return Client(connector=connector, timeout=timeout)
+
+
+Fetch = Callable[[str], Awaitable[tuple[bytes | None, str | None]]]
+
+
+@contextlib.asynccontextmanager
+async def fetching(
+    competition_dir: Path,
+    *,
+    concurrency: int,
+    per_host: int,
+    timeout_s: float,
+    connect_timeout_s: float,
+    read_timeout_s: float,
+    dns_cache_s: float,
+    retries: int,
+    backoff_s: float,
+    max_redirects: int,
+    max_bytes: int,
+) -> AsyncIterator[Fetch]:
+    """``fetch(url) -> (body, reason)`` on one client (``open_client``) and its ``Fetcher``,
+    open for the ``async with`` block."""
+    client = open_client(concurrency=concurrency, per_host=per_host, timeout_s=timeout_s,
+                         connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s,
+                         dns_cache_s=dns_cache_s)
+    async with client:
+        yield Fetcher(client, competition_dir, retries=retries, backoff_s=backoff_s,
+                      max_redirects=max_redirects, max_bytes=max_bytes, per_host=per_host).fetch
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 In: the raw bytes of one HTTP body (or ``file:`` URL) and ``ImageLimits``.
 Out: ``Prepared``: the bytes to write and their extension (from the decoded format, never the
-URL), or the reason the body is refused. Runs in the download's worker processes: every
-function here is CPU-bound and must stay off the event loop.
+URL), or the reason the body is refused. Runs in the download's worker processes, one per
+core: every function here is CPU-bound.
 
 A body is accepted only if it decodes completely (every byte of the first frame), is not a
 placeholder (a side below ``min_side``, e.g. a 1x1 GIF) and not a decompression bomb (more than

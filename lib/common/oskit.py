@@ -4,7 +4,7 @@ Each function changes one thing below Python, says why in a line, and falls back
 nothing where the system lacks it (not Linux, not glibc, a sandbox that refuses), so its caller
 works the same everywhere, only slower.
 
-- ``batch_scheduling``: SCHED_BATCH for the download's event loop.
+- ``batch_scheduling``: SCHED_BATCH for the download's workers.
 - ``keep_freed_memory``: glibc's ``mallopt`` through ctypes, for the image decoding workers.
 - ``open_unnamed_file`` / ``link_unnamed_file``: ``O_TMPFILE``, then ``linkat`` through
   /proc, for ``lib.common.fileio.write_bytes``.
@@ -26,9 +26,10 @@ from pathlib import Path
 def batch_scheduling() -> Iterator[None]:
     """This thread under Linux's SCHED_BATCH for the block, then back to its policy.
 
-    Why: while every core decodes, a network event then waits for the running decoder's time
-    slice instead of preempting it, so the event loop wakes less often and handles more events
-    per wake-up. A thread under another policy (real-time, idle) is left as it is."""
+    Why: while every core decodes, a worker woken by network data then waits for the running
+    decoder's time slice instead of preempting it, so the event loops wake less often and
+    handle more events per wake-up. A thread under another policy (real-time, idle) is left as
+    it is."""
     batch = getattr(os, "SCHED_BATCH", None)
     switched = False
     try:

@@ -26,7 +26,6 @@ import yaml
 from aiohttp import web
 from PIL import Image
 
-import lib.acquire.download as download_module
 from lib.acquire.competition import ImageRecord
 from lib.acquire.download import (
     DownloadResult,
@@ -546,8 +545,9 @@ def test_concurrency_is_bounded_in_total_and_per_host(server: Server, tmp_path: 
                                   images_dir=tmp_path / "images", settings=settings)
     assert result.report["downloaded"] == 40
     hosts = [base.removeprefix("http://") for base in (server.base, server.other_base)]
-    assert max(server.peak[host] for host in hosts) == 3
-    assert server.peak["all"] <= 5
+    # the workers (as many as cores, at most 3) split both limits between them
+    assert 2 <= max(server.peak[host] for host in hosts) <= 3
+    assert 3 <= server.peak["all"] <= 5
 
 
 def test_max_side_shrinks_larger_images_and_keeps_small_ones(
@@ -1015,42 +1015,3 @@ def test_stage_stops_cleanly_on_sigterm_and_sigint(server: Server, tmp_path: Pat
     assert again.wait(timeout=120) == 0
     assert_complete_and_fetched_once(root, server, tag, written(root) & before,
                                      hits_after_stop)
-
-
-def test_the_event_loop_gives_back_the_signal_handlers_it_found():
-    # SIGTERM while the workers shut down (after the loop) must still raise DownloadInterrupted
-    def mine(signum: int, frame: object) -> None:
-        pass
-
-    async def inside() -> None:
-        with download_module._signals_cancel_this_task():
-            await asyncio.sleep(0)
-
-    before = {signum: signal.signal(signum, mine) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        asyncio.run(inside())
-        assert signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGTERM) is mine
-    finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
-def test_the_event_loop_runs_under_sched_batch_and_the_policy_is_restored(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    Image.new("RGB", (32, 24), "red").save(tmp_path / "a.png")
-    seen: list[int] = []
-    original = download_module._check_and_download
-
-    async def recording(*args, **kwargs) -> None:
-        seen.append(os.sched_getscheduler(0))
-        await original(*args, **kwargs)
-
-    monkeypatch.setattr(download_module, "_check_and_download", recording)
-    result = download_competition({"train": [ImageRecord("train", 1, ("file:a.png",), 0)]},
-                                  competition_dir=tmp_path, images_dir=tmp_path / "images",
-                                  settings=download_settings())
-    assert result.report["downloaded"] == 1
-    assert seen == [os.SCHED_BATCH]
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER
