@@ -160,20 +160,17 @@ def download_competition(
     images_dir = Path(images_dir)
     tally = _Tally(list(records_by_split))
     total = sum(len(records) for records in records_by_split.values())
-    try:
-        with _sigterm_raises():
-            folder_of = _folder_namer(records_by_split, images_dir)
-            moves = reconcile(records_by_split, images_dir,
-                              removed_dir or default_removed_dir(images_dir), folder_of)
-            tally.extra.update(moved=moves.moved, set_aside=moves.set_aside,
-                               restored=moves.restored)
-            plan = _plan(records_by_split, folder_of, tally, retry_only)
-            with tqdm(total=total, initial=tally.done, unit="img", desc="download",
-                      disable=None, smoothing=0.1) as bar:
-                if plan.existing or plan.jobs:
-                    _fetch_and_store(plan, Path(competition_dir), settings, tally, bar)
-    except KeyboardInterrupt:  # Ctrl-C: the workers ignore it and are stopped on the way out
-        raise DownloadInterrupted(signal.SIGINT) from None
+    with _signals_raise():
+        folder_of = _folder_namer(records_by_split, images_dir)
+        moves = reconcile(records_by_split, images_dir,
+                          removed_dir or default_removed_dir(images_dir), folder_of)
+        tally.extra.update(moved=moves.moved, set_aside=moves.set_aside,
+                           restored=moves.restored)
+        plan = _plan(records_by_split, folder_of, tally, retry_only)
+        with tqdm(total=total, initial=tally.done, unit="img", desc="download",
+                  disable=None, smoothing=0.1) as bar:
+            if plan.existing or plan.jobs:
+                _fetch_and_store(plan, Path(competition_dir), settings, tally, bar)
     report = tally.report(time.perf_counter() - started)
     _log_summary(report)
     return DownloadResult(report=report, failures=tally.failure_rows())
@@ -443,21 +440,24 @@ def worker_preload() -> list[str]:
 
 
 @contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """SIGTERM raises DownloadInterrupted, as Ctrl-C raises KeyboardInterrupt, so the workers
-    are stopped instead of orphaned."""
+def _signals_raise() -> Iterator[None]:
+    """SIGINT and SIGTERM raise DownloadInterrupted, so the workers are stopped on the way out
+    instead of orphaned. Set here, not left to Python's Ctrl-C handling, which a process started
+    with SIGINT ignored (a background job of a script) never gets."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def on_sigterm(signum: int, frame: object) -> None:
+    def on_signal(signum: int, frame: object) -> None:
         raise DownloadInterrupted(signum)
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, on_signal) for signum in signums}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -892,9 +892,16 @@ def stage_project(root: Path, server: Server, tag: str) -> Path:
 
 
 def start_stage(cwd: Path) -> subprocess.Popen:
+    """The stage with SIGINT ignored, as a script's background job starts: it must still stop
+    on SIGINT, which Python's own Ctrl-C handling would then never see."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "stages.download"], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_ignore_sigint)
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def written(root: Path) -> set[int]:
