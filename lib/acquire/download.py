@@ -359,7 +359,7 @@ def _prepare_dir(folder: Path) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# running: worker processes, images on disk, then the downloads
+# running: the jobs handed to the worker processes, their outcomes counted
 
 
 def _fetch_and_store(

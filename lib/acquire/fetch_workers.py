@@ -9,9 +9,9 @@ them, and the span from the first request to the last image stored.
 
 The main process hands the jobs out a chunk at a time, when a worker asks for more, so a
 faster worker takes more and no worker holds the whole list. A worker that finds an image on
-disk broken fetches it again itself. ``stop`` (or the main process ending, even by kill -9)
-makes every worker drop its requests in flight and exit; an image being written is never cut,
-as writes are atomic.
+disk broken fetches it again itself. ``Workers.close()`` (or the main process ending, even by
+kill -9) makes every worker drop its requests in flight and exit; an image being written is
+never cut, as writes are atomic.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 
 from PIL import Image
 
-from lib.acquire.fetch import fetching
+from lib.acquire.fetch import Fetch, fetching
 from lib.acquire.resize import ImageLimits
 from lib.acquire.store import EXISTING_BAD, EXISTING_RESIZED, check_existing, store
 from lib.common.oskit import batch_scheduling
@@ -80,9 +80,9 @@ def shares(total: int, parts: int) -> list[int]:
 
 class Workers:
     """One worker process per entry of ``fetch_options`` (``lib.acquire.fetch.fetching``'s
-    keywords for that worker), started by the constructor, before any event loop; ``run(jobs)``
-    yields each job's outcome as it arrives and then sets ``fetching_s``; ``close()`` stops the
-    workers still running (an interrupt, an error) and waits for them."""
+    keywords for that worker), started by the constructor; ``run(count, job_of)`` yields each
+    job's outcome as it arrives and then sets ``fetching_s``; ``close()`` stops the workers
+    still running (an interrupt, an error) and waits for them."""
 
     def __init__(self, *, fetch_options: Sequence[dict[str, Any]], limits: ImageLimits,
                  competition_dir: Path, context: BaseContext) -> None:
@@ -196,7 +196,7 @@ async def serve(connection: Connection, fetch_options: dict[str, Any], limits: I
     feed.finish()
 
 
-async def _run(feed: _Feed, fetch, limits: ImageLimits) -> None:
+async def _run(feed: _Feed, fetch: Fetch, limits: ImageLimits) -> None:
     while (item := await feed.next()) is not None:
         index, job = item
         if job.kind == CHECK:
@@ -209,7 +209,7 @@ async def _run(feed: _Feed, fetch, limits: ImageLimits) -> None:
         feed.emit(await _fetch_image(index, job, fetch, limits, feed))
 
 
-async def _fetch_image(index: int, job: Job, fetch, limits: ImageLimits, feed: _Feed
+async def _fetch_image(index: int, job: Job, fetch: Fetch, limits: ImageLimits, feed: _Feed
                        ) -> Outcome:
     """Try the job's URLs in order until one gives a valid image."""
     reasons: list[str] = []
