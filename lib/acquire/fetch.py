@@ -1,6 +1,6 @@
 """Fetch the body of one URL: HTTP(S) with retries and caps, or a file inside the competition.
 
-In: a URL; a ``Fetcher`` built on one aiohttp client (``open_client``: bounded
+In: a URL; a ``Fetcher`` built on one aiohttp client (``fetching``: bounded
 total concurrency, DNS cache, connect/read/total timeouts) with the retry and size limits.
 Out: ``(body, None)`` or ``(None, reason)``. A failure is a value, never an exception.
 
@@ -52,27 +52,6 @@ _CHUNK_BYTES = 1 << 16
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
-def open_client(
-    *,
-    concurrency: int,
-    per_host: int,
-    timeout_s: float,
-    connect_timeout_s: float,
-    read_timeout_s: float,
-    dns_cache_s: float,
-) -> Client:
-    """One client for the whole download: connections are pooled and reused per host."""
-    connector = aiohttp.TCPConnector(
-        limit=concurrency, limit_per_host=per_host, ttl_dns_cache=dns_cache_s
-    )
-    # sock_connect / sock_read, not connect: aiohttp's `connect` also counts the wait for a
-    # free pooled connection, which is queueing, not a slow host.
-    timeout = aiohttp.ClientTimeout(
-        total=timeout_s, sock_connect=connect_timeout_s, sock_read=read_timeout_s
-    )
-    return Client(connector=connector, timeout=timeout)
-
-
 Fetch = Callable[[str], Awaitable[tuple[bytes | None, str | None]]]
 
 
@@ -91,12 +70,15 @@ async def fetching(
     max_redirects: int,
     max_bytes: int,
 ) -> AsyncIterator[Fetch]:
-    """``fetch(url) -> (body, reason)`` on one client (``open_client``) and its ``Fetcher``,
-    open for the ``async with`` block."""
-    client = open_client(concurrency=concurrency, per_host=per_host, timeout_s=timeout_s,
-                         connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s,
-                         dns_cache_s=dns_cache_s)
-    async with client:
+    """``fetch(url) -> (body, reason)`` on one aiohttp client, open for the ``async with``
+    block: connections pooled and reused per host, at most ``concurrency`` in total."""
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=per_host,
+                                     ttl_dns_cache=dns_cache_s)
+    # sock_connect / sock_read, not connect: aiohttp's `connect` also counts the wait for a
+    # free pooled connection, which is queueing, not a slow host.
+    timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s,
+                                    sock_read=read_timeout_s)
+    async with Client(connector=connector, timeout=timeout) as client:
         yield Fetcher(client, competition_dir, retries=retries, backoff_s=backoff_s,
                       max_redirects=max_redirects, max_bytes=max_bytes, per_host=per_host).fetch
 
