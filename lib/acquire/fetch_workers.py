@@ -168,7 +168,7 @@ def worker_main(connection: Connection, fetch_options: dict[str, Any], limits: I
         os._exit(1)
     except BaseException:  # noqa: BLE001 - told to the main process, which raises it
         try:
-            connection.send(([], 0, None, traceback.format_exc()))
+            connection.send(_message(error=traceback.format_exc()))
         finally:
             os._exit(1)
 
@@ -229,8 +229,8 @@ async def _fetch_image(index: int, job: Job, fetch: Fetch, limits: ImageLimits, 
 
 class _Feed:
     """A worker's side of the pipe: jobs come in chunks when asked for, outcomes go out in
-    batches. One message shape each way: ``(outcomes, jobs wanted, span or None, error or
-    None)`` out; a list of ``(index, Job)`` (empty: no more) or None (stop) in."""
+    batches. Out: ``_message``; in: a list of ``(index, Job)`` (empty: no more) or None
+    (stop)."""
 
     def __init__(self, connection: Connection, want: int) -> None:
         self._connection = connection
@@ -299,4 +299,10 @@ class _Feed:
 
     def _send(self, wanted: int, span: tuple[float, float] | None = None) -> None:
         outcomes, self._outcomes = self._outcomes, []
-        self._connection.send((outcomes, wanted, span, None))
+        self._connection.send(_message(outcomes, wanted, span))
+
+
+def _message(outcomes: Sequence[Outcome] = (), wanted: int = 0,
+             span: tuple[float, float] | None = None, error: str | None = None) -> tuple:
+    """A worker's one message shape, as ``Workers._receive`` unpacks it."""
+    return list(outcomes), wanted, span, error
