@@ -35,9 +35,9 @@ from typing import Any
 from PIL import Image
 
 from lib.acquire.fetch import Fetch, fetching
+from lib.acquire.oskit import batch_scheduling, keep_freed_memory
 from lib.acquire.resize import ImageLimits
 from lib.acquire.store import EXISTING_BAD, EXISTING_RESIZED, check_existing, store
-from lib.common.oskit import batch_scheduling
 from lib.common.pools import set_up_decode_worker
 
 CHECK, FETCH = "check", "fetch"  # job kinds: an image on disk, a record to download
@@ -158,6 +158,7 @@ def worker_main(connection: Connection, fetch_options: dict[str, Any], limits: I
     """A worker's whole life: set up, serve jobs until none are left or we are told to stop."""
     Image.MAX_IMAGE_PIXELS = limits.max_pixels
     set_up_decode_worker()
+    keep_freed_memory()  # every image's decode buffers reused, not faulted in again
     # PIL only warns between 1x and 2x the limit; here anything over the limit is rejected
     warnings.simplefilter("error", Image.DecompressionBombWarning)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle

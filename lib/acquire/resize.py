@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from lib.acquire.oskit import stderr_muted
 from lib.common.images import DRAFT_FORMATS, eight_bit, load_reduced
-from lib.common.oskit import stderr_muted
 
 NOT_AN_IMAGE = "not_an_image"
 TRUNCATED_IMAGE = "truncated_image"
