@@ -91,8 +91,10 @@ class Workers:
         try:
             for options in fetch_options:
                 ours, theirs = context.Pipe()
-                process = context.Process(target=worker_main, name="download-worker",
-                                          args=(theirs, options, limits, str(competition_dir)))
+                # typeshed's BaseContext lacks Process, which every real context has
+                process = context.Process(  # type: ignore[attr-defined]
+                    target=worker_main, name="download-worker",
+                    args=(theirs, options, limits, str(competition_dir)))
                 process.start()
                 theirs.close()  # the worker holds the only other end: EOF there = we are gone
                 self._live[ours] = process

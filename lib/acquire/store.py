@@ -39,7 +39,8 @@ def check_existing(path: str, limits: ImageLimits) -> str:
     than ``max_side``; decoded in full when its end does not show it whole (kept if it decodes,
     as a download would keep it); deleted if broken (it is then fetched again)."""
     size, reason, complete = check_header(path, limits)
-    if complete and (limits.max_side is None or max(size) <= limits.max_side):
+    if size is not None and complete and (limits.max_side is None
+                                          or max(size) <= limits.max_side):
         return EXISTING_OK
     if reason is None:
         prepared = prepare_image(Path(path).read_bytes(), limits)
