@@ -118,7 +118,8 @@ class Workers:
                     taken = [index for _, index in zip(range(wanted), pending, strict=False)]
                     connection.send([(index, job_of(index)) for index in taken])
                 if span is not None:  # its last message: it has exited or is about to
-                    spans.append(span)
+                    if span[1] > 0:  # (0, 0): given no job, it has no first request
+                        spans.append(span)
                     self._live.pop(connection).join()
                     connection.close()
         if spans:
