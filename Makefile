@@ -7,13 +7,15 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: setup run test test-fast lint deps leaderboard submit download-competition demo-data clean
+.PHONY: setup run test test-fast lint format typecheck check deps leaderboard submit \
+	download-competition demo-data clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+# The pipeline's packages and the development tools (tests, lint, types) in one environment.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	touch $@
 
 run: setup
@@ -23,11 +25,23 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# The unit tier: everything but the end-to-end tests that drive real dvc and git (marked slow).
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
+# What CI checks besides the tests (.ci/run); `pre-commit install` runs the same before a commit.
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+
+typecheck: setup
+	$(BIN)/mypy
+
+# Every check CI runs: lint, types, then the whole test suite.
+check: lint typecheck test
 
 # Every experiment with the params it changed and its headline numbers, best OOF first.
 leaderboard: setup

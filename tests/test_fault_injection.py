@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_pipeline import make_project, run
+from tests.helpers import run
+from tests.test_pipeline import make_project
 
 pytestmark = pytest.mark.slow
 SEEDS = (0, 1, 2)

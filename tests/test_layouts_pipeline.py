@@ -14,7 +14,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.test_pipeline import commit, make_project, ran_stages, run
+from tests.helpers import run
+from tests.test_pipeline import commit, make_project, ran_stages
 
 pytestmark = pytest.mark.slow
 BREEDS = {1: "whippet", 2: "affenpinscher", 3: "basenji"}  # demo label -> breed

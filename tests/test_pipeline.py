@@ -14,27 +14,18 @@ import struct
 import subprocess
 import sys
 import termios
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.helpers import run, wait_for_queue
 
 pytestmark = pytest.mark.slow
 SHRUNK = {"img_size": 32, "epochs": 1, "folds": 2, "train_folds": [0, 1], "batch_size": 32,
           "workers": 0}
 KEEP = {"train": 160, "validation": 40, "test": 60}  # first N image ids per split
-
-
-def run(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1"}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout + done.stderr
 
 
 def shrink_competition(demo: Path) -> None:
@@ -188,17 +179,6 @@ def test_speed_knobs_rerun_nothing_and_a_code_change_reruns_its_stages(project):
         f.write("# a change to a module train, predict and ensemble run\n")
     changed = set(re.findall(r"^([\w@]+):", run(["dvc", "status"], project), re.M))
     assert changed == {"folds", "train@0", "train@1", "predict@0", "predict@1", "ensemble"}
-
-
-def wait_for_queue(project: Path, timeout_s: float = 1200) -> str:
-    """`dvc queue status` once nothing is queued or running."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], project)
-        if not re.search(r"\b(Queued|Running)\b", status):
-            return status
-        time.sleep(5)
-    raise AssertionError(f"the queue did not finish in {timeout_s} s:\n{status}")
 
 
 @pytest.mark.timeout(2400)  # three experiments end to end, on a machine that may be shared

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.test_pipeline import make_project, ran_stages, run
+from tests.helpers import run, wait_for_queue
+from tests.test_pipeline import make_project, ran_stages
 
 pytestmark = pytest.mark.slow
 
@@ -52,23 +52,13 @@ def test_two_clones_share_the_remote_and_the_run_cache(tmp_path):
     assert "Data and pipelines are up to date" in run(["dvc", "status"], b)
 
 
-def wait_for_queue(root: Path, timeout_s: float = 900) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], root)
-        if not any(word in status for word in ("Queued", "Running")):
-            return status
-        time.sleep(3)
-    raise AssertionError(f"the queue did not finish in {timeout_s} s:\n{status}")
-
-
 def test_a_queued_sweep_runs_both_experiments(tmp_path):
     root = make_project(tmp_path / "sweep", {"train_folds": [0]})
     # Up to train@0 only, to keep the test short: the sweep machinery is the same.
     output = run(["dvc", "exp", "run", "--queue", "train@0", "-S", "lr=0.1,0.03"], root)
     assert output.count("Queued experiment") == 2, output
     run(["dvc", "queue", "start", "-j", "2"], root)
-    status = wait_for_queue(root)
+    status = wait_for_queue(root, timeout_s=900)
     assert status.count("Success") == 2 and "Failed" not in status, status
     # train's per-epoch metrics are an out, not a `dvc exp show` column: read each experiment's
     # from the DVC cache, as `dvc exp show --json` names its commit

@@ -1,4 +1,5 @@
-"""Stage entry points: a user's mistake ends as one line on stderr and exit code 2."""
+"""Stage entry points: a user's mistake ends as one line on stderr and exit code 2. Each runs
+in this process (``call_stage``) unless it needs a process of its own (``run_stage``)."""
 
 from __future__ import annotations
 
@@ -6,33 +7,20 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import REPO
-
-
-def run_stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", f"stages.{name}", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def repo_params() -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())
+from tests.helpers import call_stage, one_error_line, repo_params, run_stage
 
 
 def test_bad_param_is_one_line_naming_key_value_and_allowed(tmp_path):
     params = repo_params() | {"folds": 1}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    done = run_stage("folds", tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "error: params.yaml: folds = 1 is not allowed: expected an integer >= 2"]
+    assert one_error_line(call_stage("folds", tmp_path)) == (
+        "error: params.yaml: folds = 1 is not allowed: expected an integer >= 2")
 
 
 @pytest.mark.parametrize("image_id", ["../x", 2**63])
@@ -44,23 +32,9 @@ def test_bad_image_id_in_competition_is_one_line_before_any_download(tmp_path, i
         "annotations": [{"image_id": image_id, "label_id": 1}]}))
     params = repo_params() | {"competition": str(competition)}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    done = run_stage("download", tmp_path)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ") and "train.json: images[0].image_id" in lines[-1]
-    assert str(image_id) in lines[-1]
-    assert "Traceback" not in done.stderr
+    line = one_error_line(call_stage("download", tmp_path))
+    assert "train.json: images[0].image_id" in line and str(image_id) in line
     assert not (tmp_path / "data" / "images").exists()
-
-
-def one_error_line(done: subprocess.CompletedProcess) -> str:
-    """The stage's error line, after checking it failed as a user's mistake: exit 2, no
-    traceback, one line."""
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert "Traceback" not in done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, done.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize(("stage", "args", "present", "missing", "made_by"), [
@@ -79,7 +53,7 @@ def test_missing_upstream_out_names_the_stage_that_makes_it(tmp_path, stage, arg
     for name in present:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("split,image_id,label,path,fold,group\n")
-    assert one_error_line(run_stage(stage, tmp_path, *args)) == (
+    assert one_error_line(call_stage(stage, tmp_path, *args)) == (
         f"error: {missing} not found: run `dvc repro {made_by}` to make it")
 
 
@@ -93,7 +67,7 @@ def test_stats_removes_a_killed_runs_temp_files_and_writes_mode_644(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params()))
     umask = os.umask(0o022)
     try:
-        done = run_stage("stats", tmp_path)
+        done = call_stage("stats", tmp_path)
     finally:
         os.umask(umask)
     assert done.returncode == 0, done.stderr
@@ -113,7 +87,7 @@ def test_a_damaged_model_is_one_line_naming_it_and_how_to_get_it_back(tmp_path, 
         model_bytes = model.read_bytes()[:700]
     model.write_bytes(model_bytes)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params()))
-    assert one_error_line(run_stage("predict", tmp_path, "--fold", "0")).startswith(
+    assert one_error_line(call_stage("predict", tmp_path, "--fold", "0")).startswith(
         "error: models/fold0/model.pt: not a readable torch file (truncated, empty or another "
         "format: ")
 
@@ -124,7 +98,7 @@ def test_stats_and_folds_leave_out_a_truncated_image_and_name_it(tmp_path, image
     image_tree.rename(tmp_path / "data" / "images")
     truncated = Path("data/images/train/02/203.png")
     (tmp_path / truncated).write_bytes((tmp_path / truncated).read_bytes()[:150])
-    folds, stats = run_stage("folds", tmp_path), run_stage("stats", tmp_path)
+    folds, stats = call_stage("folds", tmp_path), call_stage("stats", tmp_path)
     assert (folds.returncode, stats.returncode) == (0, 0), folds.stderr + stats.stderr
     assert f"{truncated}: left out of the folds, it does not decode" in folds.stderr
     with (tmp_path / "data" / "folds.csv").open() as handle:
@@ -181,7 +155,7 @@ def ensemble_project(tmp_path: Path, **overrides) -> Path:
 
 def test_ensemble_writes_both_formats_that_pass_the_check(tmp_path):
     project = ensemble_project(tmp_path, submission_format="proba")
-    done = run_stage("ensemble", project)
+    done = call_stage("ensemble", project)
     assert done.returncode == 0, done.stderr
     with open(project / "submissions/submission.csv") as f:
         rows = list(csv.reader(f))
@@ -199,35 +173,35 @@ def test_ensemble_writes_both_formats_that_pass_the_check(tmp_path):
     assert table[0].startswith("label_id,name,images,accuracy")
     assert (project / "metrics/top_losses.png").is_file()
     assert (project / "metrics/oof_confusion.csv").read_text().startswith("image_id,actual")
-    checked = run_stage("check_submission", project)
+    checked = call_stage("check_submission", project)
     assert checked.returncode == 0 and "OK (4 rows, proba format" in checked.stdout
-    again = run_stage("ensemble", project, "--summary")  # what `make run` ends with
+    again = call_stage("ensemble", project, "--summary")  # what `make run` ends with
     assert again.returncode == 0 and done.stdout.strip() == again.stdout.strip()
     assert "OOF accuracy 0.6667" in again.stdout
 
-    assert run_stage("check_submission", project, "--format", "label").returncode == 1
+    assert call_stage("check_submission", project, "--format", "label").returncode == 1
     params = yaml.safe_load((project / "params.yaml").read_text()) | {"submission_format": "label"}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    assert run_stage("ensemble", project).returncode == 0
+    assert call_stage("ensemble", project).returncode == 0
     with open(project / "submissions/submission.csv") as f:
         assert list(csv.reader(f)) == [["id", "predicted"], ["1", "2"], ["2", "1"], ["3", "1"],
                                        ["4", "1"]]
-    assert run_stage("check_submission", project).returncode == 0
+    assert call_stage("check_submission", project).returncode == 0
 
 
 def test_check_submission_lists_the_problems_and_fails(tmp_path):
     project = ensemble_project(tmp_path, submission_format="label")
     bad = project / "bad.csv"
     bad.write_text("id,predicted\n1,2\n1,2\n2,7\n")
-    done = run_stage("check_submission", project, str(bad))
+    done = call_stage("check_submission", project, str(bad))
     assert done.returncode == 1
     lines = done.stdout.strip().splitlines()
     assert any("2 missing ids: 3, 4" in line for line in lines)
     assert any("1 duplicate ids: 1" in line for line in lines)
     assert any("1 unknown labels (line 4: 7; allowed: 1..2)" in line for line in lines)
     assert "Kaggle would reject it" in done.stderr
-    missing = run_stage("check_submission", project, "nope.csv")
-    assert missing.returncode == 2 and missing.stderr.strip() == "error: nope.csv: file not found"
+    missing = call_stage("check_submission", project, "nope.csv")
+    assert one_error_line(missing) == "error: nope.csv: file not found"
 
 
 @pytest.mark.parametrize(("text", "problem"), [
@@ -238,14 +212,14 @@ def test_check_submission_lists_the_problems_and_fails(tmp_path):
 def test_check_submission_of_a_file_that_is_no_csv_is_one_line(tmp_path, text, problem):
     project = ensemble_project(tmp_path, submission_format="label")
     (project / "garbage.csv").write_bytes(text)
-    line = one_error_line(run_stage("check_submission", project, "garbage.csv"))
+    line = one_error_line(call_stage("check_submission", project, "garbage.csv"))
     assert line.startswith("error: garbage.csv: submission ") and problem in line
 
 
 def test_check_submission_rejects_ids_not_spelled_as_kaggle_matches_them(tmp_path):
     project = ensemble_project(tmp_path, submission_format="label")
     (project / "padded.csv").write_text("id,predicted\n01,2\n 2,1\n3,1\n4,1\n")
-    done = run_stage("check_submission", project, "padded.csv")
+    done = call_stage("check_submission", project, "padded.csv")
     assert done.returncode == 1
     assert "padded.csv: 1 malformed ids (an id is letters, digits, - and _; Kaggle matches ids " \
         "as text) (line 3: ' 2')" in done.stdout
@@ -256,9 +230,7 @@ def test_sample_submission_mismatch_stops_the_ensemble_with_one_line(tmp_path):
     sample = tmp_path / "sample.csv"
     sample.write_text("id,predicted\n1,1\n2,1\n3,1\n")
     project = ensemble_project(tmp_path, sample_submission=str(sample))
-    done = run_stage("ensemble", project)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
+    assert one_error_line(call_stage("ensemble", project)) == (
         f"error: {sample}: the sample submission's ids do not match test.json: 0 not in "
         "test.json (), 1 test.json ids missing (4), 0 repeated ()")
     assert not (project / "submissions/submission.csv").exists()
@@ -266,9 +238,7 @@ def test_sample_submission_mismatch_stops_the_ensemble_with_one_line(tmp_path):
 
 def test_ensemble_summary_before_any_run_is_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params()))
-    done = run_stage("ensemble", tmp_path, "--summary")
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
+    assert one_error_line(call_stage("ensemble", tmp_path, "--summary")) == (
         "error: metrics/ensemble_detail.json not found: run `dvc repro ensemble` to make it")
 
 
@@ -282,9 +252,7 @@ def test_ensemble_refuses_predictions_of_an_older_test_json(tmp_path):
     test_json = project / "comp" / "test.json"
     test_json.write_text(json.dumps({  # the ids shifted: the predictions are for 1..3
         "images": [{"url": ["file:x.png"], "image_id": i} for i in (11, 12, 13, 14)]}))
-    done = run_stage("ensemble", project)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
+    assert one_error_line(call_stage("ensemble", project)) == (
         "error: predictions: test predictions do not match the current test images: 3 ids not "
         "in test.json (1, 2, 3), 0 test images on disk without a prediction (); run "
         "`dvc repro predict`")
@@ -296,10 +264,8 @@ def test_ensemble_refuses_when_test_images_on_disk_were_not_predicted(tmp_path):
     project = ensemble_project(tmp_path)
     for image_id in (1, 2, 3, 4):  # image 4 arrived after predict ran
         write_image(project / "data/images/test" / f"{image_id}.png", seed=image_id)
-    done = run_stage("ensemble", project)
-    assert done.returncode == 2
     assert "1 test images on disk without a prediction (4); run `dvc repro predict`" in \
-        done.stderr.strip().splitlines()[-1]
+        one_error_line(call_stage("ensemble", project))
 
 
 def test_ensemble_refuses_when_no_test_image_has_a_prediction(tmp_path):
@@ -310,16 +276,15 @@ def test_ensemble_refuses_when_no_test_image_has_a_prediction(tmp_path):
     for fold in (0, 1):
         save_predictions(project / "predictions" / f"fold{fold}" / "test.npz", Predictions(
             np.zeros((0, 2), np.float32), np.zeros(0, np.int64), np.array([1, 2])))
-    done = run_stage("ensemble", project)
-    assert done.returncode == 2
-    assert "no test image has a prediction: every row would be a fallback" in done.stderr
+    assert "no test image has a prediction: every row would be a fallback" in \
+        one_error_line(call_stage("ensemble", project))
 
 
 def test_competition_files_follow_the_competition(tmp_path):
     project = ensemble_project(tmp_path, classes_file="auto", test_labels="auto",
                                sample_submission="auto", submission_format="proba")
     (project / "comp" / "test_labels.csv").write_text("id,label\n1,1\n2,2\n3,1\n4,2\n")
-    done = run_stage("ensemble", project)
+    done = call_stage("ensemble", project)
     assert done.returncode == 0, done.stderr
     assert (project / "submissions/submission.csv").read_text().startswith("id,cat,dog\n")
     assert json.loads((project / "metrics/ensemble.json").read_text())["test"]["accuracy"] == 0.25
@@ -329,7 +294,7 @@ def test_competition_files_follow_the_competition(tmp_path):
     (other / "classes.csv").unlink()
     (other / "test_labels.csv").unlink()
     set_params(project, competition=str(other))
-    assert run_stage("ensemble", project).returncode == 0
+    assert call_stage("ensemble", project).returncode == 0
     assert (project / "submissions/submission.csv").read_text().startswith("id,1,2\n")
     assert "test" not in json.loads((project / "metrics/ensemble.json").read_text())
 
@@ -337,9 +302,7 @@ def test_competition_files_follow_the_competition(tmp_path):
 def test_a_classes_file_of_another_competition_is_refused(tmp_path):
     project = ensemble_project(tmp_path)
     (project / "comp" / "classes.csv").write_text("label_id,name\n1,cat\n3,Pullover\n")
-    done = run_stage("ensemble", project)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
+    assert one_error_line(call_stage("ensemble", project)) == (
         f"error: {project / 'comp' / 'classes.csv'}: its label ids differ from the "
         "competition's labels: 1 (2) without a name, 1 (3) not in the competition; is "
         "classes_file for another competition?")
@@ -356,23 +319,25 @@ def stand_in_kaggle(folder: Path) -> Path:
 
 
 def run_with_kaggle(project: Path, bin_dir: Path, home: Path, *args: str):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(home),
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    for key in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
-        env.pop(key, None)
-    return subprocess.run([sys.executable, "-m", "stages.submit", *args], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=300)
+    """`stages.submit` in a process of its own (the kaggle tool's output is the child's, on
+    the process's descriptors), with `bin_dir` first on PATH, `home` as HOME and no KAGGLE_
+    variables."""
+    with pytest.MonkeyPatch.context() as env:
+        for key in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
+            env.delenv(key, raising=False)
+        return run_stage("submit", project, *args, env={
+            "HOME": str(home), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
 
 
 def test_submit_checks_then_calls_kaggle_with_a_message_naming_the_run(tmp_path):
     project = ensemble_project(tmp_path / "p", kaggle_competition="dog-breed-identification")
-    assert run_stage("ensemble", project).returncode == 0
+    assert call_stage("ensemble", project).returncode == 0
     bin_dir, home = stand_in_kaggle(tmp_path / "bin"), tmp_path / "home"
     (home / ".kaggle").mkdir(parents=True)
 
     done = run_with_kaggle(project, bin_dir, home)  # no kaggle.json yet
-    assert done.returncode == 2 and not (bin_dir / "args.txt").exists()
-    assert done.stderr.strip().splitlines()[-1].startswith(
+    assert not (bin_dir / "args.txt").exists()
+    assert one_error_line(done).startswith(
         f"error: no Kaggle credentials in {home / '.kaggle'}: put your API token in "
         "~/.kaggle/kaggle.json")
 
@@ -396,34 +361,31 @@ def test_submit_checks_then_calls_kaggle_with_a_message_naming_the_run(tmp_path)
 def test_submit_without_a_slug_says_what_to_set(tmp_path):
     project = ensemble_project(tmp_path / "p")
     done = run_with_kaggle(project, stand_in_kaggle(tmp_path / "bin"), tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
+    assert one_error_line(done) == (
         "error: kaggle_competition is null in params.yaml: set it to the competition's slug, "
         "the last part of its URL (e.g. kaggle_competition: dog-breed-identification)")
 
 
 def test_a_failed_ensemble_keeps_the_last_good_submission_and_history(tmp_path):
     project = ensemble_project(tmp_path / "p")
-    assert run_stage("ensemble", project).returncode == 0
+    assert call_stage("ensemble", project).returncode == 0
     good = (project / "submissions/submission.csv").read_bytes()
     kept = list((project / "submissions/history").iterdir())
     assert [p.name.split("_", 1)[1] for p in kept] == ["workspace_oof-acc0.6667.csv"]
     assert kept[0].read_bytes() == good
 
     set_params(project, clip_high=0.3)  # a typo: the stage stops before writing anything
-    done = run_stage("ensemble", project)
-    assert done.returncode == 2 and "clip_high = 0.3 is not allowed" in done.stderr
+    assert "clip_high = 0.3 is not allowed" in one_error_line(call_stage("ensemble", project))
     assert (project / "submissions/submission.csv").read_bytes() == good
     assert len(list((project / "submissions/history").iterdir())) == 1
 
 
-def test_a_queued_experiment_keeps_its_copy_in_the_project(tmp_path):
+def test_a_queued_experiment_keeps_its_copy_in_the_project(tmp_path, monkeypatch):
     project = ensemble_project(tmp_path / "workspace")
     root = tmp_path / "project"  # what DVC_ROOT names for a run in a temporary copy
-    env = {**os.environ, "PYTHONPATH": str(REPO), "DVC_ROOT": str(root),
-           "DVC_EXP_NAME": "lofty-pads"}
-    done = subprocess.run([sys.executable, "-m", "stages.ensemble"], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=300)
+    monkeypatch.setenv("DVC_ROOT", str(root))
+    monkeypatch.setenv("DVC_EXP_NAME", "lofty-pads")
+    done = call_stage("ensemble", project)
     assert done.returncode == 0, done.stderr
     assert [p.name.split("_", 1)[1] for p in (root / "submissions/history").iterdir()] == [
         "lofty-pads_oof-acc0.6667.csv"]

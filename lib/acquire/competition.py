@@ -31,7 +31,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from lib.common.errors import UserError
@@ -267,7 +267,7 @@ def _image_id(entry: dict[str, Any], where: str, path: Path) -> int | str:
     if "image_id" not in entry or id_problem(value) is not None:
         raise CompetitionError(
             f"{path}: {where}.image_id is {_describe(entry, 'image_id')}; expected {ALLOWED_IDS}")
-    return value
+    return cast("int | str", value)  # id_problem found none: an int or an id's text
 
 
 def _positive_int(entry: dict[str, Any], key: str, where: str, path: Path) -> int:

@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -145,14 +145,15 @@ def download_competition(
     competition_dir: Path,
     images_dir: Path,
     settings: DownloadSettings,
-    retry_only: set[tuple[str, int | str]] | None = None,
+    retry_only: Collection[tuple[str, int | str]] | None = None,
     removed_dir: Path | None = None,
 ) -> DownloadResult:
     """Fetch every record's image into ``images_dir``; see the module docstring.
     ``removed_dir`` None: ``<images_dir>_removed`` beside it."""
     settings.validate()
-    if retry_only is not None:  # ids compare as text: 5 and "5" are one image
-        retry_only = {(split, str(image_id)) for split, image_id in retry_only}
+    retry_texts = None  # ids compare as text: 5 and "5" are one image
+    if retry_only is not None:
+        retry_texts = {(split, str(image_id)) for split, image_id in retry_only}
     unknown = sorted(set(records_by_split) - set(SPLITS))
     if unknown:
         raise ValueError(f"records_by_split has splits {unknown}; allowed: {', '.join(SPLITS)}")
@@ -166,7 +167,7 @@ def download_competition(
                           removed_dir or default_removed_dir(images_dir), folder_of)
         tally.extra.update(moved=moves.moved, set_aside=moves.set_aside,
                            restored=moves.restored)
-        plan = _plan(records_by_split, folder_of, tally, retry_only)
+        plan = _plan(records_by_split, folder_of, tally, retry_texts)
         with tqdm(total=total, initial=tally.done, unit="img", desc="download",
                   disable=None, smoothing=0.1) as bar:
             if plan.existing or plan.jobs:
@@ -199,7 +200,7 @@ def read_failures(path: Path) -> set[tuple[str, str]]:
         raise FailuresFileError(
             f"{path}: file not found; retrying failures needs the failures list of an earlier "
             f"run (under dvc repro, that out must be declared persist: true)")
-    wanted: set[tuple[str, int]] = set()
+    wanted: set[tuple[str, str]] = set()
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = [name for name in ("split", "image_id") if name not in (reader.fieldnames or ())]
@@ -222,7 +223,7 @@ def read_failures(path: Path) -> set[tuple[str, str]]:
 
 class _Tally:
     def __init__(self, splits: list[str]) -> None:
-        self.per_split = {split: Counter() for split in splits}
+        self.per_split: dict[str, Counter[str]] = {split: Counter() for split in splits}
         self.reasons: Counter[str] = Counter()
         self.failures: list[tuple[str, int | str, str, str]] = []
         self.extra: Counter[str] = Counter()  # bytes, bytes_written, resized, ...

@@ -35,9 +35,9 @@ from typing import Any
 from PIL import Image
 
 from lib.acquire.fetch import Fetch, fetching
+from lib.acquire.oskit import batch_scheduling, keep_freed_memory
 from lib.acquire.resize import ImageLimits
 from lib.acquire.store import EXISTING_BAD, EXISTING_RESIZED, check_existing, store
-from lib.common.oskit import batch_scheduling
 from lib.common.pools import set_up_decode_worker
 
 CHECK, FETCH = "check", "fetch"  # job kinds: an image on disk, a record to download
@@ -91,8 +91,10 @@ class Workers:
         try:
             for options in fetch_options:
                 ours, theirs = context.Pipe()
-                process = context.Process(target=worker_main, name="download-worker",
-                                          args=(theirs, options, limits, str(competition_dir)))
+                # typeshed's BaseContext lacks Process, which every real context has
+                process = context.Process(  # type: ignore[attr-defined]
+                    target=worker_main, name="download-worker",
+                    args=(theirs, options, limits, str(competition_dir)))
                 process.start()
                 theirs.close()  # the worker holds the only other end: EOF there = we are gone
                 self._live[ours] = process
@@ -116,7 +118,8 @@ class Workers:
                     taken = [index for _, index in zip(range(wanted), pending, strict=False)]
                     connection.send([(index, job_of(index)) for index in taken])
                 if span is not None:  # its last message: it has exited or is about to
-                    spans.append(span)
+                    if span[1] > 0:  # (0, 0): given no job, it has no first request
+                        spans.append(span)
                     self._live.pop(connection).join()
                     connection.close()
         if spans:
@@ -158,6 +161,7 @@ def worker_main(connection: Connection, fetch_options: dict[str, Any], limits: I
     """A worker's whole life: set up, serve jobs until none are left or we are told to stop."""
     Image.MAX_IMAGE_PIXELS = limits.max_pixels
     set_up_decode_worker()
+    keep_freed_memory()  # every image's decode buffers reused, not faulted in again
     # PIL only warns between 1x and 2x the limit; here anything over the limit is rejected
     warnings.simplefilter("error", Image.DecompressionBombWarning)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle

@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from lib.acquire.oskit import stderr_muted
 from lib.common.images import DRAFT_FORMATS, eight_bit, load_reduced
-from lib.common.oskit import stderr_muted
 
 NOT_AN_IMAGE = "not_an_image"
 TRUNCATED_IMAGE = "truncated_image"
@@ -76,13 +76,13 @@ class ImageLimits:
 class Prepared:
     """The bytes to write and their extension, or the reason the body was refused."""
 
-    data: bytes | None = None
+    data: bytes | bytearray | None = None
     extension: str | None = None
     reason: str | None = None
     resized: bool = False
 
 
-def prepare_image(body: bytes, limits: ImageLimits) -> Prepared:
+def prepare_image(body: bytes | bytearray, limits: ImageLimits) -> Prepared:
     """Validate ``body`` fully; shrink it if it is larger than ``limits.max_side``."""
     try:
         with Image.open(io.BytesIO(body), formats=IMAGE_FORMATS) as image:
@@ -179,7 +179,8 @@ def fit_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def shrink(image: Image.Image, body: bytes, *, max_side: int, quality: int) -> bytes:
+def shrink(image: Image.Image, body: bytes | bytearray, *, max_side: int, quality: int
+           ) -> bytes:
     """JPEG bytes of ``image`` (opened from ``body``, not loaded) with its longer side
     ``max_side``."""
     size = fit_size(image.size, max_side)
@@ -193,7 +194,7 @@ def shrink(image: Image.Image, body: bytes, *, max_side: int, quality: int) -> b
     return encode_jpeg(pixels, quality)
 
 
-def decode_jpeg_reduced(image: Image.Image, body: bytes, size: tuple[int, int]
+def decode_jpeg_reduced(image: Image.Image, body: bytes | bytearray, size: tuple[int, int]
                         ) -> np.ndarray | None:
     """``body``, a JPEG that PIL opened as ``image`` (not loaded), decoded by OpenCV at the
     largest reduction (none, 1/2, 1/4, 1/8) that keeps both sides >= ``size``: BGR, or gray for a

@@ -2,18 +2,21 @@
 
 In: a downloaded body, the folder and file stem it goes to, and ``ImageLimits``; or the path of
 an image already on disk. Out: the image written atomically as ``<folder>/<stem>.<ext>``
-(``lib.common.fileio.write_bytes``), or the reason it was refused (``lib.acquire.resize``); for
-an image on disk, whether it is fine, was shrunk in place, or was broken and deleted.
+(``write_bytes``, the cheapest atomic way the system allows), or the reason it was refused
+(``lib.acquire.resize``); for an image on disk, whether it is fine, was shrunk in place, or was
+broken and deleted.
 
 Both run in the download's worker processes (``lib.acquire.fetch_workers``).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from lib.acquire.oskit import link_unnamed_file, open_unnamed_file
 from lib.acquire.resize import ImageLimits, check_header, prepare_image
-from lib.common.fileio import write_bytes
+from lib.common.fileio import temp_name
 
 EXISTING_OK, EXISTING_RESIZED, EXISTING_BAD = "ok", "resized", "bad"
 
@@ -36,7 +39,8 @@ def check_existing(path: str, limits: ImageLimits) -> str:
     than ``max_side``; decoded in full when its end does not show it whole (kept if it decodes,
     as a download would keep it); deleted if broken (it is then fetched again)."""
     size, reason, complete = check_header(path, limits)
-    if complete and (limits.max_side is None or max(size) <= limits.max_side):
+    if size is not None and complete and (limits.max_side is None
+                                          or max(size) <= limits.max_side):
         return EXISTING_OK
     if reason is None:
         prepared = prepare_image(Path(path).read_bytes(), limits)
@@ -51,3 +55,52 @@ def check_existing(path: str, limits: ImageLimits) -> str:
     Path(path).unlink(missing_ok=True)
     return EXISTING_BAD
 
+
+def write_bytes(path: Path, data: bytes | bytearray) -> None:
+    """Write ``data`` as ``path`` so that readers never see half a file, even if the process
+    is killed mid-write: the name appears only once every byte is in.
+
+    On Linux the bytes go into an unnamed file in the folder, which is then linked under its
+    name (``lib.acquire.oskit.open_unnamed_file``): a killed writer leaves nothing behind.
+    Elsewhere, and to replace a file already there, a temp file beside it (``TMP_PREFIX``;
+    the download deletes those a killed run left), then a rename. Unlike ``atomic_path``, the
+    folder must exist.
+    """
+    if not _write_unnamed_then_link(path, data):
+        _write_named_then_rename(path, data)
+
+
+def _write_unnamed_then_link(path: Path, data: bytes | bytearray) -> bool:
+    """``write_bytes`` through an unnamed file; False, with nothing written, where it cannot
+    be done (see ``open_unnamed_file``, or ``path`` exists already)."""
+    fd = open_unnamed_file(path.parent)
+    if fd is None:
+        return False
+    try:
+        _write_all(fd, data)
+        link_unnamed_file(fd, path)
+        return True
+    except FileExistsError:
+        return False  # replacing a file already there: the rename does that atomically
+    finally:
+        os.close(fd)  # an unnamed file is freed here
+
+
+def _write_named_then_rename(path: Path, data: bytes | bytearray) -> None:
+    tmp = path.with_name(temp_name(path.name))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # our half-written temp file
+        raise
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

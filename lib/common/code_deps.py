@@ -67,10 +67,17 @@ def import_closure(root: Path, modules: list[str]) -> set[str]:
         module = todo.pop()
         if module not in seen:
             seen.add(module)
-            todo += imported_modules(root, module_file(root, module))
-    files = {module_file(root, m) for m in seen}
+            todo += imported_modules(root, _file_of(root, module))
+    files = {_file_of(root, m) for m in seen}
     return {f.relative_to(root).as_posix() for f in files
             if not (f.name == "__init__.py" and not f.read_text().strip())}
+
+
+def _file_of(root: Path, module: str) -> Path:
+    path = module_file(root, module)
+    if path is None:  # only a stage command's module can be missing: imports are checked
+        raise ValueError(f"{module}: no such module under {root}")
+    return path
 
 
 def code_deps(root: Path, cmd: str) -> list[str]:

@@ -1,10 +1,9 @@
 """Write files atomically: a crash or kill at any moment leaves either the old file or the new
 one, never half of one.
 
-``atomic_path`` hands a writer a temp path beside the target and renames it over the target;
-``write_bytes`` writes bytes already in memory, in the cheapest atomic way the system allows
-(the download's images). Files get the mode the umask gives (0644 under umask 022), as `open`
-would give them.
+``atomic_path`` hands a writer a temp path beside the target and renames it over the target
+(the download writes its images its own, cheaper way: ``lib.acquire.store.write_bytes``). Files
+get the mode the umask gives (0644 under umask 022), as `open` would give them.
 
 Temp files are named by ``temp_name``: ``TMP_PREFIX``, the writer's pid, then the target's name.
 ``remove_stale_temps`` deletes those a killed run left in a folder (a stage calls it on the
@@ -23,8 +22,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-from lib.common import oskit
 
 log = logging.getLogger(__name__)
 TMP_PREFIX = ".tmp"  # every temp file here starts with it
@@ -101,53 +98,3 @@ def write_text(path: Path | str, text: str) -> None:
 
 def write_json(path: Path | str, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def write_bytes(path: Path, data: bytes | bytearray) -> None:
-    """Write ``data`` as ``path`` so that readers never see half a file, even if the process
-    is killed mid-write: the name appears only once every byte is in.
-
-    On Linux the bytes go into an unnamed file in the folder, which is then linked under its
-    name (``lib.common.oskit.open_unnamed_file``): a killed writer leaves nothing behind.
-    Elsewhere, and to replace a file already there, a temp file beside it (``TMP_PREFIX``;
-    the download deletes those a killed run left), then a rename. Unlike ``atomic_path``, the
-    folder must exist.
-    """
-    if not _write_unnamed_then_link(path, data):
-        _write_named_then_rename(path, data)
-
-
-def _write_unnamed_then_link(path: Path, data: bytes | bytearray) -> bool:
-    """``write_bytes`` through an unnamed file; False, with nothing written, where it cannot
-    be done (see ``open_unnamed_file``, or ``path`` exists already)."""
-    fd = oskit.open_unnamed_file(path.parent)
-    if fd is None:
-        return False
-    try:
-        _write_all(fd, data)
-        oskit.link_unnamed_file(fd, path)
-        return True
-    except FileExistsError:
-        return False  # replacing a file already there: the rename does that atomically
-    finally:
-        os.close(fd)  # an unnamed file is freed here
-
-
-def _write_named_then_rename(path: Path, data: bytes | bytearray) -> None:
-    tmp = path.with_name(temp_name(path.name))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    try:
-        try:
-            _write_all(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # our half-written temp file
-        raise
-
-
-def _write_all(fd: int, data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]

@@ -13,8 +13,6 @@ import warnings
 from collections.abc import Callable, Sequence
 from multiprocessing.pool import Pool
 
-from lib.common.oskit import keep_freed_memory
-
 # What the forkserver imports before it forks any worker: the decoders' libraries (numpy, PIL,
 # OpenCV), so that no worker imports them itself while the run is on (and OpenCV's and numpy's
 # OpenBLAS start no thread in each worker).
@@ -52,12 +50,10 @@ def worker_count(workers: int = 0) -> int:
 
 def set_up_decode_worker() -> None:
     """Run in each worker that decodes images: one OpenCV thread (there is already one process
-    per core, so OpenCV's own thread pool would oversubscribe the cores), and freed image
-    buffers kept for the next image (``keep_freed_memory``)."""
+    per core, so OpenCV's own thread pool would oversubscribe the cores)."""
     import cv2  # here, not at the top: only workers that decode pay for the import
 
     cv2.setNumThreads(1)
-    keep_freed_memory()
 
 
 def process_pool(workers: int = 0, initializer: Callable[[], None] | None = None) -> Pool:

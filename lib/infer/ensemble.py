@@ -27,9 +27,9 @@ import numpy as np
 from lib.common.csvfile import int_field, read_columns
 from lib.common.errors import ParamError, UserError
 from lib.common.ids import id_ranks
+from lib.infer.merge import MERGES
 from lib.infer.predictions import Predictions, load_predictions
 
-MERGES = ("mean", "geomean")
 _TINY = 1e-15  # log(0) guard for the geometric mean, the floor Kaggle's log loss uses too
 
 

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lib.infer.ensemble import MERGES
+from lib.infer.merge import MERGES
 from lib.train.device import autocast, to_device
 
 TTA_LEVELS = ("none", "flip", "flip5", "flip6")

@@ -31,7 +31,6 @@ from scipy.optimize import minimize
 
 from lib.infer.ensemble import (
     _TINY,
-    MERGES,
     RunPredictions,
     accuracy,
     combine,
@@ -41,6 +40,7 @@ from lib.infer.ensemble import (
     sorted_rows,
     target_columns,
 )
+from lib.infer.merge import MERGES
 from lib.infer.predictions import Predictions
 
 OBJECTIVE = "log_loss"

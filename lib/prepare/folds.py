@@ -22,6 +22,7 @@ import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
@@ -124,7 +125,7 @@ def summarize(folds_frame: pd.DataFrame, *, test_hashes: Sequence[str] = (),
     sizes = folds_frame["group"].value_counts()
     duplicated = folds_frame[folds_frame["group"].isin(sizes[sizes > 1].index)]
     conflicts = duplicated.groupby("group")["label"].nunique()
-    summary = {"images": len(folds_frame), "per_fold": per_fold,
+    summary: dict[str, Any] = {"images": len(folds_frame), "per_fold": per_fold,
                "duplicates": {"groups": int((sizes > 1).sum()),
                               "images_in_groups": len(duplicated),
                               "groups_with_conflicting_labels": int((conflicts > 1).sum())}}

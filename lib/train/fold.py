@@ -51,7 +51,7 @@ def fold_data(folds: pd.DataFrame, fold: int, *, images_dir: Path, stats: Mappin
         raise UserError(f"batch_size = {p['batch_size']} is not allowed with gpus = "
                         f"{env.world}: expected a multiple of gpus (each takes an equal share)")
     classes = sorted(int(label) for label in set(folds["label"]))
-    loaders = {}
+    loaders, targets = {}, {}
     for name, rows in zip(("train", "val"), split_fold(folds, fold), strict=True):
         is_train = name == "train"
         dataset = rows_dataset(
@@ -59,6 +59,7 @@ def fold_data(folds: pd.DataFrame, fold: int, *, images_dir: Path, stats: Mappin
             transform=build_transforms(img_size=p["img_size"], mean=stats["mean"],
                                        std=stats["std"], train=is_train, aug=p["aug"]),
             decode_size=decode_size(p["img_size"], train=is_train, aug=p["aug"]))
+        targets[name] = dataset.targets
         weights = inverse_frequency(dataset.targets, len(classes))
         balance = is_train and p["class_balance"] == "sampler"
         loaders[name] = make_loader(
@@ -67,8 +68,8 @@ def fold_data(folds: pd.DataFrame, fold: int, *, images_dir: Path, stats: Mappin
             sample_weights=weights[dataset.targets] if balance else None)
     loss_weights = None
     if p["class_balance"] == "loss_weights":
-        loss_weights = torch.tensor(inverse_frequency(loaders["train"].dataset.targets,
-                                                      len(classes)), dtype=torch.float32)
+        loss_weights = torch.tensor(inverse_frequency(targets["train"], len(classes)),
+                                    dtype=torch.float32)
     return FoldData(loaders["train"], loaders["val"], classes, loss_weights)
 
 

@@ -10,6 +10,8 @@ is trained in place: build a fresh one for real training.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,9 +30,10 @@ def lr_sweep(model: nn.Module, loader: DataLoader, *, device: torch.device, star
     model = prepare_model(model, device)
     opt = make_optimizer(parameter_groups(model, weight_decay=weight_decay), name=optimizer,
                          lr=start_lr, momentum=momentum)
-    lrs, losses = [], []
+    lrs: list[float] = []
+    losses: list[float] = []
     average, best = 0.0, math.inf
-    batches = iter(())
+    batches: Iterator[Any] = iter(())
     model.train()
     for step in tqdm(range(steps), desc="lr sweep", unit="step"):
         try:

@@ -61,6 +61,16 @@ def test_every_job_gets_exactly_one_outcome_across_chunks(tmp_path: Path):
     assert workers.fetching_s > 0
 
 
+def test_a_worker_given_no_job_does_not_stretch_the_fetching_time(tmp_path: Path):
+    (tmp_path / "1.png").write_bytes(png((16, 16)))
+    (tmp_path / "out").mkdir()
+    workers = start(tmp_path, count=3)  # one job: at least two workers never get one
+    started = time.perf_counter()
+    outcomes = run(workers, [Job(FETCH, ("file:1.png",), "1", str(tmp_path / "out"))])
+    assert [outcome.index for outcome in outcomes] == [0]
+    assert 0 <= workers.fetching_s <= time.perf_counter() - started
+
+
 def test_mirrors_failures_and_images_on_disk(tmp_path: Path):
     (tmp_path / "good.png").write_bytes(png((16, 16)))
     (tmp_path / "pixel.png").write_bytes(png((1, 1)))

@@ -14,8 +14,7 @@ import yaml
 
 from lib.acquire.kaggle_download import download_and_unzip, unzip
 from lib.common.errors import UserError
-from tests.conftest import REPO
-from tests.test_stages import repo_params
+from tests.helpers import call_stage, one_error_line, repo_params
 
 STAND_IN = f"""#!{sys.executable}
 # kaggle competitions download -c <slug> -p <folder>: writes <folder>/<slug>.zip
@@ -45,13 +44,18 @@ def kaggle(tmp_path: Path) -> Path:
 
 
 def get_competition(project: Path, kaggle: Path, **env: str) -> subprocess.CompletedProcess:
+    """`stages.get_competition` with the stand-in `kaggle` first on PATH, `project` as HOME, no
+    KAGGLE_ variables but those of `env` (the stage and the kaggle tool read them as they run)."""
     params = repo_params() | {"kaggle_competition": "dog-breed-identification"}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("KAGGLE_")}
-    environ |= {"PYTHONPATH": str(REPO), "HOME": str(project),
-                "PATH": f"{kaggle.parent}{os.pathsep}{os.environ['PATH']}", **env}
-    return subprocess.run([sys.executable, "-m", "stages.get_competition"], cwd=project,
-                          env=environ, capture_output=True, text=True, timeout=120)
+    with pytest.MonkeyPatch.context() as patch:
+        for key in [key for key in os.environ if key.startswith("KAGGLE_")]:
+            patch.delenv(key)
+        for key, value in {"HOME": str(project),
+                           "PATH": f"{kaggle.parent}{os.pathsep}{os.environ['PATH']}",
+                           **env}.items():
+            patch.setenv(key, value)
+        return call_stage("get_competition", project)
 
 
 def test_get_competition_unzips_into_data_slug(tmp_path, kaggle):
@@ -63,14 +67,12 @@ def test_get_competition_unzips_into_data_slug(tmp_path, kaggle):
     assert "set `competition: data/dog-breed-identification`" in done.stdout
     # a second run never overwrites what is there
     again = get_competition(tmp_path, kaggle, KAGGLE_USERNAME="me", KAGGLE_KEY="k")
-    assert again.returncode == 2 and "already holds files" in again.stderr
+    assert "already holds files" in one_error_line(again)
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["dog-breed-identification"]
 
 
 def test_missing_credentials_say_where_kaggle_json_goes(tmp_path, kaggle):
-    done = get_competition(tmp_path, kaggle)
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
+    assert one_error_line(get_competition(tmp_path, kaggle)) == (
         f"error: no Kaggle credentials in {tmp_path / '.kaggle'}: put your API token in "
         "~/.kaggle/kaggle.json (kaggle.com > Settings > API > Create New Token; then chmod 600 "
         "it), or set KAGGLE_USERNAME and KAGGLE_KEY")
@@ -80,9 +82,8 @@ def test_missing_credentials_say_where_kaggle_json_goes(tmp_path, kaggle):
 def test_a_failed_download_is_one_line_and_leaves_nothing(tmp_path, kaggle):
     done = get_competition(tmp_path, kaggle, KAGGLE_USERNAME="me", KAGGLE_KEY="k",
                            KAGGLE_STAND_IN_FAIL="1")
-    assert done.returncode == 2
     assert "failed (exit 1): 403 - Forbidden: you must accept this competition's rules" \
-        in done.stderr
+        in one_error_line(done)
     assert list((tmp_path / "data").iterdir()) == []
 
 

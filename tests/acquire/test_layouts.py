@@ -12,7 +12,7 @@ import yaml
 from lib.acquire.competition import CompetitionError, ImageRecord
 from lib.acquire.layouts import read_competition, read_test_competition
 from tests.conftest import write_image
-from tests.test_stages import repo_params, run_stage
+from tests.helpers import call_stage, repo_params, run_stage
 
 HEX = ["000bec180eb18c7604dcecc8fe0dba07", "00a338a92e4e7bf543340dc849230e75",
        "ff0fa8b5e2e1e2a1b4c8f4b1e1d2c3a4", "1a2b3c"]
@@ -136,7 +136,7 @@ def test_folders_layout_through_the_download_and_folds_stages(tmp_path):
     assert (project / "data/classes.csv").read_text() == \
         "label_id,name\n1,daisy\n2,rose\n3,tulip\n"
     assert (competition / "train/rose/rose_0.jpg").is_file()  # copied, the source kept
-    done = run_stage("folds", project)
+    done = call_stage("folds", project)
     assert done.returncode == 0, done.stderr[-2000:]
     with open(project / "data/folds.csv") as f:
         folds = list(csv.DictReader(f))

@@ -1,15 +1,28 @@
-"""lib.acquire.store: one body validated, shrunk and written; one image on disk checked."""
+"""lib.acquire.store: one body validated, shrunk and written (atomically, ``write_bytes``); one
+image on disk checked."""
 
 from __future__ import annotations
 
+import errno
 import io
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+import lib.acquire.store as store_module
+from lib.acquire.oskit import open_unnamed_file
 from lib.acquire.resize import ImageLimits
-from lib.acquire.store import EXISTING_BAD, EXISTING_OK, EXISTING_RESIZED, check_existing, store
+from lib.acquire.store import (
+    EXISTING_BAD,
+    EXISTING_OK,
+    EXISTING_RESIZED,
+    check_existing,
+    store,
+    write_bytes,
+)
 
 
 def png(size: tuple[int, int]) -> bytes:
@@ -49,3 +62,49 @@ def test_images_on_disk_are_kept_shrunk_in_place_or_deleted(tmp_path: Path):
             for name in ("ok.png", "big.png", "broken.png")] == [
         EXISTING_OK, EXISTING_RESIZED, EXISTING_BAD]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["big.jpg", "ok.png"]
+
+
+@pytest.fixture(params=["unnamed file", "named temp file"])
+def write_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """write_bytes both ways: the Linux one, and the fallback elsewhere (no O_TMPFILE)."""
+    if request.param == "named temp file":
+        monkeypatch.setattr(store_module, "open_unnamed_file", lambda folder: None)
+    elif (fd := open_unnamed_file(Path(tempfile.gettempdir()))) is None:
+        pytest.skip("no unnamed files here")
+    else:
+        os.close(fd)
+    return request.param
+
+
+def test_write_bytes_leaves_the_file_alone_with_the_umask_mode(tmp_path: Path, write_mode: str):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    write_bytes(tmp_path / "1.jpg", b"new bytes")
+    assert [p.name for p in tmp_path.iterdir()] == ["1.jpg"]
+    assert (tmp_path / "1.jpg").read_bytes() == b"new bytes"
+    assert (tmp_path / "1.jpg").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_write_bytes_replaces_a_file_already_there(tmp_path: Path, write_mode: str):
+    (tmp_path / "1.jpg").write_bytes(b"old")
+    write_bytes(tmp_path / "1.jpg", b"new bytes")
+    assert [p.name for p in tmp_path.iterdir()] == ["1.jpg"]
+    assert (tmp_path / "1.jpg").read_bytes() == b"new bytes"
+
+
+def test_a_failed_write_bytes_leaves_nothing(
+    tmp_path: Path, write_mode: str, monkeypatch: pytest.MonkeyPatch
+):
+    def disk_full(fd: int, data: bytes) -> None:
+        os.write(fd, data[:3])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module, "_write_all", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        write_bytes(tmp_path / "1.jpg", b"new bytes")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_bytes_into_a_missing_folder_fails_like_open(tmp_path: Path, write_mode: str):
+    with pytest.raises(FileNotFoundError):
+        write_bytes(tmp_path / "nothere" / "1.jpg", b"x")

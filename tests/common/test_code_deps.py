@@ -4,6 +4,7 @@ closure of the stage's modules (lib.common.code_deps), and its params are the st
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 
 import pytest
@@ -88,3 +89,54 @@ def test_speed_knobs_are_not_deps(name):
     params = set(STAGES[name].get("params", []))
     assert not params & {"workers", "batch_size" if name == "predict" else "", "compile",
                          "stats.workers", "download.workers", "download.concurrency"}
+
+
+# What each stage may run: the code that can change its outputs. A module outside its patterns
+# (the downloader's OS tuning in train's deps, the ensemble's code in predict's) means an edit
+# there would re-run the stage for nothing: move the shared part below both users instead.
+_EVERY_STAGE = ["stages/common.py", "lib/common/*"]
+MAY_RUN = {
+    "download": ["stages/download.py", "lib/acquire/*"],
+    "stats": ["stages/stats.py", "lib/prepare/stats.py"],
+    "folds": ["stages/folds.py", "lib/prepare/folds.py", "lib/prepare/duplicates.py"],
+    "train": ["stages/launch.py", "stages/train.py", "lib/prepare/folds.py", "lib/train/*"],
+    # the model and its inputs as training built them, not the training loop
+    "predict": ["stages/predict.py", "lib/prepare/folds.py", "lib/train/checkpoint.py",
+                "lib/train/data.py", "lib/train/device.py", "lib/train/heads.py",
+                "lib/train/model.py", "lib/infer/fold_predictions.py", "lib/infer/merge.py",
+                "lib/infer/predictions.py", "lib/infer/tta.py"],
+    # the competition's files and layouts (test labels, classes), not the downloader
+    "ensemble": ["stages/ensemble.py", "lib/prepare/folds.py", "lib/acquire/competition.py",
+                 "lib/acquire/competition_files.py", "lib/acquire/layouts.py",
+                 "lib/experiments/*", "lib/infer/*"],
+}
+
+
+def outside(deps: list[str], patterns: list[str]) -> list[str]:
+    """The deps that no pattern (fnmatch, `*` within one package) allows."""
+    return [dep for dep in deps
+            if not any(fnmatch.fnmatch(dep, pattern) for pattern in _EVERY_STAGE + patterns)]
+
+
+def test_every_stage_has_a_rule():
+    assert set(MAY_RUN) == set(STAGES)
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_each_stage_runs_only_the_code_that_can_change_its_outputs(name):
+    extra = outside(code_deps(REPO, STAGES[name]["cmd"]), MAY_RUN[name])
+    assert not extra, f"stage {name} imports {extra}: an edit there would re-run it; give what " \
+                      f"it needs a home below both users"
+
+
+def test_the_rule_catches_a_downloader_module_in_training():
+    train = code_deps(REPO, STAGES["train"]["cmd"])
+    assert outside([*train, "lib/acquire/oskit.py"], MAY_RUN["train"]) == ["lib/acquire/oskit.py"]
+    assert outside(["lib/infer/ensemble.py"], MAY_RUN["predict"]) == ["lib/infer/ensemble.py"]
+    assert outside(["lib/train/loop.py"], MAY_RUN["predict"]) == ["lib/train/loop.py"]
+
+
+def test_no_stage_but_the_download_runs_the_downloaders_os_tuning():
+    for name, stage in STAGES.items():
+        deps = code_deps(REPO, stage["cmd"])
+        assert ("lib/acquire/oskit.py" in deps) == (name == "download"), name

@@ -18,7 +18,7 @@ from lib.infer.predictions import Predictions
 from lib.train.checkpoint import save_checkpoint
 from lib.train.model import create_model
 from tests.conftest import REPO, write_image
-from tests.test_stages import repo_params
+from tests.helpers import repo_params
 
 CLASSES = [4, 7, 9]
 

@@ -4,10 +4,7 @@ whose stage writes fake predictions from a param."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,7 +16,12 @@ from lib.common.errors import UserError
 from lib.infer.ensemble import RunPredictions
 from lib.infer.members import EXPERIMENT, FOLDER, REVISION, load_members
 from lib.infer.predictions import Predictions, save_predictions
+from tests import helpers
 from tests.conftest import REPO
+
+# every test reads members from one real git + DVC project (`dvc repro`, `dvc exp run`): about
+# a minute and a half, so in the end-to-end tier
+pytestmark = pytest.mark.slow
 
 # The stage: fold 0's OOF and test predictions of 3 classes, drawn from the param `seed`.
 PREDICT = textwrap.dedent("""\
@@ -71,12 +73,8 @@ stages:
 
 
 def run(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(REPO), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1"}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
+    """A git or dvc command whose stage scripts import this repository's lib."""
+    return helpers.run(args, cwd, env={"PYTHONPATH": str(REPO)})
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The operating-system tuning the pipeline uses, in one place.
+"""The operating-system tuning the download uses, in one place (no other stage imports it, so
+tuning it re-runs only the download).
 
 Each function changes one thing below Python, says why in a line, and falls back to doing
 nothing where the system lacks it (not Linux, not glibc, a sandbox that refuses), so its caller
@@ -7,7 +8,7 @@ works the same everywhere, only slower.
 - ``batch_scheduling``: SCHED_BATCH for the download's workers.
 - ``keep_freed_memory``: glibc's ``mallopt`` through ctypes, for the image decoding workers.
 - ``open_unnamed_file`` / ``link_unnamed_file``: ``O_TMPFILE``, then ``linkat`` through
-  /proc, for ``lib.common.fileio.write_bytes``.
+  /proc, for ``lib.acquire.store.write_bytes``.
 - ``stderr_muted``: file descriptor 2 pointed at /dev/null, around OpenCV's JPEG decoder.
 """
 

@@ -1,4 +1,4 @@
-"""lib.common.oskit: each trick does what its caller relies on, and gives way where refused."""
+"""lib.acquire.oskit: each trick does what its caller relies on, and gives way where refused."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.common import oskit
+from lib.acquire import oskit
 from tests.conftest import REPO
 
 
@@ -35,7 +35,7 @@ def test_a_refused_scheduling_policy_is_no_error(monkeypatch: pytest.MonkeyPatch
 
 _FAULTS_SCRIPT = """
 import resource
-from lib.common.oskit import keep_freed_memory
+from lib.acquire.oskit import keep_freed_memory
 
 kept = keep_freed_memory()
 
