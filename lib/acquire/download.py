@@ -9,9 +9,10 @@ the report (counts per outcome, split and failure reason) and one failure row pe
 disk.
 
 A re-run first moves the images already there in line with the lists
-(``lib.acquire.reconcile``), checks them (``lib.acquire.store``) and fetches only what is
-missing. Worker processes, one per core, fetch, validate, shrink and write the images
-(``lib.acquire.fetch_workers``); this process hands them out and counts the outcomes. A failed
+(``lib.acquire.reconcile``; it stops instead when they lost most of a split or a class),
+checks them (``lib.acquire.store``) and fetches only what is missing. Worker processes, one
+per core, fetch, validate, shrink and write the images (``lib.acquire.fetch_workers``); this
+process hands them out and counts the outcomes. A failed
 image is a value, not an exception. SIGINT and SIGTERM stop the run cleanly: what was written
 is whole and kept, and ``DownloadInterrupted`` is raised.
 
@@ -147,9 +148,12 @@ def download_competition(
     settings: DownloadSettings,
     retry_only: set[tuple[str, int | str]] | None = None,
     removed_dir: Path | None = None,
+    refuse_shrinking: bool = True,
 ) -> DownloadResult:
     """Fetch every record's image into ``images_dir``; see the module docstring.
-    ``removed_dir`` None: ``<images_dir>_removed`` beside it."""
+    ``removed_dir`` None: ``<images_dir>_removed`` beside it. ``refuse_shrinking``: stop
+    (``lib.acquire.reconcile.ShrunkError``) before anything moves when the lists name far
+    fewer images, or fewer classes, than ``images_dir`` holds."""
     settings.validate()
     if retry_only is not None:  # ids compare as text: 5 and "5" are one image
         retry_only = {(split, str(image_id)) for split, image_id in retry_only}
@@ -163,7 +167,8 @@ def download_competition(
     with _signals_raise():
         folder_of = _folder_namer(records_by_split, images_dir)
         moves = reconcile(records_by_split, images_dir,
-                          removed_dir or default_removed_dir(images_dir), folder_of)
+                          removed_dir or default_removed_dir(images_dir), folder_of,
+                          refuse_shrinking=refuse_shrinking)
         tally.extra.update(moved=moves.moved, set_aside=moves.set_aside,
                            restored=moves.restored)
         plan = _plan(records_by_split, folder_of, tally, retry_only)
