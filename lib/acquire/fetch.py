@@ -251,11 +251,21 @@ def file_url_path(url: str, competition_dir: Path) -> Path | None:
     """Resolved path of a file URL, or None when it points outside ``competition_dir``.
 
     ``file:relative/x.png`` is relative to competition_dir (resolved), ``file:///abs/x.png``
-    absolute.
+    absolute. A folder at the top of the competition that is a symlink (``train/`` kept on
+    another disk) is followed: a path through it may resolve anywhere inside the link's own
+    target, and no further (a link inside it to elsewhere is still outside).
     """
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):  # a file on another machine
         return None
     path = Path(unquote(parts.path))
-    resolved = (path if path.is_absolute() else competition_dir / path).resolve()
-    return resolved if resolved.is_relative_to(competition_dir) else None
+    full = Path(os.path.abspath(path if path.is_absolute() else competition_dir / path))
+    resolved = full.resolve()
+    if resolved.is_relative_to(competition_dir):
+        return resolved
+    if not full.is_relative_to(competition_dir) or full == competition_dir:
+        return None
+    top = competition_dir / full.relative_to(competition_dir).parts[0]
+    if top.is_symlink() and top.is_dir() and resolved.is_relative_to(top.resolve()):
+        return resolved
+    return None

@@ -173,3 +173,25 @@ def test_a_test_set_that_lost_most_of_its_images_stops_the_download(tmp_path, mo
                                           r"now lists 2 test images"):
         download_stage(project, competition, monkeypatch)
     assert stored(project, "test") == [f"t{i}.png" for i in range(6)]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_symlinked_train_and_test_folders_are_followed_but_links_inside_them_are_not(
+        tmp_path, monkeypatch, layout):
+    disk = make_competition(tmp_path / "other_disk", layout)  # the images on another disk
+    write_image(tmp_path / "secret.jpg", size=(20, 18))
+    competition, project = tmp_path / "c", tmp_path / "p"
+    competition.mkdir()
+    project.mkdir()
+    for name in ("train", "test"):
+        (competition / name).symlink_to(disk / name, target_is_directory=True)
+    if layout == "labels_csv":
+        (competition / "labels.csv").write_text(
+            (disk / "labels.csv").read_text() + "evil,cat\n")
+        (disk / "train" / "evil.jpg").symlink_to(tmp_path / "secret.jpg")
+    else:
+        (disk / "train" / "cat" / "evil.jpg").symlink_to(tmp_path / "secret.jpg")
+    download_stage(project, competition, monkeypatch)
+    assert len(stored(project, "train")) == 9 and len(stored(project, "test")) == 4
+    report = json.loads((project / "data/download_report.json").read_text())
+    assert report["failure_reasons"] == {"file_outside_competition": 1}
