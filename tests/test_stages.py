@@ -119,7 +119,8 @@ def test_a_damaged_model_is_one_line_naming_it_and_how_to_get_it_back(tmp_path, 
 
 
 def test_stats_and_folds_leave_out_a_truncated_image_and_name_it(tmp_path, image_tree):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params() | {"folds": 2}))
+    params = repo_params() | {"folds": 2, "train_folds": [0, 1]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "data").mkdir()
     image_tree.rename(tmp_path / "data" / "images")
     truncated = Path("data/images/train/02/203.png")
