@@ -116,7 +116,8 @@ class Workers:
                     taken = [index for _, index in zip(range(wanted), pending, strict=False)]
                     connection.send([(index, job_of(index)) for index in taken])
                 if span is not None:  # its last message: it has exited or is about to
-                    spans.append(span)
+                    if span:  # empty: it fetched nothing, so it has no span
+                        spans.append(span)
                     self._live.pop(connection).join()
                     connection.close()
         if spans:
@@ -294,15 +295,19 @@ class _Feed:
                 self._send(0)
 
     def finish(self) -> None:
-        first = self._first if self._first is not None else self._last
-        self._send(0, span=(first, max(first, self._last)))
+        """The last message: the span from the first request to the last image stored, empty
+        when this worker requested nothing (no jobs, or only images on disk that were fine)."""
+        if self._first is None:
+            self._send(0, span=())
+        else:
+            self._send(0, span=(self._first, max(self._first, self._last)))
 
-    def _send(self, wanted: int, span: tuple[float, float] | None = None) -> None:
+    def _send(self, wanted: int, span: tuple[float, ...] | None = None) -> None:
         outcomes, self._outcomes = self._outcomes, []
         self._connection.send(_message(outcomes, wanted, span))
 
 
 def _message(outcomes: Sequence[Outcome] = (), wanted: int = 0,
-             span: tuple[float, float] | None = None, error: str | None = None) -> tuple:
+             span: tuple[float, ...] | None = None, error: str | None = None) -> tuple:
     """A worker's one message shape, as ``Workers._receive`` unpacks it."""
     return list(outcomes), wanted, span, error
