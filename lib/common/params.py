@@ -166,6 +166,7 @@ RULES: dict[str, Check] = {
     "download.jpeg_quality": _int(1, 100),
     "download.workers": _int(0),
     "download.retry_failures": _bool,
+    "download.refetch": _bool,
     "stats.workers": _int(0),
     "folds": _int(2),
     "train_folds": _fold_list,

@@ -28,6 +28,7 @@ from PIL import Image
 
 from lib.acquire.competition import ImageRecord
 from lib.acquire.download import (
+    SOURCES_FILE,
     DownloadResult,
     FailuresFileError,
     download_competition,
@@ -708,9 +709,10 @@ def test_retry_after_and_backoff():
 
 
 def files_under(root: Path) -> dict[str, bytes]:
-    """``{relative path: bytes}`` of every file under ``root``."""
+    """``{relative path: bytes}`` of every file under ``root`` (but the sources' versions)."""
     return {path.relative_to(root).as_posix(): path.read_bytes()
-            for path in sorted(root.rglob("*")) if path.is_file()}
+            for path in sorted(root.rglob("*"))
+            if path.is_file() and path.relative_to(root).as_posix() != SOURCES_FILE}
 
 
 def downloaded_before(images: Path, labels: dict[int, int], width: int) -> dict[int, bytes]:
@@ -959,7 +961,8 @@ def interrupt_mid_run(root: Path, signum: int) -> tuple[subprocess.Popen, set[in
 
 def assert_complete_and_fetched_once(root: Path, server: Server, tag: str, before: set[int],
                                      hits_after_stop: Counter[str]) -> None:
-    files = [p for p in (root / "data" / "images").rglob("*") if p.is_file()]
+    files = [p for p in (root / "data" / "images").rglob("*")
+             if p.is_file() and p.name != SOURCES_FILE]
     assert sorted(int(p.name.partition(".")[0]) for p in files) == list(range(RESUME_IMAGES))
     for path in files:
         with Image.open(path) as image:
