@@ -41,6 +41,7 @@ from PIL import Image
 from lib.acquire.fetch import Fetcher, fetching
 from lib.acquire.resize import ImageLimits
 from lib.acquire.store import EXISTING_BAD, EXISTING_RESIZED, check_existing, store
+from lib.common.errors import UserError
 from lib.common.oskit import batch_scheduling
 from lib.common.pools import set_up_decode_worker
 
@@ -142,6 +143,8 @@ class Workers:
             process.join()
             raise WorkerFailed(f"download worker {process.pid} exited with code "
                                f"{process.exitcode} before finishing its images") from None
+        if isinstance(error, UserError):
+            raise error
         if error is not None:
             raise WorkerFailed(f"download worker {process.pid} failed:\n{error}")
         return outcomes, wanted, span
@@ -179,6 +182,11 @@ def worker_main(connection: Connection, fetch_options: dict[str, Any], limits: I
                               refetch))
     except (BrokenPipeError, EOFError):  # the main process is gone: nothing to report to
         os._exit(1)
+    except UserError as err:  # a full disk: the main process raises it as it is, one line
+        try:
+            connection.send(_message(error=err))
+        finally:
+            os._exit(1)
     except BaseException:  # noqa: BLE001 - told to the main process, which raises it
         try:
             connection.send(_message(error=traceback.format_exc()))
@@ -344,6 +352,8 @@ class _Feed:
 
 
 def _message(outcomes: Sequence[Outcome] = (), wanted: int = 0,
-             span: tuple[float, ...] | None = None, error: str | None = None) -> tuple:
-    """A worker's one message shape, as ``Workers._receive`` unpacks it."""
+             span: tuple[float, ...] | None = None, error: str | UserError | None = None
+             ) -> tuple:
+    """A worker's one message shape, as ``Workers._receive`` unpacks it; ``error``: a
+    traceback, or a UserError (a full disk) to raise as it is."""
     return list(outcomes), wanted, span, error

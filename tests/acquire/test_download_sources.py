@@ -126,3 +126,24 @@ def test_a_corrected_source_file_is_copied_again(tmp_path, monkeypatch, layout):
     assert copy.read_bytes() == source.read_bytes()
     report = json.loads((project / "data/download_report.json").read_text())
     assert (report["downloaded"], report["source_changed"]) == (1, 1)
+
+
+def test_a_full_disk_while_downloading_is_one_line_and_leaves_whole_images(tmp_path):
+    from lib.common.fileio import DiskFullError
+    from lib.common.images import decode_problem
+    from tests.small_disk import small_disk
+
+    records = {"train": []}
+    for n in range(8):  # ~77 KB each, incompressible: 8 of them overflow 256 KB
+        write_image(tmp_path / "c" / f"{n}.png", size=(160, 160), seed=n)
+        records["train"].append(ImageRecord("train", n, (f"file:{n}.png",), 1 + n % 2))
+    with small_disk(tmp_path / "disk") as disk:
+        with pytest.raises(DiskFullError, match=r"disk/images/train/\d/\d\.png: the disk is "
+                                                r"full \(\d+\.\d MB free") as error:
+            download_competition(records, competition_dir=tmp_path / "c",
+                                 images_dir=disk / "images",
+                                 settings=download_settings(workers=1))
+        assert "\n" not in str(error.value)
+        kept = [p for p in (disk / "images").rglob("*") if p.is_file()]
+        assert all(not p.name.startswith(".tmp") for p in kept)
+        assert all(decode_problem(p) is None for p in kept if p.suffix == ".png")
