@@ -241,15 +241,21 @@ async def _source_changed(job: Job, fetch: Fetcher, refetch: bool
     """Whether the source of the image on disk changed since it was copied, and its version
     now. A file source is always looked at (a stat); a URL only with ``refetch``. An image
     whose version was never recorded (copied before they were) keeps its copy, and the
-    version found now is recorded."""
-    url, recorded = job.recorded if job.recorded and job.recorded[0] in job.urls else (
-        job.urls[0], None)
-    if not refetch and urlsplit(url).scheme.lower() != "file":
-        return False, job.recorded
-    current = await fetch.current_validator(url)
-    if current is None:  # cannot be told (a failed request): the copy stays
-        return False, job.recorded
-    return recorded is not None and current != recorded, (url, current)
+    version of its first URL that gives one is recorded."""
+    if job.recorded is not None and job.recorded[0] in job.urls:
+        url, recorded = job.recorded
+        if not refetch and urlsplit(url).scheme.lower() != "file":
+            return False, job.recorded
+        current = await fetch.current_validator(url)
+        if current is None:  # cannot be told (a failed request): the copy stays
+            return False, job.recorded
+        return current != recorded, (url, current)
+    for url in job.urls:
+        if refetch or urlsplit(url).scheme.lower() == "file":
+            current = await fetch.current_validator(url)
+            if current is not None:
+                return False, (url, current)
+    return False, None
 
 
 async def _fetch_image(index: int, job: Job, fetch: Fetcher, limits: ImageLimits, feed: _Feed
