@@ -1,6 +1,7 @@
 """What every stage shares: the paths of the pipeline's outs, `upstream` (an out a stage reads
 must be there, else one line naming the stage that makes it) and a `main` wrapper that sets up
-logging and turns a user's mistake into one line on stderr (exit code 2), not a traceback."""
+logging and turns a user's mistake into one line on stderr (exit code 2), and Ctrl-C into one
+line saying how to go on (exit code 130), not a traceback."""
 
 from __future__ import annotations
 
@@ -48,6 +49,13 @@ def upstream(path: Path, stage: str) -> Path:
     return path
 
 
+class Interrupted(Exception):
+    """Ctrl-C stopped a stage; the message says what was kept and how to go on."""
+
+
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a process stopped by Ctrl-C
+
+
 def run(main: Callable[[], None]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -56,6 +64,13 @@ def run(main: Callable[[], None]) -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C): every file written is whole (atomic writes); run the same "
+              "command again to finish", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT)
 
 
 def fold_argument(argv: list[str] | None = None) -> int:

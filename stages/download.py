@@ -1,7 +1,9 @@
 """download: every image of the competition (downloaded from its URL lists, or copied from its
 train/ and test/ folders) -> data/images (ImageFolder layout), data/classes.csv (label_id,name),
 data/download_report.json (counts per outcome and reason) and data/download_failures.csv;
-images no longer listed move to data/images_removed, and back from there when listed again.
+images no longer listed move to data/images_removed, and back from there when listed again;
+data/images/.sources.tsv records each image's source version, so a changed source is fetched
+again (URLs: with download.refetch).
 SIGINT/SIGTERM stop it cleanly (exit 128 + signal, no report); running it again finishes."""
 
 import logging

@@ -42,7 +42,7 @@ def main() -> None:
     loader = make_loader(dataset, batch_size=p["batch_size"], shuffle=True,
                          workers=p["workers"], seed=p["seed"])
     model = create_model(p["arch"], num_classes=len(classes), pretrained=p["pretrained"],
-                         head=p["head"], dropout=p["dropout"])
+                         head=p["head"], dropout=p["dropout"], img_size=p["img_size"])
     lrs, losses = lr_sweep(model, loader, device=pick_device(), start_lr=args.start,
                            end_lr=args.end, steps=args.steps, optimizer=p["optimizer"],
                            weight_decay=p["weight_decay"], momentum=p["momentum"])

@@ -3,6 +3,7 @@ on the holdout images when there are any, and on the test images
 -> predictions/fold<k>/{oof,holdout,test}.npz, written as one unit, each with the class prior
 the model was trained under, and the throughput printed."""
 
+from lib.common.errors import UserError
 from lib.common.fileio import remove_stale_temps
 from lib.common.images import list_test_images
 from lib.common.params import load_params
@@ -34,6 +35,9 @@ def main() -> None:
     checkpoint = load_checkpoint(model_file)
     folds = read_folds(upstream(FOLDS_CSV, "folds"))
     test_paths, test_ids = list_test_images(IMAGES_DIR / "test")
+    if not test_ids:  # predicting none would end in a submission of no rows
+        raise UserError(f"{IMAGES_DIR / 'test'}: no test images to predict; run `dvc repro "
+                        "download` (the competition's test images: test.json or test/)")
     inference = prepare_inference(
         model_from_checkpoint(checkpoint, model_file), checkpoint, device=pick_device(),
         tta=p["tta"], merge=p["tta_merge"], crop=p["tta_crop"], scales=p["tta_scales"],

@@ -5,7 +5,8 @@ the run's TTA and ensemble merge from params.yaml; no DVC needed.
                                            [--top-k 3]
 
 Writes a CSV: id (the file stem), predicted (the class name when a classes file is known, else
-the label id), then label_1, prob_1, ... label_k, prob_k.
+the label id), then label_1, prob_1, ... label_k, prob_k. Files that do not decode are skipped,
+each named in a warning. --out may be a folder: the CSV is then <folder>/predictions.csv.
 """
 
 import argparse
@@ -32,6 +33,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("predictions.csv"))
     parser.add_argument("--top-k", type=int, default=3)
     args = parser.parse_args()
+    if args.out.is_dir():  # a folder: the table goes in it
+        args.out = args.out / "predictions.csv"
     p = load_params(PARAMS + SPEED_PARAMS)
     paths, ids = folder_images(args.folder)
     models = fold_models(args.runs)

@@ -20,7 +20,16 @@ from lib.prepare.folds import read_folds
 from lib.train import distributed
 from lib.train.fold import fold_data, resume_key, train_fold
 from lib.train.loop import TrainConfig, as_metrics
-from stages.common import FOLDS_CSV, IMAGES_DIR, STATS_JSON, fold_argument, model_dir, run, upstream
+from stages.common import (
+    FOLDS_CSV,
+    IMAGES_DIR,
+    STATS_JSON,
+    Interrupted,
+    fold_argument,
+    model_dir,
+    run,
+    upstream,
+)
 
 # Speed only (loader processes; torch.compile computes the same function): not DVC deps.
 SPEED_PARAMS = ["workers", "compile"]
@@ -45,13 +54,27 @@ def main() -> None:
                          p=p, env=env)
         with (Live(dir=str(model_dir(fold) / "live"), dvcyaml=None, save_dvc_exp=False)
               if env.main else contextlib.nullcontext()) as live:
-            train_fold(data, fold=fold, p=p, provenance=provenance, stats=stats, env=env,
-                       key=resume_key(provenance, folds_text=folds_text, stats_text=stats_text),
-                       model_path=model_dir(fold) / "model.pt", device=device,
-                       resume_path=model_dir(fold) / "resume.pt",
-                       on_epoch=lambda result: log_epoch(live, result))
+            try:
+                train_fold(data, fold=fold, p=p, provenance=provenance, stats=stats, env=env,
+                           key=resume_key(provenance, folds_text=folds_text,
+                                          stats_text=stats_text),
+                           model_path=model_dir(fold) / "model.pt", device=device,
+                           resume_path=model_dir(fold) / "resume.pt",
+                           on_epoch=lambda result: log_epoch(live, result))
+            except KeyboardInterrupt:
+                raise Interrupted(interrupted_message(fold)) from None
     finally:
         distributed.teardown(env)
+
+
+def interrupted_message(fold: int) -> str:
+    resume = model_dir(fold) / "resume.pt"
+    if resume.is_file():
+        epoch = torch.load(resume, weights_only=True, map_location="cpu").get("epoch")
+        return (f"training of fold {fold} stopped; {resume} holds epoch {epoch}: run "
+                f"`dvc repro train@{fold}` (or this command) again to resume from it")
+    return (f"training of fold {fold} stopped before its first epoch ended: run "
+            f"`dvc repro train@{fold}` again to start it")
 
 
 def log_epoch(live: Live | None, result) -> None:

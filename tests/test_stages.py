@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,8 @@ def test_a_damaged_model_is_one_line_naming_it_and_how_to_get_it_back(tmp_path, 
 
 
 def test_stats_and_folds_leave_out_a_truncated_image_and_name_it(tmp_path, image_tree):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params() | {"folds": 2}))
+    params = repo_params() | {"folds": 2, "train_folds": [0, 1]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "data").mkdir()
     image_tree.rename(tmp_path / "data" / "images")
     truncated = Path("data/images/train/02/203.png")
@@ -390,3 +392,22 @@ def test_a_queued_experiment_keeps_its_copy_in_the_project(tmp_path, monkeypatch
     assert [p.name.split("_", 1)[1] for p in (root / "submissions/history").iterdir()] == [
         "lofty-pads_oof-acc0.6667.csv"]
     assert not (project / "submissions/history").exists()
+
+
+def test_predict_with_no_test_images_stops_instead_of_predicting_none(tmp_path, monkeypatch):
+    from lib.common.errors import UserError
+    from lib.train.checkpoint import save_checkpoint
+    from lib.train.model import create_model
+    from stages import predict
+
+    model = create_model("resnet10t", num_classes=2, pretrained="none")
+    save_checkpoint(tmp_path / "models/fold0/model.pt", model=model, arch="resnet10t",
+                    classes=[1, 2], mean=[0.5] * 3, std=[0.25] * 3, img_size=16, params={})
+    (tmp_path / "data/images/test").mkdir(parents=True)  # a download that found none
+    (tmp_path / "data/folds.csv").write_text("split,image_id,label,path,fold,group\n")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params()))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["predict", "--fold", "0"])
+    with pytest.raises(UserError, match=r"data/images/test: no test images to predict; run "
+                                        r"`dvc repro download`"):
+        predict.main()

@@ -9,11 +9,17 @@ the report (counts per outcome, split and failure reason) and one failure row pe
 disk.
 
 A re-run first moves the images already there in line with the lists
-(``lib.acquire.reconcile``), checks them (``lib.acquire.store``) and fetches only what is
-missing. Worker processes, one per core, fetch, validate, shrink and write the images
-(``lib.acquire.fetch_workers``); this process hands them out and counts the outcomes. A failed
+(``lib.acquire.reconcile``; it stops instead when they lost most of a split or a class),
+checks them (``lib.acquire.store``) and fetches only what is missing. Worker processes, one
+per core, fetch, validate, shrink and write the images (``lib.acquire.fetch_workers``); this
+process hands them out and counts the outcomes. A failed
 image is a value, not an exception. SIGINT and SIGTERM stop the run cleanly: what was written
 is whole and kept, and ``DownloadInterrupted`` is raised.
+
+Each image's source version (``lib.acquire.fetch_workers``: a file's size and mtime, a URL's
+validators) is kept in ``images_dir/.sources.tsv``, beside the images it describes, so a re-run
+copies again a source file that changed, and with ``refetch`` a URL whose server reports
+another version.
 
 docs/download.md describes the layout, the re-runs, the report's fields and the failure reasons.
 """
@@ -33,7 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +53,7 @@ from lib.acquire.competition import (
     label_dir_name,
     label_width,
 )
-from lib.acquire.fetch_workers import CHECK, FETCH, Job, Outcome, Workers, shares
+from lib.acquire.fetch_workers import CHECK, FETCH, Job, Outcome, Source, Workers, shares
 from lib.acquire.reconcile import default_removed_dir, image_stem, reconcile
 from lib.acquire.resize import ImageLimits
 from lib.common import pools
@@ -65,6 +71,7 @@ FAILED = "failed"
 NOT_ATTEMPTED = "not_attempted"  # missing, but not in the failures list being retried
 STATUSES = (DOWNLOADED, SKIPPED_EXISTING, FAILED, NOT_ATTEMPTED)
 FAILURE_COLUMNS = ("split", "image_id", "url", "reason")
+SOURCES_FILE = ".sources.tsv"  # in images_dir: split, image_id, url, validator of each image
 
 
 @dataclass
@@ -87,6 +94,7 @@ class DownloadSettings:
     max_side: int | None  # shrink larger images to this longer side; None keeps all
     jpeg_quality: int  # JPEG quality of shrunk images
     workers: int  # processes that fetch, validate, shrink and write; 0 = one per core
+    refetch: bool = False  # ask each URL's server whether the image on disk is still current
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> DownloadSettings:
@@ -147,9 +155,12 @@ def download_competition(
     settings: DownloadSettings,
     retry_only: Collection[tuple[str, int | str]] | None = None,
     removed_dir: Path | None = None,
+    refuse_shrinking: bool = True,
 ) -> DownloadResult:
     """Fetch every record's image into ``images_dir``; see the module docstring.
-    ``removed_dir`` None: ``<images_dir>_removed`` beside it."""
+    ``removed_dir`` None: ``<images_dir>_removed`` beside it. ``refuse_shrinking``: stop
+    (``lib.acquire.reconcile.ShrunkError``) before anything moves when the lists name far
+    fewer images, or fewer classes, than ``images_dir`` holds."""
     settings.validate()
     retry_texts = None  # ids compare as text: 5 and "5" are one image
     if retry_only is not None:
@@ -164,14 +175,19 @@ def download_competition(
     with _signals_raise():
         folder_of = _folder_namer(records_by_split, images_dir)
         moves = reconcile(records_by_split, images_dir,
-                          removed_dir or default_removed_dir(images_dir), folder_of)
+                          removed_dir or default_removed_dir(images_dir), folder_of,
+                          refuse_shrinking=refuse_shrinking)
         tally.extra.update(moved=moves.moved, set_aside=moves.set_aside,
                            restored=moves.restored)
         plan = _plan(records_by_split, folder_of, tally, retry_texts)
-        with tqdm(total=total, initial=tally.done, unit="img", desc="download",
-                  disable=None, smoothing=0.1) as bar:
-            if plan.existing or plan.jobs:
-                _fetch_and_store(plan, Path(competition_dir), settings, tally, bar)
+        plan.sources = read_sources(images_dir)
+        try:
+            with tqdm(total=total, initial=tally.done, unit="img", desc="download",
+                      disable=None, smoothing=0.1) as bar:
+                if plan.existing or plan.jobs:
+                    _fetch_and_store(plan, Path(competition_dir), settings, tally, bar)
+        finally:  # interrupted too: the versions of what was written are kept
+            write_sources(images_dir, plan.sources)
     report = tally.report(time.perf_counter() - started)
     _log_summary(report)
     return DownloadResult(report=report, failures=tally.failure_rows())
@@ -258,7 +274,7 @@ class _Tally:
                      for split, counts in self.per_split.items()}
         totals = {status: sum(c[status] for c in per_split.values()) for status in STATUSES}
         extras = ("bytes", "bytes_written", "resized", "from_later_url", "existing_resized",
-                  "existing_replaced", "moved", "set_aside", "restored")
+                  "existing_replaced", "source_changed", "moved", "set_aside", "restored")
         return {
             "total": sum(c["total"] for c in per_split.values()),
             **totals,
@@ -285,6 +301,34 @@ class _Plan:
     jobs: list[ImageRecord]  # to fetch
     existing: list[tuple[ImageRecord, str]]  # on disk, to check from the header
     folder_of: Callable[[ImageRecord], Path]
+    sources: dict[tuple[str, str], Source] = field(default_factory=dict)  # (split, id) ->
+
+
+def read_sources(images_dir: Path) -> dict[tuple[str, str], Source]:
+    """``{(split, image id): (url, validator)}`` of ``images_dir/.sources.tsv``; empty when
+    there is none (or a line is not four fields: the versions are then found again)."""
+    path = Path(images_dir) / SOURCES_FILE
+    if not path.is_file():
+        return {}
+    sources = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fields_ = line.split("\t")
+        if len(fields_) == 4:
+            sources[(fields_[0], fields_[1])] = (fields_[2], fields_[3])
+    return sources
+
+
+def write_sources(images_dir: Path, sources: dict[tuple[str, str], Source]) -> None:
+    """Write ``images_dir/.sources.tsv`` atomically, in split then id order."""
+    if not sources and not (Path(images_dir) / SOURCES_FILE).exists():
+        return
+    rows = sorted(sources.items(), key=lambda item: (_split_rank(item[0][0]),
+                                                     id_order(item[0][1])))
+    # tabs and newlines cannot be in a URL the lists allow, nor in a validator we build
+    write_text(Path(images_dir) / SOURCES_FILE, "".join(
+        f"{split}\t{image_id}\t{url}\t{validator}\n"
+        for (split, image_id), (url, validator) in rows
+        if "\t" not in url + validator and "\n" not in url + validator))
 
 
 def _plan(
@@ -377,14 +421,18 @@ def _fetch_and_store(
                                                 shares(settings.per_host, count), strict=True)]
     records, job_of = _jobs(plan)
     workers = Workers(fetch_options=options, limits=settings.limits,
-                      competition_dir=competition_dir,
+                      competition_dir=competition_dir, refetch=settings.refetch,
                       context=pools.context(preload=worker_preload()))
     try:
         for outcome in workers.run(len(records), job_of):
             _count(outcome, records[outcome.index], tally, bar)
+            _note_source(outcome, records[outcome.index], plan.sources)
     finally:
         workers.close()  # on an interrupt: each drops its requests and finishes its write
     tally.fetching_s = workers.fetching_s
+    if tally.extra["source_changed"]:
+        logger.info("%d images whose source changed since they were copied: fetched again",
+                    tally.extra["source_changed"])
     if tally.extra["existing_replaced"]:
         logger.info("%d images on disk were broken or placeholders: deleted and fetched again",
                     tally.extra["existing_replaced"])
@@ -403,15 +451,29 @@ def _jobs(plan: _Plan) -> tuple[list[ImageRecord], Callable[[int], Job]]:
     def job_of(index: int) -> Job:
         record = records[index]
         if index < len(existing):
-            return Job(CHECK, record.urls, str(record.image_id), existing[index][1])
+            return Job(CHECK, record.urls, str(record.image_id), existing[index][1],
+                       plan.sources.get((record.split, str(record.image_id))))
         return Job(FETCH, record.urls, str(record.image_id), str(plan.folder_of(record)))
 
     return records, job_of
 
 
+def _note_source(outcome: Outcome, record: ImageRecord,
+                 sources: dict[tuple[str, str], Source]) -> None:
+    key = (record.split, str(record.image_id))
+    if outcome.source is not None:
+        sources[key] = outcome.source
+    elif outcome.kind in (fetch_workers.FAILED, fetch_workers.REFRESHED,
+                          fetch_workers.REPLACED, fetch_workers.DOWNLOADED):
+        sources.pop(key, None)  # no copy, or one of an unknown version
+
+
 def _count(outcome: Outcome, record: ImageRecord, tally: _Tally, bar: tqdm) -> None:
     if outcome.kind == fetch_workers.REPLACED:  # its fetch's outcome follows
         tally.extra["existing_replaced"] += 1
+        return
+    if outcome.kind == fetch_workers.REFRESHED:  # its source changed; its fetch follows
+        tally.extra["source_changed"] += 1
         return
     if outcome.kind == fetch_workers.DOWNLOADED:
         tally.downloaded(record.split, outcome.nbytes, outcome.written, outcome.resized,

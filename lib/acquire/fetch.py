@@ -15,6 +15,11 @@ short, 429 and 5xx (a server's Retry-After is honoured, capped at ``MAX_RETRY_DE
 Not retried: other 4xx (403, 404, 410...), TLS errors, redirect loops, oversize bodies. Each
 host gets at most ``per_host`` requests at a time; a request's timeouts start once it holds one
 of its host's slots, so queueing behind a busy host never counts as a timeout.
+
+A source's version (``validator``): for a file, its size and mtime when it was read; for HTTP,
+the response's ETag, Last-Modified and Content-Length. ``Fetcher.validator(url)`` gives the one
+of the body just fetched, ``Fetcher.current_validator(url)`` asks again (a stat, or a HEAD
+request), so a copy on disk can be compared with its source.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ async def fetching(
     backoff_s: float,
     max_redirects: int,
     max_bytes: int,
-) -> AsyncIterator[Fetch]:
+) -> AsyncIterator[Fetcher]:
     """``fetch(url) -> (body, reason)`` on one aiohttp client, open for the ``async with``
     block: connections pooled and reused per host, at most ``concurrency`` in total."""
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=per_host,
@@ -80,7 +85,7 @@ async def fetching(
                                     sock_read=read_timeout_s)
     async with Client(connector=connector, timeout=timeout) as client:
         yield Fetcher(client, competition_dir, retries=retries, backoff_s=backoff_s,
-                      max_redirects=max_redirects, max_bytes=max_bytes, per_host=per_host).fetch
+                      max_redirects=max_redirects, max_bytes=max_bytes, per_host=per_host)
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class _Attempt:
     reason: str | None = None
     retryable: bool = False
     retry_after_s: float | None = None
+    validator: str | None = None  # the response's ETag, Last-Modified, Content-Length
 
 
 @dataclass
@@ -105,22 +111,52 @@ class Fetcher:
     max_bytes: int  # larger bodies are refused, reading stops at the cap
     per_host: int  # simultaneous requests per host
     _hosts: dict[tuple[str, int | None], asyncio.Semaphore] = field(default_factory=dict)
+    _validators: dict[str, str | None] = field(default_factory=dict)  # of the bodies fetched
 
     def __post_init__(self) -> None:
         self.competition_dir = Path(self.competition_dir).resolve()
 
+    async def __call__(self, url: str) -> tuple[bytes | None, str | None]:
+        return await self.fetch(url)
+
     async def fetch(self, url: str) -> tuple[bytes | None, str | None]:
         """``(body, None)`` or ``(None, reason)`` for one URL, retries included."""
         if urlsplit(url).scheme.lower() == "file":
-            return await asyncio.to_thread(read_file_url, url, self.competition_dir,
-                                           self.max_bytes)
+            body, reason, validator = await asyncio.to_thread(
+                _read_file, url, self.competition_dir, self.max_bytes)
+            if body is not None:
+                self._validators[url] = validator
+            return body, reason
         for attempt in range(self.retries + 1):
             result = await self._get(url)
             if not result.retryable or attempt == self.retries:
                 break
             # sleep without holding the host's slot: other images of the host go on
             await asyncio.sleep(backoff_delay(attempt, self.backoff_s, result.retry_after_s))
+        if result.body is not None:
+            self._validators[url] = result.validator
         return result.body, result.reason
+
+    def validator(self, url: str) -> str | None:
+        """The version of the body ``fetch(url)`` last returned (taken: asked once)."""
+        return self._validators.pop(url, None)
+
+    async def current_validator(self, url: str) -> str | None:
+        """The source's version now: a file's stat, or a HEAD request's validators; None when
+        it cannot be told (missing, outside the competition, the request failed)."""
+        if urlsplit(url).scheme.lower() == "file":
+            path = file_url_path(url, self.competition_dir)
+            try:
+                return file_validator(path.stat()) if path is not None else None
+            except OSError:
+                return None
+        try:
+            async with self._host_slot(url), self.client.head(
+                    url, allow_redirects=self.max_redirects > 0,
+                    max_redirects=self.max_redirects + 1) as response:
+                return http_validator(response.headers) if response.status < 300 else None
+        except (TimeoutError, ValueError, aiohttp.ClientError):
+            return None
 
     async def _get(self, url: str) -> _Attempt:
         try:
@@ -146,6 +182,7 @@ class Fetcher:
                 if response.status >= 300:  # redirects were followed; a 3xx left is a failure
                     return _status_failure(response.status, response.headers)
                 body = await _read_capped(response, self.max_bytes)
+                validator = http_validator(response.headers)
         except TimeoutError:  # also aiohttp's ServerTimeoutError and friends, subclasses
             return _Attempt(reason=TIMEOUT, retryable=True)
         except aiohttp.TooManyRedirects:
@@ -163,7 +200,20 @@ class Fetcher:
             return _Attempt(reason=BAD_RESPONSE)
         if body is None:
             return _Attempt(reason=TOO_LARGE)
-        return _Attempt(body=body)
+        return _Attempt(body=body, validator=validator)
+
+
+def http_validator(headers: Mapping[str, str]) -> str | None:
+    """An HTTP response's version: its ETag, Last-Modified and Content-Length (those given);
+    None when it gives none."""
+    given = [f"{name}={headers[name]}" for name in ("ETag", "Last-Modified", "Content-Length")
+             if headers.get(name)]
+    return " ".join(given) or None
+
+
+def file_validator(info: os.stat_result) -> str:
+    """A file's version: its size and modification time (nanoseconds)."""
+    return f"size={info.st_size} mtime_ns={info.st_mtime_ns}"
 
 
 def _status_failure(status: int, headers: Mapping[str, str]) -> _Attempt:
@@ -225,37 +275,53 @@ def read_file_url(
 ) -> tuple[bytes | None, str | None]:
     """Read a ``file:`` URL, only if it resolves (symlinks included) inside competition_dir
     and names a regular file."""
+    return _read_file(url, competition_dir, max_bytes)[:2]
+
+
+def _read_file(url: str, competition_dir: Path, max_bytes: int
+               ) -> tuple[bytes | None, str | None, str | None]:
+    """``read_file_url`` and the version (``file_validator``) of the file it read."""
     path = file_url_path(url, competition_dir)
     if path is None:
-        return None, FILE_OUTSIDE_COMPETITION
+        return None, FILE_OUTSIDE_COMPETITION, None
     try:
         # stat before opening: opening a FIFO blocks until a writer comes, opening a device
         # may act on it
         if not stat.S_ISREG(path.stat().st_mode):
-            return None, NOT_A_REGULAR_FILE
+            return None, NOT_A_REGULAR_FILE, None
         # O_NONBLOCK: should the path become a FIFO after the stat, opening it does not block
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
-        return None, NOT_FOUND
+        return None, NOT_FOUND, None
     with open(fd, "rb") as handle:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            return None, NOT_A_REGULAR_FILE
+            return None, NOT_A_REGULAR_FILE, None
         body = handle.read(max_bytes + 1) if info.st_size <= max_bytes else b""
     if info.st_size > max_bytes or len(body) > max_bytes:  # also one grown since the fstat
-        return None, TOO_LARGE
-    return body, None
+        return None, TOO_LARGE, None
+    return body, None, file_validator(info)
 
 
 def file_url_path(url: str, competition_dir: Path) -> Path | None:
     """Resolved path of a file URL, or None when it points outside ``competition_dir``.
 
     ``file:relative/x.png`` is relative to competition_dir (resolved), ``file:///abs/x.png``
-    absolute.
+    absolute. A folder at the top of the competition that is a symlink (``train/`` kept on
+    another disk) is followed: a path through it may resolve anywhere inside the link's own
+    target, and no further (a link inside it to elsewhere is still outside).
     """
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):  # a file on another machine
         return None
     path = Path(unquote(parts.path))
-    resolved = (path if path.is_absolute() else competition_dir / path).resolve()
-    return resolved if resolved.is_relative_to(competition_dir) else None
+    full = Path(os.path.abspath(path if path.is_absolute() else competition_dir / path))
+    resolved = full.resolve()
+    if resolved.is_relative_to(competition_dir):
+        return resolved
+    if not full.is_relative_to(competition_dir) or full == competition_dir:
+        return None
+    top = competition_dir / full.relative_to(competition_dir).parts[0]
+    if top.is_symlink() and top.is_dir() and resolved.is_relative_to(top.resolve()):
+        return resolved
+    return None

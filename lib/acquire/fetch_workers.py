@@ -9,9 +9,12 @@ them, and the span from the first request to the last image stored.
 
 The main process hands the jobs out a chunk at a time, when a worker asks for more, so a
 faster worker takes more and no worker holds the whole list. A worker that finds an image on
-disk broken fetches it again itself. ``Workers.close()`` (or the main process ending, even by
-kill -9) makes every worker drop its requests in flight and exit; an image being written is
-never cut, as writes are atomic.
+disk broken fetches it again itself; so it does when the image's source changed since it was
+copied: a file's size or mtime, always; a URL's ETag, Last-Modified or Content-Length (a HEAD
+request), only when asked (``refetch``). Each outcome of an image on disk carries its source's
+version (``Outcome.source``: the URL and ``lib.acquire.fetch``'s validator), for the next
+run. ``Workers.close()`` (or the main process ending, even by kill -9) makes every worker drop
+its requests in flight and exit; an image being written is never cut, as writes are atomic.
 """
 
 from __future__ import annotations
@@ -31,18 +34,23 @@ from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from PIL import Image
 
-from lib.acquire.fetch import Fetch, fetching
+from lib.acquire.fetch import Fetcher, fetching
 from lib.acquire.oskit import batch_scheduling, keep_freed_memory
 from lib.acquire.resize import ImageLimits
 from lib.acquire.store import EXISTING_BAD, EXISTING_RESIZED, check_existing, store
+from lib.common.errors import UserError
 from lib.common.pools import set_up_decode_worker
 
 CHECK, FETCH = "check", "fetch"  # job kinds: an image on disk, a record to download
-# Outcome kinds. A broken image on disk gives REPLACED, then the outcome of its fetch.
+# Outcome kinds. A broken image on disk gives REPLACED, one whose source changed REFRESHED,
+# then the outcome of its fetch.
 DOWNLOADED, FAILED, EXISTING, REPLACED = "downloaded", "failed", "existing", "replaced"
+REFRESHED = "refreshed"
+Source = tuple[str, str]  # (url, validator): where an image on disk came from, which version
 FLUSH_S = 0.1  # a worker sends its outcomes at least this often (the progress bar's pace)
 
 
@@ -52,12 +60,14 @@ class Job:
     urls: tuple[str, ...]  # the record's URLs, tried in order
     stem: str  # the image's file name without extension (its id)
     path: str  # CHECK: the image's path; FETCH: its folder
+    recorded: Source | None = None  # CHECK: the source the image was copied from, if known
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What became of job ``index``: DOWNLOADED with ``nbytes``, ``written``, ``resized`` and
-    ``later_url``; FAILED with ``reasons``; EXISTING with ``resized``; REPLACED."""
+    ``later_url``; FAILED with ``reasons``; EXISTING with ``resized``; REPLACED; REFRESHED.
+    DOWNLOADED and EXISTING carry the image's ``source`` when its version is known."""
 
     index: int
     kind: str
@@ -66,6 +76,7 @@ class Outcome:
     written: int = 0
     resized: bool = False
     later_url: bool = False
+    source: Source | None = None
 
 
 class WorkerFailed(RuntimeError):
@@ -85,7 +96,7 @@ class Workers:
     still running (an interrupt, an error) and waits for them."""
 
     def __init__(self, *, fetch_options: Sequence[dict[str, Any]], limits: ImageLimits,
-                 competition_dir: Path, context: BaseContext) -> None:
+                 competition_dir: Path, context: BaseContext, refetch: bool = False) -> None:
         self.fetching_s = 0.0  # the first request of any worker to the last image stored
         self._live: dict[Connection, BaseProcess] = {}
         try:
@@ -94,7 +105,7 @@ class Workers:
                 # typeshed's BaseContext lacks Process, which every real context has
                 process = context.Process(  # type: ignore[attr-defined]
                     target=worker_main, name="download-worker",
-                    args=(theirs, options, limits, str(competition_dir)))
+                    args=(theirs, options, limits, str(competition_dir), refetch))
                 process.start()
                 theirs.close()  # the worker holds the only other end: EOF there = we are gone
                 self._live[ours] = process
@@ -118,7 +129,7 @@ class Workers:
                     taken = [index for _, index in zip(range(wanted), pending, strict=False)]
                     connection.send([(index, job_of(index)) for index in taken])
                 if span is not None:  # its last message: it has exited or is about to
-                    if span[1] > 0:  # (0, 0): given no job, it has no first request
+                    if span:  # empty: it fetched nothing, so it has no span
                         spans.append(span)
                     self._live.pop(connection).join()
                     connection.close()
@@ -133,6 +144,8 @@ class Workers:
             process.join()
             raise WorkerFailed(f"download worker {process.pid} exited with code "
                                f"{process.exitcode} before finishing its images") from None
+        if isinstance(error, UserError):
+            raise error
         if error is not None:
             raise WorkerFailed(f"download worker {process.pid} failed:\n{error}")
         return outcomes, wanted, span
@@ -157,7 +170,7 @@ class Workers:
 
 
 def worker_main(connection: Connection, fetch_options: dict[str, Any], limits: ImageLimits,
-                competition_dir: str) -> None:
+                competition_dir: str, refetch: bool = False) -> None:
     """A worker's whole life: set up, serve jobs until none are left or we are told to stop."""
     Image.MAX_IMAGE_PIXELS = limits.max_pixels
     set_up_decode_worker()
@@ -167,9 +180,15 @@ def worker_main(connection: Connection, fetch_options: dict[str, Any], limits: I
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     try:
         with batch_scheduling():
-            asyncio.run(serve(connection, fetch_options, limits, Path(competition_dir)))
+            asyncio.run(serve(connection, fetch_options, limits, Path(competition_dir),
+                              refetch))
     except (BrokenPipeError, EOFError):  # the main process is gone: nothing to report to
         os._exit(1)
+    except UserError as err:  # a full disk: the main process raises it as it is, one line
+        try:
+            connection.send(_message(error=err))
+        finally:
+            os._exit(1)
     except BaseException:  # noqa: BLE001 - told to the main process, which raises it
         try:
             connection.send(_message(error=traceback.format_exc()))
@@ -178,7 +197,7 @@ def worker_main(connection: Connection, fetch_options: dict[str, Any], limits: I
 
 
 async def serve(connection: Connection, fetch_options: dict[str, Any], limits: ImageLimits,
-                competition_dir: Path) -> None:
+                competition_dir: Path, refetch: bool = False) -> None:
     """Take jobs from ``connection`` and send back their outcomes, ``concurrency`` at a time.
     Returns when the main process has no more jobs, or says stop (``None``) or is gone."""
     feed = _Feed(connection, want=fetch_options["concurrency"])
@@ -188,7 +207,7 @@ async def serve(connection: Connection, fetch_options: dict[str, Any], limits: I
     flusher = asyncio.ensure_future(feed.flush_every(FLUSH_S))
     try:
         async with fetching(competition_dir, **fetch_options) as fetch:
-            await asyncio.gather(*[_run(feed, fetch, limits)
+            await asyncio.gather(*[_run(feed, fetch, limits, refetch)
                                    for _ in range(fetch_options["concurrency"])])
     except asyncio.CancelledError:
         if feed.stopped:
@@ -200,20 +219,48 @@ async def serve(connection: Connection, fetch_options: dict[str, Any], limits: I
     feed.finish()
 
 
-async def _run(feed: _Feed, fetch: Fetch, limits: ImageLimits) -> None:
+async def _run(feed: _Feed, fetch: Fetcher, limits: ImageLimits, refetch: bool) -> None:
     while (item := await feed.next()) is not None:
         index, job = item
         if job.kind == CHECK:
-            result = check_existing(job.path, limits)
-            if result != EXISTING_BAD:
-                feed.emit(Outcome(index, EXISTING, resized=result == EXISTING_RESIZED))
-                continue
-            feed.emit(Outcome(index, REPLACED))
+            changed, source = await _source_changed(job, fetch, refetch)
+            if changed:  # the copy is out of date: fetched again from its source
+                Path(job.path).unlink(missing_ok=True)
+                feed.emit(Outcome(index, REFRESHED))
+            else:
+                result = check_existing(job.path, limits)
+                if result != EXISTING_BAD:
+                    feed.emit(Outcome(index, EXISTING, resized=result == EXISTING_RESIZED,
+                                      source=source))
+                    continue
+                feed.emit(Outcome(index, REPLACED))
             job = Job(FETCH, job.urls, job.stem, str(Path(job.path).parent))
         feed.emit(await _fetch_image(index, job, fetch, limits, feed))
 
 
-async def _fetch_image(index: int, job: Job, fetch: Fetch, limits: ImageLimits, feed: _Feed
+async def _source_changed(job: Job, fetch: Fetcher, refetch: bool
+                          ) -> tuple[bool, Source | None]:
+    """Whether the source of the image on disk changed since it was copied, and its version
+    now. A file source is always looked at (a stat); a URL only with ``refetch``. An image
+    whose version was never recorded (copied before they were) keeps its copy, and the
+    version of its first URL that gives one is recorded."""
+    if job.recorded is not None and job.recorded[0] in job.urls:
+        url, recorded = job.recorded
+        if not refetch and urlsplit(url).scheme.lower() != "file":
+            return False, job.recorded
+        current = await fetch.current_validator(url)
+        if current is None:  # cannot be told (a failed request): the copy stays
+            return False, job.recorded
+        return current != recorded, (url, current)
+    for url in job.urls:
+        if refetch or urlsplit(url).scheme.lower() == "file":
+            current = await fetch.current_validator(url)
+            if current is not None:
+                return False, (url, current)
+    return False, None
+
+
+async def _fetch_image(index: int, job: Job, fetch: Fetcher, limits: ImageLimits, feed: _Feed
                        ) -> Outcome:
     """Try the job's URLs in order until one gives a valid image."""
     reasons: list[str] = []
@@ -222,10 +269,12 @@ async def _fetch_image(index: int, job: Job, fetch: Fetch, limits: ImageLimits, 
         body, reason = await fetch(url)
         if body is not None:
             reason, written, resized = store(body, job.path, job.stem, limits)
+            validator = fetch.validator(url)
             if reason is None:
                 feed.stored()
                 return Outcome(index, DOWNLOADED, nbytes=len(body), written=written,
-                               resized=resized, later_url=position > 0)
+                               resized=resized, later_url=position > 0,
+                               source=(url, validator) if validator else None)
         assert reason is not None
         reasons.append(reason)
     return Outcome(index, FAILED, reasons=tuple(reasons))
@@ -298,15 +347,21 @@ class _Feed:
                 self._send(0)
 
     def finish(self) -> None:
-        first = self._first if self._first is not None else self._last
-        self._send(0, span=(first, max(first, self._last)))
+        """The last message: the span from the first request to the last image stored, empty
+        when this worker requested nothing (no jobs, or only images on disk that were fine)."""
+        if self._first is None:
+            self._send(0, span=())
+        else:
+            self._send(0, span=(self._first, max(self._first, self._last)))
 
-    def _send(self, wanted: int, span: tuple[float, float] | None = None) -> None:
+    def _send(self, wanted: int, span: tuple[float, ...] | None = None) -> None:
         outcomes, self._outcomes = self._outcomes, []
         self._connection.send(_message(outcomes, wanted, span))
 
 
 def _message(outcomes: Sequence[Outcome] = (), wanted: int = 0,
-             span: tuple[float, float] | None = None, error: str | None = None) -> tuple:
-    """A worker's one message shape, as ``Workers._receive`` unpacks it."""
+             span: tuple[float, ...] | None = None, error: str | UserError | None = None
+             ) -> tuple:
+    """A worker's one message shape, as ``Workers._receive`` unpacks it; ``error``: a
+    traceback, or a UserError (a full disk) to raise as it is."""
     return list(outcomes), wanted, span, error

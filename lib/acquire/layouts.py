@@ -16,6 +16,13 @@ Formats:
 ``auto`` takes ``json`` when ``train.json`` is there, else ``labels_csv`` when ``labels.csv`` is,
 else ``folders``.
 
+Folders are listed the way Kaggle zips unpack: a folder with no images of its own whose images
+sit in sub-folders (``test/test/*.jpg``, ``train/<class name>/batch1/*.jpg``) is read from them,
+as is ``train/train/<class name>/``; a folder holding images both directly and in a sub-folder
+is refused naming the sub-folder (which set is meant is unknown), and an empty one is refused.
+Hidden entries and ``__MACOSX`` are skipped. Label and id cells are stripped of spaces around
+them, with a warning naming the first such line.
+
 Ids are the images' file stems and must be ids (``lib.common.ids``); a file of another name is
 refused in one line, never turned into a path. Labels: when every label is an integer written
 plainly, those integers are the label ids; else the names, sorted in code point order, get the
@@ -26,6 +33,8 @@ images exactly as it stores downloaded ones.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,6 +51,8 @@ from lib.common.csvfile import plain_int, read_rows
 from lib.common.ids import ALLOWED as ALLOWED_IDS
 from lib.common.ids import id_order, is_id_text, repeated_stem
 from lib.common.images import IMAGE_SUFFIXES
+
+logger = logging.getLogger(__name__)
 
 FORMATS = ("auto", "json", "labels_csv", "folders")
 AUTO = "auto"
@@ -73,7 +84,9 @@ def read_competition(folder: Path, *, fmt: str = AUTO, id_column: str = AUTO,
     folder = Path(folder)
     fmt = detect_format(folder) if fmt == AUTO else fmt
     if fmt == "json":
-        return Competition(folder, fmt, load_competition(folder), None)
+        records = load_competition(folder)
+        _check_not_empty(folder, records)
+        return Competition(folder, fmt, records, None)
     if fmt == "labels_csv":
         train = _labels_csv_train(folder, id_column=id_column, label_column=label_column)
     elif fmt == "folders":
@@ -86,6 +99,15 @@ def read_competition(folder: Path, *, fmt: str = AUTO, id_column: str = AUTO,
         records["test"] = _records("test", folder, [(p, None) for p in _images_in(
             folder / "test")])
     return Competition(folder, fmt, records, names)
+
+
+def _check_not_empty(folder: Path, records: dict[str, list[ImageRecord]]) -> None:
+    """A split file that lists no image is refused: a test set of none would make a
+    header-only submission."""
+    for split, listed in records.items():
+        if not listed:
+            raise CompetitionError(f"{folder / f'{split}.json'}: 'images' is empty; expected "
+                                   f"the {split} images")
 
 
 def read_test_competition(folder: Path, *, fmt: str = AUTO, id_column: str = AUTO,
@@ -131,12 +153,51 @@ def _records(split: str, folder: Path, images: list[tuple[Path, int | None]]
 
 
 def _images_in(folder: Path) -> list[Path]:
-    """The image files directly in ``folder`` (hidden files skipped), each named by an id, no
-    id twice; else CompetitionError naming the file."""
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
-                    and not p.name.startswith(".") and p.is_file())
+    """The image files of ``folder`` (``_list_images``), each named by an id, no id twice;
+    else CompetitionError naming the file."""
+    images = _list_images(folder)
     _check_stems(images)
     return images
+
+
+def _list_images(folder: Path) -> list[Path]:
+    """The image files of ``folder``: those directly in it; or, when it holds none, those of
+    its sub-folders at any depth (``test/test/*.jpg``). CompetitionError when it holds none at
+    all, or holds images both directly and in a sub-folder (naming the sub-folder)."""
+    direct, nested = _walk_images(folder)
+    if direct and nested:
+        sub = nested[0].parent
+        raise CompetitionError(
+            f"{sub}: {sum(p.parent == sub for p in nested)} images in a sub-folder of {folder}, "
+            f"which holds {len(direct)} images itself: which are meant? move one set out")
+    if not direct and not nested:
+        raise CompetitionError(f"{folder}: no images (expected <id>.<ext> files, extensions "
+                               f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+    if nested:
+        folders = sorted({p.parent.relative_to(folder).as_posix() for p in nested})
+        logger.info("%s: %d images read from its sub-folders (%s)", folder, len(nested),
+                    ", ".join(folders[:3]) + (", ..." if len(folders) > 3 else ""))
+    return direct or nested
+
+
+def _walk_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(images directly in ``folder``, images in its sub-folders), each sorted; hidden files
+    and folders, and ``__MACOSX`` (a zip's resource forks), skipped. ``folder`` itself may be
+    a symlink; links to folders inside it are not followed."""
+    direct: list[Path] = []
+    nested: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not _hidden(d))
+        here = Path(root)
+        images = sorted(here / name for name in files if not _hidden(name)
+                        and Path(name).suffix.lower() in IMAGE_SUFFIXES)
+        images = [p for p in images if p.is_file()]
+        (direct if here == folder else nested).extend(images)
+    return direct, nested
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name == "__MACOSX"
 
 
 def _check_stems(images: list[Path]) -> None:
@@ -152,17 +213,47 @@ def _check_stems(images: list[Path]) -> None:
 
 
 def _folders_train(folder: Path) -> list[tuple[Path, str]]:
-    """(image, class folder name) for every image under ``train/<class name>/``."""
-    train = folder / "train"
-    classes = sorted(p for p in train.iterdir() if p.is_dir() and not p.name.startswith("."))
-    images = [(path, cls.name) for cls in classes for path in sorted(cls.iterdir())
-              if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-              and path.is_file()]
+    """(image, class folder name) for every image under ``train/<class name>/`` (at any depth
+    below it: ``train/<class name>/batch1/``); ``train/train/<class name>/`` is read too."""
+    train = _unnest(folder / "train")
+    classes = sorted(p for p in train.iterdir() if p.is_dir() and not _hidden(p.name))
+    strays = sorted(p for p in train.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                    and not _hidden(p.name) and p.is_file())
+    if strays:
+        logger.warning("%s: %d images outside any class folder are not used (first: %s)",
+                       train, len(strays), strays[0].name)
+    images: list[tuple[Path, str]] = []
+    for cls in classes:
+        direct, nested = _walk_images(cls)
+        if nested:
+            logger.info("%s: %d images read from its sub-folders", cls, len(nested))
+        name = cls.name.strip()
+        if name != cls.name:
+            logger.warning("%s: class folder name has spaces around it: class %r", cls, name)
+        images += [(path, name) for path in sorted(direct + nested)]
     if not images:
         raise CompetitionError(f"{train}: no images in class folders; expected "
                                "train/<class name>/<id>.<ext>")
+    found = sorted({name for _, name in images})
+    if len(found) < 2:
+        raise CompetitionError(f"{train}: images of one class only ({found[0]!r}); expected "
+                               "train/<class name>/<id>.<ext> for two classes or more")
+    empty = [cls for cls in classes if cls.name.strip() not in found]
+    if empty:
+        raise CompetitionError(f"{empty[0]}: class folder without images ({len(empty)} such); "
+                               "expected <id>.<ext> files in it, or remove it")
     _check_stems([path for path, _ in images])
     return images
+
+
+def _unnest(folder: Path) -> Path:
+    """``folder``, or ``folder/<its own name>`` when that is all it holds (``train/train/``,
+    as many Kaggle zips unpack)."""
+    entries = [p for p in folder.iterdir() if not _hidden(p.name)]
+    if len(entries) == 1 and entries[0].name == folder.name and entries[0].is_dir():
+        logger.info("%s: read from %s", folder, entries[0])
+        return entries[0]
+    return folder
 
 
 def _labels_csv_train(folder: Path, *, id_column: str, label_column: str
@@ -171,6 +262,7 @@ def _labels_csv_train(folder: Path, *, id_column: str, label_column: str
     path = folder / LABELS_CSV
     rows = read_rows(path, what="labels file", bom=True)
     header, body = (rows[0] if rows else []), [(n, r) for n, r in enumerate(rows[1:], 2) if r]
+    header, body = [cell.strip() for cell in header], _stripped(path, body)
     if len(header) < 2:
         raise CompetitionError(f"{path}: expected a header of an id column and a label column")
     for line, row in body:
@@ -198,6 +290,18 @@ def _labels_csv_train(folder: Path, *, id_column: str, label_column: str
         raise CompetitionError(f"{images[unlabelled[0]]}: no row of {path} labels it "
                                f"({len(unlabelled)} train images without one)")
     return [(images[i], labelled[i]) for i in sorted(labelled, key=id_order)]
+
+
+def _stripped(path: Path, body: list[tuple[int, list[str]]]
+              ) -> list[tuple[int, list[str]]]:
+    """The rows with every cell stripped of spaces around it (``"shiba_inu "`` would otherwise
+    be a class of its own); a warning names the first cell changed and how many were."""
+    changed = [(line, cell) for line, row in body for cell in row if cell != cell.strip()]
+    if changed:
+        line, cell = changed[0]
+        logger.warning("%s: %d cells had spaces around them, stripped (first: line %d, %r)",
+                       path, len(changed), line, cell)
+    return [(line, [cell.strip() for cell in row]) for line, row in body]
 
 
 def _id_column(path: Path, header: list[str], body: list[tuple[int, list[str]]],

@@ -18,6 +18,12 @@ Files of other names (``.DS_Store``, ``notes.txt``, ``x.jpg.part``, ``a b.jpg``)
 that are no label are left where they are.
 Returned: ``Reconciled``, how many images were moved, set aside and restored.
 
+With ``refuse_shrinking``, nothing moves when the lists lost most of what is on disk: a
+split listing fewer than half the images it has there (a test folder one level down, an
+emptied list), or a labelled split listing fewer classes than it has label folders with images
+(a class whose images moved into a sub-folder) stops with ``ShrunkError`` naming the split and
+the counts; a wanted change goes through once that split's folder is moved aside.
+
 Images are matched by split and ``image_id`` (ids repeat across splits: iMaterialist's train
 and validation both start at 1); memory follows the files on disk.
 """
@@ -35,6 +41,7 @@ from pathlib import Path
 
 from lib.acquire.competition import LABELLED_SPLITS, SPLITS, ImageRecord
 from lib.acquire.resize import STORED_EXTENSIONS
+from lib.common.errors import UserError
 from lib.common.fileio import TMP_PREFIX, atomic_path
 
 logger = logging.getLogger(__name__)
@@ -44,6 +51,10 @@ REMOVED_SUFFIX = "_removed"  # data/images -> data/images_removed
 _IMAGE_NAME = re.compile(r"([A-Za-z0-9_-]{1,128})\.([a-z]+)", re.ASCII)
 
 Key = tuple[str, str]  # (split, image id as in the file name)
+
+
+class ShrunkError(UserError):
+    """The lists name far fewer images, or fewer classes, than the images folder holds."""
 
 
 @dataclass
@@ -66,11 +77,15 @@ def image_stem(name: str) -> str | None:
 
 
 def reconcile(records_by_split: dict[str, list[ImageRecord]], images_dir: Path,
-              removed_dir: Path, folder_of: Callable[[ImageRecord], Path]) -> Reconciled:
+              removed_dir: Path, folder_of: Callable[[ImageRecord], Path], *,
+              refuse_shrinking: bool = False) -> Reconciled:
     """Move images between their label folders, ``images_dir`` and ``removed_dir`` so that
-    ``images_dir`` holds exactly the listed images it can; see the module docstring."""
+    ``images_dir`` holds exactly the listed images it can; see the module docstring.
+    ``refuse_shrinking``: first ``check_not_shrunk`` (the download's re-runs)."""
     images_dir, removed_dir = Path(images_dir), Path(removed_dir)
     on_disk = scan_images(images_dir)
+    if refuse_shrinking:
+        check_not_shrunk(records_by_split, on_disk, images_dir)
     aside = scan_images(removed_dir) if removed_dir.is_dir() else {}
     counts = Reconciled()
     for record in _all_records(records_by_split):
@@ -103,6 +118,34 @@ def scan_images(root: Path) -> dict[Key, list[Path]]:
     for paths in found.values():
         paths.sort()  # the same choice on every run when there are several
     return found
+
+
+def check_not_shrunk(records_by_split: dict[str, list[ImageRecord]],
+                     on_disk: dict[Key, list[Path]], images_dir: Path) -> None:
+    """ShrunkError when a split lists fewer than half the images it has on disk, or a labelled
+    split fewer classes than it has label folders with images (see the module docstring)."""
+    for split in SPLITS:
+        disk = [paths[0] for (s, _), paths in on_disk.items() if s == split]
+        listed = records_by_split.get(split, [])
+        folder = images_dir / split
+        if 2 * len(listed) < len(disk):
+            raise ShrunkError(
+                f"{folder} holds {len(disk)} images but the competition now lists "
+                f"{len(listed)} {split} images: were they moved (a sub-folder, another file)? "
+                f"if the competition did change, move {folder} aside and run again")
+        if split not in LABELLED_SPLITS:
+            continue
+        disk_labels = {int(path.parent.name) for path in disk}
+        listed_labels = {record.label for record in listed}
+        if len(listed_labels) < len(disk_labels):
+            gone = sorted(disk_labels - listed_labels)
+            raise ShrunkError(
+                f"{folder} holds images of {len(disk_labels)} classes but the competition now "
+                f"lists {len(listed_labels)}"
+                + (f" (label folders no longer listed: {', '.join(map(str, gone[:5]))})"
+                   if gone else "")
+                + ": has a class lost its images (moved into a sub-folder, renamed)? if the "
+                f"competition did change, move {folder} aside and run again")
 
 
 def remove_empty_label_folders(root: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lib.acquire.oskit import link_unnamed_file, open_unnamed_file
 from lib.acquire.resize import ImageLimits, check_header, prepare_image
-from lib.common.fileio import temp_name
+from lib.common.fileio import disk_full, temp_name
 
 EXISTING_OK, EXISTING_RESIZED, EXISTING_BAD = "ok", "resized", "bad"
 
@@ -66,8 +66,14 @@ def write_bytes(path: Path, data: bytes | bytearray) -> None:
     the download deletes those a killed run left), then a rename. Unlike ``atomic_path``, the
     folder must exist.
     """
-    if not _write_unnamed_then_link(path, data):
-        _write_named_then_rename(path, data)
+    try:
+        if not _write_unnamed_then_link(path, data):
+            _write_named_then_rename(path, data)
+    except OSError as err:
+        full = disk_full(path, err)
+        if full is not None:
+            raise full from err
+        raise
 
 
 def _write_unnamed_then_link(path: Path, data: bytes | bytearray) -> bool:

@@ -5,6 +5,10 @@ one, never half of one.
 (the download writes its images its own, cheaper way: ``lib.acquire.store.write_bytes``). Files
 get the mode the umask gives (0644 under umask 022), as `open` would give them.
 
+A write that finds the disk full (or the quota spent) raises ``DiskFullError``, a UserError
+naming the file and the space left, after deleting its temp file: the previous file, if any, is
+untouched.
+
 Temp files are named by ``temp_name``: ``TMP_PREFIX``, the writer's pid, then the target's name.
 ``remove_stale_temps`` deletes those a killed run left in a folder (a stage calls it on the
 folders it writes, before writing), sparing those of a process still running.
@@ -12,6 +16,7 @@ folders it writes, before writing), sparing those of a process still running.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -23,9 +28,37 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lib.common.errors import UserError
+
 log = logging.getLogger(__name__)
 TMP_PREFIX = ".tmp"  # every temp file here starts with it
 _OWNER = re.compile(re.escape(TMP_PREFIX) + r"-(\d+)-")  # the writer's pid in a temp_name
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+# torch.save reports a failed write as a RuntimeError from its zip writer, without the errno:
+# with this little space left, such an error is taken for a full disk
+_NEARLY_FULL_BYTES = 16 << 20
+
+
+class DiskFullError(UserError, OSError):
+    """No space left (or the quota spent) writing a file; nothing of it was left behind."""
+
+
+def disk_full(path: Path | str, err: BaseException) -> DiskFullError | None:
+    """A DiskFullError naming ``path`` and the space left on its disk when ``err`` is a write
+    that failed for lack of space, else None."""
+    folder = Path(path).parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    full = isinstance(err, OSError) and err.errno in _FULL
+    torch_write = isinstance(err, RuntimeError) and (
+        "inline_container" in str(err) or "PytorchStreamWriter" in str(err))
+    if not full and not (torch_write and free is not None and free < _NEARLY_FULL_BYTES):
+        return None
+    left = f"{free / 1e6:.1f} MB free" if free is not None else "free space unknown"
+    return DiskFullError(f"{path}: the disk is full ({left} in {folder}); nothing was "
+                         "written there (an older file is kept): free some space and run again")
 
 
 def temp_name(name: str, suffix: str = "") -> str:
@@ -45,10 +78,16 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(temp_name(target.name, suffix))
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
     try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
         yield tmp
         os.replace(tmp, target)
+    except (OSError, RuntimeError) as err:
+        tmp.unlink(missing_ok=True)  # first: the space it took is then free again
+        full = disk_full(target, err)
+        if full is not None:
+            raise full from err
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -166,6 +166,7 @@ RULES: dict[str, Check] = {
     "download.jpeg_quality": _int(1, 100),
     "download.workers": _int(0),
     "download.retry_failures": _bool,
+    "download.refetch": _bool,
     "stats.workers": _int(0),
     "folds": _int(2),
     "train_folds": _fold_list,
@@ -275,8 +276,27 @@ def load_params(keys: Iterable[str], path: Path | str = "params.yaml") -> dict[s
         allowed = RULES[key](value)
         if allowed:
             raise ParamError(f"{source}: {key} = {value!r} is not allowed: expected {allowed}")
-    _check_together(values, source)
+    _check_together(values | _partners(params, values), source)
     return values
+
+
+# Keys whose tie is checked by every stage that reads either, or neither: train@k runs for each
+# fold of train_folds but reads only folds.csv, so a train_folds naming a fold that `folds` does
+# not make must stop the first stage that runs, before any work.
+_ALWAYS_TOGETHER = ("folds", "train_folds")
+
+
+def _partners(params: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``_ALWAYS_TOGETHER`` not asked for, from the file, where present and valid
+    (an invalid one is reported by the stage that reads it)."""
+    found = {}
+    for key in _ALWAYS_TOGETHER:
+        section = params
+        for part in key.split("."):
+            section = section.get(part) if isinstance(section, dict) else None
+        if key not in values and section is not None and RULES[key](section) is None:
+            found[key] = section
+    return found
 
 
 def _check_together(values: dict[str, Any], source: Path) -> None:
@@ -298,4 +318,6 @@ def _check_together(values: dict[str, Any], source: Path) -> None:
         outside = [f for f in values["train_folds"] if f >= values["folds"]]
         if outside:
             raise ParamError(f"{source}: train_folds = {values['train_folds']} is not allowed: "
-                             f"expected fold numbers from 0 to folds - 1 = {values['folds'] - 1}")
+                             f"expected fold numbers from 0 to folds - 1 = {values['folds'] - 1}"
+                             f" (folds = {values['folds']}): drop fold {outside[0]} from "
+                             "train_folds or raise folds")

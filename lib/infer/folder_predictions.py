@@ -11,6 +11,7 @@ known, else label ids.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,13 +21,15 @@ import torch
 
 from lib.common.errors import UserError
 from lib.common.ids import repeated_stem
-from lib.common.images import list_images
+from lib.common.images import decode_problem, list_images
 from lib.infer.ensemble import combine
 from lib.infer.fold_predictions import prepare_inference
 from lib.infer.predictions import Predictions
 from lib.infer.submission import class_names
 from lib.train.checkpoint import load_checkpoint, model_from_checkpoint
 from lib.train.data import ImageDataset
+
+log = logging.getLogger(__name__)
 
 
 def fold_models(runs: Sequence[Path]) -> list[Path]:
@@ -41,13 +44,26 @@ def fold_models(runs: Sequence[Path]) -> list[Path]:
 
 
 def folder_images(folder: Path) -> tuple[list[Path], list[str]]:
-    """The images under ``folder`` (recursively) and their ids (file stems), sorted."""
+    """The images under ``folder`` (recursively) and their ids (file stems), sorted. A file
+    that does not decode (text named .jpg, empty, truncated, a decompression bomb) is skipped
+    with a warning naming it and why; the rest are predicted."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder; expected a folder of images")
     paths = list_images(folder)
     if not paths:
         raise UserError(f"{folder}: no image files in it (looked for .jpg, .png, .webp, ...)")
+    readable = []
+    for path in paths:
+        problem = decode_problem(path)
+        if problem is None:
+            readable.append(path)
+        else:
+            log.warning("%s: skipped, it does not decode as an image: %s", path, problem)
+    if not readable:
+        raise UserError(f"{folder}: none of its {len(paths)} image files decodes (first: "
+                        f"{paths[0].name})")
+    paths = readable
     repeated = repeated_stem(paths)
     if repeated:
         path, first = repeated

@@ -162,7 +162,9 @@ def split_fold(frame: pd.DataFrame, fold: int) -> tuple[pd.DataFrame, pd.DataFra
     """(training rows, held-out rows) for `fold`; holdout rows are in neither."""
     if fold not in set(frame["fold"]):
         raise UserError(f"fold {fold} is not in folds.csv (folds there: "
-                        f"{sorted(set(frame['fold']) - {HOLDOUT})}): re-run the folds stage")
+                        f"{sorted(set(frame['fold']) - {HOLDOUT})}): train only folds that "
+                        "`folds` makes (train_folds below folds), or raise folds and run "
+                        "`dvc repro folds`")
     held_out = frame["fold"] == fold
     training = (frame["fold"] != fold) & (frame["fold"] != HOLDOUT)
     return frame[training].reset_index(drop=True), frame[held_out].reset_index(drop=True)

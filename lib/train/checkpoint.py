@@ -55,7 +55,8 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: Path | None = None) 
     """The model a checkpoint (read from `path`) describes, with its weights; weights that do
     not fit its arch (a hand-edited or mixed-up file) are a UserError naming `path`."""
     model = create_model(checkpoint["arch"], num_classes=len(checkpoint["classes"]),
-                         pretrained="none", head=checkpoint.get("head", "default"))
+                         pretrained="none", head=checkpoint.get("head", "default"),
+                         img_size=checkpoint.get("img_size"))
     own, state = model.state_dict(), checkpoint["state_dict"]
     misfits = sorted(set(own) ^ set(state)) + sorted(
         k for k in set(own) & set(state) if own[k].shape != state[k].shape)

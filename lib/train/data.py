@@ -170,7 +170,9 @@ def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: in
     else the images in order. `rank`/`world`: this DDP process's share (in order: every
     world-th image, unpadded, so sums over the ranks count each image once). `workers`: a
     number of processes or "auto" (resolve_workers); they persist between epochs and prefetch.
-    `pin_memory` (default: on CUDA) lets batches be copied to the GPU asynchronously."""
+    `pin_memory` (default: on CUDA) lets batches be copied to the GPU asynchronously.
+    Shuffled (training) loaders drop a last batch of a single image: batch norm cannot train on
+    one value per channel, and which image is left out changes every epoch."""
     workers = resolve_workers(workers)
     generator = torch.Generator()
     generator.manual_seed(seed)
@@ -183,7 +185,8 @@ def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: in
         sampler = range(rank, len(dataset), world)
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=False,
+    drop_last = shuffle and len(sampler) > 1 and len(sampler) % batch_size == 1
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
                       num_workers=workers, worker_init_fn=_seed_worker, generator=generator,
                       pin_memory=pin_memory, persistent_workers=workers > 0,
                       prefetch_factor=4 if workers > 0 else None)

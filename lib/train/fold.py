@@ -86,7 +86,7 @@ def train_fold(data: FoldData, *, fold: int, p: Mapping[str, Any], provenance: M
     """Fit the fold's model; rank 0 saves it to `model_path` with `provenance` (the params
     that made it) and removes the resume file."""
     model = create_model(p["arch"], num_classes=len(data.classes), pretrained=p["pretrained"],
-                         head=p["head"], dropout=p["dropout"])
+                         head=p["head"], dropout=p["dropout"], img_size=p["img_size"])
     result = fit(model, train_loader=data.train, val_loader=data.val,
                  config=TrainConfig.from_params(p), device=device, fold=fold,
                  num_classes=len(data.classes), class_weights=data.loss_weights,

@@ -1,8 +1,11 @@
 """Build a timm classifier with pretrained weights from the hub, a local file or the offline
 EfficientNet-Lite0 package.
 
-In: an architecture name, the number of classes and where the weights come from
-(`pretrained`: "hub", "offline", "none", or the path of a .pth/.pt/.safetensors file).
+In: an architecture name, the number of classes, where the weights come from
+(`pretrained`: "hub", "offline", "none", or the path of a .pth/.pt/.safetensors file) and the
+image size (a model made for one input size, such as a ViT, is built for it; the hub's weights
+are then resampled by timm). Hub weights that cannot be fetched (no network) are one UserError
+naming the offline alternatives.
 Out: an nn.Module whose classifier has `num_classes` outputs (the only layer not pretrained).
 `load_torch_file` reads any torch file of the pipeline (weights, checkpoints, resume files) and
 turns a file torch cannot read (truncated, empty, another format) into one UnreadableFile line.
@@ -140,16 +143,16 @@ def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> N
 
 
 def create_model(arch: str, *, num_classes: int, pretrained: str, head: str = "default",
-                 dropout: float = 0.0) -> nn.Module:
+                 dropout: float = 0.0, img_size: int | None = None) -> nn.Module:
     """A timm `arch` with `num_classes` outputs, weights from `pretrained`, and the `head` kind
-    (lib.train.heads) with `dropout` before its linear layer."""
+    (lib.train.heads) with `dropout` before its linear layer; built for `img_size` pixels when
+    the arch is made for one input size (None: its own)."""
     check_arch(arch)
+    options = dict(num_classes=num_classes, drop_rate=dropout, **size_options(arch, img_size))
     if pretrained == "hub":
-        model = timm.create_model(arch, pretrained=True, num_classes=num_classes,
-                                  drop_rate=dropout)
+        model = _from_hub(arch, options)
     else:
-        model = timm.create_model(arch, pretrained=False, num_classes=num_classes,
-                                  drop_rate=dropout)
+        model = timm.create_model(arch, pretrained=False, **options)
         if pretrained == "offline":
             if arch != OFFLINE_ARCH:
                 raise UserError(f"pretrained = 'offline' has weights for {OFFLINE_ARCH} only, "
@@ -165,6 +168,38 @@ def create_model(arch: str, *, num_classes: int, pretrained: str, head: str = "d
     if pretrained != "none":
         zero_classifier(model)
     return model
+
+
+def size_options(arch: str, img_size: int | None) -> dict[str, Any]:
+    """``{"img_size": img_size}`` for an arch made for one input size (a ViT) at another size,
+    else nothing; a UserError naming both sizes when timm cannot build it at that size."""
+    cfg = timm.get_pretrained_cfg(arch)
+    if img_size is None or cfg is None or not cfg.fixed_input_size:
+        return {}
+    native = cfg.input_size[-1]
+    if img_size == native:
+        return {}
+    try:  # building and running it once is the only way to learn whether it takes the size
+        trial = timm.create_model(arch, pretrained=False, num_classes=1, img_size=img_size)
+        with torch.no_grad():
+            trial.eval()(torch.zeros(1, 3, img_size, img_size))
+    except (TypeError, ValueError, AssertionError, RuntimeError) as err:
+        raise UserError(f"arch = {arch!r} is made for {native} px images and cannot be built "
+                        f"for img_size = {img_size} ({type(err).__name__}: "
+                        f"{str(err)[:120]}); set img_size: {native}") from None
+    log.info("%s is made for %d px: built for img_size %d", arch, native, img_size)
+    return {"img_size": img_size}
+
+
+def _from_hub(arch: str, options: dict[str, Any]) -> nn.Module:
+    try:
+        return timm.create_model(arch, pretrained=True, **options)
+    except OSError as err:  # huggingface_hub's not-found / offline errors, connection errors
+        raise UserError(
+            f"pretrained = 'hub': the weights of {arch} could not be fetched from the Hugging "
+            f"Face hub ({type(err).__name__}; no network?). Offline, use pretrained: offline "
+            f"({OFFLINE_ARCH} only), the path of a .pth/.safetensors weights file, or none; "
+            "or put the weights in the hub cache (HF_HOME) and set HF_HUB_OFFLINE=1") from None
 
 
 def zero_classifier(model: nn.Module) -> None:

@@ -28,6 +28,7 @@ from PIL import Image
 
 from lib.acquire.competition import ImageRecord
 from lib.acquire.download import (
+    SOURCES_FILE,
     DownloadResult,
     FailuresFileError,
     download_competition,
@@ -708,9 +709,10 @@ def test_retry_after_and_backoff():
 
 
 def files_under(root: Path) -> dict[str, bytes]:
-    """``{relative path: bytes}`` of every file under ``root``."""
+    """``{relative path: bytes}`` of every file under ``root`` (but the sources' versions)."""
     return {path.relative_to(root).as_posix(): path.read_bytes()
-            for path in sorted(root.rglob("*")) if path.is_file()}
+            for path in sorted(root.rglob("*"))
+            if path.is_file() and path.relative_to(root).as_posix() != SOURCES_FILE}
 
 
 def downloaded_before(images: Path, labels: dict[int, int], width: int) -> dict[int, bytes]:
@@ -753,7 +755,8 @@ def test_images_no_longer_listed_are_set_aside_and_come_back_without_a_fetch(
     settings = download_settings(**SETTINGS)
 
     emptied = download_competition({"train": []}, competition_dir=tmp_path, images_dir=images,
-                                   settings=settings)  # an empty train.json
+                                   settings=settings,  # an empty train.json, meant
+                                   refuse_shrinking=False)
 
     assert files_under(images) == {}
     assert files_under(removed) == {f"train/{labels[i]}/{i}.png": before[i] for i in labels}
@@ -784,7 +787,8 @@ def test_images_of_a_split_or_label_no_longer_listed_are_set_aside_mirrored(
         (images / name).write_bytes(body)
     records = {"train": [train(40, 1, server.url("good.png"))]}
     result = download_competition(records, competition_dir=tmp_path, images_dir=images,
-                                  settings=download_settings(**SETTINGS))
+                                  settings=download_settings(**SETTINGS),
+                                  refuse_shrinking=False)  # the changes are meant
     assert files_under(images) == {"train/1/40.png": fixtures.png}
     assert files_under(tmp_path / "images_removed") == {
         name: body for name, body in stale.items() if "40" not in name}
@@ -826,7 +830,7 @@ def test_files_not_named_as_images_are_left_alone_and_not_counted(
     settings = download_settings(**SETTINGS)
 
     emptied = download_competition({"train": []}, competition_dir=tmp_path, images_dir=images,
-                                   settings=settings)
+                                   settings=settings, refuse_shrinking=False)
 
     assert files_under(images) == foreign
     assert emptied.report["set_aside"] == 4
@@ -957,7 +961,8 @@ def interrupt_mid_run(root: Path, signum: int) -> tuple[subprocess.Popen, set[in
 
 def assert_complete_and_fetched_once(root: Path, server: Server, tag: str, before: set[int],
                                      hits_after_stop: Counter[str]) -> None:
-    files = [p for p in (root / "data" / "images").rglob("*") if p.is_file()]
+    files = [p for p in (root / "data" / "images").rglob("*")
+             if p.is_file() and p.name != SOURCES_FILE]
     assert sorted(int(p.name.partition(".")[0]) for p in files) == list(range(RESUME_IMAGES))
     for path in files:
         with Image.open(path) as image:
@@ -990,7 +995,9 @@ def test_stage_killed_mid_run_resumes_without_refetching(server: Server, tmp_pat
 def test_the_stage_sets_images_no_longer_listed_aside_in_data_images_removed(tmp_path: Path):
     competition = tmp_path / "competition"
     competition.mkdir()
-    (competition / "train.json").write_text('{"images": [], "annotations": []}')
+    write_image(competition / "6.png", seed=6)  # the list names image 6, no longer 5
+    (competition / "train.json").write_text('{"images": [{"url": "file:6.png", "image_id": 6}], '
+                                            '"annotations": [{"image_id": 6, "label_id": 3}]}')
     params = yaml.safe_load((REPO / "params.yaml").read_text()) | {"competition": str(competition)}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     image = write_image(tmp_path / "data" / "images" / "train" / "3" / "5.png").read_bytes()

@@ -129,3 +129,17 @@ def test_the_workers_run_under_sched_batch(tmp_path: Path):
     (128, 2, [64, 64]), (5, 2, [3, 2]), (3, 3, [1, 1, 1]), (16, 3, [6, 5, 5])])
 def test_shares_split_a_limit_without_exceeding_it(total, parts, expected):
     assert shares(total, parts) == expected
+
+
+def test_a_worker_without_jobs_adds_no_fetching_span(tmp_path: Path):
+    # 3 workers, 1 job: two workers get none and must not stretch the span back to time 0
+    (tmp_path / "good.png").write_bytes(png((16, 16)))
+    out = tmp_path / "out"
+    out.mkdir()
+    started = time.perf_counter()
+    workers = start(tmp_path, count=3)
+    run(workers, [Job(FETCH, ("file:good.png",), "1", str(out))])
+    assert 0 < workers.fetching_s <= time.perf_counter() - started
+    workers = start(tmp_path, count=2)  # only an image on disk, fine: nothing fetched
+    run(workers, [Job(CHECK, ("file:good.png",), "1", str(out / "1.png"))])
+    assert workers.fetching_s == 0

@@ -128,7 +128,8 @@ def test_folders_layout_through_the_download_and_folds_stages(tmp_path):
     done = run_stage("download", project)
     assert done.returncode == 0, done.stderr[-2000:]
     images = project / "data" / "images"
-    assert sorted(p.relative_to(images).as_posix() for p in images.rglob("*.*")) == [
+    assert sorted(p.relative_to(images).as_posix() for p in images.rglob("*.*")
+                  if not p.name.startswith(".")) == [
         "test/img-01.png", "test/img-02.png",
         "train/1/daisy_0.jpg", "train/1/daisy_1.jpg", "train/1/daisy_2.jpg",
         "train/2/rose_0.jpg", "train/2/rose_1.jpg", "train/2/rose_2.jpg",

@@ -100,7 +100,7 @@ def test_a_failed_write_bytes_leaves_nothing(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(store_module, "_write_all", disk_full)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OSError, match=r"1\.jpg: the disk is full"):  # a DiskFullError
         write_bytes(tmp_path / "1.jpg", b"new bytes")
     assert list(tmp_path.iterdir()) == []
 

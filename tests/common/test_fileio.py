@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+import lib.acquire.store as store
 import lib.common.fileio as fileio
+from lib.acquire.store import write_bytes
 from tests.conftest import REPO
 
 
@@ -71,3 +74,38 @@ def test_a_killed_atomic_write_is_cleaned_by_the_next_run(tmp_path: Path):
     assert len(left) == 1 and left[0].startswith(".tmp-") and left[0].endswith("-model.pt")
     assert fileio.remove_stale_temps(tmp_path) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_keeps_the_old_one(tmp_path):
+    import numpy as np
+    import torch
+
+    from lib.common.errors import UserError
+    from tests.small_disk import small_disk
+
+    noise = np.random.default_rng(0).integers(0, 256, 1 << 20, dtype=np.uint8).tobytes()
+    with small_disk(tmp_path / "disk") as disk:
+        (disk / "model.pt").write_bytes(b"the last good checkpoint")
+        with pytest.raises(fileio.DiskFullError, match=r"disk/image\.png: the disk is full "
+                                                       r"\(\d+\.\d MB free in .*disk\)") as error:
+            write_bytes(disk / "image.png", noise)
+        assert isinstance(error.value, UserError) and "\n" not in str(error.value)
+        with (pytest.raises(fileio.DiskFullError, match=r"disk/model\.pt: the disk is full"),
+              fileio.atomic_path(disk / "model.pt") as tmp):
+            torch.save({"weights": torch.rand(1 << 18)}, tmp)
+        with pytest.raises(fileio.DiskFullError, match=r"disk/report\.json: the disk is full"):
+            fileio.write_text(disk / "report.json", noise.hex())
+        assert sorted(p.name for p in disk.iterdir()) == ["model.pt"]  # no temp file left
+        assert (disk / "model.pt").read_bytes() == b"the last good checkpoint"
+
+
+def test_a_quota_error_is_a_full_disk_and_other_errors_pass_through(tmp_path, monkeypatch):
+    def no_space(fd, data):
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+    monkeypatch.setattr(store, "_write_all", no_space)
+    with pytest.raises(fileio.DiskFullError, match=r"x\.png: the disk is full"):
+        write_bytes(tmp_path / "x.png", b"123")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="a bug"), fileio.atomic_path(tmp_path / "y.txt"):
+        raise RuntimeError("a bug")

@@ -151,3 +151,15 @@ def test_seed_stays_within_what_numpy_and_torch_accept(tmp_path, seed, ok):
         with pytest.raises(ParamError, match=f"seed = {seed} is not allowed: expected an "
                                              "integer >= 0 and <= 4294967295"):
             load_params(["seed"], path)
+
+
+@pytest.mark.parametrize("keys", [["lr"], ["train_folds"], ["folds"], []])
+def test_train_folds_beyond_folds_stops_every_stage_before_any_work(tmp_path, keys):
+    # train@k reads neither key (only folds.csv): the first stage that loads params stops
+    path = write_params(tmp_path, "folds: 2\ntrain_folds: [0, 1, 2]\nlr: 0.1\n")
+    with pytest.raises(ParamError, match=r"train_folds = \[0, 1, 2\] is not allowed: expected "
+                                         r"fold numbers from 0 to folds - 1 = 1 \(folds = 2\): "
+                                         r"drop fold 2 from train_folds or raise folds"):
+        load_params(keys, path)
+    fine = write_params(tmp_path, "folds: 3\ntrain_folds: [0, 2]\nlr: 0.1\n")
+    assert set(load_params(keys, fine)) == set(keys)

@@ -4,8 +4,10 @@ a folder of new images, no DVC."""
 from __future__ import annotations
 
 import csv
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -23,6 +25,16 @@ from tests.helpers import repo_params
 CLASSES = [4, 7, 9]
 
 
+def bomb_png(side: int = 30_000) -> bytes:
+    """A tiny PNG whose header claims side x side pixels: a decompression bomb."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
 def save_fold_model(path, seed: int) -> None:
     torch.manual_seed(seed)
     model = create_model("resnet10t", num_classes=len(CLASSES), pretrained="none")
@@ -35,6 +47,11 @@ def test_predict_folder_writes_ids_classes_and_top_k(tmp_path):
         save_fold_model(tmp_path / "models" / f"fold{fold}" / "model.pt", seed=fold)
     for i, name in enumerate(("000bec18.jpg", "b.png", "sub/IMG-3.jpg")):
         write_image(tmp_path / "new" / name, size=(20, 18), seed=i)
+    # what a careless folder holds: skipped and named, the rest predicted
+    (tmp_path / "new" / "notes.jpg").write_text("not an image")
+    (tmp_path / "new" / "empty.png").write_bytes(b"")
+    (tmp_path / "new" / "bomb.png").write_bytes(bomb_png())
+    (tmp_path / "out").mkdir()
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "classes.csv").write_text("label_id,name\n4,cat\n7,dog\n9,fox\n")
     competition = tmp_path / "comp"
@@ -43,11 +60,14 @@ def test_predict_folder_writes_ids_classes_and_top_k(tmp_path):
                               "ensemble_merge": "geomean"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     done = subprocess.run([sys.executable, "-m", "stages.predict_folder", "new", "--out",
-                           "preds.csv", "--top-k", "2"], cwd=tmp_path, capture_output=True,
+                           "out", "--top-k", "2"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300, env={"PYTHONPATH": str(REPO), "PATH": ""})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "preds.csv: 3 images, 2 models merged by geomean, tta flip" in done.stdout
-    with open(tmp_path / "preds.csv") as f:
+    assert "out/predictions.csv: 3 images, 2 models merged by geomean, tta flip" in done.stdout
+    for name in ("notes.jpg", "empty.png", "bomb.png"):
+        assert f"new/{name}: skipped, it does not decode as an image" in done.stderr
+    assert "Traceback" not in done.stderr
+    with open(tmp_path / "out" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["id", "predicted", "label_1", "prob_1", "label_2", "prob_2"]
     assert [row["id"] for row in rows] == ["000bec18", "IMG-3", "b"]  # in id order

@@ -107,3 +107,20 @@ def test_a_damaged_resume_file_is_set_aside_and_training_starts_over(image_tree,
                  if r.name == "lib.train.loop" and r.levelname == "WARNING"]
     assert warning.startswith(f"{resume}: not a ") and "training starts over" in warning
     assert warning.endswith(f"(the file is kept as {tmp_path / 'resume.pt.corrupt.1'})")
+
+
+@pytest.mark.parametrize(("images", "batch_size"), [(17, 16), (9, 8), (18, 16)])
+def test_a_fold_whose_last_batch_would_hold_one_image_trains(image_tree, images, batch_size):
+    # 25 images over 3 folds leave 17 to train on: with batch 16 the last batch would be one
+    # image, which batch norm cannot train on ("Expected more than 1 value per channel")
+    paths = list_images(image_tree / "train")[:images]
+    targets = [int(p.parent.name) - 1 for p in paths]
+    transform = build_transforms(img_size=16, mean=[0.5] * 3, std=[0.5] * 3, train=True)
+    train = make_loader(ImageDataset(paths, targets, transform), batch_size=batch_size,
+                        shuffle=True, workers=0, seed=1)
+    assert [len(t) for _, t in train] == ([batch_size] if images % batch_size == 1 else
+                                          [batch_size, images - batch_size])
+    model = create_model("resnet10t", num_classes=3, pretrained="none", head="concat")
+    result = fit(model, train_loader=train, val_loader=train, device=torch.device("cpu"), fold=0,
+                 num_classes=3, config=train_config(epochs=1, lr=0.01))
+    assert len(result.history) == 1 and math.isfinite(result.history[0].train_loss)

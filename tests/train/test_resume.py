@@ -105,3 +105,23 @@ def test_a_resume_file_from_other_params_is_ignored(tmp_path):
     assert "from other params or data: starting afresh" in done.stderr
     assert (root / "models" / "fold0" / "model.pt").is_file()
     assert not (root / "models" / "fold0" / "resume.pt").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_training_in_one_line_that_says_how_to_resume(tmp_path):
+    root = make_project(tmp_path / "p")
+    process = start_training(root)
+    resume = root / "models" / "fold0" / "resume.pt"
+    deadline = time.monotonic() + 240
+    while not resume.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output[-3000:]
+    assert "Traceback" not in output
+    epoch = torch.load(resume, weights_only=True)["epoch"]
+    assert output.strip().splitlines()[-1] == (
+        f"interrupted: training of fold 0 stopped; models/fold0/resume.pt holds epoch {epoch}: "
+        "run `dvc repro train@0` (or this command) again to resume from it")
+    assert f"resuming from models/fold0/resume.pt after epoch {epoch}" in finish(
+        start_training(root))
