@@ -291,7 +291,7 @@ def _partners(params: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     (an invalid one is reported by the stage that reads it)."""
     found = {}
     for key in _ALWAYS_TOGETHER:
-        section = params
+        section: Any = params
         for part in key.split("."):
             section = section.get(part) if isinstance(section, dict) else None
         if key not in values and section is not None and RULES[key](section) is None:
