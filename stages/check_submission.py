@@ -25,8 +25,8 @@ from lib.infer.submission import (
 )
 from stages.common import CLASSES_CSV, SUBMISSION_CSV, run, upstream
 
-PARAMS = ["competition", "competition_format", "id_column", "label_column", "classes_file",
-          "sample_submission", "submission_format"]
+PARAMS = ["competition", "competition_format", "id_column", "label_column", "label_pattern",
+          "test_share", "classes_file", "sample_submission", "submission_format", "metric"]
 
 
 def main() -> None:

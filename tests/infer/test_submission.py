@@ -83,7 +83,7 @@ def test_sample_submission_fixes_ids_columns_and_row_order(tmp_path):
 
 @pytest.mark.parametrize(("text", "fmt", "message"), [
     ("id,cat,dog,fox\n2,1,0,0\n5,1,0,0\n7,1,0,0\n", "proba",
-     r"ids do not match test.json: 1 not in test.json \(7\), 1 test.json ids missing \(9\)"),
+     r"ids do not match the test images: 1 not among them \(7\), 1 test images missing \(9\)"),
     ("id,cat,dog,wolf\n2,1,0,0\n5,1,0,0\n9,1,0,0\n", "proba",
      r"columns do not match the classes: 1 unknown \(wolf\), 1 classes without a column \(fox\)"),
     ("id,cat,dog,fox\n2,1,0,0\n5,1,0,0\n9,1,0,0\n", "label", "is submission_format proba"),
@@ -106,7 +106,8 @@ def test_check_lists_everything_kaggle_would_reject_in_a_label_file(tmp_path):
     assert "1 missing ids: 4" in problems
     assert "1 duplicate ids: 1" in problems
     assert "1 ids not in the test set: 5" in problems
-    assert "1 malformed ids (an id is letters, digits, - and _; Kaggle matches ids as text) " \
+    assert "1 malformed ids (an id is letters, digits, - and _, optionally with the image's " \
+        "extension; Kaggle matches ids as text) " \
         "(line 7: 'x.1')" in problems
     assert "1 labels missing, NaN or not integers (line 6: '')" in problems
     assert "1 unknown labels (line 4: 99; allowed: 11..13)" in problems
@@ -237,7 +238,8 @@ def test_check_rejects_ids_kaggle_would_not_match(tmp_path):
     path.write_text("id,predicted\n05001,11\n5002,11\n 5003,11\n")
     problems = check_submission(path, layout)
     # Kaggle matches ids as text: 05001 is another id than 5001, " 5003" no id at all
-    assert "1 malformed ids (an id is letters, digits, - and _; Kaggle matches ids as text) " \
+    assert "1 malformed ids (an id is letters, digits, - and _, optionally with the image's " \
+        "extension; Kaggle matches ids as text) " \
         "(line 4: ' 5003')" in problems
     assert "1 ids not in the test set: 05001" in problems
     assert "2 missing ids: 5001, 5003" in problems
@@ -257,7 +259,7 @@ def test_string_ids_are_written_and_checked_exactly_as_spelt(tmp_path):
 def test_a_sample_submission_with_padded_ids_is_refused(tmp_path):
     sample = tmp_path / "sample.csv"
     sample.write_text("id,predicted\n2,11\n05,11\n")
-    with pytest.raises(UserError, match=r"1 not in test.json \(05\), 1 test.json ids missing"):
+    with pytest.raises(UserError, match=r"1 not among them \(05\), 1 test images missing"):
         make_layout("label", test_ids=[2, 5], labels=CLASSES, sample=sample)
     sample.write_text("id,predicted\n2,11\n5.0,11\n")
     with pytest.raises(UserError, match=r"line 3: id '5.0' is not allowed: expected an image id"):
