@@ -92,7 +92,7 @@ def _columns(metric: str) -> tuple[tuple[str, str, str], ...]:
     """HEADLINE, and the metric's column when it is another."""
     if metric in ("accuracy", "log_loss"):
         return HEADLINE
-    return (*HEADLINE, (f"oof {metric}"[-8:], "oof", metric))
+    return (*HEADLINE, (metric[:8], "oof", metric))
 
 
 def render(rows: list[Entry], *, width: int = 120, metric: str = "accuracy") -> str:

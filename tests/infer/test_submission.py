@@ -271,3 +271,42 @@ def test_a_header_of_one_column_is_reported_not_a_crash(tmp_path):
     path.write_text("0\n0\n")
     problems = check_submission(path, make_layout("label", test_ids=[0], labels=CLASSES))
     assert problems == ["header is 0; expected id, predicted"]
+
+
+def test_topk_writes_the_k_best_names_and_the_check_knows_the_shape(tmp_path):
+    sample = tmp_path / "sample_submission.csv"
+    sample.write_text("Image,Id\n5.jpg,cat dog fox\n9.jpg,cat dog fox\n2.jpg,cat dog fox\n")
+    layout = make_layout("topk", test_ids=[2, 5, 9], labels=CLASSES, sample=sample, k=2)
+    layout.label_text = NAMES
+    assert layout.test_ids == ["5", "9", "2"] and layout.ids == ["5.jpg", "9.jpg", "2.jpg"]
+    frame, filled = build_submission(layout, predictions_of(), fallback_probs=np.array(
+        [0.2, 0.5, 0.3]), fallback_column=2)
+    path = tmp_path / "submission.csv"
+    write_submission(path, frame, layout)
+    # 5: [0.1, 0.7, 0.2] -> dog fox; 9 has no image: the fallback column first, then the prior
+    assert rows_of(path) == [["Image", "Id"], ["5.jpg", "dog fox"], ["9.jpg", "fox dog"],
+                             ["2.jpg", "cat dog"]]
+    assert filled == 1
+    path.write_text("Image,Id\n5.jpg,dog dog\n9.jpg,wolf\n2.jpg,cat dog fox\n7.jpg,\n")
+    problems = "\n".join(check_submission(path, layout))
+    assert "1 unknown labels (allowed: cat, dog, fox) (line 3: 'wolf')" in problems
+    assert "1 rows with more than 2 labels (line 4: 3)" in problems
+    assert "1 rows naming a label twice (lines 2)" in problems
+    assert "1 rows with no label" in problems and "1 ids not in the test set: 7.jpg" in problems
+
+
+def test_a_label_submission_of_names_with_ids_spelt_as_the_sample(tmp_path):
+    sample = tmp_path / "sample_submission.csv"
+    sample.write_text("file,species\n9.png,x\n2.png,x\n5.png,x\n")
+    layout = make_layout("label", test_ids=[2, 5, 9], labels=CLASSES, sample=sample)
+    layout.label_text = NAMES
+    frame, _ = build_submission(layout, predictions_of(), fallback_probs=np.ones(3) / 3,
+                                fallback_column=0)
+    path = tmp_path / "submission.csv"
+    write_submission(path, frame, layout)
+    assert rows_of(path) == [["file", "species"], ["9.png", "cat"], ["2.png", "cat"],
+                             ["5.png", "dog"]]
+    path.write_text("file,species\n9.png,cat\n2,cat\n5.png,11\n")
+    problems = "\n".join(check_submission(path, layout))
+    assert "1 missing ids: 2.png" in problems and "1 ids not in the test set: 2" in problems
+    assert "1 unknown labels (allowed: cat, dog, fox) (line 4: '11')" in problems
