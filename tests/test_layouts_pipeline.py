@@ -164,8 +164,7 @@ def test_pets_by_pattern_give_a_top3_submission_scored_by_map3_against_the_held_
                test_share=0.25, kaggle_competition="pets")
     commit(project, "pets")
 
-    output = run(["dvc", "repro"], project)
-    assert "ensemble_weights" not in output or "fitted to log_loss" in output
+    run(["dvc", "repro"], project)
     with open(project / "submissions/submission.csv") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["id", "predicted"] and len(rows) == 1 + 3 * 3  # 3 of each 12 held out

@@ -428,3 +428,24 @@ def test_a_queued_experiment_keeps_its_copy_in_the_project(tmp_path):
     assert [p.name.split("_", 1)[1] for p in (root / "submissions/history").iterdir()] == [
         "lofty-pads_oof-acc0.6667.csv"]
     assert not (project / "submissions/history").exists()
+
+
+@pytest.mark.parametrize(("metric", "said"), [
+    ("qwk", "ensemble_weights auto: fitted to log_loss (metric qwk is piecewise constant in "
+            "the weights)"),
+    ("log_loss", "ensemble_weights auto: fitted to log_loss\n")])
+def test_fitted_weights_say_their_objective_and_the_metric_is_scored_nested(tmp_path, metric,
+                                                                            said):
+    project = ensemble_project(tmp_path, metric=metric, ensemble_weights="auto",
+                               ensemble_runs=["runs/b"])
+    shutil.copytree(project / "predictions", project / "runs" / "b")
+    done = run_stage("ensemble", project)
+    assert done.returncode == 0, done.stderr
+    assert said in done.stderr
+    detail = json.loads((project / "metrics/ensemble_detail.json").read_text())
+    headline = json.loads((project / "metrics/ensemble.json").read_text())
+    assert detail["weights"]["metric"] == metric and detail["weights"]["objective"] == "log_loss"
+    # the nested blend's score (log loss as submitted: clipped)
+    assert headline["oof"][metric] == detail["oof"][metric.replace("log_loss",
+                                                                    "log_loss_clipped")]
+    assert "oof_fitted" in detail
