@@ -449,3 +449,17 @@ def test_fitted_weights_say_their_objective_and_the_metric_is_scored_nested(tmp_
     assert headline["oof"][metric] == detail["oof"][metric.replace("log_loss",
                                                                     "log_loss_clipped")]
     assert "oof_fitted" in detail
+
+
+def test_download_refuses_a_submission_shape_the_sample_contradicts_before_any_image(tmp_path):
+    project = ensemble_project(tmp_path, submission_format="label", metric="map@5")
+    (project / "comp" / "sample_submission.csv").write_text(
+        "Image,Id\n1.png,w_1 w_2 w_3 w_4 w_5\n")
+    shutil.rmtree(project / "data" / "images")
+    done = run_stage("download", project)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {project / 'comp' / 'sample_submission.csv'}: its Id cells hold 5 "
+        "space-separated labels; submission_format label writes one: is submission_format "
+        "topk (with metric map@5)?")
+    assert not (project / "data" / "images").exists()
