@@ -71,8 +71,11 @@ def ensemble_competition(competition: Competition, *, files: CompetitionFiles,
                                 k=top_k(submission_format, metric))
     check_runs_current(runs, test_ids=layout.test_ids, on_disk=list_test_images(test_images)[1]
                        if test_images.is_dir() else None)
-    answers = read_answers(files.test_labels) if files.test_labels else (
-        answers_frame(competition.test_answers) if competition.test_answers else None)
+    answers = None  # known test answers: a test_labels file, or the held-out share's
+    if files.test_labels:
+        answers = read_answers(files.test_labels, competition.class_names)
+    elif competition.test_answers:
+        answers = answers_frame(competition.test_answers)
     outcome = blend_and_score(runs, layout=layout, answers=answers, how=how,
                               weights=weights, target_prior=target_prior,
                               prior_correction=prior_correction, low=low, high=high,

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lib.common.csvfile import id_field, int_field, read_columns
+from lib.common.errors import UserError
 from lib.infer.ensemble import (
     RunPredictions,
     combine,
@@ -141,13 +142,22 @@ def answers_frame(answers: dict[str, int]) -> pd.DataFrame:
         {"id": str, "label": np.int64})
 
 
-def read_answers(path: Path) -> pd.DataFrame:
-    """test_labels.csv (`id,label`) as a frame of id texts and integer label ids; a bad cell is
-    one line naming it."""
+def read_answers(path: Path, names: dict[int, str] | None = None) -> pd.DataFrame:
+    """test_labels.csv (`id,label`) as a frame of id texts and integer label ids; with `names`
+    (a competition whose labels are names), labels are its names. A bad cell is one line
+    naming it."""
     records = read_columns(path, what="test answers", columns=("id", "label"))
+    id_of = {name: label for label, name in (names or {}).items()}
+
+    def label(text: str, line: int) -> int:
+        if names is None:
+            return int_field(text, path=path, line=line, column="label")
+        if text not in id_of:
+            raise UserError(f"{path}: line {line}: label {text[:40]!r} is not one of the "
+                            f"competition's labels ({', '.join(sorted(id_of)[:5])}, ...)")
+        return id_of[text]
     frame = pd.DataFrame(
-        [(id_field(row["id"], path=path, line=line, column="id"),
-          int_field(row["label"], path=path, line=line, column="label"))
+        [(id_field(row["id"], path=path, line=line, column="id"), label(row["label"], line))
          for line, row in records], columns=["id", "label"])
     return frame.astype({"id": str, "label": np.int64})
 

@@ -27,3 +27,20 @@ def test_the_headline_carries_the_competitions_metric():
     # accuracy and log loss are there already: no second key
     assert headline(DETAIL, prior_correction=False, metric="log_loss")["oof"] == {
         "accuracy": 0.8, "log_loss": 0.55}
+
+
+def test_answers_of_a_competition_whose_labels_are_names(tmp_path):
+    import pytest
+
+    from lib.common.errors import UserError
+    from lib.infer.scoring import read_answers
+
+    path = tmp_path / "test_labels.csv"
+    path.write_text("id,label\na1,dog\na2,cat\n")
+    frame = read_answers(path, {1: "cat", 2: "dog"})
+    assert frame.to_dict("list") == {"id": ["a1", "a2"], "label": [2, 1]}
+    path.write_text("id,label\na1,wolf\n")
+    with pytest.raises(UserError, match=r"line 2: label 'wolf' is not one of the competition's"):
+        read_answers(path, {1: "cat", 2: "dog"})
+    path.write_text("id,label\na1,2\n")
+    assert read_answers(path).to_dict("list") == {"id": ["a1"], "label": [2]}
