@@ -39,13 +39,14 @@ SHAPE_PARAMS = ["metric", "submission_format", "sample_submission"]
 def main() -> None:
     params = load_params(PARAMS + SPEED_PARAMS + SHAPE_PARAMS)
     competition = Path(params["competition"])
-    check_sample_shape(resolve_file(params["sample_submission"], key="sample_submission",
-                                    competition=competition),
-                       submission_format=params["submission_format"], metric=params["metric"])
     found = read_competition(competition, fmt=params["competition_format"],
                              id_column=params["id_column"], label_column=params["label_column"],
                              label_pattern=params["label_pattern"],
                              test_share=params["test_share"])
+    check_sample_shape(resolve_file(params["sample_submission"], key="sample_submission",
+                                    competition=competition),
+                       submission_format=params["submission_format"], metric=params["metric"],
+                       labels=set((found.class_names or {}).values()))
     settings = DownloadSettings(**{name: params[f"download.{name}"] for name in SETTINGS})
     retry = read_failures(out.DOWNLOAD_FAILURES) if params["download.retry_failures"] else None
     try:

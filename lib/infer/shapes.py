@@ -16,6 +16,7 @@ that stem (`id_of_spelling`).
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 from lib.common.csvfile import read_rows
@@ -50,10 +51,19 @@ def id_of_spelling(text: str) -> str | None:
     return None
 
 
-def check_sample_shape(sample: Path | None, *, submission_format: str, metric: str) -> None:
+def check_sample_shape(sample: Path | None, *, submission_format: str, metric: str,
+                       labels: Collection[str] = ()) -> None:
     """A UserError naming `sample` when its columns or cells are of another shape than
-    `submission_format` writes (checked on the header and the first rows)."""
+    `submission_format` writes (checked on the header and the first rows). `labels`: the
+    competition's label texts, so that a name with a space (`Common Chickweed`) counts as one
+    label, not two. A topk submission of labels with spaces is refused too: Kaggle splits its
+    cells at spaces."""
     k = top_k(submission_format, metric)
+    spaced = sorted(label for label in labels if " " in label)
+    if submission_format == "topk" and spaced:
+        raise UserError(f"submission_format topk separates labels by spaces, and the label "
+                        f"{spaced[0]!r} has one: Kaggle could not read it; use "
+                        "submission_format label")
     if sample is None:
         return
     rows = [row for row in read_rows(sample, what="sample submission", bom=True) if row]
@@ -71,7 +81,8 @@ def check_sample_shape(sample: Path | None, *, submission_format: str, metric: s
                         f" submission_format {submission_format} writes 2 (id and "
                         f"{'the k best labels' if k > 1 else 'the label'}): is "
                         "submission_format proba?")
-    most = max((len(row[1].split()) for row in body if len(row) > 1), default=1)
+    most = max((1 if row[1] in labels else len(row[1].split()) for row in body if len(row) > 1),
+               default=1)
     if submission_format == "label" and most > 1:
         raise UserError(f"{sample}: its {header[1]} cells hold {most} space-separated labels; "
                         "submission_format label writes one: is submission_format topk (with "

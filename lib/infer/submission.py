@@ -145,6 +145,11 @@ def competition_layout(fmt: str, competition: Competition, *, names: dict[int, s
             raise UserError(f"{competition.folder}: label ids {unnamed[:5]} have no name among "
                             "the competition's labels; is classes_file for another "
                             "competition?")
+        spaced = [name for name in competition.class_names.values() if " " in name]
+        if fmt == "topk" and spaced:
+            raise UserError(f"{competition.folder}: class name {spaced[0]!r} has a space, and a "
+                            "topk submission separates its labels by spaces: Kaggle could not "
+                            "read it; use submission_format label")
         layout.label_text = dict(competition.class_names)
     return layout
 
@@ -291,11 +296,12 @@ def check_submission(path: Path, layout: Layout) -> list[str]:
 
 
 def _check_label_lists(rows: list[tuple[int, list[str]]], layout: Layout) -> list[str]:
-    """Label names (label) or space-separated lists of 1..k distinct labels (topk)."""
+    """A label name per cell (label: a name may hold spaces) or space-separated lists of 1..k
+    distinct labels (topk)."""
     allowed = {layout.written(label) for label in layout.labels}
     empty, unknown, too_many, repeated = [], [], [], []
     for line, row in rows:
-        labels = row[1].split(" ")
+        labels = row[1].split(" ") if layout.fmt == "topk" else [row[1]]
         if not row[1] or "" in labels:
             empty.append(f"line {line}: {row[1][:20]!r}")
             continue

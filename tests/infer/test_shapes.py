@@ -52,3 +52,14 @@ def test_a_sample_of_the_same_shape_passes(tmp_path, text, fmt, metric):
     sample.write_text(text)
     check_sample_shape(sample, submission_format=fmt, metric=metric)
     check_sample_shape(None, submission_format=fmt, metric=metric)
+
+
+def test_a_label_name_with_a_space_is_one_label(tmp_path):
+    sample = tmp_path / "sample_submission.csv"
+    sample.write_text("file,species\n0021e90e4.png,Common Chickweed\n")
+    labels = {"Common Chickweed", "Maize"}
+    check_sample_shape(sample, submission_format="label", metric="f1_macro", labels=labels)
+    with pytest.raises(UserError, match="is submission_format topk"):
+        check_sample_shape(sample, submission_format="label", metric="f1_macro")
+    with pytest.raises(UserError, match="'Common Chickweed' has one: Kaggle could not read it"):
+        check_sample_shape(None, submission_format="topk", metric="map@3", labels=labels)

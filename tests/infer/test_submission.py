@@ -306,7 +306,10 @@ def test_a_label_submission_of_names_with_ids_spelt_as_the_sample(tmp_path):
     write_submission(path, frame, layout)
     assert rows_of(path) == [["file", "species"], ["9.png", "cat"], ["2.png", "cat"],
                              ["5.png", "dog"]]
-    path.write_text("file,species\n9.png,cat\n2,cat\n5.png,11\n")
+    layout.label_text = NAMES | {11: "tabby cat"}  # a name may hold a space
+    path.write_text("file,species\n9.png,tabby cat\n2,cat\n5.png,11\n")
     problems = "\n".join(check_submission(path, layout))
     assert "1 missing ids: 2.png" in problems and "1 ids not in the test set: 2" in problems
-    assert "1 unknown labels (allowed: cat, dog, fox) (line 4: '11')" in problems
+    # `tabby cat` (line 2) is one label; `cat` is no longer one
+    assert "2 unknown labels (allowed: dog, fox, tabby cat) (line 3: 'cat', line 4: '11')" \
+        in problems
