@@ -1,12 +1,13 @@
 """Check a submission CSV against the competition before uploading it.
 
-    python -m stages.check_submission [submissions/submission.csv] [--format label|proba]
+    python -m stages.check_submission [submissions/submission.csv] [--format label|proba|topk]
                                       [--sample sample_submission.csv]
 
 Lists everything Kaggle would reject (wrong header, missing, duplicate or unknown ids, unknown
-labels, NaN or non-numeric values, probabilities outside [0, 1], rows not summing to 1) and
-exits 1, or prints OK and exits 0. The expectations come from params.yaml (the competition's
-test ids, classes_file or its labels, submission_format, sample_submission);
+labels, more than k or repeated labels in a topk row, NaN or non-numeric values, probabilities
+outside [0, 1], rows not summing to 1) and exits 1, or prints OK and exits 0. The expectations
+come from params.yaml (the competition's test ids, classes_file or its labels,
+submission_format, metric (k of map@k), sample_submission);
 the options override the format and the sample.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from lib.acquire.competition_files import submitting_competition
 from lib.common.errors import UserError
 from lib.common.params import load_params
+from lib.infer.shapes import top_k
 from lib.infer.submission import (
     FORMATS,
     check_submission,
@@ -25,8 +27,8 @@ from lib.infer.submission import (
 )
 from stages.common import CLASSES_CSV, SUBMISSION_CSV, run, upstream
 
-PARAMS = ["competition", "competition_format", "id_column", "label_column", "classes_file",
-          "sample_submission", "submission_format"]
+PARAMS = ["competition", "competition_format", "id_column", "label_column", "label_pattern",
+          "test_share", "classes_file", "sample_submission", "submission_format", "metric"]
 
 
 def main() -> None:
@@ -52,7 +54,8 @@ def check_file(csv: Path, *, fmt: str | None = None, sample: Path | None = None)
     fmt = fmt or p["submission_format"]
     names = competition_class_names(files.classes_file, competition)
     layout = competition_layout(fmt, competition, names=names,
-                                sample=sample or files.sample_submission)
+                                sample=sample or files.sample_submission,
+                                k=top_k(fmt, p["metric"]))
     problems = check_submission(csv, layout)
     for problem in problems:
         print(f"{csv}: {problem}")

@@ -23,7 +23,8 @@ from lib.prepare.folds import read_folds
 from stages import common as out
 from stages.common import IMAGES_DIR, run, upstream
 
-PARAMS = ["competition", "competition_format", "id_column", "label_column", "test_labels",
+PARAMS = ["competition", "competition_format", "id_column", "label_column", "label_pattern",
+          "test_share", "test_labels", "metric",
           "train_folds", "clip_low", "clip_high", "ensemble_merge",
           "ensemble_runs", "ensemble_weights", "prior_correction", "target_prior",
           "submission_format", "sample_submission", "classes_file"]
@@ -43,10 +44,12 @@ def main() -> None:
         test_images=IMAGES_DIR / "test",
         submission_format=p["submission_format"], how=p["ensemble_merge"],
         weights=p["ensemble_weights"] or None, target_prior=p["target_prior"],
-        prior_correction=p["prior_correction"], low=p["clip_low"], high=p["clip_high"])
+        prior_correction=p["prior_correction"], low=p["clip_low"], high=p["clip_high"],
+        metric=p["metric"])
     for folder in (out.SUBMISSION_CSV.parent, out.ENSEMBLE_METRICS.parent):
         remove_stale_temps(folder)
-    write_oof_reports(result.oof, result.names, folds=read_folds(upstream(out.FOLDS_CSV, "folds")),
+    write_oof_reports(result.oof, competition.display_names or result.names,
+                      folds=read_folds(upstream(out.FOLDS_CSV, "folds")),
                       images_dir=IMAGES_DIR, per_class_csv=out.PER_CLASS_CSV,
                       confusion_csv=out.CONFUSION_CSV, top_losses_png=out.TOP_LOSSES_PNG)
     write_submission(out.SUBMISSION_CSV, result.frame, result.layout)
@@ -54,13 +57,14 @@ def main() -> None:
     write_json(out.ENSEMBLE_METRICS, result.headline)
     keep_submission(out.SUBMISSION_CSV, root / out.HISTORY_DIR, headline=result.headline,
                     experiment=os.environ.get("DVC_EXP_NAME"),
-                    by_log_loss=p["submission_format"] == "proba")
-    print(summary(result.detail, p["submission_format"]))
+                    metric=p["metric"])
+    print(summary(result.detail, p["submission_format"], p["metric"]))
 
 
 def print_summary() -> None:
     detail = json.loads(upstream(out.ENSEMBLE_DETAIL, "ensemble").read_text())
-    print(summary(detail, load_params(["submission_format"])["submission_format"]))
+    p = load_params(["submission_format", "metric"])
+    print(summary(detail, p["submission_format"], p["metric"]))
 
 
 if __name__ == "__main__":

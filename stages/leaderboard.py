@@ -1,6 +1,6 @@
 """Command (not a DVC stage): every experiment with only the params it changed and its headline
-numbers (OOF accuracy and log loss, test accuracy when answers are known), best OOF first
-(`make leaderboard`). Reads `dvc exp show --json`.
+numbers (OOF accuracy, log loss and the competition's metric, test accuracy when answers are
+known), best OOF `metric` first (`make leaderboard`). Reads `dvc exp show --json`.
 
     python -m stages.leaderboard [--all] [--width 120]
 """
@@ -27,10 +27,10 @@ def main() -> None:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"`{' '.join(command)}` failed: {last}")
     rows = entries(json.loads(done.stdout), metrics_file=ENSEMBLE_METRICS.as_posix())
-    by_log_loss = load_params(["submission_format"])["submission_format"] == "proba"
-    print(render(ranked(rows, by_log_loss=by_log_loss), width=args.width))
-    print(f"\nranked by OOF {'log loss' if by_log_loss else 'accuracy'}; "
-          "`dvc exp apply <name>` brings one into the workspace")
+    metric = load_params(["metric"])["metric"]
+    print(render(ranked(rows, metric=metric), width=args.width, metric=metric))
+    print(f"\nranked by OOF {metric} ({'lower' if metric == 'log_loss' else 'higher'} is "
+          "better); `dvc exp apply <name>` brings one into the workspace")
 
 
 if __name__ == "__main__":

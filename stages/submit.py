@@ -22,7 +22,8 @@ from lib.common.params import load_params
 from stages.check_submission import check_file
 from stages.common import ENSEMBLE_METRICS, SUBMISSION_CSV, run
 
-PARAMS = ["kaggle_competition", "arch", "img_size", "train_folds", "tta", "ensemble_runs"]
+PARAMS = ["kaggle_competition", "arch", "img_size", "train_folds", "tta", "ensemble_runs",
+          "metric"]
 
 
 def main() -> None:

@@ -94,3 +94,86 @@ def test_dog_breed_layout_gives_a_proba_submission_in_the_samples_shape(tmp_path
     assert report["downloaded"] == len(BREEDS) * PER_BREED + TEST_IMAGES and report["failed"] == 0
     done = run(["python", "-m", "stages.check_submission"], project)
     assert "OK" in done
+
+
+def demo_writer(demo: Path):
+    """A layout fixture's image writer that copies the demo's real images (3 distinct classes
+    of clothes, so a tiny model learns something) as JPEG: class index c takes demo label c+1,
+    image index i its i-th image."""
+    train = json.loads((demo / "train.json").read_text())
+    ids_of: dict[int, list[int]] = {}
+    for a in sorted(train["annotations"], key=lambda a: a["image_id"]):
+        if (demo / "images" / "train" / f"{a['image_id']}.png").is_file():
+            ids_of.setdefault(a["label_id"], []).append(a["image_id"])
+
+    def write(path: Path, label: int, index: int) -> None:
+        ids = ids_of[label + 1]
+        to_jpeg(demo / "images" / "train" / f"{ids[index % len(ids)]}.png", path)
+    return write
+
+
+def set_params(project: Path, **values) -> None:
+    """`values`, and the least work that still runs every stage: one fold's model, no TTA."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params.update({"train_folds": [0], "tta": "none"} | values)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_tinyimagenet_gives_a_label_submission_of_wnids_with_ids_spelt_as_the_sample(
+        tmp_path_factory):
+    from tests.acquire.test_tinyimagenet import WNIDS, make_tinyimagenet
+
+    project = make_project(tmp_path_factory.mktemp("tiny"))
+    folder = project / "data" / "tiny"
+    make_tinyimagenet(folder, per_class=10, val_per_class=2, test=6,
+                      image=demo_writer(project / "data" / "demo"))
+    names = [f"test_{i}.JPEG" for i in range(6)]
+    random.Random(2).shuffle(names)
+    write_csv(folder / "sample_submission.csv", ["file", "wnid"], [[n, WNIDS[0]] for n in names])
+    set_params(project, competition="data/tiny", metric="f1_macro")
+    commit(project, "tinyimagenet")
+
+    output = run(["dvc", "repro"], project)
+    assert {"download", "folds", "train@0", "predict@0", "ensemble"} <= ran_stages(output)
+    with open(project / "submissions/submission.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["file", "wnid"]
+    assert [r[0] for r in rows[1:]] == names  # spelt and ordered as the sample
+    assert {r[1] for r in rows[1:]} <= set(WNIDS)  # the competition's labels, not our ids
+    report = json.loads((project / "data/download_report.json").read_text())
+    assert report["downloaded"] == 3 * 10 + 3 * 2 + 6 and report["failed"] == 0
+    with open(project / "data/folds.csv") as f:
+        splits = [row["split"] for row in csv.DictReader(f)]
+    assert splits.count("validation") == 6  # val/ is the validation split (pooled)
+    headline = json.loads((project / "metrics/ensemble.json").read_text())
+    assert 0 <= headline["oof"]["f1_macro"] <= 1
+    assert "goldfish, Carassius auratus (n01443537)" in \
+        (project / "metrics/per_class.csv").read_text()  # words.txt names the reports' classes
+    assert "OK (6 rows, label format" in run(["python", "-m", "stages.check_submission"],
+                                              project)
+
+
+def test_pets_by_pattern_give_a_top3_submission_scored_by_map3_against_the_held_out_answers(
+        tmp_path_factory):
+    from lib.infer.metrics import map_at_k_lists
+    from tests.acquire.test_named_files import BREEDS, make_pets
+
+    project = make_project(tmp_path_factory.mktemp("pets"))
+    make_pets(project / "data" / "pets", per_breed=12,
+              image=demo_writer(project / "data" / "demo"))
+    set_params(project, competition="data/pets", metric="map@3", submission_format="topk",
+               test_share=0.25, kaggle_competition="pets")
+    commit(project, "pets")
+
+    run(["dvc", "repro"], project)
+    with open(project / "submissions/submission.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["id", "predicted"] and len(rows) == 1 + 3 * 3  # 3 of each 12 held out
+    guesses = [row[1].split(" ") for row in rows[1:]]
+    assert all(sorted(g) == sorted(BREEDS) for g in guesses)  # 3 distinct names, best first
+    truth = [row[0].rsplit("_", 1)[0] for row in rows[1:]]  # the name carries the answer
+    headline = json.loads((project / "metrics/ensemble.json").read_text())
+    assert headline["test"]["map@3"] == pytest.approx(map_at_k_lists(guesses, truth, 3))
+    assert headline["test"]["map@3"] >= 1 / 3 and 1 / 3 <= headline["oof"]["map@3"] <= 1
+    done = run(["python", "-m", "stages.submit", "--dry-run"], project)
+    assert f"OOF map@3 {headline['oof']['map@3']:.4f}" in done

@@ -411,3 +411,38 @@ def test_predict_with_no_test_images_stops_instead_of_predicting_none(tmp_path, 
     with pytest.raises(UserError, match=r"data/images/test: no test images to predict; run "
                                         r"`dvc repro download`"):
         predict.main()
+
+
+@pytest.mark.parametrize(("metric", "said"), [
+    ("qwk", "ensemble_weights auto: fitted to log_loss (metric qwk is piecewise constant in "
+            "the weights)"),
+    ("log_loss", "ensemble_weights auto: fitted to log_loss\n")])
+def test_fitted_weights_say_their_objective_and_the_metric_is_scored_nested(tmp_path, metric,
+                                                                            said):
+    project = ensemble_project(tmp_path, metric=metric, ensemble_weights="auto",
+                               ensemble_runs=["runs/b"])
+    shutil.copytree(project / "predictions", project / "runs" / "b")
+    done = run_stage("ensemble", project)
+    assert done.returncode == 0, done.stderr
+    assert said in done.stderr
+    detail = json.loads((project / "metrics/ensemble_detail.json").read_text())
+    headline = json.loads((project / "metrics/ensemble.json").read_text())
+    assert detail["weights"]["metric"] == metric and detail["weights"]["objective"] == "log_loss"
+    # the nested blend's score (log loss as submitted: clipped)
+    assert headline["oof"][metric] == detail["oof"][metric.replace("log_loss",
+                                                                    "log_loss_clipped")]
+    assert "oof_fitted" in detail
+
+
+def test_download_refuses_a_submission_shape_the_sample_contradicts_before_any_image(tmp_path):
+    project = ensemble_project(tmp_path, submission_format="label", metric="map@5")
+    (project / "comp" / "sample_submission.csv").write_text(
+        "Image,Id\n1.png,w_1 w_2 w_3 w_4 w_5\n")
+    shutil.rmtree(project / "data" / "images")
+    done = run_stage("download", project)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {project / 'comp' / 'sample_submission.csv'}: its Id cells hold 5 "
+        "space-separated labels; submission_format label writes one: is submission_format "
+        "topk (with metric map@5)?")
+    assert not (project / "data" / "images").exists()

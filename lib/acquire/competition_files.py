@@ -60,11 +60,13 @@ def competition_files(competition: Path, *, derived_classes: Path | None = None,
 def submitting_competition(params: Mapping[str, Any], *, derived_classes: Path | None,
                            test_labels: bool = True) -> tuple[Competition, CompetitionFiles]:
     """The competition a submission is for and its files, from the params `competition`,
-    `competition_format`, `id_column`, `label_column`, `classes_file`, `sample_submission` and
-    (unless `test_labels` is False: no answers are looked for) `test_labels`."""
+    `competition_format`, `id_column`, `label_column`, `label_pattern`, `test_share`,
+    `classes_file`, `sample_submission` and (unless `test_labels` is False: no answers are
+    looked for) `test_labels`."""
     competition = read_test_competition(
         Path(params["competition"]), fmt=params["competition_format"],
-        id_column=params["id_column"], label_column=params["label_column"])
+        id_column=params["id_column"], label_column=params["label_column"],
+        label_pattern=params["label_pattern"], test_share=params["test_share"])
     files = competition_files(competition.folder, derived_classes=derived_classes,
                               classes_file=params["classes_file"],
                               test_labels=params["test_labels"] if test_labels else None,

@@ -12,9 +12,12 @@ Formats:
 - ``labels_csv``: ``train/<id>.<ext>``, ``labels.csv`` (a column naming each train image, by
   file name or stem, and a column of labels), ``test/<id>.<ext>`` and optionally
   ``sample_submission.csv`` (Dog Breed Identification's shape);
-- ``folders``: ``train/<class name>/<id>.<ext>`` and ``test/<id>.<ext>``.
-``auto`` takes ``json`` when ``train.json`` is there, else ``labels_csv`` when ``labels.csv`` is,
-else ``folders``.
+- ``folders``: ``train/<class name>/<id>.<ext>`` and ``test/<id>.<ext>``;
+- ``tinyimagenet`` (``lib.acquire.tinyimagenet``) and ``named_files``, labels in the file names
+  (``lib.acquire.named_files``).
+``auto`` takes ``json`` when ``train.json`` is there, else ``tinyimagenet`` when ``wnids.txt``
+and ``train/`` are, else ``labels_csv`` when ``labels.csv`` is, else ``folders`` when
+``train/`` is, else ``named_files`` when ``images/`` is.
 
 Folders are listed the way Kaggle zips unpack: a folder with no images of its own whose images
 sit in sub-folders (``test/test/*.jpg``, ``train/<class name>/batch1/*.jpg``) is read from them,
@@ -54,7 +57,7 @@ from lib.common.images import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("auto", "json", "labels_csv", "folders")
+FORMATS = ("auto", "json", "labels_csv", "folders", "tinyimagenet", "named_files")
 AUTO = "auto"
 LABELS_CSV = "labels.csv"
 
@@ -65,6 +68,10 @@ class Competition:
     format: str  # json, labels_csv or folders (never auto)
     records: dict[str, list[ImageRecord]]
     class_names: dict[int, str] | None  # label id -> name when the labels are names
+    # label id -> the name reports show, when it differs (TinyImageNet: words for wnids)
+    display_names: dict[int, str] | None = None
+    # test id -> label id, when the test split's answers are known (a held-out share)
+    test_answers: dict[str, int] | None = None
 
     @property
     def labels(self) -> set[int]:
@@ -79,10 +86,17 @@ class Competition:
 
 
 def read_competition(folder: Path, *, fmt: str = AUTO, id_column: str = AUTO,
-                     label_column: str = AUTO) -> Competition:
+                     label_column: str = AUTO, label_pattern: str | None = None,
+                     test_share: float = 0.2) -> Competition:
     """The competition in ``folder``, read as ``fmt`` (see the module docstring)."""
     folder = Path(folder)
     fmt = detect_format(folder) if fmt == AUTO else fmt
+    if fmt == "tinyimagenet":
+        from lib.acquire.tinyimagenet import read_tinyimagenet
+        return read_tinyimagenet(folder)
+    if fmt == "named_files":
+        from lib.acquire.named_files import read_named_files
+        return read_named_files(folder, label_pattern=label_pattern, test_share=test_share)
     if fmt == "json":
         records = load_competition(folder)
         _check_not_empty(folder, records)
@@ -111,11 +125,13 @@ def _check_not_empty(folder: Path, records: dict[str, list[ImageRecord]]) -> Non
 
 
 def read_test_competition(folder: Path, *, fmt: str = AUTO, id_column: str = AUTO,
-                          label_column: str = AUTO) -> Competition:
+                          label_column: str = AUTO, label_pattern: str | None = None,
+                          test_share: float = 0.2) -> Competition:
     """``read_competition``, for the stages that submit: a competition without test images is
     a UserError."""
     competition = read_competition(folder, fmt=fmt, id_column=id_column,
-                                   label_column=label_column)
+                                   label_column=label_column, label_pattern=label_pattern,
+                                   test_share=test_share)
     if "test" not in competition.records:
         raise CompetitionError(f"{folder}: no test split (test.json, or test/ images): no test "
                                "ids to submit for")
@@ -126,12 +142,17 @@ def detect_format(folder: Path) -> str:
     """json, labels_csv or folders, from what ``folder`` holds; CompetitionError if none."""
     if (folder / "train.json").is_file():
         return "json"
+    if (folder / "wnids.txt").is_file() and (folder / "train").is_dir():
+        return "tinyimagenet"
     if (folder / LABELS_CSV).is_file() and (folder / "train").is_dir():
         return "labels_csv"
     if (folder / "train").is_dir():
         return "folders"
+    if (folder / "images").is_dir():
+        return "named_files"
     raise CompetitionError(f"{folder}: no competition found: expected train.json (URL lists), "
-                           f"train/ with {LABELS_CSV}, or train/<class name>/ folders")
+                           f"train/ with {LABELS_CSV}, wnids.txt or train/<class name>/ "
+                           "folders, or images/ (labels in the file names)")
 
 
 def label_ids(labels: Iterable[str]) -> tuple[dict[int, str] | None, dict[str, int]]:

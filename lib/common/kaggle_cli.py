@@ -74,6 +74,9 @@ def submission_message(*, name: str, params: dict, headline: dict) -> str:
     if params.get("ensemble_runs"):
         parts.append(f"+{len(params['ensemble_runs'])} runs")
     oof = headline.get("oof", {})
+    metric = params.get("metric", "accuracy")
+    if metric in oof and metric not in ("accuracy", "log_loss"):
+        parts.append(f"OOF {metric} {oof[metric]:.4f}")  # the competition's metric first
     if "accuracy" in oof:
         parts.append(f"OOF acc {oof['accuracy']:.4f}")
     if "log_loss" in oof:

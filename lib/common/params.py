@@ -86,9 +86,30 @@ def _competition_file(value: Any) -> str | None:
 
 def _competition_dir(value: Any) -> str | None:
     if isinstance(value, str) and ((Path(value) / "train.json").is_file()
-                                   or (Path(value) / "train").is_dir()):
+                                   or (Path(value) / "train").is_dir()
+                                   or (Path(value) / "images").is_dir()):
         return None
-    return "a folder that holds train.json, or train/ (with labels.csv, or class folders)"
+    return ("a folder that holds train.json, train/ (with labels.csv, class folders or "
+            "TinyImageNet's wnids.txt) or images/ (labels in the file names)")
+
+
+# The competition's metric (lib.infer.metrics.METRICS; not imported: every stage reads params).
+METRICS = ("accuracy", "log_loss", "map@1", "map@2", "map@3", "map@4", "map@5", "f1_macro",
+           "qwk")
+
+
+def _label_pattern(value: Any) -> str | None:
+    """A regular expression with a group for the label: a group named `label`, else the
+    first."""
+    allowed = ("a regular expression matched against each image's file name, with a group "
+               "capturing the label, e.g. '^(.+)_\\d+\\.\\w+$'")
+    if not isinstance(value, str) or not value:
+        return allowed
+    try:
+        compiled = re.compile(value)
+    except re.error as err:
+        return f"{allowed} ({err})"
+    return None if compiled.groups >= 1 else f"{allowed}; it has no group"
 
 
 def _column_name(value: Any) -> str | None:
@@ -145,7 +166,10 @@ def _prior(value: Any) -> str | None:
 
 RULES: dict[str, Check] = {
     "competition": _competition_dir,
-    "competition_format": _choice("auto", "json", "labels_csv", "folders"),
+    "competition_format": _choice("auto", "json", "labels_csv", "folders", "tinyimagenet",
+                                  "named_files"),
+    "label_pattern": _label_pattern,
+    "test_share": _number(0, strict=True, high=0.5),
     "id_column": _column_name,
     "label_column": _column_name,
     "test_labels": _competition_file,
@@ -215,7 +239,8 @@ RULES: dict[str, Check] = {
     "ensemble_weights": _weights,
     "prior_correction": _bool,
     "target_prior": _prior,
-    "submission_format": _choice("label", "proba"),
+    "submission_format": _choice("label", "proba", "topk"),
+    "metric": _choice(*METRICS),
     "sample_submission": _competition_file,
     "classes_file": _competition_file,
     "kaggle_competition": lambda value: None if value is None or (
@@ -314,6 +339,7 @@ def _check_together(values: dict[str, Any], source: Path) -> None:
         raise ParamError(f"{source}: ensemble_weights = {weights} is not allowed: expected "
                          f"auto, [] or {1 + len(values['ensemble_runs'])} weights (this run's "
                          "first, then one per entry of ensemble_runs)")
+    _check_metric_and_format(values, source)
     if "folds" in values and "train_folds" in values:
         outside = [f for f in values["train_folds"] if f >= values["folds"]]
         if outside:
@@ -321,3 +347,21 @@ def _check_together(values: dict[str, Any], source: Path) -> None:
                              f"expected fold numbers from 0 to folds - 1 = {values['folds'] - 1}"
                              f" (folds = {values['folds']}): drop fold {outside[0]} from "
                              "train_folds or raise folds")
+
+
+
+def _check_metric_and_format(values: dict[str, Any], source: Path) -> None:
+    """A submission shape the metric cannot score: ranked labels (map@k) from probabilities,
+    or the k of a top-k submission without map@k to give it."""
+    metric, fmt = values.get("metric"), values.get("submission_format")
+    if metric is None or fmt is None:
+        return
+    ranked = metric.startswith("map@")
+    if fmt == "proba" and ranked:
+        raise ParamError(f"{source}: submission_format = proba with metric = {metric} is not "
+                         "allowed: MAP@k scores a ranked list of labels per image; expected "
+                         "submission_format topk (or label)")
+    if fmt == "topk" and not ranked:
+        raise ParamError(f"{source}: submission_format = topk with metric = {metric} is not "
+                         "allowed: topk writes the k best labels of metric map@k; expected "
+                         "metric map@1..map@5, or submission_format label or proba")

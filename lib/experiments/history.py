@@ -35,10 +35,11 @@ def keep_copy(submission: Path, folder: Path, *, experiment: str | None, score_n
 
 
 def keep_submission(submission: Path, folder: Path, *, experiment: str | None, headline: dict,
-                    by_log_loss: bool) -> Path:
-    """`keep_copy` named by the headline's OOF log loss (proba) or accuracy (label)."""
-    kept = keep_copy(submission, folder, experiment=experiment,
-                     score_name="oof-logloss" if by_log_loss else "oof-acc",
-                     score=headline["oof"]["log_loss" if by_log_loss else "accuracy"])
+                    metric: str = "accuracy") -> Path:
+    """`keep_copy` named by the headline's OOF score in the competition's `metric`."""
+    short = {"accuracy": "acc", "log_loss": "logloss"}.get(metric, metric)
+    short += "_" if short[-1].isdigit() else ""  # map@3_0.8123, not map@30.8123
+    kept = keep_copy(submission, folder, experiment=experiment, score_name=f"oof-{short}",
+                     score=headline["oof"][metric])
     log.info("kept a copy of the submission: %s", kept)
     return kept

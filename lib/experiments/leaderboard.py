@@ -2,7 +2,8 @@
 numbers, best out-of-fold score first, in a table that fits a terminal.
 
 In: the output of `dvc exp show --json` (a list of baseline commits and the workspace, each
-with its experiments), the headline metrics file and which submission format ranks the runs.
+with its experiments), the headline metrics file and the competition's metric, which ranks the
+runs (its `oof.<metric>`, lowest first for log loss, highest first for the others).
 Out: Entry rows, ranked; `render` gives the table as text.
 """
 
@@ -43,6 +44,7 @@ def _data(row: dict, kind: str, path: str) -> dict:
 def _entry(row: dict, name: str, metrics_file: str) -> Entry:
     metrics = _data(row, "metrics", metrics_file)
     numbers = {label: metrics.get(group, {}).get(key) for label, group, key in HEADLINE}
+    numbers |= {f"oof {key}": value for key, value in metrics.get("oof", {}).items()}
     return Entry(name=name, params=flatten(_data(row, "params", "params.yaml")),
                  metrics={k: v for k, v in numbers.items() if isinstance(v, int | float)})
 
@@ -75,29 +77,37 @@ def _changes(params: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]
     return {k: params.get(k) for k in keys if params.get(k) != baseline.get(k)}
 
 
-def ranked(rows: list[Entry], *, by_log_loss: bool) -> list[Entry]:
-    """Best OOF first: lowest log loss (proba submissions are scored by it) or highest
-    accuracy; rows without a score last."""
+def ranked(rows: list[Entry], *, metric: str = "accuracy") -> list[Entry]:
+    """Best OOF `metric` first: lowest for log loss, highest for the others; rows without a
+    score last."""
+    lower = metric == "log_loss"
+
     def key(entry: Entry) -> tuple[bool, float]:
-        if by_log_loss:
-            value = entry.metrics.get("oof loss")
-            return value is None, value if value is not None else 0.0
-        value = entry.metrics.get("oof acc")
-        return value is None, -value if value is not None else 0.0
+        value = entry.metrics.get(f"oof {metric}")
+        return value is None, (value if lower else -value) if value is not None else 0.0
     return sorted(rows, key=key)
 
 
-def render(rows: list[Entry], *, width: int = 120) -> str:
+def _columns(metric: str) -> tuple[tuple[str, str, str], ...]:
+    """HEADLINE, and the metric's column when it is another."""
+    if metric in ("accuracy", "log_loss"):
+        return HEADLINE
+    return (*HEADLINE, (metric[:8], "oof", metric))
+
+
+def render(rows: list[Entry], *, width: int = 120, metric: str = "accuracy") -> str:
     """A fixed-column table; the changed params wrap within the last column."""
+    columns = _columns(metric)
     name_width = min(max([len(r.name) for r in rows] + [10]), 32)
     head = f"{'#':>3}  {'experiment':<{name_width}}" + "".join(
-        f"  {label:>8}" for label, _, _ in HEADLINE) + "  changed params"
+        f"  {label:>8}" for label, _, _ in columns) + "  changed params"
     params_width = max(width - (len(head) - len("changed params")), 20)
     indent = " " * (width - params_width)
     lines = [head, "-" * min(width, len(head) + params_width - len("changed params"))]
     for rank, row in enumerate(rows, start=1):
         cells = f"{rank:>3}  {row.name[:name_width]:<{name_width}}" + "".join(
-            f"  {_number(row.metrics.get(label)):>8}" for label, _, _ in HEADLINE)
+            f"  {_number(row.metrics.get(f'{group} {key}', row.metrics.get(label))):>8}"
+            for label, group, key in columns)
         changed = ", ".join(f"{k}={v}" for k, v in row.changed.items()) or "-"
         wrapped = textwrap.wrap(changed, params_width) or ["-"]
         lines.append(f"{cells}  {wrapped[0]}")

@@ -1,13 +1,15 @@
 """From the runs' predictions to the submission and its scores: the ensemble stage's work.
 
 In: this run's and the other members' RunPredictions, the submission Layout, the known test
-answers (or None) and the ensemble settings (merge, weights or `auto`, target prior, prior
-correction, clip bounds). Out: an Outcome: the submission frame, the OOF blend (for the
-reports), the detail metrics and the headline numbers.
+answers (a test_labels file, or the competition's held-out share, or None), the competition's
+metric and the ensemble settings (merge, weights or `auto`, target prior, prior correction, clip
+bounds). Out: an Outcome: the submission frame, the OOF blend (for the reports), the detail
+metrics and the headline numbers.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +21,17 @@ from lib.acquire.layouts import Competition
 from lib.common.images import list_test_images
 from lib.infer.ensemble import RunPredictions, clip_probs, correct_prior, most_probable_column
 from lib.infer.members import load_members
+from lib.infer.metrics import differentiable
 from lib.infer.predictions import Predictions, check_test_ids
-from lib.infer.scoring import blend_runs, detail_scores, headline, test_scores
+from lib.infer.scoring import (
+    answers_frame,
+    blend_runs,
+    detail_scores,
+    headline,
+    read_answers,
+    test_scores,
+)
+from lib.infer.shapes import top_k
 from lib.infer.submission import (
     Layout,
     build_submission,
@@ -28,6 +39,8 @@ from lib.infer.submission import (
     competition_layout,
 )
 from lib.infer.weights import fit_run_weights
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,35 +58,51 @@ def ensemble_competition(competition: Competition, *, files: CompetitionFiles,
                          ensemble_runs: Sequence[str], root: Path, test_images: Path,
                          submission_format: str, how: str,
                          weights: Sequence[float] | str | None, target_prior: str,
-                         prior_correction: bool, low: float, high: float) -> Outcome:
+                         prior_correction: bool, low: float, high: float,
+                         metric: str = "accuracy") -> Outcome:
     """Everything the ensemble stage computes: the runs gathered (`root`: the project whose
     experiments and cache are read) and checked against the current test images, blended,
-    scored and laid out as the competition's submission."""
+    scored (in `metric` too) and laid out as the competition's submission."""
     runs, commits = gather_runs(predictions_dir, folds=train_folds, entries=ensemble_runs,
                                 root=root, how=how)
     names = competition_class_names(files.classes_file, competition)
     layout = competition_layout(submission_format, competition, names=names,
-                                sample=files.sample_submission, extra_labels=runs[0].test.classes)
-    check_runs_current(runs, test_ids=layout.ids, on_disk=list_test_images(test_images)[1]
+                                sample=files.sample_submission, extra_labels=runs[0].test.classes,
+                                k=top_k(submission_format, metric))
+    check_runs_current(runs, test_ids=layout.test_ids, on_disk=list_test_images(test_images)[1]
                        if test_images.is_dir() else None)
-    outcome = blend_and_score(runs, layout=layout, test_labels=files.test_labels, how=how,
+    answers = None  # known test answers: a test_labels file, or the held-out share's
+    if files.test_labels:
+        answers = read_answers(files.test_labels, competition.class_names)
+    elif competition.test_answers:
+        answers = answers_frame(competition.test_answers)
+    outcome = blend_and_score(runs, layout=layout, answers=answers, how=how,
                               weights=weights, target_prior=target_prior,
-                              prior_correction=prior_correction, low=low, high=high)
+                              prior_correction=prior_correction, low=low, high=high,
+                              metric=metric)
     outcome.detail["members"] = commits
     outcome.layout, outcome.names = layout, names
     return outcome
 
 
-def blend_and_score(runs: Sequence[RunPredictions], *, layout: Layout, test_labels: Path | None,
-                    how: str, weights: Sequence[float] | str | None, target_prior: str,
-                    prior_correction: bool, low: float, high: float) -> Outcome:
+def blend_and_score(runs: Sequence[RunPredictions], *, layout: Layout,
+                    answers: pd.DataFrame | None, how: str,
+                    weights: Sequence[float] | str | None, target_prior: str,
+                    prior_correction: bool, low: float, high: float,
+                    metric: str = "accuracy") -> Outcome:
     """`weights`: one per run (this run first), None for equal, or "auto" to fit them on the
-    OOF predictions (lib.infer.weights), scored nested."""
-    fit = fit_run_weights(runs, how=how) if weights == "auto" else None
+    OOF predictions (lib.infer.weights) to `metric` where it is differentiable, else to log
+    loss, scored nested; `answers`: the known test answers (read_answers' frame) or None."""
+    fit = None
+    if weights == "auto":
+        objective = metric if differentiable(metric) else "log_loss"
+        log.info("ensemble_weights auto: fitted to %s%s", objective, "" if objective == metric
+                 else f" (metric {metric} is piecewise constant in the weights)")
+        fit = fit_run_weights(runs, how=how)
     blend = blend_runs(runs, how=how, weights=fit.weights if fit else weights,
                        target_prior=target_prior)
     detail = detail_scores(runs, blend, low=low, high=high,
-                           nested=fit.nested if fit else None)
+                           nested=fit.nested if fit else None, metric=metric)
     prior = blend.target if prior_correction else blend.source
     final = correct_prior(blend.test.probs, source=blend.source, target=blend.target) \
         if prior_correction else blend.test.probs
@@ -84,13 +113,13 @@ def blend_and_score(runs: Sequence[RunPredictions], *, layout: Layout, test_labe
                                                                high=high)[0],
                                      fallback_column=fallback_column)
     detail["submission"] = {"rows": len(frame), "filled_missing_images": filled}
-    if test_labels:
-        detail["test"] = test_scores(test_labels, layout, blend.test, prior=prior,
-                                     fallback_column=fallback_column)
+    if answers is not None:
+        detail["test"] = test_scores(answers, layout, blend.test, prior=prior,
+                                     fallback_column=fallback_column, metric=metric)
     if fit:
-        detail["weights"] = fit.metrics()
+        detail["weights"] = fit.metrics() | {"metric": metric}
     return Outcome(frame=frame, oof=blend.oof, detail=detail,
-                   headline=headline(detail, prior_correction=prior_correction))
+                   headline=headline(detail, prior_correction=prior_correction, metric=metric))
 
 
 def gather_runs(predictions_dir: Path, *, folds: Sequence[int], entries: Sequence[str],

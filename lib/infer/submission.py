@@ -7,12 +7,17 @@ submission written atomically after passing `check_submission`, and for any CSV 
 everything Kaggle would reject.
 
 Formats:
-- label (iMaterialist): `id,predicted`, one label id per test id;
+- label (iMaterialist, Cassava, Plant Seedlings): `id,predicted`, one label per test id: the
+  label id, or the class name when the competition's labels are names (`file,species`);
 - proba (Dog Breed Identification): `id,<class 1>,...,<class N>`, a probability per class, rows
-  summing to 1; columns are the class names from the classes file (label ids without one).
+  summing to 1; columns are the class names from the classes file (label ids without one);
+- topk (Humpback Whale, MAP@k): `id,predicted` with the k most probable labels (ids or names as
+  for label), best first, space-separated in one cell.
 Every test id gets a row: images that could not be downloaded get the fallback (the most
 probable class under the prior, or the prior itself as probabilities), and are counted.
-A sample submission fixes the ids, the columns and the row order exactly.
+A sample submission fixes the ids, the columns and the row order exactly; its ids may carry the
+image's extension (`2216849948.jpg`), which then names the test image of that stem
+(lib.infer.shapes.id_of_spelling) and is written as the sample spells it.
 Kaggle matches ids as text: an id is written exactly as the competition spells it
 (`000bec180eb18c7604dcecc8fe0dba07`; `5001`, not `05001`, ` 5001` or `5001.0`); ids are text
 throughout (lib.common.ids).
@@ -31,25 +36,39 @@ import pandas as pd
 
 from lib.acquire.competition_files import check_class_ids
 from lib.acquire.layouts import Competition
-from lib.common.csvfile import id_field, int_field, plain_int, read_columns, read_rows
+from lib.common.csvfile import int_field, plain_int, read_columns, read_rows
 from lib.common.errors import UserError
 from lib.common.fileio import atomic_path
-from lib.common.ids import id_order, is_id_text
+from lib.common.ids import ALLOWED as ALLOWED_IDS
+from lib.common.ids import id_order
+from lib.infer.metrics import top_k_columns
 from lib.infer.predictions import Predictions
+from lib.infer.shapes import FORMATS, id_of_spelling
 
-FORMATS = ("label", "proba")
 SUM_TOLERANCE = 1e-3  # how far a proba row may sum from 1 (6 significant digits per value)
 
 
 @dataclass
 class Layout:
     """What a submission must look like: `labels` are the label ids of the probability columns
-    (proba, in header order) or the allowed predicted labels (label)."""
+    (proba, in header order) or the allowed predicted labels (label, topk)."""
 
     fmt: str
     header: list[str]
-    ids: list[str]
+    ids: list[str]  # as written: the sample's spelling
     labels: list[int]
+    keys: list[str] | None = None  # the test id of each row, when `ids` spell it otherwise
+    label_text: dict[int, str] | None = None  # label, topk: the name written for each label
+    k: int = 1  # topk: labels per row
+
+    @property
+    def test_ids(self) -> list[str]:
+        """The test image id of each row."""
+        return self.keys if self.keys is not None else self.ids
+
+    def written(self, label: int) -> str:
+        """A label as label and topk submissions write it: its name, or its id."""
+        return self.label_text[label] if self.label_text else str(label)
 
 
 def class_names(classes, names: dict[int, str] | None) -> list[str]:
@@ -92,83 +111,110 @@ def read_sample(path: Path) -> tuple[list[str], list[str]]:
     if not header or len(header) < 2:
         raise UserError(f"{path}: a sample submission needs a header of at least 2 columns")
     # Kept as spelt: Kaggle matches them as text, so `05001` is not test.json's 5001.
-    ids = [id_field(row[0], path=path, line=line, column=header[0])
-           for line, row in enumerate(rows[1:], start=2) if row]
+    ids = []
+    for line, row in enumerate(rows[1:], start=2):
+        if row and id_of_spelling(row[0]) is None:
+            raise UserError(f"{path}: line {line}: {header[0]} {row[0][:40]!r} is not allowed: "
+                            f"expected an image id ({ALLOWED_IDS}), or one with its file's "
+                            "extension")
+        if row:
+            ids.append(row[0])
     return header, ids
 
 
 def competition_layout(fmt: str, competition: Competition, *, names: dict[int, str] | None,
-                       sample: Path | None, extra_labels: Sequence[int] = ()) -> Layout:
+                       sample: Path | None, extra_labels: Sequence[int] = (),
+                       k: int = 1) -> Layout:
     """The submission Kaggle expects for a competition, the same for the ensemble that writes
     it and for the check before an upload: the test ids; as classes, those of the classes file
     (`names`, from `competition_class_names`), else every label of the labelled splits, plus
     `extra_labels` (the model's classes); `sample` as in `make_layout`.
 
     Every label of the competition, not only those of the images that downloaded: a class
-    whose every image failed still needs its proba column."""
-    if fmt == "label" and competition.class_names is not None:
-        # its label ids 1..N are ours, not the competition's: Kaggle would score them as wrong
-        raise UserError(f"{competition.folder}: submission_format label writes label ids, and "
-                        "this competition's labels are names; use submission_format proba")
+    whose every image failed still needs its proba column. Label and topk submissions of a
+    competition whose labels are names write the names (its label ids 1..N are ours, not the
+    competition's); `k`: labels per topk row."""
     labels = set(names or {}) | {int(label) for label in extra_labels}
     if names is None:
         labels |= competition.labels
-    return make_layout(fmt, test_ids=competition.test_ids, labels=sorted(labels), names=names,
-                       sample=sample)
+    layout = make_layout(fmt, test_ids=competition.test_ids, labels=sorted(labels), names=names,
+                         sample=sample, k=k)
+    if fmt != "proba" and competition.class_names is not None:
+        unnamed = sorted(set(layout.labels) - competition.class_names.keys())
+        if unnamed:
+            raise UserError(f"{competition.folder}: label ids {unnamed[:5]} have no name among "
+                            "the competition's labels; is classes_file for another "
+                            "competition?")
+        spaced = [name for name in competition.class_names.values() if " " in name]
+        if fmt == "topk" and spaced:
+            raise UserError(f"{competition.folder}: class name {spaced[0]!r} has a space, and a "
+                            "topk submission separates its labels by spaces: Kaggle could not "
+                            "read it; use submission_format label")
+        layout.label_text = dict(competition.class_names)
+    return layout
 
 
 def make_layout(fmt: str, *, test_ids: Sequence[int | str], labels: Sequence[int],
                 names: dict[int, str] | None = None,
-                sample: Path | None = None) -> Layout:
+                sample: Path | None = None, k: int = 1) -> Layout:
     """The expected submission. `labels`: the competition's label ids; `names`: their names
-    (proba columns). With a sample, its ids, header and row order are taken, after checking
-    that they are the same as ours; a mismatch is a UserError naming what differs."""
+    (proba columns); `k`: labels per row of a topk submission. With a sample, its ids (as it
+    spells them), header and row order are taken, after checking that they name the same test
+    images as ours; a mismatch is a UserError naming what differs."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, not {fmt!r}")
     labels = sorted(int(label) for label in labels)
     column_of = dict(zip(class_names(labels, names), labels, strict=True))
-    header = ["id", "predicted"] if fmt == "label" else ["id", *column_of]
+    header = ["id", *column_of] if fmt == "proba" else ["id", "predicted"]
     ids = [str(i) for i in test_ids]
+    k = min(k, len(labels)) if fmt == "topk" else 1
     if sample is None:
-        return Layout(fmt, header, ids, labels if fmt == "label" else list(column_of.values()))
+        return Layout(fmt, header, ids, list(column_of.values()) if fmt == "proba" else labels,
+                      k=k)
     sample_header, sample_ids = read_sample(sample)
-    repeated = [i for i, n in Counter(sample_ids).items() if n > 1]
-    extra, missing = sorted(set(sample_ids) - set(ids)), sorted(set(ids) - set(sample_ids))
+    known = set(ids)
+    keys = [i if i in known else (id_of_spelling(i) or i) for i in sample_ids]
+    repeated = [i for i, n in Counter(keys).items() if n > 1]
+    extra, missing = sorted(set(keys) - known), sorted(known - set(keys))
     if repeated or extra or missing:
         raise UserError(
-            f"{sample}: the sample submission's ids do not match test.json: "
-            f"{len(extra)} not in test.json ({_examples(extra)}), {len(missing)} test.json ids "
+            f"{sample}: the sample submission's ids do not match the test images: "
+            f"{len(extra)} not among them ({_examples(extra)}), {len(missing)} test images "
             f"missing ({_examples(missing)}), {len(repeated)} repeated ({_examples(repeated)})")
-    if fmt == "label":
+    keys_or_none = keys if keys != sample_ids else None
+    if fmt != "proba":
         if len(sample_header) != 2:
             raise UserError(f"{sample}: header {sample_header} has {len(sample_header)} "
-                            "columns; the label format writes 2 (id and the predicted label): "
-                            "is submission_format proba?")
-        return Layout(fmt, sample_header, sample_ids, labels)
+                            f"columns; the {fmt} format writes 2 (id and the predicted "
+                            "labels): is submission_format proba?")
+        return Layout(fmt, sample_header, sample_ids, labels, keys=keys_or_none, k=k)
     unknown = [c for c in sample_header[1:] if c not in column_of]
     absent = [c for c in column_of if c not in sample_header[1:]]
     if unknown or absent:
         raise UserError(f"{sample}: the sample submission's columns do not match the classes: "
                         f"{len(unknown)} unknown ({_examples(unknown)}), {len(absent)} classes "
                         f"without a column ({_examples(absent)}); check classes_file")
-    return Layout(fmt, sample_header, sample_ids, [column_of[c] for c in sample_header[1:]])
+    return Layout(fmt, sample_header, sample_ids, [column_of[c] for c in sample_header[1:]],
+                  keys=keys_or_none)
 
 
 def build_submission(layout: Layout, test: Predictions, *, fallback_probs: np.ndarray,
                      fallback_column: int) -> tuple[pd.DataFrame, int]:
     """The submission rows in the layout's order; ids without a prediction get the fallback
-    (probabilities for proba, the label of `fallback_column` for label). Returns the frame and
-    how many rows were filled."""
+    (probabilities for proba, the label of `fallback_column` first for label and topk, then
+    the fallback's most probable). Returns the frame and how many rows were filled."""
     row_of = {str(i): r for r, i in enumerate(test.image_ids)}
-    rows = np.array([row_of.get(i, -1) for i in layout.ids], dtype=np.int64)
+    rows = np.array([row_of.get(i, -1) for i in layout.test_ids], dtype=np.int64)
     filled = int((rows < 0).sum())
     probs = np.where((rows >= 0)[:, None], test.probs[np.maximum(rows, 0)].astype(np.float64),
                      np.asarray(fallback_probs, np.float64)[None, :])
-    if layout.fmt == "label":
-        best = probs.argmax(axis=1)
-        best[rows < 0] = fallback_column
-        return pd.DataFrame({layout.header[0]: layout.ids,
-                             layout.header[1]: test.classes[best].astype(np.int64)}), filled
+    if layout.fmt != "proba":
+        fallback = np.asarray(fallback_probs, np.float64).copy()
+        fallback[fallback_column] = np.inf  # first, whatever ties the prior has
+        probs[rows < 0] = fallback
+        best = top_k_columns(probs, layout.k)
+        cells = [" ".join(layout.written(int(test.classes[c])) for c in row) for row in best]
+        return pd.DataFrame({layout.header[0]: layout.ids, layout.header[1]: cells}), filled
     column = {int(label): i for i, label in enumerate(test.classes)}
     # A class the models never saw (absent from training) gets 0 before renormalising.
     out = np.stack([probs[:, column[label]] if label in column else np.zeros(len(probs))
@@ -205,7 +251,7 @@ def check_submission(path: Path, layout: Layout) -> list[str]:
     header = table[0]
     rows = [(line, row) for line, row in enumerate(table[1:], start=2) if row]
     problems = []
-    if layout.fmt == "label" or header[:1] != layout.header[:1]:
+    if layout.fmt != "proba" or header[:1] != layout.header[:1]:
         if header != layout.header:
             problems.append(f"header is {_examples(header, 4)}; expected "
                             f"{_examples(layout.header, 4)}")
@@ -222,12 +268,12 @@ def check_submission(path: Path, layout: Layout) -> list[str]:
     ids: list[str] = []
     bad_ids = []
     for line, row in rows:
-        if is_id_text(row[0]):
+        if id_of_spelling(row[0]) is not None:
             ids.append(row[0])
         else:
             bad_ids.append(f"line {line}: {row[0][:20]!r}")
-    problems += _found("malformed ids (an id is letters, digits, - and _; Kaggle matches ids as "
-                       "text)", bad_ids, shown=3)
+    problems += _found("malformed ids (an id is letters, digits, - and _, optionally with the "
+                       "image's extension; Kaggle matches ids as text)", bad_ids, shown=3)
     repeated_ids = sorted((i for i, n in Counter(ids).items() if n > 1), key=id_order)
     expected = set(layout.ids)
     unknown_ids = sorted(set(ids) - expected, key=id_order)
@@ -240,11 +286,36 @@ def check_submission(path: Path, layout: Layout) -> list[str]:
     good = [(line, row) for line, row in rows if len(row) == len(header)]
     if len(header) < 2:
         return problems  # no value column: the header's problem says it all
-    if layout.fmt == "label":
+    if layout.fmt == "label" and not layout.label_text:
         problems += _check_labels(good, set(layout.labels))
-    else:
+    elif layout.fmt == "proba":
         problems += _check_probabilities(good)
+    else:
+        problems += _check_label_lists(good, layout)
     return problems
+
+
+def _check_label_lists(rows: list[tuple[int, list[str]]], layout: Layout) -> list[str]:
+    """A label name per cell (label: a name may hold spaces) or space-separated lists of 1..k
+    distinct labels (topk)."""
+    allowed = {layout.written(label) for label in layout.labels}
+    empty, unknown, too_many, repeated = [], [], [], []
+    for line, row in rows:
+        labels = row[1].split(" ") if layout.fmt == "topk" else [row[1]]
+        if not row[1] or "" in labels:
+            empty.append(f"line {line}: {row[1][:20]!r}")
+            continue
+        unknown += [f"line {line}: {label[:20]!r}" for label in labels if label not in allowed]
+        if len(labels) > layout.k:
+            too_many.append(f"line {line}: {len(labels)}")
+        if len(set(labels)) < len(labels):
+            repeated.append(line)
+    return [*_found("rows with no label, or labels not separated by one space", empty,
+                    shown=3),
+            *_found(f"unknown labels (allowed: {_examples(sorted(allowed), 3)})", unknown,
+                    shown=3),
+            *_found(f"rows with more than {layout.k} labels", too_many, shown=3),
+            *_found("rows naming a label twice", repeated, lines=True)]
 
 
 def _check_labels(rows: list[tuple[int, list[str]]], allowed: set[int]) -> list[str]:

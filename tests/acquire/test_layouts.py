@@ -145,13 +145,13 @@ def test_folders_layout_through_the_download_and_folds_stages(tmp_path):
     assert {row["fold"] for row in folds} == {"0", "1", "2"}
 
 
-def test_a_label_submission_for_named_labels_is_refused_not_written_as_ids(tmp_path):
-    from lib.common.errors import UserError
+def test_a_label_submission_for_named_labels_writes_the_names_not_our_ids(tmp_path):
     from lib.infer.submission import competition_layout
 
     root = labels_csv_competition(tmp_path, [(HEX[0], "whippet"), (HEX[1], "basenji")])
     competition = read_test_competition(root)
-    with pytest.raises(UserError, match=r"labels are names; use submission_format proba"):
-        competition_layout("label", competition, names=None, sample=None)
+    label = competition_layout("label", competition, names=None, sample=None)
+    assert label.header == ["id", "predicted"] and label.labels == [1, 2]
+    assert [label.written(i) for i in label.labels] == ["basenji", "whippet"]
     layout = competition_layout("proba", competition, names=competition.class_names, sample=None)
     assert layout.header == ["id", "basenji", "whippet"] and layout.ids == ["t1", "t2"]

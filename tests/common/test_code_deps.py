@@ -96,7 +96,8 @@ def test_speed_knobs_are_not_deps(name):
 # there would re-run the stage for nothing: move the shared part below both users instead.
 _EVERY_STAGE = ["stages/common.py", "lib/common/*"]
 MAY_RUN = {
-    "download": ["stages/download.py", "lib/acquire/*"],
+    # and the submission-shape check it runs before any work (it stops the run or changes nothing)
+    "download": ["stages/download.py", "lib/acquire/*", "lib/infer/shapes.py"],
     "stats": ["stages/stats.py", "lib/prepare/stats.py"],
     "folds": ["stages/folds.py", "lib/prepare/folds.py", "lib/prepare/duplicates.py"],
     "train": ["stages/launch.py", "stages/train.py", "lib/prepare/folds.py", "lib/train/*"],
@@ -108,6 +109,7 @@ MAY_RUN = {
     # the competition's files and layouts (test labels, classes), not the downloader
     "ensemble": ["stages/ensemble.py", "lib/prepare/folds.py", "lib/acquire/competition.py",
                  "lib/acquire/competition_files.py", "lib/acquire/layouts.py",
+                 "lib/acquire/named_files.py", "lib/acquire/tinyimagenet.py",
                  "lib/experiments/*", "lib/infer/*"],
 }
 

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,29 @@ def test_train_folds_beyond_folds_stops_every_stage_before_any_work(tmp_path, ke
         load_params(keys, path)
     fine = write_params(tmp_path, "folds: 3\ntrain_folds: [0, 2]\nlr: 0.1\n")
     assert set(load_params(keys, fine)) == set(keys)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("metric: map@5\nsubmission_format: proba\n", "proba with metric = map@5 is not allowed"),
+    ("metric: qwk\nsubmission_format: topk\n", "topk with metric = qwk is not allowed"),
+])
+def test_a_submission_shape_the_metric_cannot_score_is_refused(tmp_path, text, message):
+    with pytest.raises(ParamError, match=message):
+        load_params(["metric", "submission_format"], write_params(tmp_path, text))
+
+
+@pytest.mark.parametrize("text", ["metric: map@3\nsubmission_format: topk\n",
+                                  "metric: map@5\nsubmission_format: label\n",
+                                  "metric: log_loss\nsubmission_format: proba\n"])
+def test_shapes_the_metric_scores_are_allowed(tmp_path, text):
+    load_params(["metric", "submission_format"], write_params(tmp_path, text))
+
+
+@pytest.mark.parametrize(("value", "allowed"), [
+    ("'^(.+_\\d+$'", "missing ), unterminated subpattern"), ("'^.+_\\d+$'", "it has no group"),
+    ("map@6", None)])
+def test_label_pattern_needs_a_group_and_metric_a_known_name(tmp_path, value, allowed):
+    key = "metric" if value == "map@6" else "label_pattern"
+    with pytest.raises(ParamError, match=f"{key} = .* is not allowed: expected "
+                       + (".*" + re.escape(allowed) if allowed else "one of accuracy, log_loss")):
+        load_params([key], write_params(tmp_path, f"{key}: {value}\n"))

@@ -24,3 +24,16 @@ def test_each_run_adds_a_copy_and_keeps_the_others(tmp_path):
     assert first.read_text() == "id,predicted\n1,2\n"
     assert second.read_text() == "id,predicted\n1,3\n"
     assert sorted(p.name for p in (tmp_path / "history").iterdir()) == [first.name, second.name]
+
+
+def test_a_copy_is_named_by_the_competitions_metric(tmp_path):
+    from lib.experiments.history import keep_submission
+
+    submission = tmp_path / "submission.csv"
+    submission.write_text("id,predicted\n1,2\n")
+    kept = keep_submission(submission, tmp_path / "h", experiment="e", metric="map@3",
+                           headline={"oof": {"accuracy": 0.5, "map@3": 0.61234}})
+    assert kept.name.endswith("_e_oof-map@3_0.6123.csv")
+    kept = keep_submission(submission, tmp_path / "h", experiment="e", metric="log_loss",
+                           headline={"oof": {"accuracy": 0.5, "log_loss": 0.4}})
+    assert kept.name.endswith("_e_oof-logloss0.4000.csv")

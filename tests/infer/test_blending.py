@@ -12,6 +12,7 @@ from lib.common.errors import UserError
 from lib.infer.blending import blend_and_score, check_runs_current, gather_runs
 from lib.infer.ensemble import RunPredictions
 from lib.infer.predictions import Predictions, save_predictions
+from lib.infer.scoring import read_answers
 from lib.infer.submission import make_layout
 
 CLASSES, PRIOR = np.array([1, 2]), np.array([0.5, 0.5])
@@ -41,7 +42,7 @@ LAYOUT = make_layout("proba", test_ids=[1, 2, 3, 4], labels=[1, 2], names={1: "c
 
 def test_one_run_blends_to_its_own_scores_and_a_full_submission(tmp_path):
     run = RunPredictions(write_run(tmp_path / "a", right=0.8))
-    outcome = blend_and_score([run], layout=LAYOUT, test_labels=None, weights=None, **SETTINGS)
+    outcome = blend_and_score([run], layout=LAYOUT, answers=None, weights=None, **SETTINGS)
     assert list(outcome.frame.columns) == ["id", "cat", "dog"]
     assert outcome.frame["id"].tolist() == ["1", "2", "3", "4"]
     assert outcome.frame.iloc[3, 1:].tolist() == [0.5, 0.5]  # image 4 never predicted: the prior
@@ -54,14 +55,14 @@ def test_one_run_blends_to_its_own_scores_and_a_full_submission(tmp_path):
 def test_weights_choose_between_runs_and_auto_fits_them(tmp_path):
     sure = RunPredictions(write_run(tmp_path / "sure", right=0.95))
     unsure = RunPredictions(write_run(tmp_path / "unsure", right=0.6))
-    alone = blend_and_score([sure], layout=LAYOUT, test_labels=None, weights=None, **SETTINGS)
-    first = blend_and_score([sure, unsure], layout=LAYOUT, test_labels=None, weights=[1, 0],
+    alone = blend_and_score([sure], layout=LAYOUT, answers=None, weights=None, **SETTINGS)
+    first = blend_and_score([sure, unsure], layout=LAYOUT, answers=None, weights=[1, 0],
                             **SETTINGS)
-    even = blend_and_score([sure, unsure], layout=LAYOUT, test_labels=None, weights=None,
+    even = blend_and_score([sure, unsure], layout=LAYOUT, answers=None, weights=None,
                            **SETTINGS)
     assert first.detail["oof"]["log_loss"] == pytest.approx(alone.detail["oof"]["log_loss"])
     assert even.detail["oof"]["log_loss"] != pytest.approx(alone.detail["oof"]["log_loss"])
-    fitted = blend_and_score([sure, unsure], layout=LAYOUT, test_labels=None, weights="auto",
+    fitted = blend_and_score([sure, unsure], layout=LAYOUT, answers=None, weights="auto",
                              **SETTINGS)
     assert "weights" in fitted.detail
 
@@ -70,7 +71,7 @@ def test_known_test_answers_are_scored(tmp_path):
     run = RunPredictions(write_run(tmp_path / "a", right=0.8))
     answers = tmp_path / "test_labels.csv"
     answers.write_text("id,label\n1,2\n2,2\n3,1\n4,1\n")  # 3 of 4 right (4 falls back)
-    outcome = blend_and_score([run], layout=LAYOUT, test_labels=answers, weights=None,
+    outcome = blend_and_score([run], layout=LAYOUT, answers=read_answers(answers), weights=None,
                               **SETTINGS)
     assert outcome.detail["test"]["accuracy"] == pytest.approx(0.75)
     assert outcome.headline["test"]["accuracy"] == pytest.approx(0.75)

@@ -15,3 +15,32 @@ def test_the_headline_scores_what_is_submitted():
 
 def test_no_test_numbers_without_answers():
     assert "test" not in headline({"oof": DETAIL["oof"]}, prior_correction=False)
+
+
+def test_the_headline_carries_the_competitions_metric():
+    detail = {"oof": DETAIL["oof"] | {"map@5": 0.7, "map@5_prior": 0.72},
+              "test": DETAIL["test"] | {"map@5": 0.75}}
+    assert headline(detail, prior_correction=False, metric="map@5") == {
+        "oof": {"accuracy": 0.8, "log_loss": 0.55, "map@5": 0.7},
+        "test": {"accuracy": 0.83, "map@5": 0.75}}
+    assert headline(detail, prior_correction=True, metric="map@5")["oof"]["map@5"] == 0.72
+    # accuracy and log loss are there already: no second key
+    assert headline(DETAIL, prior_correction=False, metric="log_loss")["oof"] == {
+        "accuracy": 0.8, "log_loss": 0.55}
+
+
+def test_answers_of_a_competition_whose_labels_are_names(tmp_path):
+    import pytest
+
+    from lib.common.errors import UserError
+    from lib.infer.scoring import read_answers
+
+    path = tmp_path / "test_labels.csv"
+    path.write_text("id,label\na1,dog\na2,cat\n")
+    frame = read_answers(path, {1: "cat", 2: "dog"})
+    assert frame.to_dict("list") == {"id": ["a1", "a2"], "label": [2, 1]}
+    path.write_text("id,label\na1,wolf\n")
+    with pytest.raises(UserError, match=r"line 2: label 'wolf' is not one of the competition's"):
+        read_answers(path, {1: "cat", 2: "dog"})
+    path.write_text("id,label\na1,2\n")
+    assert read_answers(path).to_dict("list") == {"id": ["a1"], "label": [2]}

@@ -83,7 +83,7 @@ def test_sample_submission_fixes_ids_columns_and_row_order(tmp_path):
 
 @pytest.mark.parametrize(("text", "fmt", "message"), [
     ("id,cat,dog,fox\n2,1,0,0\n5,1,0,0\n7,1,0,0\n", "proba",
-     r"ids do not match test.json: 1 not in test.json \(7\), 1 test.json ids missing \(9\)"),
+     r"ids do not match the test images: 1 not among them \(7\), 1 test images missing \(9\)"),
     ("id,cat,dog,wolf\n2,1,0,0\n5,1,0,0\n9,1,0,0\n", "proba",
      r"columns do not match the classes: 1 unknown \(wolf\), 1 classes without a column \(fox\)"),
     ("id,cat,dog,fox\n2,1,0,0\n5,1,0,0\n9,1,0,0\n", "label", "is submission_format proba"),
@@ -106,7 +106,8 @@ def test_check_lists_everything_kaggle_would_reject_in_a_label_file(tmp_path):
     assert "1 missing ids: 4" in problems
     assert "1 duplicate ids: 1" in problems
     assert "1 ids not in the test set: 5" in problems
-    assert "1 malformed ids (an id is letters, digits, - and _; Kaggle matches ids as text) " \
+    assert "1 malformed ids (an id is letters, digits, - and _, optionally with the image's " \
+        "extension; Kaggle matches ids as text) " \
         "(line 7: 'x.1')" in problems
     assert "1 labels missing, NaN or not integers (line 6: '')" in problems
     assert "1 unknown labels (line 4: 99; allowed: 11..13)" in problems
@@ -237,7 +238,8 @@ def test_check_rejects_ids_kaggle_would_not_match(tmp_path):
     path.write_text("id,predicted\n05001,11\n5002,11\n 5003,11\n")
     problems = check_submission(path, layout)
     # Kaggle matches ids as text: 05001 is another id than 5001, " 5003" no id at all
-    assert "1 malformed ids (an id is letters, digits, - and _; Kaggle matches ids as text) " \
+    assert "1 malformed ids (an id is letters, digits, - and _, optionally with the image's " \
+        "extension; Kaggle matches ids as text) " \
         "(line 4: ' 5003')" in problems
     assert "1 ids not in the test set: 05001" in problems
     assert "2 missing ids: 5001, 5003" in problems
@@ -257,7 +259,7 @@ def test_string_ids_are_written_and_checked_exactly_as_spelt(tmp_path):
 def test_a_sample_submission_with_padded_ids_is_refused(tmp_path):
     sample = tmp_path / "sample.csv"
     sample.write_text("id,predicted\n2,11\n05,11\n")
-    with pytest.raises(UserError, match=r"1 not in test.json \(05\), 1 test.json ids missing"):
+    with pytest.raises(UserError, match=r"1 not among them \(05\), 1 test images missing"):
         make_layout("label", test_ids=[2, 5], labels=CLASSES, sample=sample)
     sample.write_text("id,predicted\n2,11\n5.0,11\n")
     with pytest.raises(UserError, match=r"line 3: id '5.0' is not allowed: expected an image id"):
@@ -269,3 +271,45 @@ def test_a_header_of_one_column_is_reported_not_a_crash(tmp_path):
     path.write_text("0\n0\n")
     problems = check_submission(path, make_layout("label", test_ids=[0], labels=CLASSES))
     assert problems == ["header is 0; expected id, predicted"]
+
+
+def test_topk_writes_the_k_best_names_and_the_check_knows_the_shape(tmp_path):
+    sample = tmp_path / "sample_submission.csv"
+    sample.write_text("Image,Id\n5.jpg,cat dog fox\n9.jpg,cat dog fox\n2.jpg,cat dog fox\n")
+    layout = make_layout("topk", test_ids=[2, 5, 9], labels=CLASSES, sample=sample, k=2)
+    layout.label_text = NAMES
+    assert layout.test_ids == ["5", "9", "2"] and layout.ids == ["5.jpg", "9.jpg", "2.jpg"]
+    frame, filled = build_submission(layout, predictions_of(), fallback_probs=np.array(
+        [0.2, 0.5, 0.3]), fallback_column=2)
+    path = tmp_path / "submission.csv"
+    write_submission(path, frame, layout)
+    # 5: [0.1, 0.7, 0.2] -> dog fox; 9 has no image: the fallback column first, then the prior
+    assert rows_of(path) == [["Image", "Id"], ["5.jpg", "dog fox"], ["9.jpg", "fox dog"],
+                             ["2.jpg", "cat dog"]]
+    assert filled == 1
+    path.write_text("Image,Id\n5.jpg,dog dog\n9.jpg,wolf\n2.jpg,cat dog fox\n7.jpg,\n")
+    problems = "\n".join(check_submission(path, layout))
+    assert "1 unknown labels (allowed: cat, dog, fox) (line 3: 'wolf')" in problems
+    assert "1 rows with more than 2 labels (line 4: 3)" in problems
+    assert "1 rows naming a label twice (lines 2)" in problems
+    assert "1 rows with no label" in problems and "1 ids not in the test set: 7.jpg" in problems
+
+
+def test_a_label_submission_of_names_with_ids_spelt_as_the_sample(tmp_path):
+    sample = tmp_path / "sample_submission.csv"
+    sample.write_text("file,species\n9.png,x\n2.png,x\n5.png,x\n")
+    layout = make_layout("label", test_ids=[2, 5, 9], labels=CLASSES, sample=sample)
+    layout.label_text = NAMES
+    frame, _ = build_submission(layout, predictions_of(), fallback_probs=np.ones(3) / 3,
+                                fallback_column=0)
+    path = tmp_path / "submission.csv"
+    write_submission(path, frame, layout)
+    assert rows_of(path) == [["file", "species"], ["9.png", "cat"], ["2.png", "cat"],
+                             ["5.png", "dog"]]
+    layout.label_text = NAMES | {11: "tabby cat"}  # a name may hold a space
+    path.write_text("file,species\n9.png,tabby cat\n2,cat\n5.png,11\n")
+    problems = "\n".join(check_submission(path, layout))
+    assert "1 missing ids: 2.png" in problems and "1 ids not in the test set: 2" in problems
+    # `tabby cat` (line 2) is one label; `cat` is no longer one
+    assert "2 unknown labels (allowed: dog, fox, tabby cat) (line 3: 'cat', line 4: '11')" \
+        in problems
