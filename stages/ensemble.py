@@ -55,12 +55,15 @@ def main() -> None:
     keep_submission(out.SUBMISSION_CSV, root / out.HISTORY_DIR, headline=result.headline,
                     experiment=os.environ.get("DVC_EXP_NAME"),
                     by_log_loss=p["submission_format"] == "proba")
-    print(summary(result.detail, p["submission_format"]))
+    print(summary(result.detail, p["submission_format"], prior_correction=p["prior_correction"],
+                  this_run=str(out.PREDICTIONS_DIR)))
 
 
 def print_summary() -> None:
     detail = json.loads(upstream(out.ENSEMBLE_DETAIL, "ensemble").read_text())
-    print(summary(detail, load_params(["submission_format"])["submission_format"]))
+    p = load_params(["submission_format", "prior_correction"])
+    print(summary(detail, p["submission_format"], prior_correction=p["prior_correction"],
+                  this_run=str(out.PREDICTIONS_DIR)))
 
 
 if __name__ == "__main__":
