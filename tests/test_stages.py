@@ -197,7 +197,10 @@ def test_ensemble_writes_both_formats_that_pass_the_check(tmp_path):
                                 "log_loss": metrics["oof"]["log_loss_clipped"]}}
     table = (project / "metrics/per_class.csv").read_text().splitlines()
     assert table[0].startswith("label_id,name,images,accuracy")
-    assert (project / "metrics/top_losses.png").is_file()
+    for picture in ("top_losses.png", "confusion_counts.png", "confusion_normalized.png",
+                    "curves.png", "report.html"):
+        assert (project / "reports" / picture).is_file(), picture
+    assert "0.6667" in (project / "reports/report.html").read_text()
     assert (project / "metrics/oof_confusion.csv").read_text().startswith("image_id,actual")
     checked = run_stage("check_submission", project)
     assert checked.returncode == 0 and "OK (4 rows, proba format" in checked.stdout
