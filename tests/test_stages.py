@@ -431,3 +431,23 @@ def test_a_queued_experiment_keeps_its_copy_in_the_project(tmp_path):
     assert [p.name.split("_", 1)[1] for p in (root / "submissions/history").iterdir()] == [
         "lofty-pads_oof-acc0.6667.csv"]
     assert not (project / "submissions/history").exists()
+
+
+def test_aug_grid_names_each_row_by_its_class(tmp_path):
+    project = ensemble_project(tmp_path, aug="medium")
+    done = run_stage("aug_grid", project, "--images", "3", "--copies", "2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ("wrote reports/aug_medium.png: 3 training images (2 classes), "
+                                   "2 'medium' copies each")
+    from PIL import Image
+    grid = Image.open(project / "reports" / "aug_medium.png")
+    assert grid.width > 3 * 128  # a column of class names left of the 3 images of each row
+
+    import pandas as pd
+
+    from stages.aug_grid import one_per_class
+    folds = pd.DataFrame({"label": [2, 1, 1, 2, 3, 3], "path": list("abcdef")})
+    assert one_per_class(folds, 2, seed=0)["label"].tolist() == [1, 2]
+    five = one_per_class(folds, 5, seed=0)  # every class once, then two more at random
+    assert len(five) == 5 and five["label"].nunique() == 3
+    assert five["label"].is_monotonic_increasing  # rows in class order
