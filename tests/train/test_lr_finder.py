@@ -94,9 +94,8 @@ def demo_fold(fraction: float = 2 / 3) -> pd.DataFrame:
     return rows.sample(frac=fraction, random_state=0).reset_index(drop=True)
 
 
-@pytest.mark.slow
 def test_on_the_demo_the_suggestion_is_within_3x_of_the_lr_that_fine_tunes_it_well():
-    """The issue's acceptance: the suggestion is within 3x of an lr that trains the demo to
+    """The acceptance: the suggestion is within 3x of an lr that trains the demo to
     >= 95% of the default's OOF accuracy; the default (DEMO_LR) is that lr."""
     torch.manual_seed(0)
     rows = demo_fold()
