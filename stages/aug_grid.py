@@ -1,20 +1,36 @@
 """Command (not a DVC stage): write a PNG grid of augmented training images for an `aug`
-level, to look at what the model will see before training.
+level, to look at what the model will see before training. One row per training image, named
+by its class (the classes file's names, else the label id): the original, then its copies.
 
-    python -m stages.aug_grid [--level medium] [--images 8] [--copies 4] [--out PATH]
+    python -m stages.aug_grid [--level medium] [--images 8] [--copies 6] [--out PATH]
 """
 
 import argparse
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from lib.acquire.competition_files import competition_files
 from lib.common.figures import image_grid
 from lib.common.images import load_rgb_array
 from lib.common.params import load_params
+from lib.infer.submission import read_class_names
 from lib.prepare.folds import read_folds
 from lib.train.data import AUG_LEVELS, build_transforms
-from stages.common import FOLDS_CSV, IMAGES_DIR, run, upstream
+from stages.common import CLASSES_CSV, FOLDS_CSV, IMAGES_DIR, REPORTS_DIR, run, upstream
+
+
+def one_per_class(folds: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
+    """`count` labelled images, as many classes as possible (one image each, in label order),
+    then more images at random when there are fewer classes than `count`."""
+    firsts = folds.groupby("label", sort=True).sample(n=1, random_state=seed)
+    rows = firsts.head(count)
+    if len(rows) < count:
+        rest = folds.drop(rows.index)
+        rows = pd.concat([rows, rest.sample(n=min(count - len(rows), len(rest)),
+                                            random_state=seed)])
+    return rows.sort_values("label", kind="stable")
 
 
 def main() -> None:
@@ -22,26 +38,34 @@ def main() -> None:
     parser.add_argument("--level", choices=AUG_LEVELS, help="default: the aug param")
     parser.add_argument("--images", type=int, default=8, help="training images (grid rows)")
     parser.add_argument("--copies", type=int, default=6, help="augmented copies of each")
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="default: reports/aug_<level>.png")
     args = parser.parse_args()
-    p = load_params(["img_size", "aug", "seed"])
+    p = load_params(["img_size", "aug", "seed", "competition", "classes_file"])
     level = args.level or p["aug"]
-    rows = read_folds(upstream(FOLDS_CSV, "folds")).sample(n=args.images, random_state=p["seed"])
+    folds = read_folds(upstream(FOLDS_CSV, "folds"))
+    rows = one_per_class(folds[folds["label"].notna()], args.images, p["seed"])
+    classes = competition_files(Path(p["competition"]), derived_classes=CLASSES_CSV,
+                                classes_file=p["classes_file"], test_labels=None,
+                                sample_submission=None).classes_file
+    names = read_class_names(classes) if classes else {}
     transform = build_transforms(img_size=p["img_size"], mean=[0] * 3, std=[1] * 3, train=True,
                                  aug=level, normalize=False)
     transform.set_random_seed(p["seed"])
-    tiles, captions = [], []
+    tiles, captions, labels = [], [], []
     for _, row in rows.iterrows():
         original = load_rgb_array(IMAGES_DIR / row["path"])
+        label = int(row["label"])
+        labels.append(f"{names[label]} ({label})" if label in names else f"label {label}")
         tiles.append(original)
-        captions.append(f"label {row['label']} (original)")
+        captions.append(f"original {original.shape[1]}x{original.shape[0]}")
         for copy in range(args.copies):
             tensor = transform(image=original)["image"]  # CHW uint8 when not normalised
             tiles.append(np.ascontiguousarray(tensor.permute(1, 2, 0).numpy().astype(np.uint8)))
             captions.append(f"{level} #{copy + 1}")
-    out = args.out or Path(f"models/aug_{level}.png")
-    image_grid(tiles, captions, out, cols=args.copies + 1)
-    print(f"wrote {out}: {args.images} training images, {args.copies} '{level}' copies each")
+    out = args.out or REPORTS_DIR / f"aug_{level}.png"
+    image_grid(tiles, captions, out, cols=args.copies + 1, row_labels=labels)
+    print(f"wrote {out}: {len(rows)} training images ({rows['label'].nunique()} classes), "
+          f"{args.copies} '{level}' copies each")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,13 @@ ENSEMBLE_METRICS = Path("metrics/ensemble.json")  # the headline: `dvc exp show`
 ENSEMBLE_DETAIL = Path("metrics/ensemble_detail.json")  # per fold, per run, raw and clipped
 PER_CLASS_CSV = Path("metrics/per_class.csv")
 CONFUSION_CSV = Path("metrics/oof_confusion.csv")
-TOP_LOSSES_PNG = Path("metrics/top_losses.png")
+# The run's pictures, cached by DVC (not in git): PNGs to open anywhere, and one offline page.
+REPORTS_DIR = Path("reports")
+TOP_LOSSES_PNG = REPORTS_DIR / "top_losses.png"
+CONFUSION_PNG = REPORTS_DIR / "confusion_counts.png"
+CONFUSION_NORMALIZED_PNG = REPORTS_DIR / "confusion_normalized.png"
+CURVES_PNG = REPORTS_DIR / "curves.png"
+REPORT_HTML = REPORTS_DIR / "report.html"
 PREDICTIONS_DIR = Path("predictions")
 
 

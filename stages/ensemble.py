@@ -3,7 +3,10 @@ names, git revisions or folders), score them out of fold, and write the submissi
 
 Out: submissions/submission.csv (checked as Kaggle would; a copy kept in submissions/history),
 metrics/ensemble.json (the headline), metrics/ensemble_detail.json, metrics/per_class.csv,
-metrics/oof_confusion.csv and metrics/top_losses.png. `--summary` prints the last figures again.
+metrics/oof_confusion.csv, and the pictures under reports/: the confusion matrix (counts and
+per true class), the folds' training curves (read from models/fold<k>/live), the top losses and
+report.html, all of them on one page that needs no network. `--summary` prints the last
+figures again.
 """
 
 import json
@@ -17,6 +20,7 @@ from lib.common.params import load_params
 from lib.experiments.history import keep_submission
 from lib.infer.blending import ensemble_competition
 from lib.infer.report import write_oof_reports
+from lib.infer.report_page import write_run_report
 from lib.infer.scoring import summary
 from lib.infer.submission import write_submission
 from lib.prepare.folds import read_folds
@@ -46,25 +50,38 @@ def main() -> None:
         weights=p["ensemble_weights"] or None, target_prior=p["target_prior"],
         prior_correction=p["prior_correction"], low=p["clip_low"], high=p["clip_high"],
         metric=p["metric"])
-    for folder in (out.SUBMISSION_CSV.parent, out.ENSEMBLE_METRICS.parent):
+    for folder in (out.SUBMISSION_CSV.parent, out.ENSEMBLE_METRICS.parent, out.REPORTS_DIR):
         remove_stale_temps(folder)
-    write_oof_reports(result.oof, competition.display_names or result.names,
-                      folds=read_folds(upstream(out.FOLDS_CSV, "folds")),
-                      images_dir=IMAGES_DIR, per_class_csv=out.PER_CLASS_CSV,
-                      confusion_csv=out.CONFUSION_CSV, top_losses_png=out.TOP_LOSSES_PNG)
+    per_class = write_oof_reports(
+        result.oof, competition.display_names or result.names,
+        folds=read_folds(upstream(out.FOLDS_CSV, "folds")),
+        images_dir=IMAGES_DIR, per_class_csv=out.PER_CLASS_CSV, confusion_csv=out.CONFUSION_CSV,
+        top_losses_png=out.TOP_LOSSES_PNG, confusion_png=out.CONFUSION_PNG,
+        confusion_normalized_png=out.CONFUSION_NORMALIZED_PNG)
+    write_run_report(
+        out.REPORT_HTML, curves_png=out.CURVES_PNG, headline=result.headline,
+        live_dirs={k: out.model_dir(k) / "live" for k in p["train_folds"]},
+        title=f"{Path(p['competition']).name}: {os.environ.get('DVC_EXP_NAME') or 'workspace'}",
+        detail=result.detail, prior_correction=p["prior_correction"],
+        by_log_loss=p["metric"] == "log_loss", per_class=per_class,
+        figures={"Confusion matrix (OOF), counts": out.CONFUSION_PNG,
+                 "Confusion matrix (OOF), % of each true class": out.CONFUSION_NORMALIZED_PNG,
+                 "Top losses (OOF): the most confident mistakes": out.TOP_LOSSES_PNG})
     write_submission(out.SUBMISSION_CSV, result.frame, result.layout)
     write_json(out.ENSEMBLE_DETAIL, result.detail)
     write_json(out.ENSEMBLE_METRICS, result.headline)
     keep_submission(out.SUBMISSION_CSV, root / out.HISTORY_DIR, headline=result.headline,
                     experiment=os.environ.get("DVC_EXP_NAME"),
                     metric=p["metric"])
-    print(summary(result.detail, p["submission_format"], p["metric"]))
+    print(summary(result.detail, p["submission_format"], p["metric"],
+                  prior_correction=p["prior_correction"], this_run=str(out.PREDICTIONS_DIR)))
 
 
 def print_summary() -> None:
     detail = json.loads(upstream(out.ENSEMBLE_DETAIL, "ensemble").read_text())
-    p = load_params(["submission_format", "metric"])
-    print(summary(detail, p["submission_format"], p["metric"]))
+    p = load_params(["submission_format", "metric", "prior_correction"])
+    print(summary(detail, p["submission_format"], p["metric"],
+                  prior_correction=p["prior_correction"], this_run=str(out.PREDICTIONS_DIR)))
 
 
 if __name__ == "__main__":

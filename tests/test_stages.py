@@ -173,7 +173,10 @@ def test_ensemble_writes_both_formats_that_pass_the_check(tmp_path):
                                 "log_loss": metrics["oof"]["log_loss_clipped"]}}
     table = (project / "metrics/per_class.csv").read_text().splitlines()
     assert table[0].startswith("label_id,name,images,accuracy")
-    assert (project / "metrics/top_losses.png").is_file()
+    for picture in ("top_losses.png", "confusion_counts.png", "confusion_normalized.png",
+                    "curves.png", "report.html"):
+        assert (project / "reports" / picture).is_file(), picture
+    assert "0.6667" in (project / "reports/report.html").read_text()
     assert (project / "metrics/oof_confusion.csv").read_text().startswith("image_id,actual")
     checked = call_stage("check_submission", project)
     assert checked.returncode == 0 and "OK (4 rows, proba format" in checked.stdout
@@ -223,8 +226,8 @@ def test_check_submission_rejects_ids_not_spelled_as_kaggle_matches_them(tmp_pat
     (project / "padded.csv").write_text("id,predicted\n01,2\n 2,1\n3,1\n4,1\n")
     done = call_stage("check_submission", project, "padded.csv")
     assert done.returncode == 1
-    assert "padded.csv: 1 malformed ids (an id is letters, digits, - and _; Kaggle matches ids " \
-        "as text) (line 3: ' 2')" in done.stdout
+    assert "padded.csv: 1 malformed ids (an id is letters, digits, - and _, optionally with the " \
+        "image's extension; Kaggle matches ids as text) (line 3: ' 2')" in done.stdout
     assert "padded.csv: 1 ids not in the test set: 01" in done.stdout
 
 
@@ -233,8 +236,8 @@ def test_sample_submission_mismatch_stops_the_ensemble_with_one_line(tmp_path):
     sample.write_text("id,predicted\n1,1\n2,1\n3,1\n")
     project = ensemble_project(tmp_path, sample_submission=str(sample))
     assert one_error_line(call_stage("ensemble", project)) == (
-        f"error: {sample}: the sample submission's ids do not match test.json: 0 not in "
-        "test.json (), 1 test.json ids missing (4), 0 repeated ()")
+        f"error: {sample}: the sample submission's ids do not match the test images: 0 not "
+        "among them (), 1 test images missing (4), 0 repeated ()")
     assert not (project / "submissions/submission.csv").exists()
 
 
@@ -446,3 +449,23 @@ def test_download_refuses_a_submission_shape_the_sample_contradicts_before_any_i
         "space-separated labels; submission_format label writes one: is submission_format "
         "topk (with metric map@5)?")
     assert not (project / "data" / "images").exists()
+
+
+def test_aug_grid_names_each_row_by_its_class(tmp_path):
+    project = ensemble_project(tmp_path, aug="medium")
+    done = run_stage("aug_grid", project, "--images", "3", "--copies", "2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ("wrote reports/aug_medium.png: 3 training images (2 classes), "
+                                   "2 'medium' copies each")
+    from PIL import Image
+    grid = Image.open(project / "reports" / "aug_medium.png")
+    assert grid.width > 3 * 128  # a column of class names left of the 3 images of each row
+
+    import pandas as pd
+
+    from stages.aug_grid import one_per_class
+    folds = pd.DataFrame({"label": [2, 1, 1, 2, 3, 3], "path": list("abcdef")})
+    assert one_per_class(folds, 2, seed=0)["label"].tolist() == [1, 2]
+    five = one_per_class(folds, 5, seed=0)  # every class once, then two more at random
+    assert len(five) == 5 and five["label"].nunique() == 3
+    assert five["label"].is_monotonic_increasing  # rows in class order

@@ -112,6 +112,9 @@ class EpochResult:
     val_acc: float
     images_per_s: float
     seconds: float
+    # On the augmented (and mixed) batches as trained, against each row's dominant target; nan
+    # in the history of a resume file written before it was recorded.
+    train_acc: float = math.nan
 
 
 @dataclass
@@ -147,9 +150,11 @@ def set_frozen(model: nn.Module, frozen: bool) -> None:
 def train_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *,
                optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                dtype: torch.dtype | None, config: TrainConfig, num_classes: int,
-               device: torch.device, class_weights: torch.Tensor | None) -> torch.Tensor:
-    """One optimizer step on a batch; the loss, still on the device (reading it would make the
-    CPU wait for the GPU)."""
+               device: torch.device,
+               class_weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch; the loss and the number of rows whose top class is their
+    dominant target, both still on the device (reading them would make the CPU wait for the
+    GPU)."""
     images = to_device(images, device, channels_last=config.channels_last)
     targets = targets.to(device, non_blocking=True)
     images, soft = mix_batch(images, targets, num_classes=num_classes,
@@ -162,7 +167,7 @@ def train_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *,
     scaler.scale(loss).backward()  # scale/step/update pass through unless fp16
     scaler.step(optimizer)
     scaler.update()
-    return loss.detach()
+    return loss.detach(), (logits.detach().argmax(1) == soft.argmax(1)).sum()
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, *, optimizer: torch.optim.Optimizer,
@@ -170,24 +175,28 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, *, optimizer: torch.op
                     num_classes: int, device: torch.device, ema: ModelEmaV3 | None,
                     class_weights: torch.Tensor | None, desc: str,
                     scaler: torch.amp.GradScaler | None = None, dtype: torch.dtype | None = None,
-                    ema_of: nn.Module | None = None, env: Dist = ONE_PROCESS) -> tuple[float, int]:
-    """Mean training loss over the epoch and the number of images seen (over every process).
+                    ema_of: nn.Module | None = None,
+                    env: Dist = ONE_PROCESS) -> tuple[float, float, int]:
+    """Mean training loss and accuracy over the epoch and the number of images seen (over every
+    process).
     `ema_of`: the module the EMA follows when `model` is a DDP or compiled wrapper of it."""
     model.train()
     scaler = scaler if scaler is not None else grad_scaler(device, dtype)
     loss_sum, seen = torch.zeros((), dtype=torch.float64, device=device), 0
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     for step, (images, targets) in enumerate(tqdm(loader, desc=desc, leave=False, unit="batch",
                                                   disable=not env.main), start=first_step):
         set_lr(optimizer, config.lr, schedule.factor(step))
-        loss = train_step(model, images, targets, optimizer=optimizer, scaler=scaler,
+        loss, hits = train_step(model, images, targets, optimizer=optimizer, scaler=scaler,
                           dtype=dtype, config=config, num_classes=num_classes, device=device,
                           class_weights=class_weights)
         if ema is not None:
             ema.update(ema_of if ema_of is not None else model)
         loss_sum += loss * len(targets)
+        correct += hits
         seen += len(targets)
-    total, seen = all_sum([loss_sum.item(), seen], device, env)
-    return total / max(seen, 1), int(seen)
+    total, correct, seen = all_sum([loss_sum.item(), correct.item(), seen], device, env)
+    return total / max(seen, 1), correct / max(seen, 1), int(seen)
 
 
 @torch.no_grad()
@@ -257,13 +266,13 @@ def fit(model: nn.Module, *, train_loader: DataLoader, val_loader: DataLoader,
             find_unused_parameters=config.freeze_epochs > 0)
     trained = compile_model(trained, config.compile)
 
-    log.info("%4s %5s %9s %10s %9s %7s %8s %7s", "fold", "epoch", "lr", "train_loss",
-             "val_loss", "val_acc", "img/s", "sec")
+    log.info("%4s %5s %9s %10s %9s %9s %7s %8s %7s", "fold", "epoch", "lr", "train_loss",
+             "train_acc", "val_loss", "val_acc", "img/s", "sec")
     for epoch in range(start, config.epochs + 1):
         seed_epoch(config.seed, epoch, train_loader, env.rank)
         set_frozen(model, epoch <= config.freeze_epochs)
         began = time.perf_counter()
-        train_loss, seen = train_one_epoch(
+        train_loss, train_acc, seen = train_one_epoch(
             trained, train_loader, optimizer=optimizer, schedule=schedule,
             first_step=(epoch - 1) * steps, config=config, num_classes=num_classes,
             device=device, ema=ema, class_weights=weights, desc=f"fold {fold} epoch {epoch}",
@@ -273,9 +282,10 @@ def fit(model: nn.Module, *, train_loader: DataLoader, val_loader: DataLoader,
         val_loss, val_acc = evaluate(scored, val_loader, device, dtype, env)
         schedule.end_epoch(val_loss)
         result = EpochResult(epoch, optimizer.param_groups[-1]["lr"], train_loss, val_loss,
-                             val_acc, seen / train_seconds, time.perf_counter() - began)
-        log.info("%4d %5d %9.2e %10.4f %9.4f %7.4f %8.1f %7.1f", fold, epoch, result.lr,
-                 train_loss, val_loss, val_acc, result.images_per_s, result.seconds)
+                             val_acc, seen / train_seconds, time.perf_counter() - began,
+                             train_acc)
+        log.info("%4d %5d %9.2e %10.4f %9.4f %9.4f %7.4f %8.1f %7.1f", fold, epoch, result.lr,
+                 train_loss, train_acc, val_loss, val_acc, result.images_per_s, result.seconds)
         history.append(result)
         if config.keep == "best" and val_loss < best["loss"]:
             best.update(loss=val_loss, state=_cpu_state(scored), epoch=epoch)

@@ -3,7 +3,14 @@ import math
 import numpy as np
 from PIL import Image
 
-from lib.infer.report import confusion_frame, per_class_table, top_losses_grid, worst_mistakes
+from lib.infer.report import (
+    confusion_counts,
+    confusion_figures,
+    confusion_frame,
+    per_class_table,
+    top_losses_grid,
+    worst_mistakes,
+)
 
 CLASSES = np.array([3, 7, 9])  # label ids; rows of probs point at columns 0..2
 NAMES = {3: "chair", 7: "lamp"}  # 9 has no name: shown as "9"
@@ -64,9 +71,25 @@ def test_top_losses_grid_draws_the_mistakes(tmp_path):
         paths.append(path)
     out = tmp_path / "grid.png"
     drawn = top_losses_grid(out, image_paths=paths, probs=PROBS, columns=COLUMNS,
-                            classes=CLASSES, names=NAMES, k=2, cols=2)
+                            classes=CLASSES, names=NAMES, k=2, cols=2,
+                            image_ids=np.array(["a1", "b2", "c3", "d4", "e5"]))
     assert drawn == 2
     grid = np.asarray(Image.open(out))
     assert grid.shape[1] == 2 * 128
     # the worst mistake (row 4) first, blown up into the first cell
     assert grid[40, 40].tolist() == [200, 0, 0] and grid[40, 168].tolist() == [50, 0, 0]
+
+
+def test_confusion_counts_true_down_predicted_across():
+    counts = confusion_counts(PROBS, COLUMNS)
+    assert counts.tolist() == [[1, 1, 0], [0, 1, 1], [1, 0, 0]]
+
+
+def test_confusion_figures_are_drawn_with_class_names(tmp_path):
+    counts = confusion_counts(PROBS, COLUMNS)
+    confusion_figures(counts, ["chair", "lamp", "9"], counts_png=tmp_path / "c.png",
+                      normalized_png=tmp_path / "n.png")
+    for name in ("c.png", "n.png"):
+        pixels = np.asarray(Image.open(tmp_path / name).convert("RGB"))
+        # row "9" is all predicted as chair: a full row share, the darkest shade
+        assert (pixels == [8, 48, 107]).all(axis=2).sum() > 100

@@ -88,7 +88,7 @@ def test_killed_run_resumes_and_matches_a_straight_run(tmp_path):
 
     (a_weights, a_metrics), (b_weights, b_metrics) = saved(straight), saved(killed)
     assert a_metrics["step"] == b_metrics["step"] == SHRUNK["epochs"] - 1
-    for name in ("val_loss", "val_acc", "train_loss"):
+    for name in ("val_loss", "val_acc", "train_loss", "train_acc"):
         assert a_metrics[name] == b_metrics[name]
     assert all(torch.equal(a_weights[k], b_weights[k]) for k in a_weights)
 
