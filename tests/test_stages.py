@@ -247,7 +247,8 @@ def test_check_submission_rejects_ids_not_spelled_as_kaggle_matches_them(tmp_pat
     (project / "padded.csv").write_text("id,predicted\n01,2\n 2,1\n3,1\n4,1\n")
     done = run_stage("check_submission", project, "padded.csv")
     assert done.returncode == 1
-    assert "padded.csv: 1 malformed ids (an id is letters, digits, - and _; Kaggle matches ids " \
+    assert "padded.csv: 1 malformed ids (an id is letters, digits, - and _, optionally with the " \
+        "image's extension; Kaggle matches ids " \
         "as text) (line 3: ' 2')" in done.stdout
     assert "padded.csv: 1 ids not in the test set: 01" in done.stdout
 
@@ -259,8 +260,8 @@ def test_sample_submission_mismatch_stops_the_ensemble_with_one_line(tmp_path):
     done = run_stage("ensemble", project)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
-        f"error: {sample}: the sample submission's ids do not match test.json: 0 not in "
-        "test.json (), 1 test.json ids missing (4), 0 repeated ()")
+        f"error: {sample}: the sample submission's ids do not match the test images: 0 not "
+        "among them (), 1 test images missing (4), 0 repeated ()")
     assert not (project / "submissions/submission.csv").exists()
 
 
