@@ -30,6 +30,8 @@ PER_CLASS_CSV = Path("metrics/per_class.csv")
 CONFUSION_CSV = Path("metrics/oof_confusion.csv")
 TOP_LOSSES_PNG = Path("metrics/top_losses.png")
 PREDICTIONS_DIR = Path("predictions")
+# Not an out: `make kaggle-bundle` writes the dataset and notebook here (git-ignored).
+KAGGLE_DIR = Path("kaggle")
 
 
 def model_dir(fold: int) -> Path:
