@@ -180,6 +180,7 @@ def bundle_and_run_notebook(project: Path, kaggle: Path) -> tuple[dict, dict]:
     return config, run_notebook(project, kaggle)
 
 
+@pytest.mark.timeout(2400)  # retrains tiny-lr when run alone, on a machine that may be shared
 def test_the_kaggle_notebook_reproduces_the_submission_and_a_blend_of_named_runs(project,
                                                                                  tmp_path):
     """After the experiments above (the workspace holds tta-flip6): the run alone, then blended
