@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: setup run test test-fast lint format typecheck check deps leaderboard submit \
-	download-competition demo-data clean
+	kaggle-bundle kaggle-push download-competition demo-data clean
 
 setup: $(VENV)/.installed
 
@@ -51,6 +51,14 @@ leaderboard: setup
 # params.yaml; MESSAGE="..." to write your own message).
 submit: setup
 	$(BIN)/python -m stages.submit $(if $(MESSAGE),--message "$(MESSAGE)")
+
+# Code competitions: this run (blended with ensemble_runs) as a Kaggle dataset + offline notebook
+# in kaggle/ (ARGS="--wheels --gpu --runs a b" to pass options), then upload both.
+kaggle-bundle: setup
+	$(BIN)/python -m stages.bundle $(ARGS)
+
+kaggle-push: setup
+	$(BIN)/python -m stages.kaggle_push
 
 # Get the competition named by kaggle_competition (params.yaml) with the kaggle tool and unzip it
 # into data/<slug>; then set `competition: data/<slug>`.

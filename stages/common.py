@@ -37,6 +37,8 @@ CONFUSION_NORMALIZED_PNG = REPORTS_DIR / "confusion_normalized.png"
 CURVES_PNG = REPORTS_DIR / "curves.png"
 REPORT_HTML = REPORTS_DIR / "report.html"
 PREDICTIONS_DIR = Path("predictions")
+# Not an out: `make kaggle-bundle` writes the dataset and notebook here (git-ignored).
+KAGGLE_DIR = Path("kaggle")
 
 
 def model_dir(fold: int) -> Path:

@@ -7,7 +7,8 @@ from lib.common.errors import UserError
 from lib.common.fileio import remove_stale_temps
 from lib.common.images import list_test_images
 from lib.common.params import load_params
-from lib.infer.fold_predictions import predict_fold, prepare_inference
+from lib.infer.fold_predictions import predict_fold
+from lib.infer.inference import prepare_inference
 from lib.infer.predictions import save_fold_predictions
 from lib.prepare.folds import read_folds
 from lib.train.checkpoint import load_checkpoint, model_from_checkpoint

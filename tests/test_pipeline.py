@@ -21,6 +21,7 @@ import yaml
 
 from tests.conftest import REPO
 from tests.helpers import run, wait_for_queue
+from tests.kaggle_notebook import assert_same_submission, run_notebook
 
 pytestmark = pytest.mark.slow
 SHRUNK = {"img_size": 32, "epochs": 1, "folds": 2, "train_folds": [0, 1], "batch_size": 32,
@@ -160,6 +161,55 @@ def test_repro_then_experiments_rerun_only_what_depends_on_their_params(project)
     ranked = [float(re.findall(r"\s(\d\.\d{4})\s", line)[0]) for line in lines[2:]
               if re.match(r" +\d+  ", line) and "workspace" not in line]
     assert ranked == sorted(ranked, reverse=True)
+
+
+def bundle_and_run_notebook(project: Path, kaggle: Path) -> tuple[dict, dict]:
+    """`python -m stages.bundle`, then its notebook run as Kaggle would (tests.kaggle_notebook);
+    the bundle's inference.json and where the notebook's code came from."""
+    run([sys.executable, "-m", "stages.bundle"], project)
+    config = json.loads((project / "kaggle/dataset/inference.json").read_text())
+    return config, run_notebook(project, kaggle)
+
+
+@pytest.mark.timeout(2400)  # retrains tiny-lr when run alone, on a machine that may be shared
+def test_the_kaggle_notebook_reproduces_the_submission_and_a_blend_of_named_runs(project,
+                                                                                 tmp_path):
+    """After the experiments above (the workspace holds tta-flip6): the run alone, then blended
+    with tiny-lr (other weights) with fitted weights, in proba format."""
+    if not (project / "dvc.lock").is_file():
+        run(["dvc", "repro"], project)
+    if "tiny-lr" not in run(["dvc", "exp", "list", "--name-only"], project).split():
+        run(["dvc", "exp", "run", "-n", "tiny-lr", "-S", "lr=1e-5"], project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["kaggle_username"] = "tester"  # read by the bundle only: no stage re-runs
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    config, probe = bundle_and_run_notebook(project, tmp_path / "alone")
+    dataset = project / "kaggle" / "dataset"
+    assert [m["name"] for m in config["members"]] == ["run"]
+    # the checkpoints and nothing else of models/ (no resume files, no training logs)
+    assert sorted(p.relative_to(dataset).as_posix() for p in (dataset / "models").rglob("*")
+                  if p.is_file()) == ["models/run/fold0/model.pt", "models/run/fold1/model.pt"]
+    assert json.loads((dataset / "dataset-metadata.json").read_text())["id"] == \
+        "tester/demo-models"
+    kernel = json.loads((project / "kaggle/kernel/kernel-metadata.json").read_text())
+    assert kernel["enable_internet"] is False and kernel["dataset_sources"] == [
+        "tester/demo-models"]
+    assert probe["lib"] is False  # the project's checkout cannot be imported
+    assert Path(probe["package"]).is_relative_to(tmp_path / "alone" / "input" / "demo-models")
+    assert str(REPO) not in {str(Path(p or ".").resolve()) for p in probe["path"]}
+    assert_same_submission(project / "submissions/submission.csv",
+                           tmp_path / "alone" / "working" / "submission.csv")
+
+    run(["dvc", "exp", "run", "-n", "blend", "-S", "ensemble_runs=[tiny-lr]", "-S",
+         "ensemble_weights=auto", "-S", "submission_format=proba"], project)
+    config, _ = bundle_and_run_notebook(project, tmp_path / "blend")
+    assert [(m["name"], m["tta"]) for m in config["members"]] == [("run", "flip6"),
+                                                                  ("tiny-lr", "flip")]
+    assert len(config["ensemble"]["weights"]) == 2
+    assert (dataset / "models" / "1-tiny-lr" / "fold1" / "model.pt").is_file()
+    assert_same_submission(project / "submissions/submission.csv",
+                           tmp_path / "blend" / "working" / "submission.csv")
 
 
 def test_speed_knobs_rerun_nothing_and_a_code_change_reruns_its_stages(project):

@@ -246,6 +246,9 @@ RULES: dict[str, Check] = {
     "kaggle_competition": lambda value: None if value is None or (
         isinstance(value, str) and re.fullmatch(r"[a-z0-9][a-z0-9-]*", value)) else
     "null or a competition slug as in its URL, e.g. imaterialist-challenge-furniture-2018",
+    "kaggle_username": lambda value: None if value is None or (
+        isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", value)) else
+    "null or your Kaggle user name (kaggle.com/<user name>), e.g. jdoe",
     "clip_low": _number(0, high=0.5),
     "clip_high": _number(0.5, strict=True, high=1.0),
 }

@@ -19,7 +19,8 @@ import pandas as pd
 from lib.acquire.competition_files import CompetitionFiles
 from lib.acquire.layouts import Competition
 from lib.common.images import list_test_images
-from lib.infer.ensemble import RunPredictions, clip_probs, correct_prior, most_probable_column
+from lib.infer.ensemble import RunPredictions
+from lib.infer.final import final_submission
 from lib.infer.members import load_members
 from lib.infer.metrics import differentiable
 from lib.infer.predictions import Predictions, check_test_ids
@@ -34,7 +35,6 @@ from lib.infer.scoring import (
 from lib.infer.shapes import top_k
 from lib.infer.submission import (
     Layout,
-    build_submission,
     competition_class_names,
     competition_layout,
 )
@@ -103,22 +103,16 @@ def blend_and_score(runs: Sequence[RunPredictions], *, layout: Layout,
                        target_prior=target_prior)
     detail = detail_scores(runs, blend, low=low, high=high,
                            nested=fit.nested if fit else None, metric=metric)
-    prior = blend.target if prior_correction else blend.source
-    final = correct_prior(blend.test.probs, source=blend.source, target=blend.target) \
-        if prior_correction else blend.test.probs
-    blend.test.probs = clip_probs(final, low=low, high=high)
-    fallback_column = most_probable_column(prior, blend.source)
-    frame, filled = build_submission(layout, blend.test,
-                                     fallback_probs=clip_probs(prior[None], low=low,
-                                                               high=high)[0],
-                                     fallback_column=fallback_column)
-    detail["submission"] = {"rows": len(frame), "filled_missing_images": filled}
+    final = final_submission(blend.test, layout=layout, source=blend.source,
+                             target=blend.target, prior_correction=prior_correction, low=low,
+                             high=high)
+    detail["submission"] = {"rows": len(final.frame), "filled_missing_images": final.filled}
     if answers is not None:
-        detail["test"] = test_scores(answers, layout, blend.test, prior=prior,
-                                     fallback_column=fallback_column, metric=metric)
+        detail["test"] = test_scores(answers, layout, final.test, prior=final.prior,
+                                     fallback_column=final.fallback_column, metric=metric)
     if fit:
         detail["weights"] = fit.metrics() | {"metric": metric}
-    return Outcome(frame=frame, oof=blend.oof, detail=detail,
+    return Outcome(frame=final.frame, oof=blend.oof, detail=detail,
                    headline=headline(detail, prior_correction=prior_correction, metric=metric))
 
 

@@ -23,7 +23,7 @@ from lib.common.errors import UserError
 from lib.common.ids import repeated_stem
 from lib.common.images import decode_problem, list_images
 from lib.infer.ensemble import combine
-from lib.infer.fold_predictions import prepare_inference
+from lib.infer.inference import prepare_inference
 from lib.infer.predictions import Predictions
 from lib.infer.submission import class_names
 from lib.train.checkpoint import load_checkpoint, model_from_checkpoint

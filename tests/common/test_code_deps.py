@@ -105,7 +105,7 @@ MAY_RUN = {
     "predict": ["stages/predict.py", "lib/prepare/folds.py", "lib/train/checkpoint.py",
                 "lib/train/data.py", "lib/train/device.py", "lib/train/heads.py",
                 "lib/train/model.py", "lib/infer/fold_predictions.py", "lib/infer/merge.py",
-                "lib/infer/predictions.py", "lib/infer/tta.py"],
+                "lib/infer/inference.py", "lib/infer/predictions.py", "lib/infer/tta.py"],
     # the competition's files and layouts (test labels, classes), not the downloader
     "ensemble": ["stages/ensemble.py", "lib/prepare/folds.py", "lib/acquire/competition.py",
                  "lib/acquire/competition_files.py", "lib/acquire/layouts.py",
