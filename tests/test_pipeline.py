@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, default_params
 
 pytestmark = pytest.mark.slow
 SHRUNK = {"img_size": 32, "epochs": 1, "folds": 2, "train_folds": [0, 1], "batch_size": 32,
@@ -69,7 +69,7 @@ def make_project(root: Path, shrunk: dict | None = None, source: Path = REPO) ->
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source / name, root / name)
     shrink_competition(root / "data" / "demo")
-    params = yaml.safe_load((root / "params.yaml").read_text())
+    params = default_params()  # the defaults, not the checkout's params.yaml
     params.update(SHRUNK | (shrunk or {}))
     params["stats"]["workers"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, default_params
 
 
 def run_stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -23,7 +23,8 @@ def run_stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def repo_params() -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())
+    """The default params (tests/params.yaml: never the checkout's params.yaml)."""
+    return default_params()
 
 
 def test_bad_param_is_one_line_naming_key_value_and_allowed(tmp_path):
