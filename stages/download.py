@@ -22,6 +22,7 @@ from lib.common.fileio import remove_stale_temps
 from lib.common.params import load_params
 from stages import common as out
 from stages.common import run
+from stages.prechecks import check_before_work
 
 SETTINGS = [field.name for field in fields(DownloadSettings)]
 # Knobs that change only how fast the images come, never which bytes are stored: not DVC deps.
@@ -37,6 +38,7 @@ def main() -> None:
     competition = Path(params["competition"])
     found = read_competition(competition, fmt=params["competition_format"],
                              id_column=params["id_column"], label_column=params["label_column"])
+    check_before_work(found)  # what would fail the ensemble, before any image is stored
     settings = DownloadSettings(**{name: params[f"download.{name}"] for name in SETTINGS})
     retry = read_failures(out.DOWNLOAD_FAILURES) if params["download.retry_failures"] else None
     try:

@@ -21,6 +21,7 @@ from lib.train import distributed
 from lib.train.fold import fold_data, resume_key, train_fold
 from lib.train.loop import TrainConfig, as_metrics
 from stages.common import FOLDS_CSV, IMAGES_DIR, STATS_JSON, fold_argument, model_dir, run, upstream
+from stages.prechecks import check_before_work
 
 # Speed only (loader processes; torch.compile computes the same function): not DVC deps.
 SPEED_PARAMS = ["workers", "compile"]
@@ -31,6 +32,7 @@ PARAMS = [key for key in [*TrainConfig.param_keys(), "arch", "pretrained", "head
 
 def main() -> None:
     fold, p = fold_argument(), load_params(PARAMS + SPEED_PARAMS)
+    check_before_work()  # what would fail the ensemble, before any training
     env, device = distributed.setup(p["gpus"])
     try:
         if not env.main:

@@ -23,8 +23,9 @@ def run_stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def repo_params() -> dict:
-    """The default params (tests/params.yaml: never the checkout's params.yaml)."""
-    return default_params()
+    """The default params (tests/params.yaml: never the checkout's params.yaml), for a project
+    in a temporary folder: the competition is the repo's demo."""
+    return default_params() | {"competition": str(REPO / "data" / "demo")}
 
 
 def test_bad_param_is_one_line_naming_key_value_and_allowed(tmp_path):

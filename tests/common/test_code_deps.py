@@ -88,3 +88,13 @@ def test_speed_knobs_are_not_deps(name):
     params = set(STAGES[name].get("params", []))
     assert not params & {"workers", "batch_size" if name == "predict" else "", "compile",
                          "stats.workers", "download.workers", "download.concurrency"}
+
+
+def test_a_module_that_cannot_change_outputs_brings_none_of_its_imports():
+    """train runs the prechecks (which read the competition and the submission's shape) before
+    its work; neither they nor what only they import are deps: editing the submission code
+    retrains nothing."""
+    assert "stages.prechecks" in imported_modules(REPO, REPO / "stages" / "train.py")
+    deps = code_deps(REPO, STAGES["train"]["cmd"])
+    assert not {"stages/prechecks.py", "lib/infer/prechecks.py", "lib/infer/submission.py",
+                "lib/acquire/layouts.py"} & set(deps)
