@@ -1,6 +1,7 @@
 """Command (not a DVC stage): every experiment with only the params it changed and its headline
-numbers (OOF accuracy and log loss, test accuracy when answers are known), best OOF first
-(`make leaderboard`). Reads `dvc exp show --json`.
+numbers (OOF accuracy and log loss, test accuracy when answers are known), best OOF first, one
+table per competition; failed queued experiments are listed with the line that says why
+(`make leaderboard`). Reads `dvc exp show --json` and the failed experiments' logs.
 
     python -m stages.leaderboard [--all] [--width 120]
 """
@@ -11,8 +12,14 @@ import shutil
 import subprocess
 
 from lib.common.errors import UserError
-from lib.common.params import load_params
-from lib.experiments.leaderboard import entries, ranked, render
+from lib.experiments.leaderboard import (
+    by_competition,
+    entries,
+    ranked,
+    ranks_by_log_loss,
+    render,
+    render_failures,
+)
 from stages.common import ENSEMBLE_METRICS, run
 
 
@@ -27,10 +34,15 @@ def main() -> None:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"`{' '.join(command)}` failed: {last}")
     rows = entries(json.loads(done.stdout), metrics_file=ENSEMBLE_METRICS.as_posix())
-    by_log_loss = load_params(["submission_format"])["submission_format"] == "proba"
-    print(render(ranked(rows, by_log_loss=by_log_loss), width=args.width))
-    print(f"\nranked by OOF {'log loss' if by_log_loss else 'accuracy'}; "
-          "`dvc exp apply <name>` brings one into the workspace")
+    for competition, group in by_competition(rows).items():
+        by_log_loss = ranks_by_log_loss(group)
+        print(f"competition {competition}: ranked by OOF "
+              f"{'log loss' if by_log_loss else 'accuracy'}")
+        print(render(ranked(group, by_log_loss=by_log_loss), width=args.width))
+        failures = render_failures(group, width=args.width)
+        print(f"{failures}\n" if failures else "")
+    print("`dvc exp apply <name>`: bring one into the workspace; `dvc queue logs <name>`: the "
+          "whole log of a failed one")
 
 
 if __name__ == "__main__":
