@@ -11,7 +11,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from lib.acquire.competition_files import resolve_file, write_classes_file
+from lib.acquire.competition_files import write_classes_file
 from lib.acquire.download import (
     DownloadInterrupted,
     DownloadSettings,
@@ -22,9 +22,9 @@ from lib.acquire.download import (
 from lib.acquire.layouts import read_competition
 from lib.common.fileio import remove_stale_temps
 from lib.common.params import load_params
-from lib.infer.shapes import check_sample_shape
 from stages import common as out
 from stages.common import run
+from stages.prechecks import check_before_work
 
 SETTINGS = [field.name for field in fields(DownloadSettings)]
 # Knobs that change only how fast the images come, never which bytes are stored: not DVC deps.
@@ -33,22 +33,16 @@ PARAMS = ["competition", "competition_format", "id_column", "label_column", "lab
           "test_share", "download.retry_failures",
           *(f"download.{name}" for name in SETTINGS if name not in SPEED_SETTINGS)]
 SPEED_PARAMS = [f"download.{name}" for name in SPEED_SETTINGS]
-# Read only to refuse a submission shape that contradicts the metric or the sample submission
-# before anything is fetched or trained; not deps: the ensemble checks them again when it writes.
-SHAPE_PARAMS = ["metric", "submission_format", "sample_submission"]
 
 
 def main() -> None:
-    params = load_params(PARAMS + SPEED_PARAMS + SHAPE_PARAMS)
+    params = load_params(PARAMS + SPEED_PARAMS)
     competition = Path(params["competition"])
     found = read_competition(competition, fmt=params["competition_format"],
                              id_column=params["id_column"], label_column=params["label_column"],
                              label_pattern=params["label_pattern"],
                              test_share=params["test_share"])
-    check_sample_shape(resolve_file(params["sample_submission"], key="sample_submission",
-                                    competition=competition),
-                       submission_format=params["submission_format"], metric=params["metric"],
-                       labels=set((found.class_names or {}).values()))
+    check_before_work(found)  # what would fail the ensemble, before any image is stored
     settings = DownloadSettings(**{name: params[f"download.{name}"] for name in SETTINGS})
     retry = read_failures(out.DOWNLOAD_FAILURES) if params["download.retry_failures"] else None
     try:

@@ -9,6 +9,7 @@ from lib.common.params import load_params
 from lib.prepare.duplicates import content_hashes, group_ids
 from lib.prepare.folds import assign_folds, describe, drop_unreadable, scan_labelled, summarize
 from stages.common import FOLDS_CSV, FOLDS_SUMMARY, IMAGES_DIR, run, upstream
+from stages.prechecks import check_before_work
 
 PARAMS = ["folds", "seed", "validation"]
 SPEED_PARAMS: list[str] = []
@@ -17,6 +18,7 @@ SPEED_PARAMS: list[str] = []
 def main() -> None:
     params = load_params(PARAMS)
     upstream(IMAGES_DIR, "download")
+    check_before_work()
     remove_stale_temps(FOLDS_CSV.parent)
     splits = [s for s in ("train", "validation") if (IMAGES_DIR / s).is_dir()]
     images, unreadable = drop_unreadable(scan_labelled(IMAGES_DIR, splits),

@@ -1,6 +1,8 @@
 """Command (not a DVC stage): every experiment with only the params it changed and its headline
 numbers (OOF accuracy, log loss and the competition's metric, test accuracy when answers are
-known), best OOF `metric` first (`make leaderboard`). Reads `dvc exp show --json`.
+known), best OOF `metric` first, one table per competition; failed queued experiments are
+listed with the line that says why (`make leaderboard`). Reads `dvc exp show --json` and the
+failed experiments' logs.
 
     python -m stages.leaderboard [--all] [--width 120]
 """
@@ -11,8 +13,14 @@ import shutil
 import subprocess
 
 from lib.common.errors import UserError
-from lib.common.params import load_params
-from lib.experiments.leaderboard import entries, ranked, render
+from lib.experiments.leaderboard import (
+    by_competition,
+    entries,
+    group_metric,
+    ranked,
+    render,
+    render_failures,
+)
 from stages.common import ENSEMBLE_METRICS, run
 
 
@@ -27,10 +35,15 @@ def main() -> None:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"`{' '.join(command)}` failed: {last}")
     rows = entries(json.loads(done.stdout), metrics_file=ENSEMBLE_METRICS.as_posix())
-    metric = load_params(["metric"])["metric"]
-    print(render(ranked(rows, metric=metric), width=args.width, metric=metric))
-    print(f"\nranked by OOF {metric} ({'lower' if metric == 'log_loss' else 'higher'} is "
-          "better); `dvc exp apply <name>` brings one into the workspace")
+    for competition, group in by_competition(rows).items():
+        metric = group_metric(group)
+        print(f"competition {competition}: ranked by OOF {metric} "
+              f"({'lower' if metric == 'log_loss' else 'higher'} is better)")
+        print(render(ranked(group, metric=metric), width=args.width, metric=metric))
+        failures = render_failures(group, width=args.width)
+        print(f"{failures}\n" if failures else "")
+    print("`dvc exp apply <name>`: bring one into the workspace; `dvc queue logs <name>`: the "
+          "whole log of a failed one")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from stages.common import (
     run,
     upstream,
 )
+from stages.prechecks import check_before_work
 
 PARAMS = ["tta", "tta_merge", "tta_crop", "tta_scales"]
 # Inference in eval mode: the batch size and loader processes change only the speed.
@@ -32,6 +33,7 @@ SPEED_PARAMS = ["batch_size", "workers"]
 def main() -> None:
     fold = fold_argument()
     p = load_params(PARAMS + SPEED_PARAMS)
+    check_before_work()
     model_file = upstream(model_dir(fold) / "model.pt", f"train@{fold}")
     checkpoint = load_checkpoint(model_file)
     folds = read_folds(upstream(FOLDS_CSV, "folds"))

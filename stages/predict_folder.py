@@ -4,9 +4,10 @@ the run's TTA and ensemble merge from params.yaml; no DVC needed.
     python -m stages.predict_folder FOLDER [--runs models runs/b3/models] [--out preds.csv]
                                            [--top-k 3]
 
-Writes a CSV: id (the file stem), predicted (the class name when a classes file is known, else
-the label id), then label_1, prob_1, ... label_k, prob_k. Files that do not decode are skipped,
-each named in a warning. --out may be a folder: the CSV is then <folder>/predictions.csv.
+Writes a CSV (by default outputs/<FOLDER's name>.csv: outputs/ is git-ignored): id (the file
+stem), predicted (the class name when a classes file is known, else the label id), then
+label_1, prob_1, ... label_k, prob_k. Files that do not decode are skipped, each named in a
+warning. --out may be a folder: the CSV is then <out>/<FOLDER's name>.csv.
 """
 
 import argparse
@@ -23,18 +24,32 @@ from stages.common import CLASSES_CSV, run
 PARAMS = ["tta", "tta_merge", "tta_crop", "tta_scales", "ensemble_merge", "competition",
           "classes_file"]
 SPEED_PARAMS = ["batch_size", "workers"]
+OUTPUTS_DIR = Path("outputs")  # what commands write for the user (not a DVC out); git-ignored
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+        epilog="TTA (tta, tta_merge, tta_crop, tta_scales), ensemble_merge, batch_size and "
+               "workers come from params.yaml.")
+    parser.add_argument("folder", type=Path,
+                        help="the images to predict (their file stems are the ids; sub-folders "
+                             "are searched too)")
+    parser.add_argument("--runs", type=Path, nargs="+", default=[Path("models")],
+                        help="folders holding fold<k>/model.pt, all merged (default: models)")
+    parser.add_argument("--out", type=Path,
+                        help=f"the CSV to write (default: {OUTPUTS_DIR}/<FOLDER's name>.csv; "
+                             f"{OUTPUTS_DIR}/ is git-ignored)")
+    parser.add_argument("--top-k", type=int, default=3,
+                        help="how many classes each row lists, most probable first (default: 3)")
+    return parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
-    parser.add_argument("--runs", type=Path, nargs="+", default=[Path("models")],
-                        help="folders holding fold<k>/model.pt (default: models)")
-    parser.add_argument("--out", type=Path, default=Path("predictions.csv"))
-    parser.add_argument("--top-k", type=int, default=3)
-    args = parser.parse_args()
-    if args.out.is_dir():  # a folder: the table goes in it
-        args.out = args.out / "predictions.csv"
+    args = build_parser().parse_args()
+    out = args.out or OUTPUTS_DIR / f"{args.folder.resolve().name}.csv"
+    if out.is_dir():  # a folder: the table goes in it
+        out = out / f"{args.folder.resolve().name}.csv"
     p = load_params(PARAMS + SPEED_PARAMS)
     paths, ids = folder_images(args.folder)
     models = fold_models(args.runs)
@@ -47,9 +62,10 @@ def main() -> None:
                                 sample_submission=None).classes_file
     table = top_k_table(predictions, read_class_names(classes) if classes else None,
                         max(args.top_k, 1))
-    with atomic_path(args.out, suffix=".csv") as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out, suffix=".csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    print(f"{args.out}: {len(table)} images, {len(models)} models merged by "
+    print(f"{out}: {len(table)} images, {len(models)} models merged by "
           f"{p['ensemble_merge']}, tta {p['tta']}")
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from stages.common import (
     run,
     upstream,
 )
+from stages.prechecks import check_before_work
 
 # Speed only (loader processes; torch.compile computes the same function): not DVC deps.
 SPEED_PARAMS = ["workers", "compile"]
@@ -40,6 +41,7 @@ PARAMS = [key for key in [*TrainConfig.param_keys(), "arch", "pretrained", "head
 
 def main() -> None:
     fold, p = fold_argument(), load_params(PARAMS + SPEED_PARAMS)
+    check_before_work()  # what would fail the ensemble, before any training
     env, device = distributed.setup(p["gpus"])
     try:
         if not env.main:

@@ -1,5 +1,10 @@
 """Shared fixtures: tiny real images written under tmp_path; a recorder of the files a call
-writes (for the property-based tests: readers write nothing outside their folder)."""
+writes (for the property-based tests: readers write nothing outside their folder); the params
+the tests run on.
+
+Tests never read the checkout's params.yaml (the user's to edit: another competition, another
+lr): they take tests/params.yaml, a copy of the shipped defaults, whose keys a test holds equal
+to params.yaml's (tests/common/test_params.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from PIL import Image
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 REPO = Path(__file__).resolve().parent.parent
+PARAMS_FIXTURE = Path(__file__).resolve().parent / "params.yaml"  # the defaults tests run on
 
 
 def write_image(path: Path, *, size: tuple[int, int] = (16, 12), mode: str = "RGB",
@@ -97,16 +103,28 @@ def assert_written_only_inside(folder: Path, writes: list[str]) -> None:
     assert not outside, f"written outside {folder}: {outside[:3]}"
 
 
-def train_config(**overrides):
-    """A TrainConfig with params.yaml's values (the one home of the defaults) and `overrides`."""
+def default_params() -> dict:
+    """The shipped defaults, as a fresh nested dict (tests/params.yaml, never the checkout's
+    params.yaml)."""
     from lib.common.params import read_params_file
+    return read_params_file(PARAMS_FIXTURE)
+
+
+def write_params(folder: Path, **overrides) -> Path:
+    """folder/params.yaml: the defaults with top-level `overrides`."""
+    import yaml
+    path = Path(folder) / "params.yaml"
+    path.write_text(yaml.safe_dump(default_params() | overrides, sort_keys=False))
+    return path
+
+
+def train_config(**overrides):
+    """A TrainConfig with the default params' values and `overrides`."""
     from lib.train.loop import TrainConfig
-    return TrainConfig.from_params(read_params_file(REPO / "params.yaml"), **overrides)
+    return TrainConfig.from_params(default_params(), **overrides)
 
 
 def download_settings(**overrides):
-    """DownloadSettings with params.yaml's values (the one home of the defaults) and
-    `overrides`."""
+    """DownloadSettings with the default params' values and `overrides`."""
     from lib.acquire.download import DownloadSettings
-    from lib.common.params import read_params_file
-    return DownloadSettings.from_params(read_params_file(REPO / "params.yaml"), **overrides)
+    return DownloadSettings.from_params(default_params(), **overrides)

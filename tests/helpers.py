@@ -26,8 +26,6 @@ import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-import yaml
-
 from tests.conftest import REPO
 
 # what a stage's log lines look like (stages.common.run configures the same)
@@ -35,8 +33,10 @@ _LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
 
 
 def repo_params() -> dict:
-    """The repository's params.yaml, the defaults a test project starts from."""
-    return yaml.safe_load((REPO / "params.yaml").read_text())
+    """The default params (tests/params.yaml: never the checkout's params.yaml), for a project
+    in a temporary folder: the competition is the repo's demo."""
+    from tests.conftest import default_params
+    return default_params() | {"competition": str(REPO / "data" / "demo")}
 
 
 def call_stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:

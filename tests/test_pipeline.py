@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, default_params
 from tests.helpers import run, wait_for_queue
 from tests.kaggle_notebook import assert_same_submission, run_notebook
 
@@ -61,7 +61,7 @@ def make_project(root: Path, shrunk: dict | None = None, source: Path = REPO) ->
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source / name, root / name)
     shrink_competition(root / "data" / "demo")
-    params = yaml.safe_load((root / "params.yaml").read_text())
+    params = default_params()  # the defaults, not the checkout's params.yaml
     params.update(SHRUNK | (shrunk or {}))
     params["stats"]["workers"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -155,10 +155,11 @@ def test_repro_then_experiments_rerun_only_what_depends_on_their_params(project)
     board = run([sys.executable, "-m", "stages.leaderboard", "--width", "120"], project)
     lines = board.splitlines()
     assert max(len(line) for line in lines) <= 120
-    assert re.match(r" +#  experiment +oof acc +oof loss +test acc +changed params", lines[0])
+    assert lines[0] == "competition data/demo: ranked by OOF accuracy"
+    assert re.match(r" +#  experiment +oof acc +oof loss +test acc +changed params", lines[1])
     assert any("tiny-lr" in line and "lr=1e-05" in line for line in lines)
     assert any("tta-flip6" in line and line.endswith("tta=flip6") for line in lines)
-    ranked = [float(re.findall(r"\s(\d\.\d{4})\s", line)[0]) for line in lines[2:]
+    ranked = [float(re.findall(r"\s(\d\.\d{4})\s", line)[0]) for line in lines[3:]
               if re.match(r" +\d+  ", line) and "workspace" not in line]
     assert ranked == sorted(ranked, reverse=True)
 

@@ -21,6 +21,8 @@ PACKAGES = ("lib", "stages")
 NOT_DEPS = {
     "lib/common/errors.py": "exception classes: they change what a failure says, never an output",
     "lib/common/params.py": "reads and checks params.yaml as DVC does; DVC tracks the values",
+    "stages/prechecks.py": "checks what would fail the ensemble before a stage's work: it can "
+                           "stop a stage, never change what it writes",
 }
 _CODE_DEP = re.compile(r"^(\s+)- ((?:lib|stages)/[\w/]+\.py)\s*$")
 
@@ -60,14 +62,17 @@ def imported_modules(root: Path, path: Path) -> set[str]:
 
 
 def import_closure(root: Path, modules: list[str]) -> set[str]:
-    """Repo-relative paths of every project file the modules run, empty __init__s aside."""
+    """Repo-relative paths of every project file the modules run, empty __init__s aside. The
+    walk stops at NOT_DEPS: what only they import cannot change an output either."""
     seen: set[str] = set()
     todo = list(modules)
     while todo:
         module = todo.pop()
         if module not in seen:
             seen.add(module)
-            todo += imported_modules(root, _file_of(root, module))
+            path = _file_of(root, module)
+            if path.relative_to(root).as_posix() not in NOT_DEPS:
+                todo += imported_modules(root, path)
     files = {_file_of(root, m) for m in seen}
     return {f.relative_to(root).as_posix() for f in files
             if not (f.name == "__init__.py" and not f.read_text().strip())}

@@ -1,16 +1,23 @@
 """A leaderboard of DVC experiments: each run with only the params it changed and its headline
-numbers, best out-of-fold score first, in a table that fits a terminal.
+numbers, best out-of-fold score first, in a table that fits a terminal; one table per
+competition (the `competition` param), since scores on two competitions do not compare.
 
 In: the output of `dvc exp show --json` (a list of baseline commits and the workspace, each
-with its experiments), the headline metrics file and the competition's metric, which ranks the
-runs (its `oof.<metric>`, lowest first for log loss, highest first for the others).
-Out: Entry rows, ranked; `render` gives the table as text.
+with its experiments) and the headline metrics file. Out: Entry rows (commits without an
+experiment left out, failed queued experiments carrying the line of their log that says why),
+grouped by competition (`by_competition`), ranked by the competition's metric (`group_metric`,
+`ranked`: its `oof.<metric>`, lowest first for log loss, highest first for the others);
+`render` gives a group's table as text, `render_failures` its failed experiments.
 """
 
 from __future__ import annotations
 
+import re
 import textwrap
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 HEADLINE = (("oof acc", "oof", "accuracy"), ("oof loss", "oof", "log_loss"),
@@ -23,6 +30,11 @@ class Entry:
     params: dict[str, Any]
     metrics: dict[str, float]
     changed: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # why a failed experiment failed (a line of its log)
+
+    @property
+    def competition(self) -> str:
+        return str(self.params.get("competition", "?"))
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -49,27 +61,86 @@ def _entry(row: dict, name: str, metrics_file: str) -> Entry:
                  metrics={k: v for k, v in numbers.items() if isinstance(v, int | float)})
 
 
-def entries(show: list[dict], *, metrics_file: str = "metrics/ensemble.json") -> list[Entry]:
-    """Every workspace, baseline and experiment row of `dvc exp show --json`, each with the
-    params that differ from its baseline's."""
+def read_log(path: str) -> str | None:
+    """The text of an experiment's log file, None when it is gone."""
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def entries(show: list[dict], *, metrics_file: str = "metrics/ensemble.json",
+            logs: Callable[[str], str | None] = read_log) -> list[Entry]:
+    """The workspace, the first baseline (HEAD), every other commit that has experiments, and
+    the experiments, each with the params that differ from its baseline's. A failed experiment
+    carries `failure_line` of its log (`logs` reads one by path)."""
     rows: list[Entry] = []
-    workspace = None
+    workspace = head = None
     for row in show:
         if row.get("rev") == "workspace":
             workspace = _entry(row, "workspace", metrics_file)
             continue
         baseline = _entry(row, f"{row.get('name') or row['rev'][:7]} (baseline)", metrics_file)
+        experiments = row.get("experiments") or []
+        if head is None:
+            head = baseline
+        elif not experiments:
+            continue  # a commit nobody experimented from: noise in `--all`
         rows.append(baseline)
-        for experiment in row.get("experiments") or []:
+        for experiment in experiments:
+            executor = experiment.get("executor") or {}
+            state = executor.get("state")
             for rev in experiment.get("revs") or []:
-                running = (experiment.get("executor") or {}).get("state") == "running"
-                name = (rev.get("name") or rev["rev"][:7]) + (" (running)" if running else "")
-                entry = _entry(rev, name, metrics_file)
+                name = rev.get("name") or experiment.get("name") or rev["rev"][:7]
+                entry = _entry(rev, name + (f" ({state})" if state in ("running", "failed",
+                                                                         "queued") else ""),
+                               metrics_file)
                 entry.changed = _changes(entry.params, baseline.params)
+                if state == "failed" or rev.get("error"):
+                    log = (executor.get("local") or {}).get("log")
+                    entry.error = failure_line(logs(log) if log else None)
                 rows.append(entry)
-        if workspace is not None:
-            workspace.changed = _changes(workspace.params, baseline.params)
+    if workspace is not None and head is not None:
+        workspace.changed = _changes(workspace.params, head.params)
     return ([workspace] if workspace else []) + rows
+
+
+# A dep missing from an experiment's temporary copy: DVC copies only what git or DVC tracks.
+_MISSING_IN_COPY = re.compile(r"No such file or directory: '[^']*?/\.dvc/tmp/exps/"
+                              r"(?:[^/']+/)*?tmp[^/']*/([^']+)'")
+
+
+def failure_line(log: str | None) -> str:
+    """The line of a failed experiment's log that says why: a stage's own `error: ...` line
+    when there is one, else DVC's last `ERROR:` line; a folder missing from the experiment's
+    copy of the project gets the fix (`dvc add` it and commit)."""
+    if not log:
+        return "no log (see `dvc queue logs <name>`)"
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    ours = [line for line in lines if line.startswith("error: ")]
+    theirs = [line for line in lines if line.startswith("ERROR:")]
+    line = (ours or theirs or lines[-1:])[-1]
+    missing = _MISSING_IN_COPY.search(line)
+    if missing:
+        folder = missing.group(1)
+        return (f"{folder} is not in the experiment's copy of the project (DVC copies only what "
+                f"git or DVC tracks): run `dvc add {folder}`, commit {folder}.dvc, queue again")
+    return line
+
+
+def by_competition(rows: list[Entry]) -> dict[str, list[Entry]]:
+    """The rows of each competition, in the order the competitions first appear."""
+    groups: dict[str, list[Entry]] = {}
+    for row in rows:
+        groups.setdefault(row.competition, []).append(row)
+    return groups
+
+
+def group_metric(rows: list[Entry], default: str = "accuracy") -> str:
+    """The metric a competition's runs are ranked by: the `metric` param most of them set
+    (`default` when none does)."""
+    counts = Counter(row.params["metric"] for row in rows if row.params.get("metric"))
+    return counts.most_common(1)[0][0] if counts else default
 
 
 def _changes(params: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +184,13 @@ def render(rows: list[Entry], *, width: int = 120, metric: str = "accuracy") -> 
         lines.append(f"{cells}  {wrapped[0]}")
         lines += [indent + more for more in wrapped[1:]]
     return "\n".join(lines)
+
+
+def render_failures(rows: list[Entry], *, width: int = 120) -> str:
+    """One line per failed experiment: its name and why (empty when none failed)."""
+    failed = [row for row in rows if row.error is not None]
+    return "\n".join(textwrap.fill(f"failed: {row.name.removesuffix(' (failed)')}: {row.error}",
+                                    width, subsequent_indent="    ") for row in failed)
 
 
 def _number(value: float | None) -> str:

@@ -36,7 +36,7 @@ from lib.acquire.download import (
     write_report,
 )
 from lib.acquire.fetch import backoff_delay, retry_after_s
-from tests.conftest import REPO, download_settings, write_image
+from tests.conftest import REPO, default_params, download_settings, write_image
 
 # small limits so the big and the bomb fixtures trip them while 32x32 images pass
 SETTINGS = dict(concurrency=8, per_host=8, timeout_s=1.0, connect_timeout_s=1.0,
@@ -888,7 +888,7 @@ def stage_project(root: Path, server: Server, tag: str) -> Path:
     annotations = [{"image_id": i, "label_id": 1 + i % 3} for i in range(RESUME_IMAGES)]
     (competition / "train.json").write_text(json.dumps({"images": images,
                                                         "annotations": annotations}))
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = default_params()
     params["competition"] = str(competition)
     params["download"] |= dict(concurrency=4, per_host=4, workers=1, timeout_s=5)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -998,7 +998,7 @@ def test_the_stage_sets_images_no_longer_listed_aside_in_data_images_removed(tmp
     write_image(competition / "6.png", seed=6)  # the list names image 6, no longer 5
     (competition / "train.json").write_text('{"images": [{"url": "file:6.png", "image_id": 6}], '
                                             '"annotations": [{"image_id": 6, "label_id": 3}]}')
-    params = yaml.safe_load((REPO / "params.yaml").read_text()) | {"competition": str(competition)}
+    params = default_params() | {"competition": str(competition)}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     image = write_image(tmp_path / "data" / "images" / "train" / "3" / "5.png").read_bytes()
     done = subprocess.run([sys.executable, "-m", "stages.download"], cwd=tmp_path,

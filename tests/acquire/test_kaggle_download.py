@@ -58,17 +58,32 @@ def get_competition(project: Path, kaggle: Path, **env: str) -> subprocess.Compl
         return call_stage("get_competition", project)
 
 
-def test_get_competition_unzips_into_data_slug(tmp_path, kaggle):
+def test_get_competition_unzips_into_data_slug_and_tracks_it_with_dvc(tmp_path, kaggle):
+    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(command, cwd=tmp_path, check=True)
     done = get_competition(tmp_path, kaggle, KAGGLE_USERNAME="me", KAGGLE_KEY="k")
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "data" / "dog-breed-identification"
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
                   if p.is_file()) == ["labels.csv", "test/ab12.jpg", "train/ab12.jpg"]
     assert "set `competition: data/dog-breed-identification`" in done.stdout
+    # tracked by DVC, its .dvc file and .gitignore staged for the user's commit
+    assert "data/dog-breed-identification.dvc and data/.gitignore are staged" in done.stdout
+    staged = subprocess.run(["git", "diff", "--cached", "--name-only"], cwd=tmp_path,
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert {"data/dog-breed-identification.dvc", "data/.gitignore"} <= set(staged)
+    assert "/dog-breed-identification" in (tmp_path / "data" / ".gitignore").read_text()
     # a second run never overwrites what is there
     again = get_competition(tmp_path, kaggle, KAGGLE_USERNAME="me", KAGGLE_KEY="k")
     assert "already holds files" in one_error_line(again)
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["dog-breed-identification"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
+        ".gitignore", "dog-breed-identification", "dog-breed-identification.dvc"]
+
+
+def test_outside_a_dvc_project_the_folder_stays_and_the_fix_is_named(tmp_path, kaggle):
+    done = get_competition(tmp_path, kaggle, KAGGLE_USERNAME="me", KAGGLE_KEY="k")
+    assert "`dvc add data/dog-breed-identification` failed" in one_error_line(done)
+    assert (tmp_path / "data" / "dog-breed-identification" / "labels.csv").is_file()
 
 
 def test_missing_credentials_say_where_kaggle_json_goes(tmp_path, kaggle):

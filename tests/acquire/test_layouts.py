@@ -122,7 +122,9 @@ def test_folders_layout_through_the_download_and_folds_stages(tmp_path):
     write_image(competition / "test" / "img-02.png", size=(24, 20), seed=1)
     project = tmp_path / "project"
     project.mkdir()
-    params = repo_params() | {"competition": str(competition), "folds": 3}
+    # class names as labels: proba (a label submission would write our ids for them)
+    params = repo_params() | {"competition": str(competition), "folds": 3,
+                              "submission_format": "proba"}
     params["download"]["workers"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     done = run_stage("download", project)

@@ -96,8 +96,7 @@ def test_speed_knobs_are_not_deps(name):
 # there would re-run the stage for nothing: move the shared part below both users instead.
 _EVERY_STAGE = ["stages/common.py", "lib/common/*"]
 MAY_RUN = {
-    # and the submission-shape check it runs before any work (it stops the run or changes nothing)
-    "download": ["stages/download.py", "lib/acquire/*", "lib/infer/shapes.py"],
+    "download": ["stages/download.py", "lib/acquire/*"],
     "stats": ["stages/stats.py", "lib/prepare/stats.py"],
     "folds": ["stages/folds.py", "lib/prepare/folds.py", "lib/prepare/duplicates.py"],
     "train": ["stages/launch.py", "stages/train.py", "lib/prepare/folds.py", "lib/train/*"],
@@ -142,3 +141,13 @@ def test_no_stage_but_the_download_runs_the_downloaders_os_tuning():
     for name, stage in STAGES.items():
         deps = code_deps(REPO, stage["cmd"])
         assert ("lib/acquire/oskit.py" in deps) == (name == "download"), name
+
+
+def test_a_module_that_cannot_change_outputs_brings_none_of_its_imports():
+    """train runs the prechecks (which read the competition and the submission's shape) before
+    its work; neither they nor what only they import are deps: editing the submission code
+    retrains nothing."""
+    assert "stages.prechecks" in imported_modules(REPO, REPO / "stages" / "train.py")
+    deps = code_deps(REPO, STAGES["train"]["cmd"])
+    assert not {"stages/prechecks.py", "lib/infer/prechecks.py", "lib/infer/submission.py",
+                "lib/acquire/layouts.py"} & set(deps)

@@ -1,11 +1,15 @@
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lib.common.errors import ParamError
 from lib.common.params import RULES, load_params, read_params_file
-from tests.conftest import REPO
+from tests.conftest import PARAMS_FIXTURE, REPO
 
 
 def write_params(tmp_path: Path, text: str) -> Path:
@@ -14,18 +18,26 @@ def write_params(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_repo_params_are_all_valid_and_all_have_rules():
-    params = read_params_file(REPO / "params.yaml")
-    flat = [f"{k}.{sub}" if isinstance(v, dict) else k
+def dotted_keys(params: dict) -> list[str]:
+    """Every key of a params file, `section.key` inside a section, in file order."""
+    return [f"{k}.{sub}" if isinstance(v, dict) else k
             for k, v in params.items() for sub in (v if isinstance(v, dict) else [None])]
+
+
+def test_the_tests_params_have_exactly_the_keys_of_params_yaml():
+    """tests/params.yaml (what the tests run on) and params.yaml (the user's) hold the same
+    keys in the same order, whatever values the user has set: a key added to one goes in both."""
+    shipped = dotted_keys(read_params_file(REPO / "params.yaml"))
+    fixture = dotted_keys(read_params_file(PARAMS_FIXTURE))
+    assert fixture == shipped, (f"only in params.yaml: {sorted(set(shipped) - set(fixture))}; "
+                                f"only in {PARAMS_FIXTURE}: {sorted(set(fixture) - set(shipped))}")
+
+
+def test_default_params_are_all_valid_and_all_have_rules(monkeypatch):
+    flat = dotted_keys(read_params_file(PARAMS_FIXTURE))
     assert sorted(flat) == sorted(RULES)
-    import os
-    cwd = os.getcwd()
-    os.chdir(REPO)  # competition and test_labels are paths relative to the repo
-    try:
-        assert load_params(flat, REPO / "params.yaml")["competition"] == "data/demo"
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(REPO)  # competition is a path relative to the repo
+    assert load_params(flat, PARAMS_FIXTURE)["competition"] == "data/demo"
 
 
 def test_values_come_back_by_dotted_key(tmp_path):
@@ -190,3 +202,49 @@ def test_label_pattern_needs_a_group_and_metric_a_known_name(tmp_path, value, al
     with pytest.raises(ParamError, match=f"{key} = .* is not allowed: expected "
                        + (".*" + re.escape(allowed) if allowed else "one of accuracy, log_loss")):
         load_params([key], write_params(tmp_path, f"{key}: {value}\n"))
+
+
+def _git_env() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1"}
+
+
+def _run(args: list[str], cwd: Path) -> str:
+    done = subprocess.run(args, cwd=cwd, env=_git_env(), capture_output=True, text=True)
+    assert done.returncode == 0, f"{args}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_set_param_changes_only_the_lines_of_the_keys_it_sets(tmp_path):
+    """`dvc exp run -S` rewrites params.yaml through ruamel: a file in that shape comes back
+    with the set value changed and every other line (comments, lists, empty values) intact."""
+    text = PARAMS_FIXTURE.read_text()
+    (tmp_path / "params.yaml").write_text(text)
+    keys = ["lr", "train_folds", "tta_scales", "ensemble_runs", "ensemble_weights",
+            "kaggle_competition", "download.max_side"]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(
+        {"stages": {"noop": {"cmd": "python -c pass", "params": keys}}}))
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "commit", "-qm", "start"]):
+        _run(command, tmp_path)
+    _run(["dvc", "exp", "run", "-S", "lr=0.002"], tmp_path)
+    diff = _run(["git", "diff", "-U0", "params.yaml"], tmp_path)
+    changed = [line for line in diff.splitlines()
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert [line.split("#")[0].strip() for line in changed] == ["-lr: 0.003", "+lr: 0.002"]
+
+    (tmp_path / "params.yaml").write_text(text)
+    _run(["dvc", "exp", "run", "-S", "train_folds=[0,1]", "-S", "ensemble_runs=[a,b]",
+          "-S", "tta_scales=[1.0,1.15]", "-S", "kaggle_competition=dogs"], tmp_path)
+    after = (tmp_path / "params.yaml").read_text()
+    comments = [line for line in text.splitlines() if line.lstrip().startswith("#")]
+    assert [line for line in after.splitlines() if line.lstrip().startswith("#")] == comments
+    values = read_params_file(tmp_path / "params.yaml")
+    assert (values["train_folds"], values["ensemble_runs"], values["tta_scales"],
+            values["kaggle_competition"]) == ([0, 1], ["a", "b"], [1.0, 1.15], "dogs")
+    assert {key: value for key, value in values.items()
+            if key not in {"train_folds", "ensemble_runs", "tta_scales", "kaggle_competition"}} \
+        == {key: value for key, value in read_params_file(PARAMS_FIXTURE).items()
+            if key not in {"train_folds", "ensemble_runs", "tta_scales", "kaggle_competition"}}

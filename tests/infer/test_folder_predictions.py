@@ -19,6 +19,7 @@ from lib.infer.folder_predictions import fold_models, folder_images, top_k_table
 from lib.infer.predictions import Predictions
 from lib.train.checkpoint import save_checkpoint
 from lib.train.model import create_model
+from stages.predict_folder import build_parser
 from tests.conftest import REPO, write_image
 from tests.helpers import repo_params
 
@@ -75,6 +76,26 @@ def test_predict_folder_writes_ids_classes_and_top_k(tmp_path):
         assert row["predicted"] == row["label_1"] and {row["label_1"], row["label_2"]} <= {
             "cat", "dog", "fox"}
         assert 1 >= float(row["prob_1"]) >= float(row["prob_2"]) > 0
+
+    # without --out: under outputs/, which git ignores (no clutter in `git status`)
+    done = subprocess.run([sys.executable, "-m", "stages.predict_folder", "new"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(REPO), "PATH": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "outputs" / "new.csv").read_text().startswith("id,predicted,label_1,")
+
+
+def test_predict_folder_help_explains_every_option():
+    parser = build_parser()
+    assert parser.description.endswith("no DVC needed.")
+    assert all(action.help for action in parser._actions), [
+        action.dest for action in parser._actions if not action.help]
+
+
+@pytest.mark.parametrize("path", ["outputs/new.csv", "dvc_plots/index.html"])
+def test_what_commands_write_for_the_user_is_git_ignored(path):
+    done = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO)
+    assert done.returncode == 0, f"{path} is not git-ignored"
 
 
 def test_top_k_table_names_classes_or_shows_label_ids():

@@ -10,12 +10,11 @@ import pytest
 import torch
 
 from lib.common.errors import UserError
-from lib.common.params import read_params_file
 from lib.prepare.folds import COLUMNS, HOLDOUT
 from lib.train.checkpoint import load_checkpoint
 from lib.train.distributed import Dist
 from lib.train.fold import fold_data, resume_key, train_fold
-from tests.conftest import REPO
+from tests.conftest import default_params
 
 STATS = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
 
@@ -34,7 +33,7 @@ def folds_table(image_tree: Path) -> pd.DataFrame:
 
 def params(**overrides) -> dict:
     """params.yaml's values at a size that trains in seconds on a CPU."""
-    return read_params_file(REPO / "params.yaml") | {
+    return default_params() | {
         "arch": "resnet10t", "pretrained": "none", "img_size": 16, "batch_size": 4,
         "workers": 0, "epochs": 1, "aug": "none"} | overrides
 

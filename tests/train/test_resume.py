@@ -17,7 +17,7 @@ import yaml
 
 from lib.common.fileio import write_json
 from lib.prepare.folds import assign_folds, scan_labelled
-from tests.conftest import REPO, write_image
+from tests.conftest import REPO, default_params, write_image
 from tests.helpers import call_stage
 
 SHRUNK = {"arch": "resnet10t", "pretrained": "none", "img_size": 32, "epochs": 4,
@@ -33,7 +33,7 @@ def make_project(root: Path) -> Path:
     folds = assign_folds(scan_labelled(images, ["train"]), folds=2, seed=0)
     folds.to_csv(root / "data" / "folds.csv", index=False)
     write_json(root / "data" / "stats.json", {"mean": [0.5] * 3, "std": [0.29] * 3})
-    params = yaml.safe_load((REPO / "params.yaml").read_text()) | SHRUNK
+    params = default_params() | SHRUNK
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
 
