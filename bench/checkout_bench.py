@@ -24,8 +24,11 @@ TYPES = ("copy", "hardlink", "symlink")
 
 
 def dvc(*args: str, cwd: Path) -> None:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     subprocess.run(["dvc", *args], cwd=cwd, env=env, check=True, capture_output=True)
 
 
@@ -38,10 +41,12 @@ def make_project(root: Path, files: int) -> None:
         "for i in range(int(sys.argv[1])):\n"
         "    d = f'data/images/train/{i % 10:02d}'\n"
         "    os.makedirs(d, exist_ok=True)\n"
-        "    open(f'{d}/{i}.png', 'wb').write(os.urandom(700) + i.to_bytes(4, 'little'))\n")
+        "    open(f'{d}/{i}.png', 'wb').write(os.urandom(700) + i.to_bytes(4, 'little'))\n"
+    )
     (root / "dvc.yaml").write_text(
         f"stages:\n  download:\n    cmd: python make_images.py {files}\n"
-        "    deps: [make_images.py]\n    outs: [data/images]\n")
+        "    deps: [make_images.py]\n    outs: [data/images]\n"
+    )
     dvc("repro", "-q", cwd=root)
 
 
@@ -88,14 +93,15 @@ def main() -> None:
             for link in TYPES:
                 results[link].append(time_checkout(root, link, cache))
     base = sorted(s for s, _ in results["copy"])[args.repeats // 2]
-    print(f"dvc checkout of {args.files} image files into an empty workspace "
-          f"(median of {args.repeats})")
+    print(
+        f"dvc checkout of {args.files} image files into an empty workspace "
+        f"(median of {args.repeats})"
+    )
     print(f"{'cache.type':<10} {'seconds':>8} {'vs copy':>8} {'disk added':>12}")
     for link in TYPES:
         seconds = sorted(s for s, _ in results[link])[args.repeats // 2]
         added = results[link][-1][1]
-        print(f"{link:<10} {seconds:>8.2f} {base / seconds:>7.2f}x {added / 1e6:>9.1f} MB"
-              )
+        print(f"{link:<10} {seconds:>8.2f} {base / seconds:>7.2f}x {added / 1e6:>9.1f} MB")
 
 
 if __name__ == "__main__":

@@ -30,13 +30,16 @@ CLASSES = 10
 WARMUP_STEPS = 2  # oneDNN picks its kernels on the first calls
 
 
-def images_per_s(arch: str, size: int, *, batch_size: int, steps: int, channels_last: bool,
-                 train: bool) -> float:
+def images_per_s(
+    arch: str, size: int, *, batch_size: int, steps: int, channels_last: bool, train: bool
+) -> float:
     torch.manual_seed(0)
-    config = TrainConfig.from_params(read_params_file(ROOT / "params.yaml"),
-                                     channels_last=channels_last)
-    model = prepare_model(create_model(arch, num_classes=CLASSES, pretrained="none"), CPU,
-                          channels_last=channels_last)
+    config = TrainConfig.from_params(
+        read_params_file(ROOT / "params.yaml"), channels_last=channels_last
+    )
+    model = prepare_model(
+        create_model(arch, num_classes=CLASSES, pretrained="none"), CPU, channels_last=channels_last
+    )
     images = torch.randn(batch_size, 3, size, size)
     targets = torch.randint(0, CLASSES, (batch_size,))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -45,9 +48,18 @@ def images_per_s(arch: str, size: int, *, batch_size: int, steps: int, channels_
         if step == WARMUP_STEPS:
             started = time.perf_counter()
         if train:
-            train_step(model, images, targets, optimizer=optimizer, scaler=grad_scaler(CPU, None),
-                       dtype=None, config=config, num_classes=CLASSES, device=CPU,
-                       class_weights=None)
+            train_step(
+                model,
+                images,
+                targets,
+                optimizer=optimizer,
+                scaler=grad_scaler(CPU, None),
+                dtype=None,
+                config=config,
+                num_classes=CLASSES,
+                device=CPU,
+                class_weights=None,
+            )
         else:
             with torch.inference_mode():
                 model(to_device(images, CPU, channels_last=channels_last))
@@ -66,11 +78,22 @@ def main() -> None:
     for arch in args.archs.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
             for train in (True, False):
-                nchw, nhwc = (images_per_s(arch, size, batch_size=args.batch_size,
-                                           steps=args.steps, channels_last=cl, train=train)
-                              for cl in (False, True))
-                print(f"{arch:<24}{size:>4}  {'train' if train else 'infer':<6}"
-                      f"{nchw:>8.0f}{nhwc:>8.0f}{nhwc / nchw:>10.2f}x", flush=True)
+                nchw, nhwc = (
+                    images_per_s(
+                        arch,
+                        size,
+                        batch_size=args.batch_size,
+                        steps=args.steps,
+                        channels_last=cl,
+                        train=train,
+                    )
+                    for cl in (False, True)
+                )
+                print(
+                    f"{arch:<24}{size:>4}  {'train' if train else 'infer':<6}"
+                    f"{nchw:>8.0f}{nhwc:>8.0f}{nhwc / nchw:>10.2f}x",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

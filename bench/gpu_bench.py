@@ -72,8 +72,10 @@ def make_image(args: tuple[int, str]) -> None:
     rng = np.random.default_rng(index)
     width, height = (int(v) for v in rng.integers(500, 801, 2))
     y, x = np.ogrid[0:height, 0:width]
-    base = np.stack([np.sin(x / rng.uniform(20, 90) + c) * np.cos(y / rng.uniform(20, 90))
-                     for c in range(3)], axis=-1)
+    base = np.stack(
+        [np.sin(x / rng.uniform(20, 90) + c) * np.cos(y / rng.uniform(20, 90)) for c in range(3)],
+        axis=-1,
+    )
     pixels = 127 + 90 * base + rng.normal(0, 8, (height, width, 3))
     Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
 
@@ -99,10 +101,17 @@ class GpuSampler:
 
     def __init__(self, device: torch.device):
         self.enabled = device.type == "cuda" and shutil.which("nvidia-smi") is not None
-        index = (device.index if device.index is not None else torch.cuda.current_device()) \
-            if self.enabled else 0
-        self.command = ["nvidia-smi", f"--id={index}", "--query-gpu=utilization.gpu",
-                        "--format=csv,noheader,nounits"]
+        index = (
+            (device.index if device.index is not None else torch.cuda.current_device())
+            if self.enabled
+            else 0
+        )
+        self.command = [
+            "nvidia-smi",
+            f"--id={index}",
+            "--query-gpu=utilization.gpu",
+            "--format=csv,noheader,nounits",
+        ]
         self.samples: list[float] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -146,8 +155,18 @@ def train_rate(batches, trained, optimizer, dtype, scaler, device, warmup: int) 
         if i == warmup:
             sync(device)
             began, seen = time.perf_counter(), 0
-        train_step(trained, images, targets, optimizer=optimizer, scaler=scaler, dtype=dtype,
-                   config=config, num_classes=CLASSES, device=device, class_weights=None)
+        train_step(
+            trained,
+            images,
+            targets,
+            optimizer=optimizer,
+            scaler=scaler,
+            dtype=dtype,
+            config=config,
+            num_classes=CLASSES,
+            device=device,
+            class_weights=None,
+        )
         seen += len(targets)
     sync(device)
     return seen / (time.perf_counter() - began)
@@ -164,11 +183,16 @@ def synthetic(arch, device, args) -> float:
 
 
 def train_dataset(paths: list[Path], count: int, args) -> ImageDataset:
-    transform = build_transforms(img_size=args.img_size, mean=MEAN, std=STD, train=True,
-                                 aug="light")
+    transform = build_transforms(
+        img_size=args.img_size, mean=MEAN, std=STD, train=True, aug="light"
+    )
     cycled = [paths[i % len(paths)] for i in range(count)]
-    return ImageDataset(cycled, [i % CLASSES for i in range(count)], transform,
-                        decode_size(args.img_size, train=True, aug="light"))
+    return ImageDataset(
+        cycled,
+        [i % CLASSES for i in range(count)],
+        transform,
+        decode_size(args.img_size, train=True, aug="light"),
+    )
 
 
 def pipeline(arch, device, paths, workers, args) -> tuple[float, float, float]:
@@ -181,8 +205,9 @@ def pipeline(arch, device, paths, workers, args) -> tuple[float, float, float]:
         torch.cuda.reset_peak_memory_stats(device)
     with GpuSampler(device) as gpu:
         rate = train_rate(loader, trained, optimizer, dtype, scaler, device, warmup)
-    memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" \
-        else float("nan")
+    memory = (
+        torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    )
     return rate, memory, gpu.mean
 
 
@@ -192,10 +217,13 @@ def tta_rate(arch, device, paths, workers, args) -> float:
     transform = build_transforms(img_size=args.img_size, mean=MEAN, std=STD, train=False)
     count = max(len(paths), args.steps * args.batch_size)
     # as stages.predict loads them: JPEGs decoded at reduced size, as validation decodes them
-    dataset = ImageDataset([paths[i % len(paths)] for i in range(count)], None, transform,
-                           decode_size=decode_size(args.img_size, train=False))
-    loader = inference_loader(dataset, batch_size=args.batch_size, device=device,
-                              workers=workers)
+    dataset = ImageDataset(
+        [paths[i % len(paths)] for i in range(count)],
+        None,
+        transform,
+        decode_size=decode_size(args.img_size, train=False),
+    )
+    loader = inference_loader(dataset, batch_size=args.batch_size, device=device, workers=workers)
     views = tta_views("flip", img_size=args.img_size)
     # Warm-up on one batch: cuDNN autotuning, compilation, worker start.
     predict_probs(model, [next(iter(loader))], device=device, views=views)
@@ -212,8 +240,9 @@ def loader_rate(paths, args, *, draft: bool, workers: int) -> float:
     dataset = train_dataset(paths, steps * args.batch_size, args)
     if not draft:
         dataset.decode_size = None
-    loader = make_loader(dataset, batch_size=args.batch_size, shuffle=True, workers=workers,
-                         pin_memory=False)
+    loader = make_loader(
+        dataset, batch_size=args.batch_size, shuffle=True, workers=workers, pin_memory=False
+    )
     seen, began = 0, time.perf_counter()
     for i, (_, targets) in enumerate(loader):
         if i <= workers:  # timed from the end of the first round of batches
@@ -225,8 +254,11 @@ def loader_rate(paths, args, *, draft: bool, workers: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", default="resnet50,tf_efficientnet_lite0",
-                        help="comma-separated timm models; \"\" = the loader figures only")
+    parser.add_argument(
+        "--archs",
+        default="resnet50,tf_efficientnet_lite0",
+        help='comma-separated timm models; "" = the loader figures only',
+    )
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=200, help="timed steps per contender")
@@ -243,17 +275,24 @@ def main() -> None:
     for path in paths:  # the page cache, as on a machine that has read the images once
         path.read_bytes()
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU"
-    print(f"\n{device.type} ({gpu}), {worker_count()} cores, {workers} loader workers, "
-          f"{args.img_size} px, batch {args.batch_size}, amp {amp_dtype(device, args.amp)}, "
-          f"compile {args.compile}, {args.steps} timed steps, torch {torch.__version__}")
-    print(f"{'arch':24s} {'(a) synth':>10s} {'(b) JPEGs':>10s} {'(b)/(a)':>8s} "
-          f"{'mem GiB':>8s} {'GPU %':>6s} {'(c) TTA':>9s}   (images/s)")
+    print(
+        f"\n{device.type} ({gpu}), {worker_count()} cores, {workers} loader workers, "
+        f"{args.img_size} px, batch {args.batch_size}, amp {amp_dtype(device, args.amp)}, "
+        f"compile {args.compile}, {args.steps} timed steps, torch {torch.__version__}"
+    )
+    print(
+        f"{'arch':24s} {'(a) synth':>10s} {'(b) JPEGs':>10s} {'(b)/(a)':>8s} "
+        f"{'mem GiB':>8s} {'GPU %':>6s} {'(c) TTA':>9s}   (images/s)"
+    )
     for arch in filter(None, args.archs.split(",")):  # --archs "": the loader only
         ceiling = synthetic(arch, device, args)
         real, memory, utilisation = pipeline(arch, device, paths, workers, args)
         tta = tta_rate(arch, device, paths, workers, args)
-        print(f"{arch:24s} {ceiling:10.1f} {real:10.1f} {real / ceiling:8.2f} {memory:8.2f} "
-              f"{utilisation:6.1f} {tta:9.1f}", flush=True)
+        print(
+            f"{arch:24s} {ceiling:10.1f} {real:10.1f} {real / ceiling:8.2f} {memory:8.2f} "
+            f"{utilisation:6.1f} {tta:9.1f}",
+            flush=True,
+        )
 
     print("\nloader alone (decode + augment + collate), images/s")
     loader_workers = workers or worker_count()
@@ -261,8 +300,10 @@ def main() -> None:
         single = loader_rate(paths, args, draft=draft, workers=0)
         pooled = loader_rate(paths, args, draft=draft, workers=loader_workers)
         name = "reduced-size decode (draft)" if draft else "full-size decode"
-        print(f"  {name:28s} 1 process: {single:8.1f}   {loader_workers} workers: "
-              f"{pooled:8.1f} ({pooled / loader_workers:.1f} per core)")
+        print(
+            f"  {name:28s} 1 process: {single:8.1f}   {loader_workers} workers: "
+            f"{pooled:8.1f} ({pooled / loader_workers:.1f} per core)"
+        )
     if device.type == "cuda":
         print("targets: (b)/(a) >= 0.9; resnet50 (b) >= 2470 images/s")
 

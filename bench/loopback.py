@@ -50,8 +50,7 @@ SMALL_COUNT = 64
 
 def default_settings(**overrides) -> DownloadSettings:
     """The downloader's settings from params.yaml, with `overrides`."""
-    return DownloadSettings.from_params(read_params_file(BENCH.parent / "params.yaml"),
-                                        **overrides)
+    return DownloadSettings.from_params(read_params_file(BENCH.parent / "params.yaml"), **overrides)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,8 +63,9 @@ def _sources() -> list[Image.Image]:
     return [Image.fromarray(load_sample_image(name)) for name in ("china.jpg", "flower.jpg")]
 
 
-def _mosaic(sources: list[Image.Image], rng: np.random.Generator, size: tuple[int, int]
-            ) -> Image.Image:
+def _mosaic(
+    sources: list[Image.Image], rng: np.random.Generator, size: tuple[int, int]
+) -> Image.Image:
     """A ``size`` image tiled with random crops of the sources, each rescaled and maybe
     flipped: real photographic detail at any size up to 1,300 px."""
     width, height = size
@@ -78,8 +78,10 @@ def _mosaic(sources: list[Image.Image], rng: np.random.Generator, size: tuple[in
             tile_w = min(width - x, int(rng.integers(300, 620)))
             source = sources[int(rng.integers(len(sources)))]
             scale = rng.uniform(1.0, 1.4)
-            scaled = source.resize((round(source.width * scale), round(source.height * scale)),
-                                   Image.Resampling.BICUBIC)
+            scaled = source.resize(
+                (round(source.width * scale), round(source.height * scale)),
+                Image.Resampling.BICUBIC,
+            )
             left = int(rng.integers(0, scaled.width - tile_w + 1))
             top = int(rng.integers(0, scaled.height - tile_h + 1))
             tile = scaled.crop((left, top, left + tile_w, top + tile_h))
@@ -119,7 +121,8 @@ def make_small() -> list[Path]:
             rng = np.random.default_rng(10_000 + i)
             side = int(rng.integers(64, 201))
             _mosaic(sources, rng, (side, int(side * rng.uniform(0.6, 1.0)))).save(
-                path, quality=QUALITY)
+                path, quality=QUALITY
+            )
     return paths
 
 
@@ -135,8 +138,11 @@ _CLOSE = b"Connection: close\r\n"
 def _serve(folders: list[str], ready: multiprocessing.connection.Connection) -> None:
     """The server process: HTTP/1.1 (keep-alive, or ``Connection: close`` as urllib asks) on
     a plain asyncio protocol, every response built once in memory, sent in one write."""
-    responses = {path.name: _response(path.read_bytes()) for folder in folders
-                 for path in sorted(Path(folder).glob("*.jpg"))}
+    responses = {
+        path.name: _response(path.read_bytes())
+        for folder in folders
+        for path in sorted(Path(folder).glob("*.jpg"))
+    }
     small = [responses[f"{i}.jpg"] for i in range(SMALL_COUNT) if f"{i}.jpg" in responses]
 
     def lookup(target: bytes) -> tuple[bytes, float]:
@@ -153,8 +159,9 @@ def _serve(folders: list[str], ready: multiprocessing.connection.Connection) -> 
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _PhotoProtocol(lookup), "127.0.0.1", 0,
-                                          backlog=4096)
+        server = await loop.create_server(
+            lambda: _PhotoProtocol(lookup), "127.0.0.1", 0, backlog=4096
+        )
         ready.send(server.sockets[0].getsockname()[1])
         await asyncio.Event().wait()  # until terminated
 
@@ -162,8 +169,13 @@ def _serve(folders: list[str], ready: multiprocessing.connection.Connection) -> 
 
 
 def _response(body: bytes) -> bytes:
-    return (_STATUS_OK + b"Content-Type: image/jpeg\r\nContent-Length: "
-            + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return (
+        _STATUS_OK
+        + b"Content-Type: image/jpeg\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
 
 
 class _PhotoProtocol(asyncio.Protocol):
@@ -183,11 +195,14 @@ class _PhotoProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buffer += data
         while (end := self._buffer.find(b"\r\n\r\n")) >= 0:
-            head, self._buffer = self._buffer[:end], self._buffer[end + 4:]
+            head, self._buffer = self._buffer[:end], self._buffer[end + 4 :]
             request_line, _, headers = head.partition(b"\r\n")
             parts = request_line.split(b" ")
-            close = (len(parts) != 3 or parts[2] != b"HTTP/1.1"
-                     or b"connection: close" in headers.lower())
+            close = (
+                len(parts) != 3
+                or parts[2] != b"HTTP/1.1"
+                or b"connection: close" in headers.lower()
+            )
             response, delay = self._lookup(parts[1]) if len(parts) == 3 else (_NOT_FOUND, 0.0)
             if delay:
                 asyncio.get_running_loop().call_later(delay, self._send, response, close)
@@ -216,15 +231,18 @@ class Server:
     def __init__(self, *folders: Path) -> None:
         receive, send = multiprocessing.Pipe(duplex=False)
         self.process = multiprocessing.get_context("spawn").Process(
-            target=_serve, args=([str(folder) for folder in folders], send), daemon=True)
+            target=_serve, args=([str(folder) for folder in folders], send), daemon=True
+        )
         self.process.start()
         send.close()  # the child's end: if the child dies before it is ready, recv() raises
         try:
             self.port = receive.recv()
         except EOFError:
             self.process.join()
-            raise RuntimeError(f"the benchmark's HTTP server process exited with code "
-                               f"{self.process.exitcode} before it was ready") from None
+            raise RuntimeError(
+                f"the benchmark's HTTP server process exited with code "
+                f"{self.process.exitcode} before it was ready"
+            ) from None
         finally:
             receive.close()
 
@@ -286,8 +304,14 @@ def file_system(path: Path) -> str:
     except OSError:
         return "unknown"
     # the longest mount point that holds the path wins (later lines shadow earlier ones)
-    best = max(((len(point), index, kind) for index, (point, kind) in enumerate(mounts)
-                if path.is_relative_to(point)), default=None)
+    best = max(
+        (
+            (len(point), index, kind)
+            for index, (point, kind) in enumerate(mounts)
+            if path.is_relative_to(point)
+        ),
+        default=None,
+    )
     return best[2] if best else "unknown"
 
 

@@ -38,8 +38,13 @@ def make_images(count: int, folder: Path) -> list[Path]:
             continue
         width, height = rng.integers(400, 601, 2)
         y, x = np.mgrid[0:height, 0:width]
-        base = np.stack([np.sin(x / rng.uniform(20, 90) + c) * np.cos(y / rng.uniform(20, 90))
-                         for c in range(3)], axis=-1)
+        base = np.stack(
+            [
+                np.sin(x / rng.uniform(20, 90) + c) * np.cos(y / rng.uniform(20, 90))
+                for c in range(3)
+            ],
+            axis=-1,
+        )
         pixels = 127 + 90 * base + rng.normal(0, 12, (height, width, 3))
         Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
         if i % 500 == 0:
@@ -63,7 +68,7 @@ def decode_chunk(paths: list[str]) -> int:
 
 
 def decode_ceiling(paths: list[Path], workers: int) -> None:
-    chunks = [[str(p) for p in paths[i:i + CHUNK]] for i in range(0, len(paths), CHUNK)]
+    chunks = [[str(p) for p in paths[i : i + CHUNK]] for i in range(0, len(paths), CHUNK)]
     with process_pool(workers, initializer=set_up_decode_worker) as pool:  # as ours is set up
         for _ in pool.imap_unordered(decode_chunk, chunks):
             pass
@@ -96,16 +101,19 @@ def main() -> None:
         seconds, stats = timed(lambda: compute_stats(paths, workers=workers))
         our_times.append(seconds)
     t_ceiling, t_ours = min(ceiling_times), min(our_times)
-    assert np.allclose(stats.mean, loop_mean, atol=1e-6) and np.allclose(stats.std, loop_std,
-                                                                         atol=1e-6)
+    assert np.allclose(stats.mean, loop_mean, atol=1e-6) and np.allclose(
+        stats.std, loop_std, atol=1e-6
+    )
 
     n = len(paths)
     print(f"\n{n} JPEGs of 400-600 px, {worker_count()} cores, {workers} worker processes")
     print(f"{'contender':44s} {'seconds':>8s} {'images/s':>9s} {'ours vs it':>10s}")
-    rows = [("(a) single-process loop, float64 x and x^2", t_loop),
-            ("(b) single-process loop, our sums", t_hist1),
-            ("(c) decode ceiling (same pool, decode only)", t_ceiling),
-            ("(d) ours: compute_stats", t_ours)]
+    rows = [
+        ("(a) single-process loop, float64 x and x^2", t_loop),
+        ("(b) single-process loop, our sums", t_hist1),
+        ("(c) decode ceiling (same pool, decode only)", t_ceiling),
+        ("(d) ours: compute_stats", t_ours),
+    ]
     for name, seconds in rows:
         print(f"{name:44s} {seconds:8.2f} {n / seconds:9.1f} {seconds / t_ours:9.2f}x")
     print(f"\nours / single-process float64 loop: {t_loop / t_ours:.2f}x (target >= 1.8x)")

@@ -33,8 +33,9 @@ def export(rev: str | None, into: Path) -> Path:
         return make_project(into / "project")
     source = into / "source"
     source.mkdir()
-    archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True,
-                             check=True).stdout
+    archive = subprocess.run(
+        ["git", "archive", rev], cwd=REPO, capture_output=True, check=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
     return make_project(into / "project", source=source)
 
@@ -67,8 +68,7 @@ def main() -> None:
     for label, (seconds, stages) in results.items():
         ran = sorted(set().union(*stages.values()))
         print(f"{label:<10} {seconds:7.1f} s  stages run per experiment: {', '.join(ran)}")
-    print(f"candidate / baseline wall time: "
-          f"{results['candidate'][0] / results['baseline'][0]:.2f}")
+    print(f"candidate / baseline wall time: {results['candidate'][0] / results['baseline'][0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ def one_per_class(folds: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
     rows = firsts.head(count)
     if len(rows) < count:
         rest = folds.drop(rows.index)
-        rows = pd.concat([rows, rest.sample(n=min(count - len(rows), len(rest)),
-                                            random_state=seed)])
+        rows = pd.concat(
+            [rows, rest.sample(n=min(count - len(rows), len(rest)), random_state=seed)]
+        )
     return rows.sort_values("label", kind="stable")
 
 
@@ -44,12 +45,17 @@ def main() -> None:
     level = args.level or p["aug"]
     folds = read_folds(upstream(FOLDS_CSV, "folds"))
     rows = one_per_class(folds[folds["label"].notna()], args.images, p["seed"])
-    classes = competition_files(Path(p["competition"]), derived_classes=CLASSES_CSV,
-                                classes_file=p["classes_file"], test_labels=None,
-                                sample_submission=None).classes_file
+    classes = competition_files(
+        Path(p["competition"]),
+        derived_classes=CLASSES_CSV,
+        classes_file=p["classes_file"],
+        test_labels=None,
+        sample_submission=None,
+    ).classes_file
     names = read_class_names(classes) if classes else {}
-    transform = build_transforms(img_size=p["img_size"], mean=[0] * 3, std=[1] * 3, train=True,
-                                 aug=level, normalize=False)
+    transform = build_transforms(
+        img_size=p["img_size"], mean=[0] * 3, std=[1] * 3, train=True, aug=level, normalize=False
+    )
     transform.set_random_seed(p["seed"])
     tiles, captions, labels = [], [], []
     for _, row in rows.iterrows():
@@ -64,8 +70,10 @@ def main() -> None:
             captions.append(f"{level} #{copy + 1}")
     out = args.out or REPORTS_DIR / f"aug_{level}.png"
     image_grid(tiles, captions, out, cols=args.copies + 1, row_labels=labels)
-    print(f"wrote {out}: {len(rows)} training images ({rows['label'].nunique()} classes), "
-          f"{args.copies} '{level}' copies each")
+    print(
+        f"wrote {out}: {len(rows)} training images ({rows['label'].nunique()} classes), "
+        f"{args.copies} '{level}' copies each"
+    )
 
 
 if __name__ == "__main__":

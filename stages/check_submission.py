@@ -27,8 +27,18 @@ from lib.infer.submission import (
 )
 from stages.common import CLASSES_CSV, SUBMISSION_CSV, run, upstream
 
-PARAMS = ["competition", "competition_format", "id_column", "label_column", "label_pattern",
-          "test_share", "classes_file", "sample_submission", "submission_format", "metric"]
+PARAMS = [
+    "competition",
+    "competition_format",
+    "id_column",
+    "label_column",
+    "label_pattern",
+    "test_share",
+    "classes_file",
+    "sample_submission",
+    "submission_format",
+    "metric",
+]
 
 
 def main() -> None:
@@ -49,22 +59,28 @@ def check_file(csv: Path, *, fmt: str | None = None, sample: Path | None = None)
         upstream(SUBMISSION_CSV, "ensemble")
     elif not csv.is_file():
         raise UserError(f"{csv}: file not found")
-    competition, files = submitting_competition(p, derived_classes=CLASSES_CSV,
-                                                test_labels=False)
+    competition, files = submitting_competition(p, derived_classes=CLASSES_CSV, test_labels=False)
     fmt = fmt or p["submission_format"]
     names = competition_class_names(files.classes_file, competition)
-    layout = competition_layout(fmt, competition, names=names,
-                                sample=sample or files.sample_submission,
-                                k=top_k(fmt, p["metric"]))
+    layout = competition_layout(
+        fmt,
+        competition,
+        names=names,
+        sample=sample or files.sample_submission,
+        k=top_k(fmt, p["metric"]),
+    )
     problems = check_submission(csv, layout)
     for problem in problems:
         print(f"{csv}: {problem}")
     if problems:
         print(f"{csv}: {len(problems)} problems: Kaggle would reject it", file=sys.stderr)
         return False
-    print(f"{csv}: OK ({len(layout.ids)} rows, {fmt} format, header "
-          f"{','.join(layout.header[:4])}{',...' if len(layout.header) > 4 else ''})")
+    print(
+        f"{csv}: OK ({len(layout.ids)} rows, {fmt} format, header "
+        f"{','.join(layout.header[:4])}{',...' if len(layout.header) > 4 else ''})"
+    )
     return True
+
 
 if __name__ == "__main__":
     run(main)

@@ -65,8 +65,9 @@ INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a process stopped by 
 
 
 def run(main: Callable[[], None]) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     try:
         main()
     except UserError as exc:
@@ -76,13 +77,17 @@ def run(main: Callable[[], None]) -> None:
         print(f"interrupted: {exc}", file=sys.stderr)
         sys.exit(INTERRUPTED_EXIT)
     except KeyboardInterrupt:
-        print("interrupted (Ctrl-C): every file written is whole (atomic writes); run the same "
-              "command again to finish", file=sys.stderr)
+        print(
+            "interrupted (Ctrl-C): every file written is whole (atomic writes); run the same "
+            "command again to finish",
+            file=sys.stderr,
+        )
         sys.exit(INTERRUPTED_EXIT)
 
 
 def fold_argument(argv: list[str] | None = None) -> int:
     import argparse
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--fold", type=int, required=True)
     return parser.parse_args(argv).fold

@@ -27,11 +27,27 @@ from lib.prepare.folds import read_folds
 from stages import common as out
 from stages.common import IMAGES_DIR, run, upstream
 
-PARAMS = ["competition", "competition_format", "id_column", "label_column", "label_pattern",
-          "test_share", "test_labels", "metric",
-          "train_folds", "clip_low", "clip_high", "ensemble_merge",
-          "ensemble_runs", "ensemble_weights", "prior_correction", "target_prior",
-          "submission_format", "sample_submission", "classes_file"]
+PARAMS = [
+    "competition",
+    "competition_format",
+    "id_column",
+    "label_column",
+    "label_pattern",
+    "test_share",
+    "test_labels",
+    "metric",
+    "train_folds",
+    "clip_low",
+    "clip_high",
+    "ensemble_merge",
+    "ensemble_runs",
+    "ensemble_weights",
+    "prior_correction",
+    "target_prior",
+    "submission_format",
+    "sample_submission",
+    "classes_file",
+]
 SPEED_PARAMS: list[str] = []
 
 
@@ -43,45 +59,84 @@ def main() -> None:
         upstream(out.predictions_dir(fold), f"predict@{fold}")
     # root: a queued experiment runs in a temporary copy; members and history are the project's
     result = ensemble_competition(
-        competition, root=root, files=files, predictions_dir=out.PREDICTIONS_DIR,
-        train_folds=p["train_folds"], ensemble_runs=p["ensemble_runs"],
+        competition,
+        root=root,
+        files=files,
+        predictions_dir=out.PREDICTIONS_DIR,
+        train_folds=p["train_folds"],
+        ensemble_runs=p["ensemble_runs"],
         test_images=IMAGES_DIR / "test",
-        submission_format=p["submission_format"], how=p["ensemble_merge"],
-        weights=p["ensemble_weights"] or None, target_prior=p["target_prior"],
-        prior_correction=p["prior_correction"], low=p["clip_low"], high=p["clip_high"],
-        metric=p["metric"])
+        submission_format=p["submission_format"],
+        how=p["ensemble_merge"],
+        weights=p["ensemble_weights"] or None,
+        target_prior=p["target_prior"],
+        prior_correction=p["prior_correction"],
+        low=p["clip_low"],
+        high=p["clip_high"],
+        metric=p["metric"],
+    )
     for folder in (out.SUBMISSION_CSV.parent, out.ENSEMBLE_METRICS.parent, out.REPORTS_DIR):
         remove_stale_temps(folder)
     per_class = write_oof_reports(
-        result.oof, competition.display_names or result.names,
+        result.oof,
+        competition.display_names or result.names,
         folds=read_folds(upstream(out.FOLDS_CSV, "folds")),
-        images_dir=IMAGES_DIR, per_class_csv=out.PER_CLASS_CSV, confusion_csv=out.CONFUSION_CSV,
-        top_losses_png=out.TOP_LOSSES_PNG, confusion_png=out.CONFUSION_PNG,
-        confusion_normalized_png=out.CONFUSION_NORMALIZED_PNG)
+        images_dir=IMAGES_DIR,
+        per_class_csv=out.PER_CLASS_CSV,
+        confusion_csv=out.CONFUSION_CSV,
+        top_losses_png=out.TOP_LOSSES_PNG,
+        confusion_png=out.CONFUSION_PNG,
+        confusion_normalized_png=out.CONFUSION_NORMALIZED_PNG,
+    )
     write_run_report(
-        out.REPORT_HTML, curves_png=out.CURVES_PNG, headline=result.headline,
+        out.REPORT_HTML,
+        curves_png=out.CURVES_PNG,
+        headline=result.headline,
         live_dirs={k: out.model_dir(k) / "live" for k in p["train_folds"]},
         title=f"{Path(p['competition']).name}: {os.environ.get('DVC_EXP_NAME') or 'workspace'}",
-        detail=result.detail, prior_correction=p["prior_correction"],
-        by_log_loss=p["metric"] == "log_loss", per_class=per_class,
-        figures={"Confusion matrix (OOF), counts": out.CONFUSION_PNG,
-                 "Confusion matrix (OOF), % of each true class": out.CONFUSION_NORMALIZED_PNG,
-                 "Top losses (OOF): the most confident mistakes": out.TOP_LOSSES_PNG})
+        detail=result.detail,
+        prior_correction=p["prior_correction"],
+        by_log_loss=p["metric"] == "log_loss",
+        per_class=per_class,
+        figures={
+            "Confusion matrix (OOF), counts": out.CONFUSION_PNG,
+            "Confusion matrix (OOF), % of each true class": out.CONFUSION_NORMALIZED_PNG,
+            "Top losses (OOF): the most confident mistakes": out.TOP_LOSSES_PNG,
+        },
+    )
     write_submission(out.SUBMISSION_CSV, result.frame, result.layout)
     write_json(out.ENSEMBLE_DETAIL, result.detail)
     write_json(out.ENSEMBLE_METRICS, result.headline)
-    keep_submission(out.SUBMISSION_CSV, root / out.HISTORY_DIR, headline=result.headline,
-                    experiment=os.environ.get("DVC_EXP_NAME"),
-                    metric=p["metric"])
-    print(summary(result.detail, p["submission_format"], p["metric"],
-                  prior_correction=p["prior_correction"], this_run=str(out.PREDICTIONS_DIR)))
+    keep_submission(
+        out.SUBMISSION_CSV,
+        root / out.HISTORY_DIR,
+        headline=result.headline,
+        experiment=os.environ.get("DVC_EXP_NAME"),
+        metric=p["metric"],
+    )
+    print(
+        summary(
+            result.detail,
+            p["submission_format"],
+            p["metric"],
+            prior_correction=p["prior_correction"],
+            this_run=str(out.PREDICTIONS_DIR),
+        )
+    )
 
 
 def print_summary() -> None:
     detail = json.loads(upstream(out.ENSEMBLE_DETAIL, "ensemble").read_text())
     p = load_params(["submission_format", "metric", "prior_correction"])
-    print(summary(detail, p["submission_format"], p["metric"],
-                  prior_correction=p["prior_correction"], this_run=str(out.PREDICTIONS_DIR)))
+    print(
+        summary(
+            detail,
+            p["submission_format"],
+            p["metric"],
+            prior_correction=p["prior_correction"],
+            this_run=str(out.PREDICTIONS_DIR),
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -21,20 +21,23 @@ def main() -> None:
     check_before_work()
     remove_stale_temps(FOLDS_CSV.parent)
     splits = [s for s in ("train", "validation") if (IMAGES_DIR / s).is_dir()]
-    images, unreadable = drop_unreadable(scan_labelled(IMAGES_DIR, splits),
-                                         images_dir=IMAGES_DIR)
+    images, unreadable = drop_unreadable(scan_labelled(IMAGES_DIR, splits), images_dir=IMAGES_DIR)
     hashes = pd.Series(content_hashes([IMAGES_DIR / p for p in images["path"]]))
     test_hashes = content_hashes(list_images(IMAGES_DIR / "test"))
     holdout = images["split"] == "validation" if params["validation"] == "holdout" else None
-    folds = assign_folds(images, folds=params["folds"], seed=params["seed"],
-                         groups=group_ids(hashes), holdout=holdout)
+    folds = assign_folds(
+        images,
+        folds=params["folds"],
+        seed=params["seed"],
+        groups=group_ids(hashes),
+        holdout=holdout,
+    )
     # train@k depends on this file: with each image's content hash in it, changed bytes of
     # any labelled image (validation ones have no dep of their own) retrain the folds.
     folds["content"] = hashes
     with atomic_path(FOLDS_CSV) as tmp:
         folds.to_csv(tmp, index=False)
-    summary = summarize(folds, hashes=hashes, test_hashes=test_hashes) | {
-        "unreadable": unreadable}
+    summary = summarize(folds, hashes=hashes, test_hashes=test_hashes) | {"unreadable": unreadable}
     write_json(FOLDS_SUMMARY, summary)
     print(describe(summary))
 

@@ -22,20 +22,26 @@ PARAMS = ["kaggle_competition"]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--into", type=Path, help="default: data/<kaggle_competition>")
-    parser.add_argument("--no-dvc-add", action="store_true",
-                        help="leave the folder untracked (queued and --temp experiments then "
-                             "cannot see it)")
+    parser.add_argument(
+        "--no-dvc-add",
+        action="store_true",
+        help="leave the folder untracked (queued and --temp experiments then cannot see it)",
+    )
     args = parser.parse_args()
     slug = require_slug(load_params(PARAMS)["kaggle_competition"])
     kaggle = kaggle_executable()
     check_credentials()
     target = download_and_unzip(slug, args.into or Path("data") / slug, kaggle=kaggle)
-    print(f"{slug}: unzipped into {target}; set `competition: {target}` in params.yaml "
-          "(competition_format: auto finds its layout)")
+    print(
+        f"{slug}: unzipped into {target}; set `competition: {target}` in params.yaml "
+        "(competition_format: auto finds its layout)"
+    )
     if not args.no_dvc_add:
         dvc_file = track_folder(target)
-        print(f"{target}: tracked by DVC; {dvc_file} and {target.parent}/.gitignore are staged: "
-              f"commit them (git commit -m 'competition {slug}') before queueing experiments")
+        print(
+            f"{target}: tracked by DVC; {dvc_file} and {target.parent}/.gitignore are staged: "
+            f"commit them (git commit -m 'competition {slug}') before queueing experiments"
+        )
 
 
 if __name__ == "__main__":

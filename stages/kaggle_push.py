@@ -19,8 +19,9 @@ from stages.common import KAGGLE_DIR, run
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=KAGGLE_DIR, help="the bundle's folder")
-    parser.add_argument("--message", default="models from make kaggle-bundle",
-                        help="the dataset version's note")
+    parser.add_argument(
+        "--message", default="models from make kaggle-bundle", help="the dataset version's note"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = parser.parse_args()
     dataset, kernel = args.out / "dataset", args.out / "kernel"
@@ -32,8 +33,9 @@ def main() -> None:
     if not args.dry_run:
         check_credentials()
     exists = not args.dry_run and dataset_exists(kaggle, dataset_id)
-    upload, push = push_commands(kaggle, dataset=dataset, kernel=kernel, exists=exists,
-                                 message=args.message)
+    upload, push = push_commands(
+        kaggle, dataset=dataset, kernel=kernel, exists=exists, message=args.message
+    )
     for command in (upload, push):
         print("$ " + " ".join(command[1:]), flush=True)
     if args.dry_run:

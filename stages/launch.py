@@ -23,8 +23,9 @@ def main() -> None:
         sys.exit("usage: python -m stages.launch <module> [args...]")
     module, args = sys.argv[1], sys.argv[2:]
     gpus = load_params(PARAMS)["gpus"]
-    command = [sys.executable, "-m", module, *args] if gpus == 1 else \
-        torchrun_command(gpus, module, args)
+    command = (
+        [sys.executable, "-m", module, *args] if gpus == 1 else torchrun_command(gpus, module, args)
+    )
     sys.stdout.flush()
     os.execv(command[0], command)
 

@@ -37,13 +37,17 @@ def main() -> None:
     rows = entries(json.loads(done.stdout), metrics_file=ENSEMBLE_METRICS.as_posix())
     for competition, group in by_competition(rows).items():
         metric = group_metric(group)
-        print(f"competition {competition}: ranked by OOF {metric} "
-              f"({'lower' if metric == 'log_loss' else 'higher'} is better)")
+        print(
+            f"competition {competition}: ranked by OOF {metric} "
+            f"({'lower' if metric == 'log_loss' else 'higher'} is better)"
+        )
         print(render(ranked(group, metric=metric), width=args.width, metric=metric))
         failures = render_failures(group, width=args.width)
         print(f"{failures}\n" if failures else "")
-    print("`dvc exp apply <name>`: bring one into the workspace; `dvc queue logs <name>`: the "
-          "whole log of a failed one")
+    print(
+        "`dvc exp apply <name>`: bring one into the workspace; `dvc queue logs <name>`: the "
+        "whole log of a failed one"
+    )
 
 
 if __name__ == "__main__":

@@ -21,55 +21,108 @@ from lib.train.lr_finder import lr_sweep, sweep_steps, valley
 from lib.train.model import create_model
 from stages.common import FOLDS_CSV, IMAGES_DIR, STATS_JSON, run, upstream
 
-PARAMS = ["arch", "pretrained", "head", "dropout", "img_size", "batch_size", "aug", "optimizer",
-          "lr", "momentum", "weight_decay", "backbone_lr_mult", "layer_decay",
-          "label_smoothing", "workers", "seed"]
+PARAMS = [
+    "arch",
+    "pretrained",
+    "head",
+    "dropout",
+    "img_size",
+    "batch_size",
+    "aug",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "backbone_lr_mult",
+    "layer_decay",
+    "label_smoothing",
+    "workers",
+    "seed",
+]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fold", type=int, default=0, help="sweep on this fold's training images")
-    parser.add_argument("--max-steps", type=int, default=100,
-                        help="step cap; the sweep never takes more than one pass over the data")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=100,
+        help="step cap; the sweep never takes more than one pass over the data",
+    )
     parser.add_argument("--start", type=float, default=1e-5, help="first lr of the sweep")
     parser.add_argument("--end", type=float, default=1.0, help="last lr (if it gets there)")
-    parser.add_argument("--out", type=Path, default=Path("reports/lr_find.png"),
-                        help="the plot (PNG)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("reports/lr_find.png"), help="the plot (PNG)"
+    )
     args = parser.parse_args()
     p = load_params(PARAMS)
     torch.manual_seed(p["seed"])
     folds = read_folds(upstream(FOLDS_CSV, "folds"))
     classes = sorted(int(label) for label in set(folds["label"]))
     stats = json.loads(upstream(STATS_JSON, "stats").read_text())
-    transform = build_transforms(img_size=p["img_size"], mean=stats["mean"], std=stats["std"],
-                                 train=True, aug=p["aug"])
-    dataset = rows_dataset(split_fold(folds, args.fold)[0], images_dir=IMAGES_DIR,
-                           classes=classes, transform=transform)
-    loader = make_loader(dataset, batch_size=p["batch_size"], shuffle=True,
-                         workers=p["workers"], seed=p["seed"])
+    transform = build_transforms(
+        img_size=p["img_size"], mean=stats["mean"], std=stats["std"], train=True, aug=p["aug"]
+    )
+    dataset = rows_dataset(
+        split_fold(folds, args.fold)[0], images_dir=IMAGES_DIR, classes=classes, transform=transform
+    )
+    loader = make_loader(
+        dataset, batch_size=p["batch_size"], shuffle=True, workers=p["workers"], seed=p["seed"]
+    )
     # before building the model: too little data is said at once
     sweep_steps(len(loader), args.max_steps, images=len(dataset), batch_size=p["batch_size"])
-    model = create_model(p["arch"], num_classes=len(classes), pretrained=p["pretrained"],
-                         head=p["head"], dropout=p["dropout"], img_size=p["img_size"])
-    sweep = lr_sweep(model, loader, device=pick_device(), start_lr=args.start, end_lr=args.end,
-                     max_steps=args.max_steps, optimizer=p["optimizer"],
-                     weight_decay=p["weight_decay"], momentum=p["momentum"],
-                     backbone_lr_mult=p["backbone_lr_mult"], layer_decay=p["layer_decay"],
-                     label_smoothing=p["label_smoothing"])
+    model = create_model(
+        p["arch"],
+        num_classes=len(classes),
+        pretrained=p["pretrained"],
+        head=p["head"],
+        dropout=p["dropout"],
+        img_size=p["img_size"],
+    )
+    sweep = lr_sweep(
+        model,
+        loader,
+        device=pick_device(),
+        start_lr=args.start,
+        end_lr=args.end,
+        max_steps=args.max_steps,
+        optimizer=p["optimizer"],
+        weight_decay=p["weight_decay"],
+        momentum=p["momentum"],
+        backbone_lr_mult=p["backbone_lr_mult"],
+        layer_decay=p["layer_decay"],
+        label_smoothing=p["label_smoothing"],
+    )
     suggestion, start, end = valley(sweep.lrs, sweep.smoothed)
-    line_plot(sweep.lrs, sweep.smoothed, args.out,
-              title=f"LR range test: {p['arch']}, {p['optimizer']}, batch {p['batch_size']}",
-              x_label="learning rate (head)", y_label="smoothed training loss", log_x=True,
-              marks=[Mark(suggestion, f"suggested {suggestion:.2g}"),
-                     Mark(p["lr"], f"current lr {p['lr']:.2g}", colour="#2ca02c")],
-              shade=(sweep.lrs[start], sweep.lrs[end]))
-    stopped = (f"stopped at lr {sweep.lrs[-1]:.2g}, where the loss diverged" if sweep.diverged
-               else f"reached lr {sweep.lrs[-1]:.2g}")
-    print(f"swept {len(sweep.lrs)} of {sweep.steps} steps (one pass over {len(dataset)} images "
-          f"at most), {stopped}; the loss falls steadily from {sweep.lrs[start]:.2g} to "
-          f"{sweep.lrs[end]:.2g} (shaded)")
-    print(f"suggested lr: {suggestion:.2g} (the valley's middle; current lr {p['lr']:.2g}; plot: "
-          f"{args.out}); try it with `dvc exp run -S lr={suggestion:.2g}`")
+    line_plot(
+        sweep.lrs,
+        sweep.smoothed,
+        args.out,
+        title=f"LR range test: {p['arch']}, {p['optimizer']}, batch {p['batch_size']}",
+        x_label="learning rate (head)",
+        y_label="smoothed training loss",
+        log_x=True,
+        marks=[
+            Mark(suggestion, f"suggested {suggestion:.2g}"),
+            Mark(p["lr"], f"current lr {p['lr']:.2g}", colour="#2ca02c"),
+        ],
+        shade=(sweep.lrs[start], sweep.lrs[end]),
+    )
+    stopped = (
+        f"stopped at lr {sweep.lrs[-1]:.2g}, where the loss diverged"
+        if sweep.diverged
+        else f"reached lr {sweep.lrs[-1]:.2g}"
+    )
+    print(
+        f"swept {len(sweep.lrs)} of {sweep.steps} steps (one pass over {len(dataset)} images "
+        f"at most), {stopped}; the loss falls steadily from {sweep.lrs[start]:.2g} to "
+        f"{sweep.lrs[end]:.2g} (shaded)"
+    )
+    print(
+        f"suggested lr: {suggestion:.2g} (the valley's middle; current lr {p['lr']:.2g}; plot: "
+        f"{args.out}); try it with `dvc exp run -S lr={suggestion:.2g}`"
+    )
 
 
 if __name__ == "__main__":

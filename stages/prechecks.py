@@ -16,23 +16,44 @@ from lib.acquire.layouts import Competition, read_competition
 from lib.common.params import load_params
 from lib.infer.prechecks import Setup, run_prechecks
 
-PARAMS = ["competition", "competition_format", "id_column", "label_column", "label_pattern",
-          "test_share", "classes_file", "sample_submission", "submission_format", "metric",
-          "ensemble_runs", "ensemble_weights"]
+PARAMS = [
+    "competition",
+    "competition_format",
+    "id_column",
+    "label_column",
+    "label_pattern",
+    "test_share",
+    "classes_file",
+    "sample_submission",
+    "submission_format",
+    "metric",
+    "ensemble_runs",
+    "ensemble_weights",
+]
 
 
 def check_before_work(competition: Competition | None = None) -> None:
     """`competition`: the stage's own reading of it, else it is read here."""
     p = load_params(PARAMS)
     if competition is None:
-        competition = read_competition(Path(p["competition"]), fmt=p["competition_format"],
-                                       id_column=p["id_column"], label_column=p["label_column"],
-                                       label_pattern=p["label_pattern"],
-                                       test_share=p["test_share"])
+        competition = read_competition(
+            Path(p["competition"]),
+            fmt=p["competition_format"],
+            id_column=p["id_column"],
+            label_column=p["label_column"],
+            label_pattern=p["label_pattern"],
+            test_share=p["test_share"],
+        )
     # A queued experiment runs in a temporary copy; its experiments are the project's (DVC_ROOT).
-    run_prechecks(Setup(competition=competition, submission_format=p["submission_format"],
-                        classes_file=p["classes_file"],
-                        sample_submission=p["sample_submission"],
-                        ensemble_runs=p["ensemble_runs"],
-                        ensemble_weights=p["ensemble_weights"], metric=p["metric"],
-                        root=Path(os.environ.get("DVC_ROOT", "."))))
+    run_prechecks(
+        Setup(
+            competition=competition,
+            submission_format=p["submission_format"],
+            classes_file=p["classes_file"],
+            sample_submission=p["sample_submission"],
+            ensemble_runs=p["ensemble_runs"],
+            ensemble_weights=p["ensemble_weights"],
+            metric=p["metric"],
+            root=Path(os.environ.get("DVC_ROOT", ".")),
+        )
+    )

@@ -39,14 +39,30 @@ def main() -> None:
     folds = read_folds(upstream(FOLDS_CSV, "folds"))
     test_paths, test_ids = list_test_images(IMAGES_DIR / "test")
     if not test_ids:  # predicting none would end in a submission of no rows
-        raise UserError(f"{IMAGES_DIR / 'test'}: no test images to predict; run `dvc repro "
-                        "download` (the competition's test images: test.json or test/)")
+        raise UserError(
+            f"{IMAGES_DIR / 'test'}: no test images to predict; run `dvc repro "
+            "download` (the competition's test images: test.json or test/)"
+        )
     inference = prepare_inference(
-        model_from_checkpoint(checkpoint, model_file), checkpoint, device=pick_device(),
-        tta=p["tta"], merge=p["tta_merge"], crop=p["tta_crop"], scales=p["tta_scales"],
-        batch_size=p["batch_size"], workers=p["workers"])
-    splits = predict_fold(inference, checkpoint, folds=folds, fold=fold, images_dir=IMAGES_DIR,
-                          test_paths=test_paths, test_ids=test_ids)
+        model_from_checkpoint(checkpoint, model_file),
+        checkpoint,
+        device=pick_device(),
+        tta=p["tta"],
+        merge=p["tta_merge"],
+        crop=p["tta_crop"],
+        scales=p["tta_scales"],
+        batch_size=p["batch_size"],
+        workers=p["workers"],
+    )
+    splits = predict_fold(
+        inference,
+        checkpoint,
+        folds=folds,
+        fold=fold,
+        images_dir=IMAGES_DIR,
+        test_paths=test_paths,
+        test_ids=test_ids,
+    )
     remove_stale_temps(PREDICTIONS_DIR)
     save_fold_predictions(predictions_dir(fold), splits)
 

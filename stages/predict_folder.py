@@ -21,8 +21,15 @@ from lib.infer.submission import read_class_names
 from lib.train.device import pick_device
 from stages.common import CLASSES_CSV, run
 
-PARAMS = ["tta", "tta_merge", "tta_crop", "tta_scales", "ensemble_merge", "competition",
-          "classes_file"]
+PARAMS = [
+    "tta",
+    "tta_merge",
+    "tta_crop",
+    "tta_scales",
+    "ensemble_merge",
+    "competition",
+    "classes_file",
+]
 SPEED_PARAMS = ["batch_size", "workers"]
 OUTPUTS_DIR = Path("outputs")  # what commands write for the user (not a DVC out); git-ignored
 
@@ -31,17 +38,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=" ".join(__doc__.split("\n\n")[0].split()),
         epilog="TTA (tta, tta_merge, tta_crop, tta_scales), ensemble_merge, batch_size and "
-               "workers come from params.yaml.")
-    parser.add_argument("folder", type=Path,
-                        help="the images to predict (their file stems are the ids; sub-folders "
-                             "are searched too)")
-    parser.add_argument("--runs", type=Path, nargs="+", default=[Path("models")],
-                        help="folders holding fold<k>/model.pt, all merged (default: models)")
-    parser.add_argument("--out", type=Path,
-                        help=f"the CSV to write (default: {OUTPUTS_DIR}/<FOLDER's name>.csv; "
-                             f"{OUTPUTS_DIR}/ is git-ignored)")
-    parser.add_argument("--top-k", type=int, default=3,
-                        help="how many classes each row lists, most probable first (default: 3)")
+        "workers come from params.yaml.",
+    )
+    parser.add_argument(
+        "folder",
+        type=Path,
+        help="the images to predict (their file stems are the ids; sub-folders are searched too)",
+    )
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        nargs="+",
+        default=[Path("models")],
+        help="folders holding fold<k>/model.pt, all merged (default: models)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"the CSV to write (default: {OUTPUTS_DIR}/<FOLDER's name>.csv; "
+        f"{OUTPUTS_DIR}/ is git-ignored)",
+    )
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=3,
+        help="how many classes each row lists, most probable first (default: 3)",
+    )
     return parser
 
 
@@ -54,19 +76,36 @@ def main() -> None:
     paths, ids = folder_images(args.folder)
     models = fold_models(args.runs)
     predictions = predict_images(
-        paths, ids, models, device=pick_device(), tta=p["tta"], tta_merge=p["tta_merge"],
-        crop=p["tta_crop"], scales=p["tta_scales"], merge=p["ensemble_merge"],
-        batch_size=p["batch_size"], workers=p["workers"])
-    classes = competition_files(Path(p["competition"]), derived_classes=CLASSES_CSV,
-                                classes_file=p["classes_file"], test_labels=None,
-                                sample_submission=None).classes_file
-    table = top_k_table(predictions, read_class_names(classes) if classes else None,
-                        max(args.top_k, 1))
+        paths,
+        ids,
+        models,
+        device=pick_device(),
+        tta=p["tta"],
+        tta_merge=p["tta_merge"],
+        crop=p["tta_crop"],
+        scales=p["tta_scales"],
+        merge=p["ensemble_merge"],
+        batch_size=p["batch_size"],
+        workers=p["workers"],
+    )
+    classes = competition_files(
+        Path(p["competition"]),
+        derived_classes=CLASSES_CSV,
+        classes_file=p["classes_file"],
+        test_labels=None,
+        sample_submission=None,
+    ).classes_file
+    table = top_k_table(
+        predictions, read_class_names(classes) if classes else None, max(args.top_k, 1)
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out, suffix=".csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    print(f"{out}: {len(table)} images, {len(models)} models merged by "
-          f"{p['ensemble_merge']}, tta {p['tta']}")
+    print(
+        f"{out}: {len(table)} images, {len(models)} models merged by "
+        f"{p['ensemble_merge']}, tta {p['tta']}"
+    )
+
 
 if __name__ == "__main__":
     run(main)

@@ -15,11 +15,14 @@ def main() -> None:
     resolution = params["stats.resolution"]
     remove_stale_temps(STATS_JSON.parent)
     paths = list_images(upstream(IMAGES_DIR / "train", "download"))
-    stats = compute_stats(paths, workers=params["stats.workers"],
-                          size=None if resolution == "native" else resolution)
+    stats = compute_stats(
+        paths, workers=params["stats.workers"], size=None if resolution == "native" else resolution
+    )
     write_json(STATS_JSON, stats.to_dict())
-    print(f"stats: {stats.images} images, mean {[round(m, 4) for m in stats.mean]}, "
-          f"std {[round(s, 4) for s in stats.std]}")
+    print(
+        f"stats: {stats.images} images, mean {[round(m, 4) for m in stats.mean]}, "
+        f"std {[round(s, 4) for s in stats.std]}"
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,7 @@ from lib.common.params import load_params
 from stages.check_submission import check_file
 from stages.common import ENSEMBLE_METRICS, SUBMISSION_CSV, run
 
-PARAMS = ["kaggle_competition", "arch", "img_size", "train_folds", "tta", "ensemble_runs",
-          "metric"]
+PARAMS = ["kaggle_competition", "arch", "img_size", "train_folds", "tta", "ensemble_runs", "metric"]
 
 
 def main() -> None:
@@ -37,9 +36,19 @@ def main() -> None:
         sys.exit(1)
     headline = json.loads(ENSEMBLE_METRICS.read_text()) if ENSEMBLE_METRICS.is_file() else {}
     message = args.message or submission_message(
-        name=experiment_name(Path("."), ENSEMBLE_METRICS), params=p, headline=headline)
-    command = [kaggle_executable(), "competitions", "submit", "-c", slug,
-               "-f", str(SUBMISSION_CSV), "-m", message]
+        name=experiment_name(Path("."), ENSEMBLE_METRICS), params=p, headline=headline
+    )
+    command = [
+        kaggle_executable(),
+        "competitions",
+        "submit",
+        "-c",
+        slug,
+        "-f",
+        str(SUBMISSION_CSV),
+        "-m",
+        message,
+    ]
     print("$ " + " ".join(command[1:6]) + f" {SUBMISSION_CSV} -m {message!r}", flush=True)
     if args.dry_run:
         return

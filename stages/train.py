@@ -34,9 +34,22 @@ from stages.prechecks import check_before_work
 
 # Speed only (loader processes; torch.compile computes the same function): not DVC deps.
 SPEED_PARAMS = ["workers", "compile"]
-PARAMS = [key for key in [*TrainConfig.param_keys(), "arch", "pretrained", "head", "dropout",
-                          "img_size", "batch_size", "aug", "class_balance", "gpus"]
-          if key not in SPEED_PARAMS]
+PARAMS = [
+    key
+    for key in [
+        *TrainConfig.param_keys(),
+        "arch",
+        "pretrained",
+        "head",
+        "dropout",
+        "img_size",
+        "batch_size",
+        "aug",
+        "class_balance",
+        "gpus",
+    ]
+    if key not in SPEED_PARAMS
+]
 
 
 def main() -> None:
@@ -52,17 +65,28 @@ def main() -> None:
         folds_text = upstream(FOLDS_CSV, "folds").read_text()
         stats_text = upstream(STATS_JSON, "stats").read_text()
         stats, provenance = json.loads(stats_text), {key: p[key] for key in PARAMS}
-        data = fold_data(read_folds(FOLDS_CSV), fold, images_dir=IMAGES_DIR, stats=stats,
-                         p=p, env=env)
-        with (Live(dir=str(model_dir(fold) / "live"), dvcyaml=None, save_dvc_exp=False)
-              if env.main else contextlib.nullcontext()) as live:
+        data = fold_data(
+            read_folds(FOLDS_CSV), fold, images_dir=IMAGES_DIR, stats=stats, p=p, env=env
+        )
+        with (
+            Live(dir=str(model_dir(fold) / "live"), dvcyaml=None, save_dvc_exp=False)
+            if env.main
+            else contextlib.nullcontext()
+        ) as live:
             try:
-                train_fold(data, fold=fold, p=p, provenance=provenance, stats=stats, env=env,
-                           key=resume_key(provenance, folds_text=folds_text,
-                                          stats_text=stats_text),
-                           model_path=model_dir(fold) / "model.pt", device=device,
-                           resume_path=model_dir(fold) / "resume.pt",
-                           on_epoch=lambda result: log_epoch(live, result))
+                train_fold(
+                    data,
+                    fold=fold,
+                    p=p,
+                    provenance=provenance,
+                    stats=stats,
+                    env=env,
+                    key=resume_key(provenance, folds_text=folds_text, stats_text=stats_text),
+                    model_path=model_dir(fold) / "model.pt",
+                    device=device,
+                    resume_path=model_dir(fold) / "resume.pt",
+                    on_epoch=lambda result: log_epoch(live, result),
+                )
             except KeyboardInterrupt:
                 raise Interrupted(interrupted_message(fold)) from None
     finally:
@@ -73,10 +97,14 @@ def interrupted_message(fold: int) -> str:
     resume = model_dir(fold) / "resume.pt"
     if resume.is_file():
         epoch = torch.load(resume, weights_only=True, map_location="cpu").get("epoch")
-        return (f"training of fold {fold} stopped; {resume} holds epoch {epoch}: run "
-                f"`dvc repro train@{fold}` (or this command) again to resume from it")
-    return (f"training of fold {fold} stopped before its first epoch ended: run "
-            f"`dvc repro train@{fold}` again to start it")
+        return (
+            f"training of fold {fold} stopped; {resume} holds epoch {epoch}: run "
+            f"`dvc repro train@{fold}` (or this command) again to resume from it"
+        )
+    return (
+        f"training of fold {fold} stopped before its first epoch ended: run "
+        f"`dvc repro train@{fold}` again to start it"
+    )
 
 
 def log_epoch(live: Live | None, result) -> None:

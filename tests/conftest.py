@@ -23,8 +23,14 @@ REPO = Path(__file__).resolve().parent.parent
 PARAMS_FIXTURE = Path(__file__).resolve().parent / "params.yaml"  # the defaults tests run on
 
 
-def write_image(path: Path, *, size: tuple[int, int] = (16, 12), mode: str = "RGB",
-                seed: int = 0, fmt: str | None = None) -> Path:
+def write_image(
+    path: Path,
+    *,
+    size: tuple[int, int] = (16, 12),
+    mode: str = "RGB",
+    seed: int = 0,
+    fmt: str | None = None,
+) -> Path:
     """A random image of `mode` at `path` (format from the suffix unless `fmt` is given)."""
     rng = np.random.default_rng(seed)
     width, height = size
@@ -46,13 +52,15 @@ def image_tree(tmp_path: Path) -> Path:
     for label in (1, 2, 3):
         for image_id in range(6):
             seed += 1
-            write_image(root / "train" / f"{label:02d}" / f"{label * 100 + image_id}.png",
-                        seed=seed)
+            write_image(
+                root / "train" / f"{label:02d}" / f"{label * 100 + image_id}.png", seed=seed
+            )
     for label in (1, 2):
         for image_id in range(2):
             seed += 1
-            write_image(root / "validation" / f"{label:02d}" / f"{label * 10 + image_id}.jpg",
-                        seed=seed)
+            write_image(
+                root / "validation" / f"{label:02d}" / f"{label * 10 + image_id}.jpg", seed=seed
+            )
     for image_id in range(4):
         seed += 1
         write_image(root / "test" / f"{image_id + 1}.png", seed=seed)
@@ -60,9 +68,22 @@ def image_tree(tmp_path: Path) -> Path:
 
 
 # Audit events that change the file system (https://docs.python.org/3/library/audit_events.html)
-_CHANGES = {"os.rename", "os.replace", "os.remove", "os.rmdir", "os.mkdir", "os.symlink",
-            "os.link", "os.truncate", "os.chmod", "os.chown", "os.utime", "shutil.rmtree",
-            "shutil.copyfile", "shutil.move"}
+_CHANGES = {
+    "os.rename",
+    "os.replace",
+    "os.remove",
+    "os.rmdir",
+    "os.mkdir",
+    "os.symlink",
+    "os.link",
+    "os.truncate",
+    "os.chmod",
+    "os.chown",
+    "os.utime",
+    "shutil.rmtree",
+    "shutil.copyfile",
+    "shutil.move",
+}
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _recording: list[list[str]] = []  # the lists recording_writes() is filling; empty: not recording
 
@@ -72,8 +93,9 @@ def _audit(event: str, args: tuple) -> None:
         return
     if event == "open":
         path, mode, flags = args
-        writes = any(c in mode for c in "wax+") if isinstance(mode, str) \
-            else bool(flags & _WRITE_FLAGS)
+        writes = (
+            any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & _WRITE_FLAGS)
+        )
         targets = [path] if writes else []
     elif event in _CHANGES:
         targets = [a for a in args[:2] if isinstance(a, str | bytes | os.PathLike)]
@@ -107,12 +129,14 @@ def default_params() -> dict:
     """The shipped defaults, as a fresh nested dict (tests/params.yaml, never the checkout's
     params.yaml)."""
     from lib.common.params import read_params_file
+
     return read_params_file(PARAMS_FIXTURE)
 
 
 def write_params(folder: Path, **overrides) -> Path:
     """folder/params.yaml: the defaults with top-level `overrides`."""
     import yaml
+
     path = Path(folder) / "params.yaml"
     path.write_text(yaml.safe_dump(default_params() | overrides, sort_keys=False))
     return path
@@ -121,10 +145,12 @@ def write_params(folder: Path, **overrides) -> Path:
 def train_config(**overrides):
     """A TrainConfig with the default params' values and `overrides`."""
     from lib.train.loop import TrainConfig
+
     return TrainConfig.from_params(default_params(), **overrides)
 
 
 def download_settings(**overrides):
     """DownloadSettings with the default params' values and `overrides`."""
     from lib.acquire.download import DownloadSettings
+
     return DownloadSettings.from_params(default_params(), **overrides)

@@ -36,6 +36,7 @@ def repo_params() -> dict:
     """The default params (tests/params.yaml: never the checkout's params.yaml), for a project
     in a temporary folder: the competition is the repo's demo."""
     from tests.conftest import default_params
+
     return default_params() | {"competition": str(REPO / "data" / "demo")}
 
 
@@ -69,8 +70,9 @@ def call_stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
         sys.argv = argv
         root.removeHandler(handler)
         root.setLevel(level)
-    return subprocess.CompletedProcess(["stages." + name, *args], code, out.getvalue(),
-                                       err.getvalue())
+    return subprocess.CompletedProcess(
+        ["stages." + name, *args], code, out.getvalue(), err.getvalue()
+    )
 
 
 def _exit_code(code: object, err: io.StringIO) -> int:
@@ -81,13 +83,20 @@ def _exit_code(code: object, err: io.StringIO) -> int:
     return 1
 
 
-def run_stage(name: str, cwd: Path, *args: str, env: dict[str, str] | None = None,
-              timeout: float = 300) -> subprocess.CompletedProcess:
+def run_stage(
+    name: str, cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """``python -m stages.<name> *args`` in ``cwd``, in a new process (``env`` added to this
     one's environment)."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([sys.executable, "-m", f"stages.{name}", *args], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{name}", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def one_error_line(done: subprocess.CompletedProcess) -> str:
@@ -104,10 +113,16 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     """A real command (``git``, ``dvc``) in ``cwd`` with this venv first on PATH (the stage
     commands call ``python``), a git identity and ``env``; its stdout and stderr, once it
     succeeded."""
-    full_env = {**os.environ,
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-                "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1", **(env or {})}
+    full_env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "DVC_NO_ANALYTICS": "1",
+        **(env or {}),
+    }
     done = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True)
     assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout + done.stderr

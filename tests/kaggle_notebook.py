@@ -52,10 +52,15 @@ def run_notebook(project: Path, kaggle: Path) -> dict:
     book = nbformat.read(project / "kaggle" / "kernel" / "inference.ipynb", as_version=4)
     book.cells.append(nbformat.v4.new_code_cell(PROBE))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
-    env |= {"KAGGLE_INPUT_ROOT": str(inputs), "KAGGLE_WORKING_DIR": str(working),
-            "PYTHONPATH": str(guard), "NO_ALBUMENTATIONS_UPDATE": "1"}
-    client = NotebookClient(book, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(working)}})
+    env |= {
+        "KAGGLE_INPUT_ROOT": str(inputs),
+        "KAGGLE_WORKING_DIR": str(working),
+        "PYTHONPATH": str(guard),
+        "NO_ALBUMENTATIONS_UPDATE": "1",
+    }
+    client = NotebookClient(
+        book, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(working)}}
+    )
     client.execute(env=env)
     return json.loads(book.cells[-1].outputs[0]["text"].strip().splitlines()[-1])
 
@@ -68,8 +73,11 @@ def assert_same_submission(expected: Path, got: Path, *, tolerance: float = 1e-5
     if list(want.columns) == ["id", "predicted"]:
         assert have["predicted"].tolist() == want["predicted"].tolist()
     else:
-        diff = np.abs(have.iloc[:, 1:].astype(float).to_numpy()
-                      - want.iloc[:, 1:].astype(float).to_numpy())
+        diff = np.abs(
+            have.iloc[:, 1:].astype(float).to_numpy() - want.iloc[:, 1:].astype(float).to_numpy()
+        )
         assert diff.max() <= tolerance, diff.max()
-        assert (have.iloc[:, 1:].astype(float).to_numpy().argmax(1)
-                == want.iloc[:, 1:].astype(float).to_numpy().argmax(1)).all()
+        assert (
+            have.iloc[:, 1:].astype(float).to_numpy().argmax(1)
+            == want.iloc[:, 1:].astype(float).to_numpy().argmax(1)
+        ).all()

@@ -22,22 +22,32 @@ def hand_made_competition(folder: Path) -> None:
     """Class folders of tiny real images and a test folder (layout `folders`)."""
     for c, name in enumerate(CLASSES):
         for i in range(8):
-            write_image(folder / "train" / name / f"{name[:2].lower()}{i}.png", size=(24, 24),
-                        seed=100 * c + i)
+            write_image(
+                folder / "train" / name / f"{name[:2].lower()}{i}.png",
+                size=(24, 24),
+                seed=100 * c + i,
+            )
     for i in range(6):
         write_image(folder / "test" / f"t{i}.png", size=(24, 24), seed=1000 + i)
 
 
 def leaderboard(project: Path) -> list[str]:
-    return run([sys.executable, "-m", "stages.leaderboard", "--width", "120"],
-               project).splitlines()
+    return run([sys.executable, "-m", "stages.leaderboard", "--width", "120"], project).splitlines()
 
 
 @pytest.mark.timeout(1800)
 def test_a_queued_sweep_needs_the_folder_tracked_and_then_succeeds(tmp_path_factory):
-    project = make_project(tmp_path_factory.mktemp("sweep"), {
-        "competition": "data/shoes", "submission_format": "proba", "clip_low": 0.003,
-        "img_size": 16, "batch_size": 8, "tta": "none"})
+    project = make_project(
+        tmp_path_factory.mktemp("sweep"),
+        {
+            "competition": "data/shoes",
+            "submission_format": "proba",
+            "clip_low": 0.003,
+            "img_size": 16,
+            "batch_size": 8,
+            "tta": "none",
+        },
+    )
     hand_made_competition(project / "data" / "shoes")  # made after the commit: untracked
 
     run(["dvc", "exp", "run", "--queue", "-n", "untracked", "-S", "lr=0.001"], project)

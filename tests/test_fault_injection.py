@@ -29,14 +29,23 @@ STAGES = {
     "predict": ["predictions/fold0"],
     "ensemble": ["submissions/submission.csv", "metrics/ensemble.json"],
 }
-COMMANDS = {"download": ["stages.download"], "train": ["stages.train", "--fold", "0"],
-            "predict": ["stages.predict", "--fold", "0"], "ensemble": ["stages.ensemble"]}
+COMMANDS = {
+    "download": ["stages.download"],
+    "train": ["stages.train", "--fold", "0"],
+    "predict": ["stages.predict", "--fold", "0"],
+    "ensemble": ["stages.ensemble"],
+}
 
 
 def start(stage: str, project: Path) -> subprocess.Popen:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.Popen([sys.executable, "-m", *COMMANDS[stage]], cwd=project, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", *COMMANDS[stage]],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def finish(stage: str, project: Path) -> float:
@@ -74,21 +83,24 @@ def empty_images(project: Path) -> None:
 
 
 def leftovers(project: Path) -> list[str]:
-    return [p.relative_to(project).as_posix() for folder in ("data", "models", "predictions",
-                                                              "submissions", "metrics")
-            for p in (project / folder).rglob(".tmp*")]
+    return [
+        p.relative_to(project).as_posix()
+        for folder in ("data", "models", "predictions", "submissions", "metrics")
+        for p in (project / folder).rglob(".tmp*")
+    ]
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[Path, dict, dict]:
     """A project reproduced once without interruption: its outs and each stage's run time."""
-    project = make_project(tmp_path_factory.mktemp("faults"),
-                           {"train_folds": [0], "epochs": 2})
+    project = make_project(tmp_path_factory.mktemp("faults"), {"train_folds": [0], "epochs": 2})
     run(["dvc", "repro"], project)
     empty_images(project)
     times = {stage: finish(stage, project) for stage in STAGES}  # a second, timed run
-    outs = {stage: {k: v for out in outs for k, v in fingerprint(project, out).items()}
-            for stage, outs in STAGES.items()}
+    outs = {
+        stage: {k: v for out in outs for k, v in fingerprint(project, out).items()}
+        for stage, outs in STAGES.items()
+    }
     return project, outs, times
 
 

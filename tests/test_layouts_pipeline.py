@@ -47,8 +47,11 @@ def make_dog_breed(folder: Path, demo: Path) -> list[str]:
         test_ids.append(image_id)
     random.Random(1).shuffle(test_ids)  # the sample's row order, which the submission keeps
     header = ["id", *sorted(BREEDS.values())]
-    write_csv(folder / "sample_submission.csv", header,
-              [[i, *[f"{1 / len(BREEDS):.6f}"] * len(BREEDS)] for i in test_ids])
+    write_csv(
+        folder / "sample_submission.csv",
+        header,
+        [[i, *[f"{1 / len(BREEDS):.6f}"] * len(BREEDS)] for i in test_ids],
+    )
     return header
 
 
@@ -69,16 +72,18 @@ def test_dog_breed_layout_gives_a_proba_submission_in_the_samples_shape(tmp_path
     project = make_project(tmp_path_factory.mktemp("dogs"))
     header = make_dog_breed(project / "data" / "dogs", project / "data" / "demo")
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params.update(competition="data/dogs", submission_format="proba", clip_low=CLIP_LOW,
-                  clip_high=CLIP_HIGH)
+    params.update(
+        competition="data/dogs", submission_format="proba", clip_low=CLIP_LOW, clip_high=CLIP_HIGH
+    )
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     commit(project, "dog breed")
 
     output = run(["dvc", "repro"], project)
     assert {"download", "folds", "train@0", "predict@0", "ensemble"} <= ran_stages(output)
 
-    assert (project / "data/classes.csv").read_text() == \
-        "label_id,name\n1,affenpinscher\n2,basenji\n3,whippet\n"
+    assert (
+        project / "data/classes.csv"
+    ).read_text() == "label_id,name\n1,affenpinscher\n2,basenji\n3,whippet\n"
     with open(project / "data/dogs/sample_submission.csv") as f:
         sample = list(csv.reader(f))
     with open(project / "submissions/submission.csv") as f:
@@ -109,6 +114,7 @@ def demo_writer(demo: Path):
     def write(path: Path, label: int, index: int) -> None:
         ids = ids_of[label + 1]
         to_jpeg(demo / "images" / "train" / f"{ids[index % len(ids)]}.png", path)
+
     return write
 
 
@@ -120,13 +126,15 @@ def set_params(project: Path, **values) -> None:
 
 
 def test_tinyimagenet_gives_a_label_submission_of_wnids_with_ids_spelt_as_the_sample(
-        tmp_path_factory):
+    tmp_path_factory,
+):
     from tests.acquire.test_tinyimagenet import WNIDS, make_tinyimagenet
 
     project = make_project(tmp_path_factory.mktemp("tiny"))
     folder = project / "data" / "tiny"
-    make_tinyimagenet(folder, per_class=10, val_per_class=2, test=6,
-                      image=demo_writer(project / "data" / "demo"))
+    make_tinyimagenet(
+        folder, per_class=10, val_per_class=2, test=6, image=demo_writer(project / "data" / "demo")
+    )
     names = [f"test_{i}.JPEG" for i in range(6)]
     random.Random(2).shuffle(names)
     write_csv(folder / "sample_submission.csv", ["file", "wnid"], [[n, WNIDS[0]] for n in names])
@@ -147,22 +155,28 @@ def test_tinyimagenet_gives_a_label_submission_of_wnids_with_ids_spelt_as_the_sa
     assert splits.count("validation") == 6  # val/ is the validation split (pooled)
     headline = json.loads((project / "metrics/ensemble.json").read_text())
     assert 0 <= headline["oof"]["f1_macro"] <= 1
-    assert "goldfish, Carassius auratus (n01443537)" in \
-        (project / "metrics/per_class.csv").read_text()  # words.txt names the reports' classes
-    assert "OK (6 rows, label format" in run(["python", "-m", "stages.check_submission"],
-                                              project)
+    assert (
+        "goldfish, Carassius auratus (n01443537)" in (project / "metrics/per_class.csv").read_text()
+    )  # words.txt names the reports' classes
+    assert "OK (6 rows, label format" in run(["python", "-m", "stages.check_submission"], project)
 
 
 def test_pets_by_pattern_give_a_top3_submission_scored_by_map3_against_the_held_out_answers(
-        tmp_path_factory):
+    tmp_path_factory,
+):
     from lib.infer.metrics import map_at_k_lists
     from tests.acquire.test_named_files import BREEDS, make_pets
 
     project = make_project(tmp_path_factory.mktemp("pets"))
-    make_pets(project / "data" / "pets", per_breed=12,
-              image=demo_writer(project / "data" / "demo"))
-    set_params(project, competition="data/pets", metric="map@3", submission_format="topk",
-               test_share=0.25, kaggle_competition="pets")
+    make_pets(project / "data" / "pets", per_breed=12, image=demo_writer(project / "data" / "demo"))
+    set_params(
+        project,
+        competition="data/pets",
+        metric="map@3",
+        submission_format="topk",
+        test_share=0.25,
+        kaggle_competition="pets",
+    )
     commit(project, "pets")
 
     run(["dvc", "repro"], project)

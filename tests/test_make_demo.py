@@ -44,8 +44,13 @@ def sources(folder: Path) -> set[tuple[int, int]]:
 
 
 def make(source: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(cwd / "make_demo.py"), "--source", str(source),
-                           *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(cwd / "make_demo.py"), "--source", str(source), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +70,10 @@ def built(tmp_path_factory):
 
 def test_large_competition_sizes(built):
     _, large = built
-    counts = {split: len(json.loads((large / f"{split}.json").read_text())["images"])
-              for split in ("train", "validation", "test")}
+    counts = {
+        split: len(json.loads((large / f"{split}.json").read_text())["images"])
+        for split in ("train", "validation", "test")
+    }
     assert counts == {"train": 9000, "validation": 1000, "test": 2000}
     answers = (large / "test_labels.csv").read_text().splitlines()
     assert answers[0] == "id,label" and len(answers) == 2001
@@ -89,11 +96,14 @@ def test_missing_source_is_one_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"make_demo: no Fashion-MNIST IDX files in {tmp_path / 'nowhere'}: install Debian's "
-        "dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or pass --source"]
+        "dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or pass --source"
+    ]
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-                    reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="Debian's dataset-fashion-mnist is not installed",
+)
 def test_demo_rebuilds_byte_for_byte(tmp_path):
     """The committed demo is what the script makes from the real files (a change to the
     script that moves the demo's images shows here, before it changes every figure)."""

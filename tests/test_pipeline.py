@@ -24,8 +24,14 @@ from tests.helpers import run, wait_for_queue
 from tests.kaggle_notebook import assert_same_submission, run_notebook
 
 pytestmark = pytest.mark.slow
-SHRUNK = {"img_size": 32, "epochs": 1, "folds": 2, "train_folds": [0, 1], "batch_size": 32,
-          "workers": 0}
+SHRUNK = {
+    "img_size": 32,
+    "epochs": 1,
+    "folds": 2,
+    "train_folds": [0, 1],
+    "batch_size": 32,
+    "workers": 0,
+}
 KEEP = {"train": 160, "validation": 40, "test": 60}  # first N image ids per split
 
 
@@ -52,8 +58,13 @@ def make_project(root: Path, shrunk: dict | None = None, source: Path = REPO) ->
     `root`, with the demo competition and the params shrunk (`shrunk` overrides SHRUNK),
     committed as a fresh git repo."""
     if source == REPO:
-        files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                               capture_output=True, text=True, check=True).stdout.split()
+        files = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
     else:
         files = [p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()]
     for name in files:
@@ -84,12 +95,18 @@ def in_terminal(args: list[str], cwd: Path, columns: int = 120) -> list[str]:
     """What a `columns`-wide terminal shows of a command's output: run under a pseudo-terminal
     of that width, with DVC's pager replaced by cat, each line cut at `columns` as `less -S`
     (DVC's default pager) shows it, colours removed."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_PAGER": "cat", "DVC_NO_ANALYTICS": "1", "COLUMNS": str(columns)}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_PAGER": "cat",
+        "DVC_NO_ANALYTICS": "1",
+        "COLUMNS": str(columns),
+    }
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    process = subprocess.Popen(args, cwd=cwd, env=env, stdin=follower, stdout=follower,
-                               stderr=follower)
+    process = subprocess.Popen(
+        args, cwd=cwd, env=env, stdin=follower, stdout=follower, stderr=follower
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -113,11 +130,20 @@ def commit(project: Path, message: str) -> None:
 
 def test_repro_then_experiments_rerun_only_what_depends_on_their_params(project):
     output = run(["dvc", "repro"], project)
-    assert ran_stages(output) == {"download", "stats", "folds", "train@0", "train@1",
-                                  "predict@0", "predict@1", "ensemble"}
+    assert ran_stages(output) == {
+        "download",
+        "stats",
+        "folds",
+        "train@0",
+        "train@1",
+        "predict@0",
+        "predict@1",
+        "ensemble",
+    }
 
-    test_ids = [e["image_id"] for e in
-                json.loads((project / "data/demo/test.json").read_text())["images"]]
+    test_ids = [
+        e["image_id"] for e in json.loads((project / "data/demo/test.json").read_text())["images"]
+    ]
     with open(project / "submissions/submission.csv") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["id", "predicted"]
@@ -146,8 +172,9 @@ def test_repro_then_experiments_rerun_only_what_depends_on_their_params(project)
 
     shown = in_terminal(["dvc", "exp", "show"], project)
     header = next(line for line in shown if "Experiment" in line)
-    assert re.search(r"Experiment +Created +oof\.accuracy +oof\.log_loss +test\.accuracy",
-                     header), header
+    assert re.search(
+        r"Experiment +Created +oof\.accuracy +oof\.log_loss +test\.accuracy", header
+    ), header
     for name in ("tiny-lr", "tta-flip6"):
         row = next(line for line in shown if f"[{name}]" in line)
         assert "…" not in row and len(re.findall(r"\b[01]\.\d{3,}\b", row)) >= 2, row
@@ -159,8 +186,11 @@ def test_repro_then_experiments_rerun_only_what_depends_on_their_params(project)
     assert re.match(r" +#  experiment +oof acc +oof loss +test acc +changed params", lines[1])
     assert any("tiny-lr" in line and "lr=1e-05" in line for line in lines)
     assert any("tta-flip6" in line and line.endswith("tta=flip6") for line in lines)
-    ranked = [float(re.findall(r"\s(\d\.\d{4})\s", line)[0]) for line in lines[3:]
-              if re.match(r" +\d+  ", line) and "workspace" not in line]
+    ranked = [
+        float(re.findall(r"\s(\d\.\d{4})\s", line)[0])
+        for line in lines[3:]
+        if re.match(r" +\d+  ", line) and "workspace" not in line
+    ]
     assert ranked == sorted(ranked, reverse=True)
 
 
@@ -173,8 +203,7 @@ def bundle_and_run_notebook(project: Path, kaggle: Path) -> tuple[dict, dict]:
 
 
 @pytest.mark.timeout(2400)  # retrains tiny-lr when run alone, on a machine that may be shared
-def test_the_kaggle_notebook_reproduces_the_submission_and_a_blend_of_named_runs(project,
-                                                                                 tmp_path):
+def test_the_kaggle_notebook_reproduces_the_submission_and_a_blend_of_named_runs(project, tmp_path):
     """After the experiments above (the workspace holds tta-flip6): the run alone, then blended
     with tiny-lr (other weights) with fitted weights, in proba format."""
     if not (project / "dvc.lock").is_file():
@@ -189,28 +218,47 @@ def test_the_kaggle_notebook_reproduces_the_submission_and_a_blend_of_named_runs
     dataset = project / "kaggle" / "dataset"
     assert [m["name"] for m in config["members"]] == ["run"]
     # the checkpoints and nothing else of models/ (no resume files, no training logs)
-    assert sorted(p.relative_to(dataset).as_posix() for p in (dataset / "models").rglob("*")
-                  if p.is_file()) == ["models/run/fold0/model.pt", "models/run/fold1/model.pt"]
-    assert json.loads((dataset / "dataset-metadata.json").read_text())["id"] == \
-        "tester/demo-models"
+    assert sorted(
+        p.relative_to(dataset).as_posix() for p in (dataset / "models").rglob("*") if p.is_file()
+    ) == ["models/run/fold0/model.pt", "models/run/fold1/model.pt"]
+    assert json.loads((dataset / "dataset-metadata.json").read_text())["id"] == "tester/demo-models"
     kernel = json.loads((project / "kaggle/kernel/kernel-metadata.json").read_text())
     assert kernel["enable_internet"] is False and kernel["dataset_sources"] == [
-        "tester/demo-models"]
+        "tester/demo-models"
+    ]
     assert probe["lib"] is False  # the project's checkout cannot be imported
     assert Path(probe["package"]).is_relative_to(tmp_path / "alone" / "input" / "demo-models")
     assert str(REPO) not in {str(Path(p or ".").resolve()) for p in probe["path"]}
-    assert_same_submission(project / "submissions/submission.csv",
-                           tmp_path / "alone" / "working" / "submission.csv")
+    assert_same_submission(
+        project / "submissions/submission.csv", tmp_path / "alone" / "working" / "submission.csv"
+    )
 
-    run(["dvc", "exp", "run", "-n", "blend", "-S", "ensemble_runs=[tiny-lr]", "-S",
-         "ensemble_weights=auto", "-S", "submission_format=proba"], project)
+    run(
+        [
+            "dvc",
+            "exp",
+            "run",
+            "-n",
+            "blend",
+            "-S",
+            "ensemble_runs=[tiny-lr]",
+            "-S",
+            "ensemble_weights=auto",
+            "-S",
+            "submission_format=proba",
+        ],
+        project,
+    )
     config, _ = bundle_and_run_notebook(project, tmp_path / "blend")
-    assert [(m["name"], m["tta"]) for m in config["members"]] == [("run", "flip6"),
-                                                                  ("tiny-lr", "flip")]
+    assert [(m["name"], m["tta"]) for m in config["members"]] == [
+        ("run", "flip6"),
+        ("tiny-lr", "flip"),
+    ]
     assert len(config["ensemble"]["weights"]) == 2
     assert (dataset / "models" / "1-tiny-lr" / "fold1" / "model.pt").is_file()
-    assert_same_submission(project / "submissions/submission.csv",
-                           tmp_path / "blend" / "working" / "submission.csv")
+    assert_same_submission(
+        project / "submissions/submission.csv", tmp_path / "blend" / "working" / "submission.csv"
+    )
 
 
 def test_speed_knobs_rerun_nothing_and_a_code_change_reruns_its_stages(project):
@@ -247,8 +295,9 @@ def test_queued_and_temp_experiments_run_only_what_changed(tmp_path_factory):
     assert status.count("Success") == 2, status
     for name in ("q-small", "q-large"):
         logs = run(["dvc", "queue", "logs", name], project)
-        assert ran_stages(logs) == {"train@0", "train@1", "predict@0", "predict@1",
-                                    "ensemble"}, logs[-3000:]
+        assert ran_stages(logs) == {"train@0", "train@1", "predict@0", "predict@1", "ensemble"}, (
+            logs[-3000:]
+        )
     output = run(["dvc", "exp", "run", "--temp", "-n", "t-mid", "-S", "lr=0.005"], project)
     assert ran_stages(output) == {"train@0", "train@1", "predict@0", "predict@1", "ensemble"}
 
@@ -257,14 +306,20 @@ def test_queued_and_temp_experiments_run_only_what_changed(tmp_path_factory):
     assert "failed to load" not in run(["dvc", "metrics", "diff"], project)
     # each experiment's submission is kept in the project, not in its temporary copy
     kept = [p.name for p in (project / "submissions/history").iterdir()]
-    assert {name for name in ("q-small", "q-large", "t-mid") if any(name in k for k in kept)} \
-        == {"q-small", "q-large", "t-mid"}
+    assert {name for name in ("q-small", "q-large", "t-mid") if any(name in k for k in kept)} == {
+        "q-small",
+        "q-large",
+        "t-mid",
+    }
     assert (project / "submissions/submission.csv").read_bytes() == good
 
     # a mistyped param fails the ensemble under DVC too, and the last submission stays
-    done = subprocess.run(["dvc", "exp", "run", "-S", "clip_high=0.3"], cwd=project,
-                          env=os.environ | {"PATH": f"{Path(sys.executable).parent}"
-                                                    f"{os.pathsep}{os.environ['PATH']}"},
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["dvc", "exp", "run", "-S", "clip_high=0.3"],
+        cwd=project,
+        env=os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode != 0 and "clip_high = 0.3 is not allowed" in done.stderr
     assert (project / "submissions/submission.csv").read_bytes() == good

@@ -63,8 +63,14 @@ def test_a_queued_sweep_runs_both_experiments(tmp_path):
     # train's per-epoch metrics are an out, not a `dvc exp show` column: read each experiment's
     # from the DVC cache, as `dvc exp show --json` names its commit
     from dvc.api import DVCFileSystem
-    shown = subprocess.run([str(Path(sys.executable).parent / "dvc"), "exp", "show", "--json"],
-                           cwd=root, capture_output=True, text=True, check=True).stdout
+
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), "exp", "show", "--json"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rows = json.loads(shown)
     done = {}
     for baseline in rows:

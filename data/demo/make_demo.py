@@ -30,35 +30,51 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CLASS_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 PER_CLASS = {"train": 300, "validation": 50, "test": 100}
 LARGE_PER_CLASS = {"train": 900, "validation": 100, "test": 200}
 # Image ids (within a split, like the real competition) whose mirrors are broken.
-DEAD_FIRST = 6   # per split: first URL dead, second good
-NO_GOOD = 2      # per split: every URL dead
+DEAD_FIRST = 6  # per split: first URL dead, second good
+NO_GOOD = 2  # per split: every URL dead
 DUPLICATES_IN_TRAIN = 3  # pairs of byte-identical train images
-DUPLICATES_IN_TEST = 2   # test images identical to a train image
-BROKEN_URLS = ("file:images/broken/error.html", "file:images/broken/placeholder.gif",
-               "file:images/gone/{split}-{image_id}.png")
+DUPLICATES_IN_TEST = 2  # test images identical to a train image
+BROKEN_URLS = (
+    "file:images/broken/error.html",
+    "file:images/broken/placeholder.gif",
+    "file:images/gone/{split}-{image_id}.png",
+)
 
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (gzipped) as a uint8 array: images (n, 28, 28) or labels (n,)."""
     data = gzip.decompress(path.read_bytes())
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def balanced_sample(labels: np.ndarray, per_class: int, rng: np.random.Generator,
-                    exclude: np.ndarray | None = None) -> np.ndarray:
+def balanced_sample(
+    labels: np.ndarray, per_class: int, rng: np.random.Generator, exclude: np.ndarray | None = None
+) -> np.ndarray:
     """`per_class` positions of each label, none of them in `exclude`, shuffled."""
     allowed = np.ones(len(labels), dtype=bool)
     if exclude is not None:
         allowed[exclude] = False
-    picks = [rng.choice(np.flatnonzero((labels == c) & allowed), per_class, replace=False)
-             for c in range(10)]
+    picks = [
+        rng.choice(np.flatnonzero((labels == c) & allowed), per_class, replace=False)
+        for c in range(10)
+    ]
     order = np.concatenate(picks)
     rng.shuffle(order)
     return order
@@ -81,8 +97,9 @@ def url_lists(split: str, n: int, rng: np.random.Generator) -> list[list[str]]:
     return lists
 
 
-def write_split(out: Path, split: str, images: np.ndarray, labels: np.ndarray,
-                rng: np.random.Generator) -> None:
+def write_split(
+    out: Path, split: str, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+) -> None:
     folder = out / "images" / split
     folder.mkdir(parents=True)
     entries, annotations = [], []
@@ -103,19 +120,27 @@ def write_split(out: Path, split: str, images: np.ndarray, labels: np.ndarray,
             writer.writerows((a["image_id"], a["label_id"]) for a in annotations)
 
 
-def plant_duplicates(train_images: np.ndarray, train_labels: np.ndarray,
-                     test_images: np.ndarray, test_labels: np.ndarray,
-                     rng: np.random.Generator) -> None:
+def plant_duplicates(
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    rng: np.random.Generator,
+) -> None:
     """Like real scraped data, a few byte-identical images: 3 pairs inside train (same label)
     and 2 test images that are copies of train images (their answers follow)."""
     for label in rng.choice(10, DUPLICATES_IN_TRAIN, replace=False):
         source, copy = rng.choice(np.flatnonzero(train_labels == label), 2, replace=False)
         train_images[copy] = train_images[source]
-    for test_pos, train_pos in zip(rng.choice(len(test_images), DUPLICATES_IN_TEST, replace=False),
-                                   rng.choice(len(train_images), DUPLICATES_IN_TEST,
-                                              replace=False), strict=True):
-        test_images[test_pos], test_labels[test_pos] = train_images[train_pos], train_labels[
-            train_pos]
+    for test_pos, train_pos in zip(
+        rng.choice(len(test_images), DUPLICATES_IN_TEST, replace=False),
+        rng.choice(len(train_images), DUPLICATES_IN_TEST, replace=False),
+        strict=True,
+    ):
+        test_images[test_pos], test_labels[test_pos] = (
+            train_images[train_pos],
+            train_labels[train_pos],
+        )
 
 
 def write_broken_files(out: Path) -> None:
@@ -126,8 +151,9 @@ def write_broken_files(out: Path) -> None:
     Image.new("P", (1, 1)).save(broken / "placeholder.gif")
 
 
-def split_by_label(order: np.ndarray, labels: np.ndarray, per_class: dict[str, int]
-                   ) -> dict[str, list[int]]:
+def split_by_label(
+    order: np.ndarray, labels: np.ndarray, per_class: dict[str, int]
+) -> dict[str, list[int]]:
     """Deal `order`'s positions into the splits, in `per_class`'s order: the first
     per_class[split] of each label to the first split, and so on."""
     # each label's n-th position goes to the split whose share of that label holds n
@@ -154,15 +180,17 @@ def build(source: Path, out: Path, seed: int, large: bool = False) -> None:
     # t10k. The large competition: every split from the train set, none of the demo's images.
     demo_pool = balanced_sample(pool_labels, PER_CLASS["train"] + PER_CLASS["validation"], rng)
     if large:
-        order = balanced_sample(pool_labels, sum(LARGE_PER_CLASS.values()), rng,
-                                exclude=demo_pool)
+        order = balanced_sample(pool_labels, sum(LARGE_PER_CLASS.values()), rng, exclude=demo_pool)
         picked = split_by_label(order, pool_labels, LARGE_PER_CLASS)
     else:
-        picked = split_by_label(demo_pool, pool_labels,
-                                {"train": PER_CLASS["train"],
-                                 "validation": PER_CLASS["validation"]})
-    splits = {split: (pool_images[idx].copy(), pool_labels[idx].copy())
-              for split, idx in picked.items()}
+        picked = split_by_label(
+            demo_pool,
+            pool_labels,
+            {"train": PER_CLASS["train"], "validation": PER_CLASS["validation"]},
+        )
+    splits = {
+        split: (pool_images[idx].copy(), pool_labels[idx].copy()) for split, idx in picked.items()
+    }
     if not large:
         test_order = balanced_sample(test_labels, PER_CLASS["test"], rng)
         splits["test"] = (test_images[test_order].copy(), test_labels[test_order].copy())
@@ -180,16 +208,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--large", type=Path, metavar="DIR",
-                        help="build the 10,000-image competition into DIR instead of the demo")
+    parser.add_argument(
+        "--large",
+        type=Path,
+        metavar="DIR",
+        help="build the 10,000-image competition into DIR instead of the demo",
+    )
     args = parser.parse_args()
     if not (args.source / "train-images-idx3-ubyte.gz").is_file():
-        sys.exit(f"make_demo: no Fashion-MNIST IDX files in {args.source}: install Debian's "
-                 "dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or pass --source")
+        sys.exit(
+            f"make_demo: no Fashion-MNIST IDX files in {args.source}: install Debian's "
+            "dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or pass --source"
+        )
     if args.large:
         args.large.mkdir(parents=True, exist_ok=True)
-    build(args.source, args.large or Path(__file__).resolve().parent, args.seed,
-          large=args.large is not None)
+    build(
+        args.source,
+        args.large or Path(__file__).resolve().parent,
+        args.seed,
+        large=args.large is not None,
+    )
 
 
 if __name__ == "__main__":

@@ -149,8 +149,9 @@ def _get_list(document: dict[str, Any], key: str, path: Path) -> list[Any]:
     return value
 
 
-def _parse_images(images: list[Any], path: Path, split: str
-                  ) -> dict[str, tuple[int | str, tuple[str, ...]]]:
+def _parse_images(
+    images: list[Any], path: Path, split: str
+) -> dict[str, tuple[int | str, tuple[str, ...]]]:
     """``{id text: (image_id as given, urls)}``."""
     urls_by_id: dict[str, tuple[int | str, tuple[str, ...]]] = {}
     duplicates: list[tuple[int, str]] = []  # (index, id text)
@@ -161,8 +162,7 @@ def _parse_images(images: list[Any], path: Path, split: str
         if id_text(image_id) in urls_by_id:
             duplicates.append((index, id_text(image_id)))
             continue
-        urls_by_id[id_text(image_id)] = (image_id,
-                                         _parse_urls(entry, where, path, split, image_id))
+        urls_by_id[id_text(image_id)] = (image_id, _parse_urls(entry, where, path, split, image_id))
     if duplicates:
         index, image_id = duplicates[0]
         ids = len({image_id for _, image_id in duplicates})
@@ -211,8 +211,10 @@ def _parse_urls(
         raise CompetitionError(f"{path}: {where} (image_id {image_id}) has no 'url' key")
     value = entry["url"]
     urls = [value] if isinstance(value, str) else value
-    if not isinstance(urls, list) or not urls or not all(
-        isinstance(url, str) and url for url in urls
+    if (
+        not isinstance(urls, list)
+        or not urls
+        or not all(isinstance(url, str) and url for url in urls)
     ):
         raise CompetitionError(
             f"{path}: {where}.url of {split} image_id {image_id} is {_short(value)}; "
@@ -250,8 +252,7 @@ def _inside(netloc: str, file_path: str, folder: Path) -> bool:
     if not os.path.isabs(file_path):
         file_path = os.path.join(folder, file_path)
     target = Path(os.path.abspath(file_path))  # abspath also folds away "..": text only
-    return target.is_relative_to(os.path.abspath(folder)) or target.is_relative_to(
-        folder.resolve())
+    return target.is_relative_to(os.path.abspath(folder)) or target.is_relative_to(folder.resolve())
 
 
 def _as_object(value: Any, where: str, path: Path) -> dict[str, Any]:
@@ -266,7 +267,8 @@ def _image_id(entry: dict[str, Any], where: str, path: Path) -> int | str:
     value = entry.get("image_id")
     if "image_id" not in entry or id_problem(value) is not None:
         raise CompetitionError(
-            f"{path}: {where}.image_id is {_describe(entry, 'image_id')}; expected {ALLOWED_IDS}")
+            f"{path}: {where}.image_id is {_describe(entry, 'image_id')}; expected {ALLOWED_IDS}"
+        )
     return cast("int | str", value)  # id_problem found none: an int or an id's text
 
 

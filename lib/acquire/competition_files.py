@@ -24,8 +24,11 @@ from lib.common.errors import UserError
 from lib.common.fileio import write_text
 
 AUTO = "auto"
-DEFAULT_NAMES = {"classes_file": "classes.csv", "test_labels": "test_labels.csv",
-                 "sample_submission": "sample_submission.csv"}
+DEFAULT_NAMES = {
+    "classes_file": "classes.csv",
+    "test_labels": "test_labels.csv",
+    "sample_submission": "sample_submission.csv",
+}
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,9 @@ class CompetitionFiles:
     sample_submission: Path | None
 
 
-def resolve_file(value: str | None, *, key: str, competition: Path,
-                 derived: Path | None = None) -> Path | None:
+def resolve_file(
+    value: str | None, *, key: str, competition: Path, derived: Path | None = None
+) -> Path | None:
     """The file a param names: `auto` -> the competition folder's file of the usual name, if
     present, else `derived` if present; null -> None; a path -> that path."""
     if value == AUTO:
@@ -47,30 +51,44 @@ def resolve_file(value: str | None, *, key: str, competition: Path,
     return Path(value) if value else None
 
 
-def competition_files(competition: Path, *, derived_classes: Path | None = None,
-                      **values: str | None) -> CompetitionFiles:
+def competition_files(
+    competition: Path, *, derived_classes: Path | None = None, **values: str | None
+) -> CompetitionFiles:
     """`values`: classes_file, test_labels and sample_submission as params.yaml gives them;
     `derived_classes`: the download's classes file, what `classes_file: auto` falls back to."""
     derived = {"classes_file": derived_classes}
-    return CompetitionFiles(**{key: resolve_file(values[key], key=key, competition=competition,
-                                                 derived=derived.get(key))
-                               for key in DEFAULT_NAMES})
+    return CompetitionFiles(
+        **{
+            key: resolve_file(
+                values[key], key=key, competition=competition, derived=derived.get(key)
+            )
+            for key in DEFAULT_NAMES
+        }
+    )
 
 
-def submitting_competition(params: Mapping[str, Any], *, derived_classes: Path | None,
-                           test_labels: bool = True) -> tuple[Competition, CompetitionFiles]:
+def submitting_competition(
+    params: Mapping[str, Any], *, derived_classes: Path | None, test_labels: bool = True
+) -> tuple[Competition, CompetitionFiles]:
     """The competition a submission is for and its files, from the params `competition`,
     `competition_format`, `id_column`, `label_column`, `label_pattern`, `test_share`,
     `classes_file`, `sample_submission` and (unless `test_labels` is False: no answers are
     looked for) `test_labels`."""
     competition = read_test_competition(
-        Path(params["competition"]), fmt=params["competition_format"],
-        id_column=params["id_column"], label_column=params["label_column"],
-        label_pattern=params["label_pattern"], test_share=params["test_share"])
-    files = competition_files(competition.folder, derived_classes=derived_classes,
-                              classes_file=params["classes_file"],
-                              test_labels=params["test_labels"] if test_labels else None,
-                              sample_submission=params["sample_submission"])
+        Path(params["competition"]),
+        fmt=params["competition_format"],
+        id_column=params["id_column"],
+        label_column=params["label_column"],
+        label_pattern=params["label_pattern"],
+        test_share=params["test_share"],
+    )
+    files = competition_files(
+        competition.folder,
+        derived_classes=derived_classes,
+        classes_file=params["classes_file"],
+        test_labels=params["test_labels"] if test_labels else None,
+        sample_submission=params["sample_submission"],
+    )
     return competition, files
 
 
@@ -90,9 +108,11 @@ def check_class_ids(names: dict[int, str], labels: Iterable[int], *, source: Pat
     labels = {int(label) for label in labels}
     unnamed, unknown = sorted(labels - names.keys()), sorted(names.keys() - labels)
     if unnamed or unknown:
-        raise UserError(f"{source}: its label ids differ from the competition's labels: "
-                        f"{_listed(unnamed)} without a name, {_listed(unknown)} not in the "
-                        "competition; is classes_file for another competition?")
+        raise UserError(
+            f"{source}: its label ids differ from the competition's labels: "
+            f"{_listed(unnamed)} without a name, {_listed(unknown)} not in the "
+            "competition; is classes_file for another competition?"
+        )
 
 
 def _listed(ids: list[int], shown: int = 5) -> str:

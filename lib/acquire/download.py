@@ -117,16 +117,27 @@ class DownloadSettings:
 
     def fetch_options(self, *, concurrency: int, per_host: int) -> dict[str, Any]:
         """``lib.acquire.fetch.fetching``'s keywords, with these two limits (a worker's share)."""
-        return dict(concurrency=concurrency, per_host=per_host, timeout_s=self.timeout_s,
-                    connect_timeout_s=self.connect_timeout_s,
-                    read_timeout_s=self.read_timeout_s, dns_cache_s=self.dns_cache_s,
-                    retries=self.retries, backoff_s=self.backoff_s,
-                    max_redirects=self.max_redirects, max_bytes=self.max_bytes)
+        return dict(
+            concurrency=concurrency,
+            per_host=per_host,
+            timeout_s=self.timeout_s,
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+            dns_cache_s=self.dns_cache_s,
+            retries=self.retries,
+            backoff_s=self.backoff_s,
+            max_redirects=self.max_redirects,
+            max_bytes=self.max_bytes,
+        )
 
     @property
     def limits(self) -> ImageLimits:
-        return ImageLimits(min_side=self.min_side, max_pixels=self.max_pixels,
-                           max_side=self.max_side, quality=self.jpeg_quality)
+        return ImageLimits(
+            min_side=self.min_side,
+            max_pixels=self.max_pixels,
+            max_side=self.max_side,
+            quality=self.jpeg_quality,
+        )
 
 
 @dataclass
@@ -174,16 +185,25 @@ def download_competition(
     total = sum(len(records) for records in records_by_split.values())
     with _signals_raise():
         folder_of = _folder_namer(records_by_split, images_dir)
-        moves = reconcile(records_by_split, images_dir,
-                          removed_dir or default_removed_dir(images_dir), folder_of,
-                          refuse_shrinking=refuse_shrinking)
-        tally.extra.update(moved=moves.moved, set_aside=moves.set_aside,
-                           restored=moves.restored)
+        moves = reconcile(
+            records_by_split,
+            images_dir,
+            removed_dir or default_removed_dir(images_dir),
+            folder_of,
+            refuse_shrinking=refuse_shrinking,
+        )
+        tally.extra.update(moved=moves.moved, set_aside=moves.set_aside, restored=moves.restored)
         plan = _plan(records_by_split, folder_of, tally, retry_texts)
         plan.sources = read_sources(images_dir)
         try:
-            with tqdm(total=total, initial=tally.done, unit="img", desc="download",
-                      disable=None, smoothing=0.1) as bar:
+            with tqdm(
+                total=total,
+                initial=tally.done,
+                unit="img",
+                desc="download",
+                disable=None,
+                smoothing=0.1,
+            ) as bar:
                 if plan.existing or plan.jobs:
                     _fetch_and_store(plan, Path(competition_dir), settings, tally, bar)
         finally:  # interrupted too: the versions of what was written are kept
@@ -215,20 +235,23 @@ def read_failures(path: Path) -> set[tuple[str, str]]:
     if not path.is_file():
         raise FailuresFileError(
             f"{path}: file not found; retrying failures needs the failures list of an earlier "
-            f"run (under dvc repro, that out must be declared persist: true)")
+            f"run (under dvc repro, that out must be declared persist: true)"
+        )
     wanted: set[tuple[str, str]] = set()
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = [name for name in ("split", "image_id") if name not in (reader.fieldnames or ())]
         if missing:
-            raise FailuresFileError(f"{path}: no column {missing[0]!r}; expected the header "
-                                    f"{','.join(FAILURE_COLUMNS)}")
+            raise FailuresFileError(
+                f"{path}: no column {missing[0]!r}; expected the header {','.join(FAILURE_COLUMNS)}"
+            )
         for row in reader:
             split, image_id = row["split"], row["image_id"] or ""
             if split not in SPLITS or not is_id_text(image_id):
                 raise FailuresFileError(
                     f"{path}: line {reader.line_num}: split {split!r}, image_id {image_id!r}; "
-                    f"expected one of {', '.join(SPLITS)} and {ALLOWED_IDS}")
+                    f"expected one of {', '.join(SPLITS)} and {ALLOWED_IDS}"
+                )
             wanted.add((split, image_id))
     return wanted
 
@@ -252,11 +275,13 @@ class _Tally:
     def done(self) -> int:
         return sum(counts.total() for counts in self.per_split.values())
 
-    def downloaded(self, split: str, nbytes: int, written: int, resized: bool,
-                   later_url: bool) -> None:
+    def downloaded(
+        self, split: str, nbytes: int, written: int, resized: bool, later_url: bool
+    ) -> None:
         self.count(split, DOWNLOADED)
-        self.extra.update(bytes=nbytes, bytes_written=written, resized=int(resized),
-                          from_later_url=int(later_url))
+        self.extra.update(
+            bytes=nbytes, bytes_written=written, resized=int(resized), from_later_url=int(later_url)
+        )
 
     def failed(self, record: ImageRecord, reasons: list[str]) -> None:
         self.count(record.split, FAILED)
@@ -269,12 +294,26 @@ class _Tally:
 
     def report(self, elapsed_s: float) -> dict[str, Any]:
         """Counts per outcome, per split and per failure reason, plus bytes and throughput."""
-        per_split = {split: {"total": sum(counts.values()),
-                             **{status: counts[status] for status in STATUSES}}
-                     for split, counts in self.per_split.items()}
+        per_split = {
+            split: {
+                "total": sum(counts.values()),
+                **{status: counts[status] for status in STATUSES},
+            }
+            for split, counts in self.per_split.items()
+        }
         totals = {status: sum(c[status] for c in per_split.values()) for status in STATUSES}
-        extras = ("bytes", "bytes_written", "resized", "from_later_url", "existing_resized",
-                  "existing_replaced", "source_changed", "moved", "set_aside", "restored")
+        extras = (
+            "bytes",
+            "bytes_written",
+            "resized",
+            "from_later_url",
+            "existing_resized",
+            "existing_replaced",
+            "source_changed",
+            "moved",
+            "set_aside",
+            "restored",
+        )
         return {
             "total": sum(c["total"] for c in per_split.values()),
             **totals,
@@ -322,13 +361,16 @@ def write_sources(images_dir: Path, sources: dict[tuple[str, str], Source]) -> N
     """Write ``images_dir/.sources.tsv`` atomically, in split then id order."""
     if not sources and not (Path(images_dir) / SOURCES_FILE).exists():
         return
-    rows = sorted(sources.items(), key=lambda item: (_split_rank(item[0][0]),
-                                                     id_order(item[0][1])))
+    rows = sorted(sources.items(), key=lambda item: (_split_rank(item[0][0]), id_order(item[0][1])))
     # tabs and newlines cannot be in a URL the lists allow, nor in a validator we build
-    write_text(Path(images_dir) / SOURCES_FILE, "".join(
-        f"{split}\t{image_id}\t{url}\t{validator}\n"
-        for (split, image_id), (url, validator) in rows
-        if "\t" not in url + validator and "\n" not in url + validator))
+    write_text(
+        Path(images_dir) / SOURCES_FILE,
+        "".join(
+            f"{split}\t{image_id}\t{url}\t{validator}\n"
+            for (split, image_id), (url, validator) in rows
+            if "\t" not in url + validator and "\n" not in url + validator
+        ),
+    )
 
 
 def _plan(
@@ -355,9 +397,12 @@ def _plan(
             else:
                 tally.not_attempted(record)
     if retry_only is not None:
-        logger.info("retrying the listed failures: %d images to fetch, %d missing but not "
-                    "listed (not attempted)", len(plan.jobs), sum(
-                        counts[NOT_ATTEMPTED] for counts in tally.per_split.values()))
+        logger.info(
+            "retrying the listed failures: %d images to fetch, %d missing but not "
+            "listed (not attempted)",
+            len(plan.jobs),
+            sum(counts[NOT_ATTEMPTED] for counts in tally.per_split.values()),
+        )
     return plan
 
 
@@ -392,8 +437,9 @@ def _prepare_dir(folder: Path) -> dict[str, str]:
                 removed += 1
             elif stem is not None and entry.is_file():
                 if stem in names:  # kill -9 between shrinking x.png to x.jpg and deleting x.png
-                    keep, drop = sorted((names[stem], entry.name),
-                                        key=lambda name: not name.endswith(".jpg"))
+                    keep, drop = sorted(
+                        (names[stem], entry.name), key=lambda name: not name.endswith(".jpg")
+                    )
                     (folder / drop).unlink()
                     names[stem] = keep
                 else:
@@ -416,13 +462,20 @@ def _fetch_and_store(
     # fork: this process already runs threads (tqdm's monitor), and forking them can deadlock.
     count = min(pools.worker_count(settings.workers), settings.concurrency, settings.per_host)
     # each worker gets its share of both limits, so together they never exceed them
-    options = [settings.fetch_options(concurrency=concurrency, per_host=per_host)
-               for concurrency, per_host in zip(shares(settings.concurrency, count),
-                                                shares(settings.per_host, count), strict=True)]
+    options = [
+        settings.fetch_options(concurrency=concurrency, per_host=per_host)
+        for concurrency, per_host in zip(
+            shares(settings.concurrency, count), shares(settings.per_host, count), strict=True
+        )
+    ]
     records, job_of = _jobs(plan)
-    workers = Workers(fetch_options=options, limits=settings.limits,
-                      competition_dir=competition_dir, refetch=settings.refetch,
-                      context=pools.context(preload=worker_preload()))
+    workers = Workers(
+        fetch_options=options,
+        limits=settings.limits,
+        competition_dir=competition_dir,
+        refetch=settings.refetch,
+        context=pools.context(preload=worker_preload()),
+    )
     try:
         for outcome in workers.run(len(records), job_of):
             _count(outcome, records[outcome.index], tally, bar)
@@ -431,11 +484,15 @@ def _fetch_and_store(
         workers.close()  # on an interrupt: each drops its requests and finishes its write
     tally.fetching_s = workers.fetching_s
     if tally.extra["source_changed"]:
-        logger.info("%d images whose source changed since they were copied: fetched again",
-                    tally.extra["source_changed"])
+        logger.info(
+            "%d images whose source changed since they were copied: fetched again",
+            tally.extra["source_changed"],
+        )
     if tally.extra["existing_replaced"]:
-        logger.info("%d images on disk were broken or placeholders: deleted and fetched again",
-                    tally.extra["existing_replaced"])
+        logger.info(
+            "%d images on disk were broken or placeholders: deleted and fetched again",
+            tally.extra["existing_replaced"],
+        )
 
 
 def _jobs(plan: _Plan) -> tuple[list[ImageRecord], Callable[[int], Job]]:
@@ -451,20 +508,30 @@ def _jobs(plan: _Plan) -> tuple[list[ImageRecord], Callable[[int], Job]]:
     def job_of(index: int) -> Job:
         record = records[index]
         if index < len(existing):
-            return Job(CHECK, record.urls, str(record.image_id), existing[index][1],
-                       plan.sources.get((record.split, str(record.image_id))))
+            return Job(
+                CHECK,
+                record.urls,
+                str(record.image_id),
+                existing[index][1],
+                plan.sources.get((record.split, str(record.image_id))),
+            )
         return Job(FETCH, record.urls, str(record.image_id), str(plan.folder_of(record)))
 
     return records, job_of
 
 
-def _note_source(outcome: Outcome, record: ImageRecord,
-                 sources: dict[tuple[str, str], Source]) -> None:
+def _note_source(
+    outcome: Outcome, record: ImageRecord, sources: dict[tuple[str, str], Source]
+) -> None:
     key = (record.split, str(record.image_id))
     if outcome.source is not None:
         sources[key] = outcome.source
-    elif outcome.kind in (fetch_workers.FAILED, fetch_workers.REFRESHED,
-                          fetch_workers.REPLACED, fetch_workers.DOWNLOADED):
+    elif outcome.kind in (
+        fetch_workers.FAILED,
+        fetch_workers.REFRESHED,
+        fetch_workers.REPLACED,
+        fetch_workers.DOWNLOADED,
+    ):
         sources.pop(key, None)  # no copy, or one of an unknown version
 
 
@@ -476,8 +543,9 @@ def _count(outcome: Outcome, record: ImageRecord, tally: _Tally, bar: tqdm) -> N
         tally.extra["source_changed"] += 1
         return
     if outcome.kind == fetch_workers.DOWNLOADED:
-        tally.downloaded(record.split, outcome.nbytes, outcome.written, outcome.resized,
-                         outcome.later_url)
+        tally.downloaded(
+            record.split, outcome.nbytes, outcome.written, outcome.resized, outcome.later_url
+        )
     elif outcome.kind == fetch_workers.FAILED:
         tally.failed(record, list(outcome.reasons))
     else:
@@ -537,8 +605,13 @@ def _log_summary(report: dict[str, Any]) -> None:
     logger.info(
         "download: %d images: %d downloaded, %d skipped (already there), %d failed%s%s; "
         "%.1f MB in %.1f s (%.1f images/s)",
-        report["total"], report["downloaded"], report["skipped_existing"], report["failed"],
+        report["total"],
+        report["downloaded"],
+        report["skipped_existing"],
+        report["failed"],
         f" ({reasons})" if reasons else "",
         f", {not_attempted} not attempted (not in the failures list)" if not_attempted else "",
-        report["bytes"] / 1e6, report["elapsed_s"], report["images_per_s"],
+        report["bytes"] / 1e6,
+        report["elapsed_s"],
+        report["images_per_s"],
     )

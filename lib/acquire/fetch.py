@@ -77,15 +77,24 @@ async def fetching(
 ) -> AsyncIterator[Fetcher]:
     """``fetch(url) -> (body, reason)`` on one aiohttp client, open for the ``async with``
     block: connections pooled and reused per host, at most ``concurrency`` in total."""
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=per_host,
-                                     ttl_dns_cache=dns_cache_s)
+    connector = aiohttp.TCPConnector(
+        limit=concurrency, limit_per_host=per_host, ttl_dns_cache=dns_cache_s
+    )
     # sock_connect / sock_read, not connect: aiohttp's `connect` also counts the wait for a
     # free pooled connection, which is queueing, not a slow host.
-    timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s,
-                                    sock_read=read_timeout_s)
+    timeout = aiohttp.ClientTimeout(
+        total=timeout_s, sock_connect=connect_timeout_s, sock_read=read_timeout_s
+    )
     async with Client(connector=connector, timeout=timeout) as client:
-        yield Fetcher(client, competition_dir, retries=retries, backoff_s=backoff_s,
-                      max_redirects=max_redirects, max_bytes=max_bytes, per_host=per_host)
+        yield Fetcher(
+            client,
+            competition_dir,
+            retries=retries,
+            backoff_s=backoff_s,
+            max_redirects=max_redirects,
+            max_bytes=max_bytes,
+            per_host=per_host,
+        )
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,8 @@ class Fetcher:
         """``(body, None)`` or ``(None, reason)`` for one URL, retries included."""
         if urlsplit(url).scheme.lower() == "file":
             body, reason, validator = await asyncio.to_thread(
-                _read_file, url, self.competition_dir, self.max_bytes)
+                _read_file, url, self.competition_dir, self.max_bytes
+            )
             if body is not None:
                 self._validators[url] = validator
             return body, reason
@@ -151,9 +161,14 @@ class Fetcher:
             except OSError:
                 return None
         try:
-            async with self._host_slot(url), self.client.head(
-                    url, allow_redirects=self.max_redirects > 0,
-                    max_redirects=self.max_redirects + 1) as response:
+            async with (
+                self._host_slot(url),
+                self.client.head(
+                    url,
+                    allow_redirects=self.max_redirects > 0,
+                    max_redirects=self.max_redirects + 1,
+                ) as response,
+            ):
                 return http_validator(response.headers) if response.status < 300 else None
         except (TimeoutError, ValueError, aiohttp.ClientError):
             return None
@@ -175,8 +190,9 @@ class Fetcher:
 
     async def _request(self, url: str) -> _Attempt:
         # aiohttp raises at the max_redirects-th redirect: +1 so that n redirects are followed
-        redirects = dict(allow_redirects=self.max_redirects > 0,
-                         max_redirects=self.max_redirects + 1)
+        redirects = dict(
+            allow_redirects=self.max_redirects > 0, max_redirects=self.max_redirects + 1
+        )
         try:
             async with self.client.get(url, **redirects) as response:
                 if response.status >= 300:  # redirects were followed; a 3xx left is a failure
@@ -206,8 +222,11 @@ class Fetcher:
 def http_validator(headers: Mapping[str, str]) -> str | None:
     """An HTTP response's version: its ETag, Last-Modified and Content-Length (those given);
     None when it gives none."""
-    given = [f"{name}={headers[name]}" for name in ("ETag", "Last-Modified", "Content-Length")
-             if headers.get(name)]
+    given = [
+        f"{name}={headers[name]}"
+        for name in ("ETag", "Last-Modified", "Content-Length")
+        if headers.get(name)
+    ]
     return " ".join(given) or None
 
 
@@ -278,8 +297,9 @@ def read_file_url(
     return _read_file(url, competition_dir, max_bytes)[:2]
 
 
-def _read_file(url: str, competition_dir: Path, max_bytes: int
-               ) -> tuple[bytes | None, str | None, str | None]:
+def _read_file(
+    url: str, competition_dir: Path, max_bytes: int
+) -> tuple[bytes | None, str | None, str | None]:
     """``read_file_url`` and the version (``file_validator``) of the file it read."""
     path = file_url_path(url, competition_dir)
     if path is None:

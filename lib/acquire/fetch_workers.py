@@ -95,8 +95,15 @@ class Workers:
     job's outcome as it arrives and then sets ``fetching_s``; ``close()`` stops the workers
     still running (an interrupt, an error) and waits for them."""
 
-    def __init__(self, *, fetch_options: Sequence[dict[str, Any]], limits: ImageLimits,
-                 competition_dir: Path, context: BaseContext, refetch: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        fetch_options: Sequence[dict[str, Any]],
+        limits: ImageLimits,
+        competition_dir: Path,
+        context: BaseContext,
+        refetch: bool = False,
+    ) -> None:
         self.fetching_s = 0.0  # the first request of any worker to the last image stored
         self._live: dict[Connection, BaseProcess] = {}
         try:
@@ -104,8 +111,10 @@ class Workers:
                 ours, theirs = context.Pipe()
                 # typeshed's BaseContext lacks Process, which every real context has
                 process = context.Process(  # type: ignore[attr-defined]
-                    target=worker_main, name="download-worker",
-                    args=(theirs, options, limits, str(competition_dir), refetch))
+                    target=worker_main,
+                    name="download-worker",
+                    args=(theirs, options, limits, str(competition_dir), refetch),
+                )
                 process.start()
                 theirs.close()  # the worker holds the only other end: EOF there = we are gone
                 self._live[ours] = process
@@ -142,8 +151,10 @@ class Workers:
             outcomes, wanted, span, error = connection.recv()
         except EOFError:
             process.join()
-            raise WorkerFailed(f"download worker {process.pid} exited with code "
-                               f"{process.exitcode} before finishing its images") from None
+            raise WorkerFailed(
+                f"download worker {process.pid} exited with code "
+                f"{process.exitcode} before finishing its images"
+            ) from None
         if isinstance(error, UserError):
             raise error
         if error is not None:
@@ -169,8 +180,13 @@ class Workers:
 # the worker process
 
 
-def worker_main(connection: Connection, fetch_options: dict[str, Any], limits: ImageLimits,
-                competition_dir: str, refetch: bool = False) -> None:
+def worker_main(
+    connection: Connection,
+    fetch_options: dict[str, Any],
+    limits: ImageLimits,
+    competition_dir: str,
+    refetch: bool = False,
+) -> None:
     """A worker's whole life: set up, serve jobs until none are left or we are told to stop."""
     Image.MAX_IMAGE_PIXELS = limits.max_pixels
     set_up_decode_worker()
@@ -180,8 +196,7 @@ def worker_main(connection: Connection, fetch_options: dict[str, Any], limits: I
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     try:
         with batch_scheduling():
-            asyncio.run(serve(connection, fetch_options, limits, Path(competition_dir),
-                              refetch))
+            asyncio.run(serve(connection, fetch_options, limits, Path(competition_dir), refetch))
     except (BrokenPipeError, EOFError):  # the main process is gone: nothing to report to
         os._exit(1)
     except UserError as err:  # a full disk: the main process raises it as it is, one line
@@ -196,8 +211,13 @@ def worker_main(connection: Connection, fetch_options: dict[str, Any], limits: I
             os._exit(1)
 
 
-async def serve(connection: Connection, fetch_options: dict[str, Any], limits: ImageLimits,
-                competition_dir: Path, refetch: bool = False) -> None:
+async def serve(
+    connection: Connection,
+    fetch_options: dict[str, Any],
+    limits: ImageLimits,
+    competition_dir: Path,
+    refetch: bool = False,
+) -> None:
     """Take jobs from ``connection`` and send back their outcomes, ``concurrency`` at a time.
     Returns when the main process has no more jobs, or says stop (``None``) or is gone."""
     feed = _Feed(connection, want=fetch_options["concurrency"])
@@ -207,8 +227,9 @@ async def serve(connection: Connection, fetch_options: dict[str, Any], limits: I
     flusher = asyncio.ensure_future(feed.flush_every(FLUSH_S))
     try:
         async with fetching(competition_dir, **fetch_options) as fetch:
-            await asyncio.gather(*[_run(feed, fetch, limits, refetch)
-                                   for _ in range(fetch_options["concurrency"])])
+            await asyncio.gather(
+                *[_run(feed, fetch, limits, refetch) for _ in range(fetch_options["concurrency"])]
+            )
     except asyncio.CancelledError:
         if feed.stopped:
             return  # told to stop: exit without a word
@@ -230,16 +251,16 @@ async def _run(feed: _Feed, fetch: Fetcher, limits: ImageLimits, refetch: bool) 
             else:
                 result = check_existing(job.path, limits)
                 if result != EXISTING_BAD:
-                    feed.emit(Outcome(index, EXISTING, resized=result == EXISTING_RESIZED,
-                                      source=source))
+                    feed.emit(
+                        Outcome(index, EXISTING, resized=result == EXISTING_RESIZED, source=source)
+                    )
                     continue
                 feed.emit(Outcome(index, REPLACED))
             job = Job(FETCH, job.urls, job.stem, str(Path(job.path).parent))
         feed.emit(await _fetch_image(index, job, fetch, limits, feed))
 
 
-async def _source_changed(job: Job, fetch: Fetcher, refetch: bool
-                          ) -> tuple[bool, Source | None]:
+async def _source_changed(job: Job, fetch: Fetcher, refetch: bool) -> tuple[bool, Source | None]:
     """Whether the source of the image on disk changed since it was copied, and its version
     now. A file source is always looked at (a stat); a URL only with ``refetch``. An image
     whose version was never recorded (copied before they were) keeps its copy, and the
@@ -260,8 +281,9 @@ async def _source_changed(job: Job, fetch: Fetcher, refetch: bool
     return False, None
 
 
-async def _fetch_image(index: int, job: Job, fetch: Fetcher, limits: ImageLimits, feed: _Feed
-                       ) -> Outcome:
+async def _fetch_image(
+    index: int, job: Job, fetch: Fetcher, limits: ImageLimits, feed: _Feed
+) -> Outcome:
     """Try the job's URLs in order until one gives a valid image."""
     reasons: list[str] = []
     for position, url in enumerate(job.urls):
@@ -272,9 +294,15 @@ async def _fetch_image(index: int, job: Job, fetch: Fetcher, limits: ImageLimits
             validator = fetch.validator(url)
             if reason is None:
                 feed.stored()
-                return Outcome(index, DOWNLOADED, nbytes=len(body), written=written,
-                               resized=resized, later_url=position > 0,
-                               source=(url, validator) if validator else None)
+                return Outcome(
+                    index,
+                    DOWNLOADED,
+                    nbytes=len(body),
+                    written=written,
+                    resized=resized,
+                    later_url=position > 0,
+                    source=(url, validator) if validator else None,
+                )
         assert reason is not None
         reasons.append(reason)
     return Outcome(index, FAILED, reasons=tuple(reasons))
@@ -359,9 +387,12 @@ class _Feed:
         self._connection.send(_message(outcomes, wanted, span))
 
 
-def _message(outcomes: Sequence[Outcome] = (), wanted: int = 0,
-             span: tuple[float, ...] | None = None, error: str | UserError | None = None
-             ) -> tuple:
+def _message(
+    outcomes: Sequence[Outcome] = (),
+    wanted: int = 0,
+    span: tuple[float, ...] | None = None,
+    error: str | UserError | None = None,
+) -> tuple:
     """A worker's one message shape, as ``Workers._receive`` unpacks it; ``error``: a
     traceback, or a UserError (a full disk) to raise as it is."""
     return list(outcomes), wanted, span, error

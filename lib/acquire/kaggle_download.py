@@ -22,8 +22,10 @@ def download_and_unzip(slug: str, target: Path, *, kaggle: str) -> Path:
     """``kaggle competitions download -c slug`` into a temp folder, unzipped into ``target``."""
     target = Path(target)
     if target.exists() and any(target.iterdir()):
-        raise UserError(f"{target} already holds files: move it away (or point competition at "
-                        "it) to download again")
+        raise UserError(
+            f"{target} already holds files: move it away (or point competition at "
+            "it) to download again"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=TMP_PREFIX, dir=target.parent) as tmp:
         zips_dir, staged = Path(tmp) / "zips", Path(tmp) / target.name
@@ -32,9 +34,11 @@ def download_and_unzip(slug: str, target: Path, *, kaggle: str) -> Path:
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             said = (done.stderr or done.stdout).strip().splitlines()
-            raise UserError(f"`kaggle competitions download -c {slug}` failed (exit "
-                            f"{done.returncode}): {said[-1] if said else 'no message'}; have "
-                            "you accepted the competition's rules on its Kaggle page?")
+            raise UserError(
+                f"`kaggle competitions download -c {slug}` failed (exit "
+                f"{done.returncode}): {said[-1] if said else 'no message'}; have "
+                "you accepted the competition's rules on its Kaggle page?"
+            )
         archives = sorted(zips_dir.glob("*.zip"))
         if not archives:
             raise UserError(f"`kaggle competitions download -c {slug}` wrote no zip file")
@@ -58,9 +62,10 @@ def unzip(archive: Path, folder: Path) -> None:
         with zipfile.ZipFile(archive) as zipped:
             for member in zipped.namelist():
                 if not (root / member).resolve().is_relative_to(root):
-                    raise UserError(f"{archive}: member {member!r} would be written outside "
-                                    f"{folder}; not extracted")
+                    raise UserError(
+                        f"{archive}: member {member!r} would be written outside "
+                        f"{folder}; not extracted"
+                    )
             zipped.extractall(folder)
     except zipfile.BadZipFile as err:
         raise UserError(f"{archive}: not a readable zip file ({err})") from None
-

@@ -29,15 +29,17 @@ from lib.acquire.layouts import Competition, _images_in, _records, label_ids
 IMAGES = "images"
 
 
-def read_named_files(folder: Path, *, label_pattern: str | None, test_share: float
-                     ) -> Competition:
+def read_named_files(folder: Path, *, label_pattern: str | None, test_share: float) -> Competition:
     folder = Path(folder)
     if not label_pattern:
-        raise CompetitionError(f"{folder}: the named_files layout needs label_pattern, a "
-                               "regular expression with a group capturing the label")
+        raise CompetitionError(
+            f"{folder}: the named_files layout needs label_pattern, a "
+            "regular expression with a group capturing the label"
+        )
     if not (folder / IMAGES).is_dir():
-        raise CompetitionError(f"{folder / IMAGES}: not found; the named_files layout reads "
-                               "images/<label>_<n>.<ext>")
+        raise CompetitionError(
+            f"{folder / IMAGES}: not found; the named_files layout reads images/<label>_<n>.<ext>"
+        )
     images = _images_in(folder / IMAGES)
     if not images:
         raise CompetitionError(f"{folder / IMAGES}: no images in it")
@@ -47,8 +49,7 @@ def read_named_files(folder: Path, *, label_pattern: str | None, test_share: flo
     answers = None
     if (folder / "test").is_dir():
         train = labelled
-        records["test"] = _records("test", folder,
-                                   [(p, None) for p in _images_in(folder / "test")])
+        records["test"] = _records("test", folder, [(p, None) for p in _images_in(folder / "test")])
     else:
         train, held = hold_out(labelled, share=test_share)
         records["test"] = _records("test", folder, [(p, None) for p, _ in held])
@@ -61,18 +62,22 @@ def label_of_name(path: Path, pattern: str) -> str:
     """The label `pattern` finds in the file name of `path` (group `label`, else group 1)."""
     found = re.search(pattern, path.name)
     if found is None:
-        raise CompetitionError(f"{path}: label_pattern {pattern!r} does not match this file "
-                               "name; every image of images/ must carry its label")
+        raise CompetitionError(
+            f"{path}: label_pattern {pattern!r} does not match this file "
+            "name; every image of images/ must carry its label"
+        )
     group = "label" if "label" in found.re.groupindex else 1
     label = found.group(group)
     if not label:
-        raise CompetitionError(f"{path}: label_pattern {pattern!r} finds an empty label in "
-                               "this file name")
+        raise CompetitionError(
+            f"{path}: label_pattern {pattern!r} finds an empty label in this file name"
+        )
     return label
 
 
-def hold_out(labelled: list[tuple[Path, str]], *, share: float
-             ) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+def hold_out(
+    labelled: list[tuple[Path, str]], *, share: float
+) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
     """(kept, held out): per label, the `share` of its images first in hash order of their
     file names (rounded, at most all but one), held out."""
     by_label: dict[str, list[tuple[Path, str]]] = {}

@@ -76,9 +76,14 @@ def image_stem(name: str) -> str | None:
     return match.group(1) if match and match.group(2) in STORED_EXTENSIONS else None
 
 
-def reconcile(records_by_split: dict[str, list[ImageRecord]], images_dir: Path,
-              removed_dir: Path, folder_of: Callable[[ImageRecord], Path], *,
-              refuse_shrinking: bool = False) -> Reconciled:
+def reconcile(
+    records_by_split: dict[str, list[ImageRecord]],
+    images_dir: Path,
+    removed_dir: Path,
+    folder_of: Callable[[ImageRecord], Path],
+    *,
+    refuse_shrinking: bool = False,
+) -> Reconciled:
     """Move images between their label folders, ``images_dir`` and ``removed_dir`` so that
     ``images_dir`` holds exactly the listed images it can; see the module docstring.
     ``refuse_shrinking``: first ``check_not_shrunk`` (the download's re-runs)."""
@@ -120,8 +125,9 @@ def scan_images(root: Path) -> dict[Key, list[Path]]:
     return found
 
 
-def check_not_shrunk(records_by_split: dict[str, list[ImageRecord]],
-                     on_disk: dict[Key, list[Path]], images_dir: Path) -> None:
+def check_not_shrunk(
+    records_by_split: dict[str, list[ImageRecord]], on_disk: dict[Key, list[Path]], images_dir: Path
+) -> None:
     """ShrunkError when a split lists fewer than half the images it has on disk, or a labelled
     split fewer classes than it has label folders with images (see the module docstring)."""
     for split in SPLITS:
@@ -132,7 +138,8 @@ def check_not_shrunk(records_by_split: dict[str, list[ImageRecord]],
             raise ShrunkError(
                 f"{folder} holds {len(disk)} images but the competition now lists "
                 f"{len(listed)} {split} images: were they moved (a sub-folder, another file)? "
-                f"if the competition did change, move {folder} aside and run again")
+                f"if the competition did change, move {folder} aside and run again"
+            )
         if split not in LABELLED_SPLITS:
             continue
         disk_labels = {int(path.parent.name) for path in disk}
@@ -142,10 +149,14 @@ def check_not_shrunk(records_by_split: dict[str, list[ImageRecord]],
             raise ShrunkError(
                 f"{folder} holds images of {len(disk_labels)} classes but the competition now "
                 f"lists {len(listed_labels)}"
-                + (f" (label folders no longer listed: {', '.join(map(str, gone[:5]))})"
-                   if gone else "")
+                + (
+                    f" (label folders no longer listed: {', '.join(map(str, gone[:5]))})"
+                    if gone
+                    else ""
+                )
                 + ": has a class lost its images (moved into a sub-folder, renamed)? if the "
-                f"competition did change, move {folder} aside and run again")
+                f"competition did change, move {folder} aside and run again"
+            )
 
 
 def remove_empty_label_folders(root: Path) -> None:
@@ -168,9 +179,11 @@ def _image_folders(split_dir: Path, *, labelled: bool) -> list[Path]:
     if not labelled:
         return [split_dir]
     with os.scandir(split_dir) as entries:
-        return sorted(Path(entry.path) for entry in entries
-                      if entry.name.isascii() and entry.name.isdigit()
-                      and entry.is_dir(follow_symlinks=False))
+        return sorted(
+            Path(entry.path)
+            for entry in entries
+            if entry.name.isascii() and entry.name.isdigit() and entry.is_dir(follow_symlinks=False)
+        )
 
 
 def _all_records(records_by_split: dict[str, list[ImageRecord]]) -> Iterator[ImageRecord]:
@@ -178,8 +191,14 @@ def _all_records(records_by_split: dict[str, list[ImageRecord]]) -> Iterator[Ima
         yield from records
 
 
-def _place(paths: list[Path], stored: list[Path], folder: Path, images_dir: Path,
-           removed_dir: Path, counts: Reconciled) -> None:
+def _place(
+    paths: list[Path],
+    stored: list[Path],
+    folder: Path,
+    images_dir: Path,
+    removed_dir: Path,
+    counts: Reconciled,
+) -> None:
     """Have a listed image in ``folder``: the copies already there stay (``lib.acquire.download``
     keeps one), else one from another label folder is moved there, else one set aside earlier
     is restored. Copies left in other label folders are set aside; set-aside copies that are
@@ -223,7 +242,11 @@ def _log(counts: Reconciled, removed_dir: Path) -> None:
     if counts.moved:
         logger.info("moved %d images to their new label folders", counts.moved)
     if counts.set_aside:
-        logger.info("moved %d images that the lists no longer name to %s (they come back from "
-                    "there if listed again)", counts.set_aside, removed_dir)
+        logger.info(
+            "moved %d images that the lists no longer name to %s (they come back from "
+            "there if listed again)",
+            counts.set_aside,
+            removed_dir,
+        )
     if counts.restored:
         logger.info("restored %d images listed again from %s", counts.restored, removed_dir)

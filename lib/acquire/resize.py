@@ -108,8 +108,7 @@ def prepare_image(body: bytes | bytearray, limits: ImageLimits) -> Prepared:
         return Prepared(reason=TRUNCATED_IMAGE if truncated else CORRUPT_IMAGE)
 
 
-def check_header(path: str, limits: ImageLimits
-                 ) -> tuple[tuple[int, int] | None, str | None, bool]:
+def check_header(path: str, limits: ImageLimits) -> tuple[tuple[int, int] | None, str | None, bool]:
     """``(size, None, ends_complete)`` from the file's header and last bytes alone (no
     decoding), or ``(None, reason, False)``.
 
@@ -145,8 +144,9 @@ def ends_like_a_whole_file(fd: int, image_format: str | None) -> bool:
     if image_format in DRAFT_FORMATS:  # JPEG, and MPO: JPEG frames, the last one ends it
         return size >= 2 and os.pread(fd, 2, size - 2) == _JPEG_END
     if image_format == "PNG":
-        return size >= len(_PNG_END) and os.pread(fd, len(_PNG_END), size - len(_PNG_END)) \
-            == _PNG_END
+        return (
+            size >= len(_PNG_END) and os.pread(fd, len(_PNG_END), size - len(_PNG_END)) == _PNG_END
+        )
     if image_format == "WEBP":  # "RIFF", then the length of everything after these 8 bytes
         header = os.pread(fd, 8, 0)
         return len(header) == 8 and struct.unpack("<I", header[4:])[0] + 8 == size
@@ -179,8 +179,7 @@ def fit_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def shrink(image: Image.Image, body: bytes | bytearray, *, max_side: int, quality: int
-           ) -> bytes:
+def shrink(image: Image.Image, body: bytes | bytearray, *, max_side: int, quality: int) -> bytes:
     """JPEG bytes of ``image`` (opened from ``body``, not loaded) with its longer side
     ``max_side``."""
     size = fit_size(image.size, max_side)
@@ -194,8 +193,9 @@ def shrink(image: Image.Image, body: bytes | bytearray, *, max_side: int, qualit
     return encode_jpeg(pixels, quality)
 
 
-def decode_jpeg_reduced(image: Image.Image, body: bytes | bytearray, size: tuple[int, int]
-                        ) -> np.ndarray | None:
+def decode_jpeg_reduced(
+    image: Image.Image, body: bytes | bytearray, size: tuple[int, int]
+) -> np.ndarray | None:
     """``body``, a JPEG that PIL opened as ``image`` (not loaded), decoded by OpenCV at the
     largest reduction (none, 1/2, 1/4, 1/8) that keeps both sides >= ``size``: BGR, or gray for a
     grayscale JPEG. None for other formats, for CMYK (PIL converts it, as ``lib.common.images``
@@ -251,8 +251,12 @@ def resize_pixels(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     sigma_x = PIXEL_SIGMA * math.sqrt(max((width / size[0]) ** 2 - 1, 0.0))
     sigma_y = PIXEL_SIGMA * math.sqrt(max((height / size[1]) ** 2 - 1, 0.0))
     if max(sigma_x, sigma_y) >= MIN_SIGMA:
-        pixels = cv2.GaussianBlur(pixels, (_taps(sigma_x), _taps(sigma_y)),
-                                  sigmaX=max(sigma_x, 1e-3), sigmaY=max(sigma_y, 1e-3))
+        pixels = cv2.GaussianBlur(
+            pixels,
+            (_taps(sigma_x), _taps(sigma_y)),
+            sigmaX=max(sigma_x, 1e-3),
+            sigmaY=max(sigma_y, 1e-3),
+        )
     return cv2.resize(pixels, size, interpolation=cv2.INTER_LINEAR)
 
 

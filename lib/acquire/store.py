@@ -21,8 +21,9 @@ from lib.common.fileio import disk_full, temp_name
 EXISTING_OK, EXISTING_RESIZED, EXISTING_BAD = "ok", "resized", "bad"
 
 
-def store(body: bytes | bytearray, folder: str, stem: str, limits: ImageLimits
-          ) -> tuple[str | None, int, bool]:
+def store(
+    body: bytes | bytearray, folder: str, stem: str, limits: ImageLimits
+) -> tuple[str | None, int, bool]:
     """Validate (and maybe shrink) ``body``, write it as ``folder/stem.<ext>``.
 
     Returns ``(reason, 0, False)`` when refused, else ``(None, bytes written, resized)``.
@@ -39,8 +40,7 @@ def check_existing(path: str, limits: ImageLimits) -> str:
     than ``max_side``; decoded in full when its end does not show it whole (kept if it decodes,
     as a download would keep it); deleted if broken (it is then fetched again)."""
     size, reason, complete = check_header(path, limits)
-    if size is not None and complete and (limits.max_side is None
-                                          or max(size) <= limits.max_side):
+    if size is not None and complete and (limits.max_side is None or max(size) <= limits.max_side):
         return EXISTING_OK
     if reason is None:
         prepared = prepare_image(Path(path).read_bytes(), limits)
@@ -109,4 +109,4 @@ def _write_named_then_rename(path: Path, data: bytes | bytearray) -> None:
 def _write_all(fd: int, data: bytes | bytearray) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]

@@ -40,23 +40,26 @@ def read_tinyimagenet(folder: Path) -> Competition:
     records = {"train": _records("train", folder, [(p, label_of[w]) for p, w in train])}
     if (folder / VAL_ANNOTATIONS).is_file():
         val = _val(folder, set(wnids))
-        records["validation"] = _records("validation", folder,
-                                         [(p, label_of[w]) for p, w in val])
+        records["validation"] = _records("validation", folder, [(p, label_of[w]) for p, w in val])
     if (folder / "test" / "images").is_dir():
-        records["test"] = _records("test", folder, [(p, None) for p in _images_in(
-            folder / "test" / "images")])
+        records["test"] = _records(
+            "test", folder, [(p, None) for p in _images_in(folder / "test" / "images")]
+        )
     words = _words(folder / WORDS, set(wnids))
-    display = {label: f"{words[wnid]} ({wnid})" if wnid in words else wnid
-               for label, wnid in (names or {}).items()}
+    display = {
+        label: f"{words[wnid]} ({wnid})" if wnid in words else wnid
+        for label, wnid in (names or {}).items()
+    }
     return Competition(folder, "tinyimagenet", records, names, display_names=display)
 
 
 def _wnids(path: Path) -> list[str]:
     if not path.is_file():
-        raise CompetitionError(f"{path}: file not found; the tinyimagenet layout lists its "
-                               "classes there, one wnid per line")
-    wnids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-             if line.strip()]
+        raise CompetitionError(
+            f"{path}: file not found; the tinyimagenet layout lists its "
+            "classes there, one wnid per line"
+        )
+    wnids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not wnids:
         raise CompetitionError(f"{path}: no wnids in it")
     repeated = sorted({w for w in wnids if wnids.count(w) > 1})
@@ -70,13 +73,13 @@ def _train(folder: Path, wnids: set[str]) -> list[tuple[Path, str]]:
     if not train.is_dir():
         raise CompetitionError(f"{train}: not found; expected train/<wnid>/images/*.JPEG")
     images = []
-    for wnid_dir in sorted(p for p in train.iterdir() if p.is_dir()
-                           and not p.name.startswith(".")):
+    for wnid_dir in sorted(p for p in train.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if wnid_dir.name not in wnids:
             raise CompetitionError(f"{wnid_dir}: {wnid_dir.name} is not in {folder / WNIDS}")
         if not (wnid_dir / "images").is_dir():
-            raise CompetitionError(f"{wnid_dir}: no images/ folder; expected "
-                                   f"train/{wnid_dir.name}/images/*.JPEG")
+            raise CompetitionError(
+                f"{wnid_dir}: no images/ folder; expected train/{wnid_dir.name}/images/*.JPEG"
+            )
         images += [(path, wnid_dir.name) for path in _images_in(wnid_dir / "images")]
     if not images:
         raise CompetitionError(f"{train}: no images; expected train/<wnid>/images/*.JPEG")
@@ -93,22 +96,25 @@ def _val(folder: Path, wnids: set[str]) -> list[tuple[Path, str]]:
             continue
         fields = text.split("\t")
         if len(fields) < 2:
-            raise CompetitionError(f"{path}: line {line}: expected tab-separated file, wnid "
-                                   "and box")
+            raise CompetitionError(
+                f"{path}: line {line}: expected tab-separated file, wnid and box"
+            )
         name, wnid = fields[0].strip(), fields[1].strip()
         if name not in images:
-            raise CompetitionError(f"{path}: line {line}: {name!r} has no image in "
-                                   f"{folder / 'val' / 'images'}")
+            raise CompetitionError(
+                f"{path}: line {line}: {name!r} has no image in {folder / 'val' / 'images'}"
+            )
         if wnid not in wnids:
-            raise CompetitionError(f"{path}: line {line}: wnid {wnid!r} is not in "
-                                   f"{folder / WNIDS}")
+            raise CompetitionError(f"{path}: line {line}: wnid {wnid!r} is not in {folder / WNIDS}")
         if name in labelled:
             raise CompetitionError(f"{path}: line {line}: {name} is annotated twice")
         labelled[name] = wnid
     unlabelled = sorted(images.keys() - labelled.keys())
     if unlabelled:
-        raise CompetitionError(f"{images[unlabelled[0]]}: no line of {path} labels it "
-                               f"({len(unlabelled)} val images without one)")
+        raise CompetitionError(
+            f"{images[unlabelled[0]]}: no line of {path} labels it "
+            f"({len(unlabelled)} val images without one)"
+        )
     return [(images[name], labelled[name]) for name in sorted(labelled)]
 
 
@@ -124,6 +130,10 @@ def _words(path: Path, wnids: set[str]) -> dict[str, str]:
             words[wnid] = ", ".join(n.strip() for n in names.split(",")[:3])
     missing = sorted(wnids - words.keys())
     if missing:
-        log.warning("%s names no words for %d wnids (e.g. %s): shown by wnid", path,
-                    len(missing), missing[0])
+        log.warning(
+            "%s names no words for %d wnids (e.g. %s): shown by wnid",
+            path,
+            len(missing),
+            missing[0],
+        )
     return words

@@ -32,7 +32,9 @@ def _run(command: list[str], *, what: str) -> None:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         said = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-        raise UserError(f"`{what}` failed (exit {done.returncode}): "
-                        f"{said[-1].strip() if said else 'no message'}; the folder is there, "
-                        "untracked: run the command yourself in the project (a git repo with "
-                        "`dvc init` done), then commit")
+        raise UserError(
+            f"`{what}` failed (exit {done.returncode}): "
+            f"{said[-1].strip() if said else 'no message'}; the folder is there, "
+            "untracked: run the command yourself in the project (a git repo with "
+            "`dvc init` done), then commit"
+        )

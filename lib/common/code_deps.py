@@ -22,7 +22,7 @@ NOT_DEPS = {
     "lib/common/errors.py": "exception classes: they change what a failure says, never an output",
     "lib/common/params.py": "reads and checks params.yaml as DVC does; DVC tracks the values",
     "stages/prechecks.py": "checks what would fail the ensemble before a stage's work: it can "
-                           "stop a stage, never change what it writes",
+    "stop a stage, never change what it writes",
 }
 _CODE_DEP = re.compile(r"^(\s+)- ((?:lib|stages)/[\w/]+\.py)\s*$")
 
@@ -36,8 +36,11 @@ def stage_definitions(root: Path) -> dict[str, dict]:
 def entry_modules(cmd: str) -> list[str]:
     """The project modules a stage command starts: `python -m stages.launch stages.train ...`
     runs both."""
-    return [word for word in shlex.split(cmd)
-            if word.split(".")[0] in PACKAGES and not word.startswith("-")]
+    return [
+        word
+        for word in shlex.split(cmd)
+        if word.split(".")[0] in PACKAGES and not word.startswith("-")
+    ]
 
 
 def module_file(root: Path, module: str) -> Path | None:
@@ -74,8 +77,11 @@ def import_closure(root: Path, modules: list[str]) -> set[str]:
             if path.relative_to(root).as_posix() not in NOT_DEPS:
                 todo += imported_modules(root, path)
     files = {_file_of(root, m) for m in seen}
-    return {f.relative_to(root).as_posix() for f in files
-            if not (f.name == "__init__.py" and not f.read_text().strip())}
+    return {
+        f.relative_to(root).as_posix()
+        for f in files
+        if not (f.name == "__init__.py" and not f.read_text().strip())
+    }
 
 
 def _file_of(root: Path, module: str) -> Path:

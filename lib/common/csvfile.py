@@ -33,8 +33,9 @@ def read_rows(path: Path, *, what: str, bom: bool = False) -> list[list[str]]:
     try:
         return list(reader)
     except csv.Error as err:  # e.g. a field past csv's size limit: not a CSV
-        raise UserError(f"{path}: {what} is not a readable CSV (line {reader.line_num}: "
-                        f"{err})") from None
+        raise UserError(
+            f"{path}: {what} is not a readable CSV (line {reader.line_num}: {err})"
+        ) from None
 
 
 def _read_utf8(path: Path, *, what: str, bom: bool) -> str:
@@ -49,27 +50,34 @@ def _read_utf8(path: Path, *, what: str, bom: bool) -> str:
         return data.decode("utf-8-sig" if bom else "utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise UserError(f"{path}: {what} is not UTF-8 text (line {line}, byte {err.start}: "
-                        f"{err.reason}); save it as a UTF-8 CSV") from None
+        raise UserError(
+            f"{path}: {what} is not UTF-8 text (line {line}, byte {err.start}: "
+            f"{err.reason}); save it as a UTF-8 CSV"
+        ) from None
 
 
-def read_columns(path: Path, *, what: str,
-                 columns: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
+def read_columns(
+    path: Path, *, what: str, columns: Sequence[str]
+) -> list[tuple[int, dict[str, str]]]:
     """The `columns` of every non-blank row under the header of the CSV at `path`, with the
     row's line number: ``[(2, {"label_id": "1", "name": "cat"}), ...]``."""
     rows = read_rows(path, what=what, bom=True)
     header = rows[0] if rows else []
     if not set(columns) <= set(header):
-        raise UserError(f"{path}: {what} needs the columns {','.join(columns)}; found "
-                        f"{','.join(header[:5]) or 'no header'}")
+        raise UserError(
+            f"{path}: {what} needs the columns {','.join(columns)}; found "
+            f"{','.join(header[:5]) or 'no header'}"
+        )
     where = [header.index(name) for name in columns]
     records = []
     for line, row in enumerate(rows[1:], start=2):
         if not row:
             continue
         if len(row) != len(header):
-            raise UserError(f"{path}: line {line} of the {what} has {len(row)} fields; its "
-                            f"header has {len(header)}")
+            raise UserError(
+                f"{path}: line {line} of the {what} has {len(row)} fields; its "
+                f"header has {len(header)}"
+            )
         records.append((line, {name: row[i] for name, i in zip(columns, where, strict=True)}))
     return records
 
@@ -86,8 +94,10 @@ def int_field(text: str, *, path: Path, line: int, column: str) -> int:
     """`text` as a non-negative integer written plainly; else a UserError naming the cell."""
     value = plain_int(text)
     if value is None:
-        raise UserError(f"{path}: line {line}: {column} {text[:40]!r} is not allowed: expected "
-                        "a non-negative integer (int64) written without spaces or leading zeros")
+        raise UserError(
+            f"{path}: line {line}: {column} {text[:40]!r} is not allowed: expected "
+            "a non-negative integer (int64) written without spaces or leading zeros"
+        )
     return value
 
 
@@ -95,6 +105,8 @@ def id_field(text: str, *, path: Path, line: int, column: str) -> str:
     """`text` when it is an image id's text (``lib.common.ids``), kept exactly as spelt; else a
     UserError naming the cell."""
     if not is_id_text(text):
-        raise UserError(f"{path}: line {line}: {column} {text[:40]!r} is not allowed: expected "
-                        f"an image id: {ALLOWED_IDS}")
+        raise UserError(
+            f"{path}: line {line}: {column} {text[:40]!r} is not allowed: expected "
+            f"an image id: {ALLOWED_IDS}"
+        )
     return text

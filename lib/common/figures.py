@@ -25,8 +25,18 @@ from PIL import Image, ImageDraw, ImageFont
 
 from lib.common.fileio import atomic_path
 
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf")  # matplotlib's tab10: tells ten series apart
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)  # matplotlib's tab10: tells ten series apart
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 
@@ -47,6 +57,7 @@ class Series:
 @dataclass(frozen=True)
 class Mark:
     """A vertical line at x, labelled."""
+
     x: float
     label: str
     colour: str = "red"
@@ -87,8 +98,10 @@ def wrap(text: str, width_px: float, size: int = 12) -> list[str]:
 def _ticks(low: float, high: float, *, log: bool, integers: bool) -> list[float]:
     if log:
         first, last = math.floor(low), math.ceil(high)
-        return [float(t) for t in range(first, last + 1) if low - 1e-9 <= t <= high + 1e-9] \
-            or [low, high]
+        return [float(t) for t in range(first, last + 1) if low - 1e-9 <= t <= high + 1e-9] or [
+            low,
+            high,
+        ]
     if integers:
         step = max(math.ceil((high - low) / 6), 1)
         return [float(t) for t in range(math.ceil(low), math.floor(high) + 1, step)] or [low]
@@ -99,8 +112,13 @@ def _tick_text(value: float, *, log: bool) -> str:
     return f"1e{int(value)}" if log else f"{value:.3g}"
 
 
-def _dashed(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], colour: str,
-            width: int, dash: float = 6.0) -> None:
+def _dashed(
+    draw: ImageDraw.ImageDraw,
+    points: list[tuple[float, float]],
+    colour: str,
+    width: int,
+    dash: float = 6.0,
+) -> None:
     """A polyline drawn in dashes of `dash` pixels with gaps as long."""
     on, left = True, dash
     for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
@@ -110,8 +128,14 @@ def _dashed(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], colour
             step = min(left, length - done)
             a, b = done / length, (done + step) / length
             if on:
-                draw.line([(x0 + (x1 - x0) * a, y0 + (y1 - y0) * a),
-                           (x0 + (x1 - x0) * b, y0 + (y1 - y0) * b)], fill=colour, width=width)
+                draw.line(
+                    [
+                        (x0 + (x1 - x0) * a, y0 + (y1 - y0) * a),
+                        (x0 + (x1 - x0) * b, y0 + (y1 - y0) * b),
+                    ],
+                    fill=colour,
+                    width=width,
+                )
             done += step
             left -= step
             if left <= 1e-9:
@@ -152,22 +176,29 @@ def draw_panel(image: Image.Image, box: tuple[int, int, int, int], panel: Panel)
     for t in _ticks(x_low, x_high, log=panel.log_x, integers=integers):
         label = _tick_text(t, log=panel.log_x)
         draw.line([(px(t), bottom), (px(t), bottom + 4)], fill="black")
-        draw.text((px(t) - text_width(label, 11) / 2, bottom + 6), label, fill="black",
-                  font=font(11))
+        draw.text(
+            (px(t) - text_width(label, 11) / 2, bottom + 6), label, fill="black", font=font(11)
+        )
     for t in _ticks(y_low, y_high, log=False, integers=False):
         label = f"{t:.3g}"
         draw.line([(left - 4, py(t)), (left, py(t))], fill="black")
-        draw.text((left - 6 - text_width(label, 11), py(t) - 6), label, fill="black",
-                  font=font(11))
-    draw.text(((left + right) / 2 - text_width(panel.x_label, 12) / 2, bottom + 24),
-              panel.x_label, fill="black", font=font(12))
+        draw.text((left - 6 - text_width(label, 11), py(t) - 6), label, fill="black", font=font(11))
+    draw.text(
+        ((left + right) / 2 - text_width(panel.x_label, 12) / 2, bottom + 24),
+        panel.x_label,
+        fill="black",
+        font=font(12),
+    )
     y_title = Image.new("RGBA", (int(text_width(panel.y_label, 12)) + 4, 16), (255, 255, 255, 0))
     ImageDraw.Draw(y_title).text((2, 1), panel.y_label, fill="black", font=font(12))
     y_title = y_title.rotate(90, expand=True)
     image.paste(y_title, (x0 + 2, int((top + bottom) / 2 - y_title.height / 2)), y_title)
     for series in panel.series:
-        points = [(px(fx(x)), py(y)) for x, y in zip(series.xs, series.ys, strict=True)
-                  if math.isfinite(y) and (x > 0 or not panel.log_x)]
+        points = [
+            (px(fx(x)), py(y))
+            for x, y in zip(series.xs, series.ys, strict=True)
+            if math.isfinite(y) and (x > 0 or not panel.log_x)
+        ]
         if len(points) == 1:
             x, y = points[0]
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], outline=series.colour)
@@ -183,19 +214,41 @@ def draw_panel(image: Image.Image, box: tuple[int, int, int, int], panel: Panel)
         draw.text((x + 4, top + 4 + 15 * i), mark.label, fill=mark.colour, font=font(12))
 
 
-def line_plot(xs: Sequence[float], ys: Sequence[float], path: Path, *, title: str,
-              x_label: str, y_label: str, log_x: bool = False, mark_x: float | None = None,
-              marks: Sequence[Mark] = (), shade: tuple[float, float] | None = None,
-              size: tuple[int, int] = (640, 420)) -> None:
+def line_plot(
+    xs: Sequence[float],
+    ys: Sequence[float],
+    path: Path,
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    log_x: bool = False,
+    mark_x: float | None = None,
+    marks: Sequence[Mark] = (),
+    shade: tuple[float, float] | None = None,
+    size: tuple[int, int] = (640, 420),
+) -> None:
     """One curve; `mark_x` (a red line labelled with its value) and `marks` drawn over it."""
     every = [*marks, *([Mark(mark_x, f"{mark_x:.2g}")] if mark_x is not None else [])]
-    panels_plot([Panel(title, x_label, y_label, [Series("", xs, ys)], log_x=log_x,
-                       marks=every, shade=shade)], path, panel_size=size)
+    panels_plot(
+        [
+            Panel(
+                title, x_label, y_label, [Series("", xs, ys)], log_x=log_x, marks=every, shade=shade
+            )
+        ],
+        path,
+        panel_size=size,
+    )
 
 
-def panels_plot(panels: Sequence[Panel], path: Path, *, cols: int = 2,
-                panel_size: tuple[int, int] = (520, 360),
-                legend: Sequence[tuple[str, str, bool]] = ()) -> None:
+def panels_plot(
+    panels: Sequence[Panel],
+    path: Path,
+    *,
+    cols: int = 2,
+    panel_size: tuple[int, int] = (520, 360),
+    legend: Sequence[tuple[str, str, bool]] = (),
+) -> None:
     """Panels in a grid of `cols` columns; `legend`: (label, colour, dashed) entries drawn in
     one row above them."""
     cols = max(min(cols, len(panels)), 1)
@@ -224,9 +277,18 @@ def _shade(value: float) -> tuple[int, int, int]:
     return red, green, blue
 
 
-def heatmap(shade: np.ndarray, path: Path, *, row_labels: Sequence[str],
-            col_labels: Sequence[str], texts: Sequence[Sequence[str]] | None, title: str,
-            x_label: str, y_label: str, max_label: int = 24) -> None:
+def heatmap(
+    shade: np.ndarray,
+    path: Path,
+    *,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    texts: Sequence[Sequence[str]] | None,
+    title: str,
+    x_label: str,
+    y_label: str,
+    max_label: int = 24,
+) -> None:
     """An n x m grid of cells shaded by `shade` (values in [0, 1]), rows and columns labelled
     (names cut at `max_label` characters), each cell captioned with texts[i][j] when it fits;
     the diagonal outlined."""
@@ -249,21 +311,34 @@ def heatmap(shade: np.ndarray, path: Path, *, row_labels: Sequence[str],
             text = texts[i][j] if texts is not None else ""
             if text and text_width(text, size) <= cell - 2 and size + 2 <= cell:
                 colour = "white" if float(shade[i, j]) > 0.5 else "black"
-                draw.text((box[0] + (cell - text_width(text, size)) / 2,
-                           box[1] + (cell - size) / 2 - 1), text, fill=colour, font=font(size))
-        draw.text((left - 6 - text_width(rows[i], size), top + i * cell + (cell - size) / 2 - 1),
-                  rows[i], fill="black", font=font(size))
+                draw.text(
+                    (box[0] + (cell - text_width(text, size)) / 2, box[1] + (cell - size) / 2 - 1),
+                    text,
+                    fill=colour,
+                    font=font(size),
+                )
+        draw.text(
+            (left - 6 - text_width(rows[i], size), top + i * cell + (cell - size) / 2 - 1),
+            rows[i],
+            fill="black",
+            font=font(size),
+        )
     for k in range(min(n, m)):
-        draw.rectangle([left + k * cell, top + k * cell, left + (k + 1) * cell,
-                        top + (k + 1) * cell], outline="black")
+        draw.rectangle(
+            [left + k * cell, top + k * cell, left + (k + 1) * cell, top + (k + 1) * cell],
+            outline="black",
+        )
     for j, name in enumerate(cols):
         label = Image.new("RGBA", (int(text_width(name, size)) + 4, size + 4), (255, 255, 255, 0))
         ImageDraw.Draw(label).text((2, 1), name, fill="black", font=font(size))
         label = label.rotate(90, expand=True)
-        image.paste(label, (left + j * cell + (cell - label.width) // 2, top + n * cell + 4),
-                    label)
-    draw.text((left + m * cell / 2 - text_width(x_label, 12) / 2, image.height - 18), x_label,
-              fill="black", font=font(12))
+        image.paste(label, (left + j * cell + (cell - label.width) // 2, top + n * cell + 4), label)
+    draw.text(
+        (left + m * cell / 2 - text_width(x_label, 12) / 2, image.height - 18),
+        x_label,
+        fill="black",
+        font=font(12),
+    )
     side = Image.new("RGBA", (int(text_width(y_label, 12)) + 4, 16), (255, 255, 255, 0))
     ImageDraw.Draw(side).text((2, 1), y_label, fill="black", font=font(12))
     side = side.rotate(90, expand=True)
@@ -271,9 +346,15 @@ def heatmap(shade: np.ndarray, path: Path, *, row_labels: Sequence[str],
     _save(image, path)
 
 
-def image_grid(images: Sequence[np.ndarray], captions: Sequence[str], path: Path, *,
-               cols: int = 8, cell: int = 128,
-               row_labels: Sequence[str] | None = None) -> None:
+def image_grid(
+    images: Sequence[np.ndarray],
+    captions: Sequence[str],
+    path: Path,
+    *,
+    cols: int = 8,
+    cell: int = 128,
+    row_labels: Sequence[str] | None = None,
+) -> None:
     """Images in rows of `cols`, each scaled to fit a `cell` square (small ones blown up, so
     they can be seen), its caption wrapped to the cell's width under it; `row_labels`: one
     label per row, drawn on the left."""
@@ -295,8 +376,10 @@ def image_grid(images: Sequence[np.ndarray], captions: Sequence[str], path: Path
         x, y = label_w + (i % cols) * cell, (i // cols) * (cell + caption_h)
         tile = Image.fromarray(pixels).convert("RGB")
         scale = cell / max(tile.size)
-        tile = tile.resize((max(round(tile.width * scale), 1), max(round(tile.height * scale), 1)),
-                           Image.Resampling.NEAREST)
+        tile = tile.resize(
+            (max(round(tile.width * scale), 1), max(round(tile.height * scale), 1)),
+            Image.Resampling.NEAREST,
+        )
         grid.paste(tile, (x + (cell - tile.width) // 2, y + (cell - tile.height) // 2))
         for j, text in enumerate(lines):
             draw.text((x + 2, y + cell + 2 + line_h * j), text, fill="black", font=font(size))

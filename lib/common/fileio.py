@@ -53,12 +53,15 @@ def disk_full(path: Path | str, err: BaseException) -> DiskFullError | None:
         free = None
     full = isinstance(err, OSError) and err.errno in _FULL
     torch_write = isinstance(err, RuntimeError) and (
-        "inline_container" in str(err) or "PytorchStreamWriter" in str(err))
+        "inline_container" in str(err) or "PytorchStreamWriter" in str(err)
+    )
     if not full and not (torch_write and free is not None and free < _NEARLY_FULL_BYTES):
         return None
     left = f"{free / 1e6:.1f} MB free" if free is not None else "free space unknown"
-    return DiskFullError(f"{path}: the disk is full ({left} in {folder}); nothing was "
-                         "written there (an older file is kept): free some space and run again")
+    return DiskFullError(
+        f"{path}: the disk is full ({left} in {folder}); nothing was "
+        "written there (an older file is kept): free some space and run again"
+    )
 
 
 def temp_name(name: str, suffix: str = "") -> str:
@@ -99,16 +102,23 @@ def remove_stale_temps(folder: Path | str) -> int:
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    stale = [entry for entry in folder.iterdir()
-             if entry.name.startswith(TMP_PREFIX) and not _writer_running(entry.name)]
+    stale = [
+        entry
+        for entry in folder.iterdir()
+        if entry.name.startswith(TMP_PREFIX) and not _writer_running(entry.name)
+    ]
     for entry in stale:
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)  # a temp folder written as a unit
         else:
             entry.unlink(missing_ok=True)  # missing: another cleaner was first
     if stale:
-        log.warning("%s: removed %d temp files left by an interrupted run: %s", folder,
-                    len(stale), ", ".join(sorted(e.name for e in stale)[:3]))
+        log.warning(
+            "%s: removed %d temp files left by an interrupted run: %s",
+            folder,
+            len(stale),
+            ", ".join(sorted(e.name for e in stale)[:3]),
+        )
     return len(stale)
 
 

@@ -21,8 +21,14 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".ti
 
 # What PIL's decoders raise on a file that is not a whole image (truncated, empty, corrupt,
 # a decompression bomb); anything else is a bug and propagates
-DECODE_ERRORS = (OSError, EOFError, SyntaxError, ValueError, struct.error,
-                 Image.DecompressionBombError)
+DECODE_ERRORS = (
+    OSError,
+    EOFError,
+    SyntaxError,
+    ValueError,
+    struct.error,
+    Image.DecompressionBombError,
+)
 
 
 # Formats whose decoder can decode at reduced size: JPEG, and MPO (JPEG frames: many camera
@@ -86,9 +92,11 @@ def decode_problem(path: Path | str) -> str | None:
 
 def list_images(folder: Path) -> list[Path]:
     """Every image file under `folder` (recursively), sorted, skipping temp files."""
-    return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-                  and p.is_file())
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
 
 
 def list_test_images(folder: Path) -> tuple[list[Path], list[str]]:
@@ -106,8 +114,11 @@ def list_test_images(folder: Path) -> tuple[list[Path], list[str]]:
         else:
             found[image_id] = path
     if strays:
-        log.warning("%s: skipped %d files not named <image_id>.<ext> as the download names "
-                    "test images: %s", folder, len(strays),
-                    ", ".join(str(p.relative_to(folder)) for p in strays[:5]))
+        log.warning(
+            "%s: skipped %d files not named <image_id>.<ext> as the download names test images: %s",
+            folder,
+            len(strays),
+            ", ".join(str(p.relative_to(folder)) for p in strays[:5]),
+        )
     ids = sorted(found, key=id_order)
     return [found[i] for i in ids], ids

@@ -17,16 +17,20 @@ from pathlib import Path
 
 from lib.common.errors import UserError
 
-CREDENTIALS_HELP = ("put your API token in ~/.kaggle/kaggle.json (kaggle.com > Settings > API "
-                    "> Create New Token; then chmod 600 it), or set KAGGLE_USERNAME and "
-                    "KAGGLE_KEY")
+CREDENTIALS_HELP = (
+    "put your API token in ~/.kaggle/kaggle.json (kaggle.com > Settings > API "
+    "> Create New Token; then chmod 600 it), or set KAGGLE_USERNAME and "
+    "KAGGLE_KEY"
+)
 
 
 def kaggle_executable() -> str:
     found = shutil.which("kaggle")
     if found is None:
-        raise UserError("the kaggle command is not installed: run `make setup` (it is pinned in "
-                        "requirements.txt)")
+        raise UserError(
+            "the kaggle command is not installed: run `make setup` (it is pinned in "
+            "requirements.txt)"
+        )
     return found
 
 
@@ -35,8 +39,11 @@ def check_credentials(environ: dict[str, str] | None = None) -> None:
     env = os.environ if environ is None else environ
     if (env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY")) or env.get("KAGGLE_API_TOKEN"):
         return
-    folder = Path(env["KAGGLE_CONFIG_DIR"]) if env.get("KAGGLE_CONFIG_DIR") else \
-        Path(env.get("HOME", "~")).expanduser() / ".kaggle"
+    folder = (
+        Path(env["KAGGLE_CONFIG_DIR"])
+        if env.get("KAGGLE_CONFIG_DIR")
+        else Path(env.get("HOME", "~")).expanduser() / ".kaggle"
+    )
     if any((folder / name).is_file() for name in ("kaggle.json", "access_token")):
         return
     raise UserError(f"no Kaggle credentials in {folder}: {CREDENTIALS_HELP}")
@@ -44,9 +51,11 @@ def check_credentials(environ: dict[str, str] | None = None) -> None:
 
 def require_slug(slug: str | None) -> str:
     if not slug:
-        raise UserError("kaggle_competition is null in params.yaml: set it to the competition's "
-                        "slug, the last part of its URL (e.g. kaggle_competition: "
-                        "dog-breed-identification)")
+        raise UserError(
+            "kaggle_competition is null in params.yaml: set it to the competition's "
+            "slug, the last part of its URL (e.g. kaggle_competition: "
+            "dog-breed-identification)"
+        )
     return slug
 
 
@@ -56,11 +65,15 @@ def experiment_name(repo: Path, metrics_file: Path) -> str:
     else `workspace@<commit>`."""
     path = repo / metrics_file
     current = _json_or_none(path.read_text()) if path.is_file() else None
-    refs = _git(repo, "for-each-ref", "--sort=-committerdate", "--format=%(refname)",
-                "refs/exps").split()
+    refs = _git(
+        repo, "for-each-ref", "--sort=-committerdate", "--format=%(refname)", "refs/exps"
+    ).split()
     for ref in refs:
-        if ref.count("/") >= 4 and current is not None and \
-                _json_or_none(_git(repo, "show", f"{ref}:{metrics_file.as_posix()}")) == current:
+        if (
+            ref.count("/") >= 4
+            and current is not None
+            and _json_or_none(_git(repo, "show", f"{ref}:{metrics_file.as_posix()}")) == current
+        ):
             return ref.rsplit("/", 1)[1]
     head = _git(repo, "rev-parse", "--short", "HEAD").strip()
     return f"workspace@{head}" if head else "workspace"
@@ -69,8 +82,13 @@ def experiment_name(repo: Path, metrics_file: Path) -> str:
 def submission_message(*, name: str, params: dict, headline: dict) -> str:
     """One line: which run this is and how it scored out of fold."""
     folds = len(params["train_folds"])
-    parts = [name, params["arch"], f"{params['img_size']}px",
-             f"{folds} fold{'s' if folds > 1 else ''}", f"tta {params['tta']}"]
+    parts = [
+        name,
+        params["arch"],
+        f"{params['img_size']}px",
+        f"{folds} fold{'s' if folds > 1 else ''}",
+        f"tta {params['tta']}",
+    ]
     if params.get("ensemble_runs"):
         parts.append(f"+{len(params['ensemble_runs'])} runs")
     oof = headline.get("oof", {})

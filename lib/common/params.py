@@ -30,6 +30,7 @@ def _int(low: int | None = None, high: int | None = None) -> Check:
             bounds = [f">= {low}" if low is not None else "", f"<= {high}" if high else ""]
             return "an integer " + " and ".join(b for b in bounds if b)
         return None
+
     return check
 
 
@@ -42,6 +43,7 @@ def _number(low: float, *, strict: bool = False, high: float | None = None) -> C
             upper = f" and <= {high}" if high is not None else ""
             return f"a number {'>' if strict else '>='} {low}{upper}"
         return None
+
     return check
 
 
@@ -57,8 +59,7 @@ def _choice(*allowed: str) -> Check:
 
 
 def _resolution(value: Any) -> str | None:
-    if value == "native" or (isinstance(value, int) and not isinstance(value, bool)
-                             and value >= 1):
+    if value == "native" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
         return None
     return "native or an image size in pixels (an integer >= 1)"
 
@@ -80,29 +81,36 @@ def _text(value: Any) -> str | None:
 def _competition_file(value: Any) -> str | None:
     if value is None or value == "auto" or (isinstance(value, str) and Path(value).is_file()):
         return None
-    return "auto (the competition folder's file, when there is one), null or the path of " \
-           "an existing file"
+    return (
+        "auto (the competition folder's file, when there is one), null or the path of "
+        "an existing file"
+    )
 
 
 def _competition_dir(value: Any) -> str | None:
-    if isinstance(value, str) and ((Path(value) / "train.json").is_file()
-                                   or (Path(value) / "train").is_dir()
-                                   or (Path(value) / "images").is_dir()):
+    if isinstance(value, str) and (
+        (Path(value) / "train.json").is_file()
+        or (Path(value) / "train").is_dir()
+        or (Path(value) / "images").is_dir()
+    ):
         return None
-    return ("a folder that holds train.json, train/ (with labels.csv, class folders or "
-            "TinyImageNet's wnids.txt) or images/ (labels in the file names)")
+    return (
+        "a folder that holds train.json, train/ (with labels.csv, class folders or "
+        "TinyImageNet's wnids.txt) or images/ (labels in the file names)"
+    )
 
 
 # The competition's metric (lib.infer.metrics.METRICS; not imported: every stage reads params).
-METRICS = ("accuracy", "log_loss", "map@1", "map@2", "map@3", "map@4", "map@5", "f1_macro",
-           "qwk")
+METRICS = ("accuracy", "log_loss", "map@1", "map@2", "map@3", "map@4", "map@5", "f1_macro", "qwk")
 
 
 def _label_pattern(value: Any) -> str | None:
     """A regular expression with a group for the label: a group named `label`, else the
     first."""
-    allowed = ("a regular expression matched against each image's file name, with a group "
-               "capturing the label, e.g. '^(.+)_\\d+\\.\\w+$'")
+    allowed = (
+        "a regular expression matched against each image's file name, with a group "
+        "capturing the label, e.g. '^(.+)_\\d+\\.\\w+$'"
+    )
     if not isinstance(value, str) or not value:
         return allowed
     try:
@@ -120,15 +128,21 @@ def _column_name(value: Any) -> str | None:
 
 def _fold_list(value: Any) -> str | None:
     ints = isinstance(value, list) and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    )
     if not ints or not value or len(set(value)) != len(value):
         return "a non-empty list of distinct fold numbers, e.g. [0, 1, 2]"
     return None
 
 
 def _scales(value: Any) -> str | None:
-    ok = isinstance(value, list) and value and all(
-        isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 4 for v in value)
+    ok = (
+        isinstance(value, list)
+        and value
+        and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 4 for v in value
+        )
+    )
     return None if ok else "a non-empty list of scale factors in (0, 4], e.g. [1.0, 1.15]"
 
 
@@ -140,22 +154,28 @@ _REVISION = re.compile(r"(?!-)(?!.*\.\.)[^\s:?*\[\\]+(?<![/.])(?<!\.lock)")
 def _members(value: Any) -> str | None:
     """Only the spelling: whether a name or revision exists is known when the stage runs."""
     ok = isinstance(value, list) and all(
-        isinstance(v, str) and (Path(v).is_dir() or _REVISION.fullmatch(v)) for v in value)
+        isinstance(v, str) and (Path(v).is_dir() or _REVISION.fullmatch(v)) for v in value
+    )
     if ok and len(set(value)) == len(value):
         return None
-    return ("a list of distinct runs, each an existing folder (a copy of a run's predictions/), "
-            "a DVC experiment name or a git revision, e.g. [exp-a, v1, runs/b3]")
+    return (
+        "a list of distinct runs, each an existing folder (a copy of a run's predictions/), "
+        "a DVC experiment name or a git revision, e.g. [exp-a, v1, runs/b3]"
+    )
 
 
 def _weights(value: Any) -> str | None:
     if value == "auto":
         return None
     ok = isinstance(value, list) and all(
-        isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value)
+        isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value
+    )
     if ok and (not value or sum(value) > 0):
         return None
-    return ("auto (fitted on the out-of-fold predictions), [] (equal weights) or a list of "
-            "numbers >= 0 with a positive sum")
+    return (
+        "auto (fitted on the out-of-fold predictions), [] (equal weights) or a list of "
+        "numbers >= 0 with a positive sum"
+    )
 
 
 def _prior(value: Any) -> str | None:
@@ -166,8 +186,9 @@ def _prior(value: Any) -> str | None:
 
 RULES: dict[str, Check] = {
     "competition": _competition_dir,
-    "competition_format": _choice("auto", "json", "labels_csv", "folders", "tinyimagenet",
-                                  "named_files"),
+    "competition_format": _choice(
+        "auto", "json", "labels_csv", "folders", "tinyimagenet", "named_files"
+    ),
     "label_pattern": _label_pattern,
     "test_share": _number(0, strict=True, high=0.5),
     "id_column": _column_name,
@@ -185,8 +206,11 @@ RULES: dict[str, Check] = {
     "download.min_side": _int(1),
     "download.max_bytes": _int(1),
     "download.max_pixels": _int(1),
-    "download.max_side": lambda value: None if value is None or _int(1)(value) is None
-    else "null (keep the originals) or an integer >= 1",
+    "download.max_side": lambda value: (
+        None
+        if value is None or _int(1)(value) is None
+        else "null (keep the originals) or an integer >= 1"
+    ),
     "download.jpeg_quality": _int(1, 100),
     "download.workers": _int(0),
     "download.retry_failures": _bool,
@@ -243,12 +267,17 @@ RULES: dict[str, Check] = {
     "metric": _choice(*METRICS),
     "sample_submission": _competition_file,
     "classes_file": _competition_file,
-    "kaggle_competition": lambda value: None if value is None or (
-        isinstance(value, str) and re.fullmatch(r"[a-z0-9][a-z0-9-]*", value)) else
-    "null or a competition slug as in its URL, e.g. imaterialist-challenge-furniture-2018",
-    "kaggle_username": lambda value: None if value is None or (
-        isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", value)) else
-    "null or your Kaggle user name (kaggle.com/<user name>), e.g. jdoe",
+    "kaggle_competition": lambda value: (
+        None
+        if value is None or (isinstance(value, str) and re.fullmatch(r"[a-z0-9][a-z0-9-]*", value))
+        else "null or a competition slug as in its URL, e.g. imaterialist-challenge-furniture-2018"
+    ),
+    "kaggle_username": lambda value: (
+        None
+        if value is None
+        or (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", value))
+        else "null or your Kaggle user name (kaggle.com/<user name>), e.g. jdoe"
+    ),
     "clip_low": _number(0, high=0.5),
     "clip_high": _number(0.5, strict=True, high=1.0),
 }
@@ -278,20 +307,25 @@ def read_params_file(path: Path | str = "params.yaml") -> dict[str, Any]:
     except DuplicateKeyError as exc:
         first, again = exc.context_mark, exc.problem_mark
         key = str(exc.problem).split(" with value")[0].removeprefix("found duplicate key ")
-        raise ParamError(f"{source}:{again.line + 1}:{again.column + 1}: duplicate key {key} "
-                         f"(first at line {first.line + 1}); keep one of them") from None
+        raise ParamError(
+            f"{source}:{again.line + 1}:{again.column + 1}: duplicate key {key} "
+            f"(first at line {first.line + 1}); keep one of them"
+        ) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise ParamError(f"{source}{where}: not valid YAML ({exc.problem or exc.context})") \
-            from None
+        raise ParamError(
+            f"{source}{where}: not valid YAML ({exc.problem or exc.context})"
+        ) from None
     except (YAMLError, RecursionError) as exc:
         raise ParamError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if params is None:
         return {}
     if not isinstance(params, dict):
-        raise ParamError(f"{source}: expected a mapping of keys to values at the top, "
-                         f"found {type(params).__name__}")
+        raise ParamError(
+            f"{source}: expected a mapping of keys to values at the top, "
+            f"found {type(params).__name__}"
+        )
     return params
 
 
@@ -330,27 +364,41 @@ def _partners(params: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
 def _check_together(values: dict[str, Any], source: Path) -> None:
     """Rules that tie two keys together."""
     if values.get("mixup", 0) + values.get("cutmix", 0) > 1:
-        raise ParamError(f"{source}: mixup + cutmix = {values['mixup'] + values['cutmix']} is "
-                         "not allowed: expected at most 1 (they are per-batch probabilities)")
-    if "freeze_epochs" in values and "epochs" in values \
-            and values["freeze_epochs"] >= values["epochs"]:
-        raise ParamError(f"{source}: freeze_epochs = {values['freeze_epochs']} is not allowed: "
-                         f"expected fewer than epochs = {values['epochs']}")
+        raise ParamError(
+            f"{source}: mixup + cutmix = {values['mixup'] + values['cutmix']} is "
+            "not allowed: expected at most 1 (they are per-batch probabilities)"
+        )
+    if (
+        "freeze_epochs" in values
+        and "epochs" in values
+        and values["freeze_epochs"] >= values["epochs"]
+    ):
+        raise ParamError(
+            f"{source}: freeze_epochs = {values['freeze_epochs']} is not allowed: "
+            f"expected fewer than epochs = {values['epochs']}"
+        )
     weights = values.get("ensemble_weights")
-    if isinstance(weights, list) and weights and "ensemble_runs" in values \
-            and len(weights) != 1 + len(values["ensemble_runs"]):
-        raise ParamError(f"{source}: ensemble_weights = {weights} is not allowed: expected "
-                         f"auto, [] or {1 + len(values['ensemble_runs'])} weights (this run's "
-                         "first, then one per entry of ensemble_runs)")
+    if (
+        isinstance(weights, list)
+        and weights
+        and "ensemble_runs" in values
+        and len(weights) != 1 + len(values["ensemble_runs"])
+    ):
+        raise ParamError(
+            f"{source}: ensemble_weights = {weights} is not allowed: expected "
+            f"auto, [] or {1 + len(values['ensemble_runs'])} weights (this run's "
+            "first, then one per entry of ensemble_runs)"
+        )
     _check_metric_and_format(values, source)
     if "folds" in values and "train_folds" in values:
         outside = [f for f in values["train_folds"] if f >= values["folds"]]
         if outside:
-            raise ParamError(f"{source}: train_folds = {values['train_folds']} is not allowed: "
-                             f"expected fold numbers from 0 to folds - 1 = {values['folds'] - 1}"
-                             f" (folds = {values['folds']}): drop fold {outside[0]} from "
-                             "train_folds or raise folds")
-
+            raise ParamError(
+                f"{source}: train_folds = {values['train_folds']} is not allowed: "
+                f"expected fold numbers from 0 to folds - 1 = {values['folds'] - 1}"
+                f" (folds = {values['folds']}): drop fold {outside[0]} from "
+                "train_folds or raise folds"
+            )
 
 
 def _check_metric_and_format(values: dict[str, Any], source: Path) -> None:
@@ -361,10 +409,14 @@ def _check_metric_and_format(values: dict[str, Any], source: Path) -> None:
         return
     ranked = metric.startswith("map@")
     if fmt == "proba" and ranked:
-        raise ParamError(f"{source}: submission_format = proba with metric = {metric} is not "
-                         "allowed: MAP@k scores a ranked list of labels per image; expected "
-                         "submission_format topk (or label)")
+        raise ParamError(
+            f"{source}: submission_format = proba with metric = {metric} is not "
+            "allowed: MAP@k scores a ranked list of labels per image; expected "
+            "submission_format topk (or label)"
+        )
     if fmt == "topk" and not ranked:
-        raise ParamError(f"{source}: submission_format = topk with metric = {metric} is not "
-                         "allowed: topk writes the k best labels of metric map@k; expected "
-                         "metric map@1..map@5, or submission_format label or proba")
+        raise ParamError(
+            f"{source}: submission_format = topk with metric = {metric} is not "
+            "allowed: topk writes the k best labels of metric map@k; expected "
+            "metric map@1..map@5, or submission_format label or proba"
+        )

@@ -5,6 +5,7 @@ thread pools may be running; forking such a process can copy a held lock and han
 forever. "forkserver" forks children from a small clean server process instead, one per
 process, which imports the decoders' libraries first (``context``), so no child has to.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -24,8 +25,9 @@ _preload = [__name__, *DECODER_MODULES]
 # warns when it finds it imported already: the forkserver imports it on purpose when a caller
 # asks (the download stage preloads itself). Set on import, so in the forkserver too, whose
 # workers inherit it.
-warnings.filterwarnings("ignore", r"'.+' found in sys\.modules after import of package",
-                        RuntimeWarning, "runpy")
+warnings.filterwarnings(
+    "ignore", r"'.+' found in sys\.modules after import of package", RuntimeWarning, "runpy"
+)
 
 
 def context(preload: Sequence[str] = ()) -> multiprocessing.context.BaseContext:

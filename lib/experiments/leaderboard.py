@@ -20,8 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HEADLINE = (("oof acc", "oof", "accuracy"), ("oof loss", "oof", "log_loss"),
-            ("test acc", "test", "accuracy"))
+HEADLINE = (
+    ("oof acc", "oof", "accuracy"),
+    ("oof loss", "oof", "log_loss"),
+    ("test acc", "test", "accuracy"),
+)
 
 
 @dataclass
@@ -57,8 +60,11 @@ def _entry(row: dict, name: str, metrics_file: str) -> Entry:
     metrics = _data(row, "metrics", metrics_file)
     numbers = {label: metrics.get(group, {}).get(key) for label, group, key in HEADLINE}
     numbers |= {f"oof {key}": value for key, value in metrics.get("oof", {}).items()}
-    return Entry(name=name, params=flatten(_data(row, "params", "params.yaml")),
-                 metrics={k: v for k, v in numbers.items() if isinstance(v, int | float)})
+    return Entry(
+        name=name,
+        params=flatten(_data(row, "params", "params.yaml")),
+        metrics={k: v for k, v in numbers.items() if isinstance(v, int | float)},
+    )
 
 
 def read_log(path: str) -> str | None:
@@ -69,8 +75,12 @@ def read_log(path: str) -> str | None:
         return None
 
 
-def entries(show: list[dict], *, metrics_file: str = "metrics/ensemble.json",
-            logs: Callable[[str], str | None] = read_log) -> list[Entry]:
+def entries(
+    show: list[dict],
+    *,
+    metrics_file: str = "metrics/ensemble.json",
+    logs: Callable[[str], str | None] = read_log,
+) -> list[Entry]:
     """The workspace, the first baseline (HEAD), every other commit that has experiments, and
     the experiments, each with the params that differ from its baseline's. A failed experiment
     carries `failure_line` of its log (`logs` reads one by path)."""
@@ -92,9 +102,11 @@ def entries(show: list[dict], *, metrics_file: str = "metrics/ensemble.json",
             state = executor.get("state")
             for rev in experiment.get("revs") or []:
                 name = rev.get("name") or experiment.get("name") or rev["rev"][:7]
-                entry = _entry(rev, name + (f" ({state})" if state in ("running", "failed",
-                                                                         "queued") else ""),
-                               metrics_file)
+                entry = _entry(
+                    rev,
+                    name + (f" ({state})" if state in ("running", "failed", "queued") else ""),
+                    metrics_file,
+                )
                 entry.changed = _changes(entry.params, baseline.params)
                 if state == "failed" or rev.get("error"):
                     log = (executor.get("local") or {}).get("log")
@@ -106,8 +118,10 @@ def entries(show: list[dict], *, metrics_file: str = "metrics/ensemble.json",
 
 
 # A dep missing from an experiment's temporary copy: DVC copies only what git or DVC tracks.
-_MISSING_IN_COPY = re.compile(r"No such file or directory: '[^']*?/\.dvc/tmp/exps/"
-                              r"(?:[^/']+/)*?tmp[^/']*/([^']+)'")
+_MISSING_IN_COPY = re.compile(
+    r"No such file or directory: '[^']*?/\.dvc/tmp/exps/"
+    r"(?:[^/']+/)*?tmp[^/']*/([^']+)'"
+)
 
 
 def failure_line(log: str | None) -> str:
@@ -123,8 +137,10 @@ def failure_line(log: str | None) -> str:
     missing = _MISSING_IN_COPY.search(line)
     if missing:
         folder = missing.group(1)
-        return (f"{folder} is not in the experiment's copy of the project (DVC copies only what "
-                f"git or DVC tracks): run `dvc add {folder}`, commit {folder}.dvc, queue again")
+        return (
+            f"{folder} is not in the experiment's copy of the project (DVC copies only what "
+            f"git or DVC tracks): run `dvc add {folder}`, commit {folder}.dvc, queue again"
+        )
     return line
 
 
@@ -156,6 +172,7 @@ def ranked(rows: list[Entry], *, metric: str = "accuracy") -> list[Entry]:
     def key(entry: Entry) -> tuple[bool, float]:
         value = entry.metrics.get(f"oof {metric}")
         return value is None, (value if lower else -value) if value is not None else 0.0
+
     return sorted(rows, key=key)
 
 
@@ -170,15 +187,19 @@ def render(rows: list[Entry], *, width: int = 120, metric: str = "accuracy") -> 
     """A fixed-column table; the changed params wrap within the last column."""
     columns = _columns(metric)
     name_width = min(max([len(r.name) for r in rows] + [10]), 32)
-    head = f"{'#':>3}  {'experiment':<{name_width}}" + "".join(
-        f"  {label:>8}" for label, _, _ in columns) + "  changed params"
+    head = (
+        f"{'#':>3}  {'experiment':<{name_width}}"
+        + "".join(f"  {label:>8}" for label, _, _ in columns)
+        + "  changed params"
+    )
     params_width = max(width - (len(head) - len("changed params")), 20)
     indent = " " * (width - params_width)
     lines = [head, "-" * min(width, len(head) + params_width - len("changed params"))]
     for rank, row in enumerate(rows, start=1):
         cells = f"{rank:>3}  {row.name[:name_width]:<{name_width}}" + "".join(
             f"  {_number(row.metrics.get(f'{group} {key}', row.metrics.get(label))):>8}"
-            for label, group, key in columns)
+            for label, group, key in columns
+        )
         changed = ", ".join(f"{k}={v}" for k, v in row.changed.items()) or "-"
         wrapped = textwrap.wrap(changed, params_width) or ["-"]
         lines.append(f"{cells}  {wrapped[0]}")
@@ -189,8 +210,14 @@ def render(rows: list[Entry], *, width: int = 120, metric: str = "accuracy") -> 
 def render_failures(rows: list[Entry], *, width: int = 120) -> str:
     """One line per failed experiment: its name and why (empty when none failed)."""
     failed = [row for row in rows if row.error is not None]
-    return "\n".join(textwrap.fill(f"failed: {row.name.removesuffix(' (failed)')}: {row.error}",
-                                    width, subsequent_indent="    ") for row in failed)
+    return "\n".join(
+        textwrap.fill(
+            f"failed: {row.name.removesuffix(' (failed)')}: {row.error}",
+            width,
+            subsequent_indent="    ",
+        )
+        for row in failed
+    )
 
 
 def _number(value: float | None) -> str:

@@ -71,29 +71,59 @@ def download_wheels(into: Path, requirements: list[str]) -> list[Path]:
     """The wheels of `requirements` (no dependencies: Kaggle's image has those) into `into`,
     with pip; UserError with pip's last line when it cannot get them (no index reachable)."""
     into.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                           "--only-binary=:all:", "--dest", str(into), *requirements],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--dest",
+            str(into),
+            *requirements,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
-        raise UserError(f"pip download {' '.join(requirements)} failed: {last}; --wheels needs "
-                        "PyPI (or your pip index) reachable")
+        raise UserError(
+            f"pip download {' '.join(requirements)} failed: {last}; --wheels needs "
+            "PyPI (or your pip index) reachable"
+        )
     return sorted(into.glob("*.whl"))
 
 
 def dataset_metadata(*, username: str, dataset_slug: str, title: str) -> dict:
-    return {"title": title, "id": f"{username}/{dataset_slug}",
-            "licenses": [{"name": "CC0-1.0"}]}
+    return {"title": title, "id": f"{username}/{dataset_slug}", "licenses": [{"name": "CC0-1.0"}]}
 
 
-def kernel_metadata(*, username: str, kernel_slug: str, title: str, dataset_slug: str,
-                    competition: str | None, gpu: bool) -> dict:
-    return {"id": f"{username}/{kernel_slug}", "title": title, "code_file": "inference.ipynb",
-            "language": "python", "kernel_type": "notebook", "is_private": True,
-            "enable_gpu": gpu, "enable_tpu": False, "enable_internet": False,
-            "dataset_sources": [f"{username}/{dataset_slug}"],
-            "competition_sources": [competition] if competition else [],
-            "kernel_sources": [], "model_sources": []}
+def kernel_metadata(
+    *,
+    username: str,
+    kernel_slug: str,
+    title: str,
+    dataset_slug: str,
+    competition: str | None,
+    gpu: bool,
+) -> dict:
+    return {
+        "id": f"{username}/{kernel_slug}",
+        "title": title,
+        "code_file": "inference.ipynb",
+        "language": "python",
+        "kernel_type": "notebook",
+        "is_private": True,
+        "enable_gpu": gpu,
+        "enable_tpu": False,
+        "enable_internet": False,
+        "dataset_sources": [f"{username}/{dataset_slug}"],
+        "competition_sources": [competition] if competition else [],
+        "kernel_sources": [],
+        "model_sources": [],
+    }
 
 
 _SETUP = '''\
@@ -124,44 +154,56 @@ BUNDLE = mounted(DATASET, "inference.json")
 COMPETITION_DIR = mounted(COMPETITION, {competition_marker!r})
 print("bundle:", BUNDLE, "competition:", COMPETITION_DIR)'''
 
-_WHEELS = '''\
+_WHEELS = """\
 # Offline: the pinned wheels the bundle carries (when built with --wheels), from its own folder.
 wheels = sorted((BUNDLE / "wheels").glob("*.whl"))
 if wheels:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
-                    "--find-links", str(BUNDLE / "wheels"), *map(str, wheels)], check=True)'''
+                    "--find-links", str(BUNDLE / "wheels"), *map(str, wheels)], check=True)"""
 
-_RUN = '''\
+_RUN = """\
 sys.path.insert(0, str(BUNDLE / "code"))
 from {package}.infer.bundled import run_bundle
 
 start = time.perf_counter()
 submission = run_bundle(BUNDLE, COMPETITION_DIR, WORKING_DIR)
-print(f"{{submission}} written in {{time.perf_counter() - start:.1f}} s")'''
+print(f"{{submission}} written in {{time.perf_counter() - start:.1f}} s")"""
 
-_SHOW = '''\
+_SHOW = """\
 import pandas as pd
 
-pd.read_csv(submission, dtype=str).head()'''
+pd.read_csv(submission, dtype=str).head()"""
 
 
-def notebook(*, dataset_slug: str, competition_folder: str, competition_marker: str,
-             title: str) -> nbformat.NotebookNode:
+def notebook(
+    *, dataset_slug: str, competition_folder: str, competition_marker: str, title: str
+) -> nbformat.NotebookNode:
     """The kernel: find the inputs, install the wheels, run the bundle, show the submission."""
-    intro = (f"# {title}\n\nMakes `submission.csv` offline from the bundle `{dataset_slug}` "
-             "(fold checkpoints, `inference.json`, the pipeline's inference code) and the "
-             f"competition `{competition_folder}`, with the same arithmetic as the pipeline's "
-             "ensemble stage. Built by `make kaggle-bundle`.")
-    cells = [nbformat.v4.new_markdown_cell(intro),
-             nbformat.v4.new_code_cell(_SETUP.format(dataset=dataset_slug,
-                                                     competition=competition_folder,
-                                                     competition_marker=competition_marker)),
-             nbformat.v4.new_code_cell(_WHEELS),
-             nbformat.v4.new_code_cell(_RUN.format(package=PACKAGE)),
-             nbformat.v4.new_code_cell(_SHOW)]
+    intro = (
+        f"# {title}\n\nMakes `submission.csv` offline from the bundle `{dataset_slug}` "
+        "(fold checkpoints, `inference.json`, the pipeline's inference code) and the "
+        f"competition `{competition_folder}`, with the same arithmetic as the pipeline's "
+        "ensemble stage. Built by `make kaggle-bundle`."
+    )
+    cells = [
+        nbformat.v4.new_markdown_cell(intro),
+        nbformat.v4.new_code_cell(
+            _SETUP.format(
+                dataset=dataset_slug,
+                competition=competition_folder,
+                competition_marker=competition_marker,
+            )
+        ),
+        nbformat.v4.new_code_cell(_WHEELS),
+        nbformat.v4.new_code_cell(_RUN.format(package=PACKAGE)),
+        nbformat.v4.new_code_cell(_SHOW),
+    ]
     book = nbformat.v4.new_notebook(cells=cells)
-    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                   "language": "python"}
+    book.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     book.metadata["language_info"] = {"name": "python"}
     return book
 

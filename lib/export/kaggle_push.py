@@ -25,45 +25,69 @@ def run_kaggle(command: list[str]) -> str:
     output = done.stdout + done.stderr
     if done.returncode != 0:
         lines = output.strip().splitlines()
-        raise UserError(f"kaggle {' '.join(command[1:3])} failed (exit {done.returncode}): "
-                        f"{lines[-1] if lines else 'no output'}")
+        raise UserError(
+            f"kaggle {' '.join(command[1:3])} failed (exit {done.returncode}): "
+            f"{lines[-1] if lines else 'no output'}"
+        )
     return output
 
 
 def dataset_status(kaggle: str, dataset_id: str) -> str | None:
     """What `kaggle datasets status` says (ready, pending, ...), None when it fails (no such
     dataset, or none of yours)."""
-    done = subprocess.run([kaggle, "datasets", "status", dataset_id], capture_output=True,
-                          text=True)
-    return done.stdout.strip().splitlines()[-1].strip().lower() \
-        if done.returncode == 0 and done.stdout.strip() else None
+    done = subprocess.run(
+        [kaggle, "datasets", "status", dataset_id], capture_output=True, text=True
+    )
+    return (
+        done.stdout.strip().splitlines()[-1].strip().lower()
+        if done.returncode == 0 and done.stdout.strip()
+        else None
+    )
 
 
 def dataset_exists(kaggle: str, dataset_id: str) -> bool:
     return dataset_status(kaggle, dataset_id) is not None
 
 
-def push_commands(kaggle: str, *, dataset: Path, kernel: Path, exists: bool,
-                  message: str) -> tuple[list[str], list[str]]:
+def push_commands(
+    kaggle: str, *, dataset: Path, kernel: Path, exists: bool, message: str
+) -> tuple[list[str], list[str]]:
     """The upload (a new version when the dataset exists) and the notebook's push."""
     if exists:
-        upload = [kaggle, "datasets", "version", "-p", str(dataset), "-m", message,
-                  "--dir-mode", "zip"]
+        upload = [
+            kaggle,
+            "datasets",
+            "version",
+            "-p",
+            str(dataset),
+            "-m",
+            message,
+            "--dir-mode",
+            "zip",
+        ]
     else:
         upload = [kaggle, "datasets", "create", "-p", str(dataset), "--dir-mode", "zip"]
     return upload, [kaggle, "kernels", "push", "-p", str(kernel)]
 
 
-def wait_until_ready(kaggle: str, dataset_id: str, *, sleep: Callable[[float], None],
-                     wait_s: float = WAIT_S, poll_s: float = POLL_S) -> None:
+def wait_until_ready(
+    kaggle: str,
+    dataset_id: str,
+    *,
+    sleep: Callable[[float], None],
+    wait_s: float = WAIT_S,
+    poll_s: float = POLL_S,
+) -> None:
     waited = 0.0
     while True:
         status = dataset_status(kaggle, dataset_id)
         if status == READY:
             return
         if waited >= wait_s:
-            raise UserError(f"dataset {dataset_id} is not ready after {wait_s:.0f} s (status: "
-                            f"{status}): push the notebook later with `kaggle kernels push -p "
-                            "kaggle/kernel`")
+            raise UserError(
+                f"dataset {dataset_id} is not ready after {wait_s:.0f} s (status: "
+                f"{status}): push the notebook later with `kaggle kernels push -p "
+                "kaggle/kernel`"
+            )
         sleep(poll_s)
         waited += poll_s

@@ -53,71 +53,131 @@ class Outcome:
     names: dict[int, str] | None = None  # class names, when the competition has them
 
 
-def ensemble_competition(competition: Competition, *, files: CompetitionFiles,
-                         predictions_dir: Path, train_folds: Sequence[int],
-                         ensemble_runs: Sequence[str], root: Path, test_images: Path,
-                         submission_format: str, how: str,
-                         weights: Sequence[float] | str | None, target_prior: str,
-                         prior_correction: bool, low: float, high: float,
-                         metric: str = "accuracy") -> Outcome:
+def ensemble_competition(
+    competition: Competition,
+    *,
+    files: CompetitionFiles,
+    predictions_dir: Path,
+    train_folds: Sequence[int],
+    ensemble_runs: Sequence[str],
+    root: Path,
+    test_images: Path,
+    submission_format: str,
+    how: str,
+    weights: Sequence[float] | str | None,
+    target_prior: str,
+    prior_correction: bool,
+    low: float,
+    high: float,
+    metric: str = "accuracy",
+) -> Outcome:
     """Everything the ensemble stage computes: the runs gathered (`root`: the project whose
     experiments and cache are read) and checked against the current test images, blended,
     scored (in `metric` too) and laid out as the competition's submission."""
-    runs, commits = gather_runs(predictions_dir, folds=train_folds, entries=ensemble_runs,
-                                root=root, how=how)
+    runs, commits = gather_runs(
+        predictions_dir, folds=train_folds, entries=ensemble_runs, root=root, how=how
+    )
     names = competition_class_names(files.classes_file, competition)
-    layout = competition_layout(submission_format, competition, names=names,
-                                sample=files.sample_submission, extra_labels=runs[0].test.classes,
-                                k=top_k(submission_format, metric))
-    check_runs_current(runs, test_ids=layout.test_ids, on_disk=list_test_images(test_images)[1]
-                       if test_images.is_dir() else None)
+    layout = competition_layout(
+        submission_format,
+        competition,
+        names=names,
+        sample=files.sample_submission,
+        extra_labels=runs[0].test.classes,
+        k=top_k(submission_format, metric),
+    )
+    check_runs_current(
+        runs,
+        test_ids=layout.test_ids,
+        on_disk=list_test_images(test_images)[1] if test_images.is_dir() else None,
+    )
     answers = None  # known test answers: a test_labels file, or the held-out share's
     if files.test_labels:
         answers = read_answers(files.test_labels, competition.class_names)
     elif competition.test_answers:
         answers = answers_frame(competition.test_answers)
-    outcome = blend_and_score(runs, layout=layout, answers=answers, how=how,
-                              weights=weights, target_prior=target_prior,
-                              prior_correction=prior_correction, low=low, high=high,
-                              metric=metric)
+    outcome = blend_and_score(
+        runs,
+        layout=layout,
+        answers=answers,
+        how=how,
+        weights=weights,
+        target_prior=target_prior,
+        prior_correction=prior_correction,
+        low=low,
+        high=high,
+        metric=metric,
+    )
     outcome.detail["members"] = commits
     outcome.layout, outcome.names = layout, names
     return outcome
 
 
-def blend_and_score(runs: Sequence[RunPredictions], *, layout: Layout,
-                    answers: pd.DataFrame | None, how: str,
-                    weights: Sequence[float] | str | None, target_prior: str,
-                    prior_correction: bool, low: float, high: float,
-                    metric: str = "accuracy") -> Outcome:
+def blend_and_score(
+    runs: Sequence[RunPredictions],
+    *,
+    layout: Layout,
+    answers: pd.DataFrame | None,
+    how: str,
+    weights: Sequence[float] | str | None,
+    target_prior: str,
+    prior_correction: bool,
+    low: float,
+    high: float,
+    metric: str = "accuracy",
+) -> Outcome:
     """`weights`: one per run (this run first), None for equal, or "auto" to fit them on the
     OOF predictions (lib.infer.weights) to `metric` where it is differentiable, else to log
     loss, scored nested; `answers`: the known test answers (read_answers' frame) or None."""
     fit = None
     if weights == "auto":
         objective = metric if differentiable(metric) else "log_loss"
-        log.info("ensemble_weights auto: fitted to %s%s", objective, "" if objective == metric
-                 else f" (metric {metric} is piecewise constant in the weights)")
+        log.info(
+            "ensemble_weights auto: fitted to %s%s",
+            objective,
+            ""
+            if objective == metric
+            else f" (metric {metric} is piecewise constant in the weights)",
+        )
         fit = fit_run_weights(runs, how=how)
-    blend = blend_runs(runs, how=how, weights=fit.weights if fit else weights,
-                       target_prior=target_prior)
-    detail = detail_scores(runs, blend, low=low, high=high,
-                           nested=fit.nested if fit else None, metric=metric)
-    final = final_submission(blend.test, layout=layout, source=blend.source,
-                             target=blend.target, prior_correction=prior_correction, low=low,
-                             high=high)
+    blend = blend_runs(
+        runs, how=how, weights=fit.weights if fit else weights, target_prior=target_prior
+    )
+    detail = detail_scores(
+        runs, blend, low=low, high=high, nested=fit.nested if fit else None, metric=metric
+    )
+    final = final_submission(
+        blend.test,
+        layout=layout,
+        source=blend.source,
+        target=blend.target,
+        prior_correction=prior_correction,
+        low=low,
+        high=high,
+    )
     detail["submission"] = {"rows": len(final.frame), "filled_missing_images": final.filled}
     if answers is not None:
-        detail["test"] = test_scores(answers, layout, final.test, prior=final.prior,
-                                     fallback_column=final.fallback_column, metric=metric)
+        detail["test"] = test_scores(
+            answers,
+            layout,
+            final.test,
+            prior=final.prior,
+            fallback_column=final.fallback_column,
+            metric=metric,
+        )
     if fit:
         detail["weights"] = fit.metrics() | {"metric": metric}
-    return Outcome(frame=final.frame, oof=blend.oof, detail=detail,
-                   headline=headline(detail, prior_correction=prior_correction, metric=metric))
+    return Outcome(
+        frame=final.frame,
+        oof=blend.oof,
+        detail=detail,
+        headline=headline(detail, prior_correction=prior_correction, metric=metric),
+    )
 
 
-def gather_runs(predictions_dir: Path, *, folds: Sequence[int], entries: Sequence[str],
-                root: Path, how: str) -> tuple[list[RunPredictions], dict[str, str | None]]:
+def gather_runs(
+    predictions_dir: Path, *, folds: Sequence[int], entries: Sequence[str], root: Path, how: str
+) -> tuple[list[RunPredictions], dict[str, str | None]]:
     """This run's predictions, then each member of `entries` (lib.infer.members); and the commit
     each member was read from (None for a folder)."""
     this_run = RunPredictions(predictions_dir, folds=folds, how=how)
@@ -125,12 +185,17 @@ def gather_runs(predictions_dir: Path, *, folds: Sequence[int], entries: Sequenc
     return [this_run, *(m.run for m in members)], {m.run.name: m.source.commit for m in members}
 
 
-def check_runs_current(runs: Sequence[RunPredictions], *, test_ids: Sequence,
-                       on_disk: Sequence | None) -> None:
+def check_runs_current(
+    runs: Sequence[RunPredictions], *, test_ids: Sequence, on_disk: Sequence | None
+) -> None:
     """Every run's test predictions were made for the current test images
     (lib.infer.predictions)."""
     for i, member in enumerate(runs):
-        rerun = "dvc repro predict" if i == 0 else \
-            f"dvc exp run for {member.name} again, or take it out of ensemble_runs"
-        check_test_ids(member.test, expected=test_ids, on_disk=on_disk, source=member.name,
-                       rerun=rerun)
+        rerun = (
+            "dvc repro predict"
+            if i == 0
+            else f"dvc exp run for {member.name} again, or take it out of ensemble_runs"
+        )
+        check_test_ids(
+            member.test, expected=test_ids, on_disk=on_disk, source=member.name, rerun=rerun
+        )

@@ -46,12 +46,13 @@ def read_config(bundle: Path) -> dict:
     """The bundle's inference.json; UserError when it is missing or of another version."""
     path = Path(bundle) / CONFIG_NAME
     if not path.is_file():
-        raise UserError(f"{path}: not found; is {bundle} a bundle written by "
-                        "`make kaggle-bundle`?")
+        raise UserError(f"{path}: not found; is {bundle} a bundle written by `make kaggle-bundle`?")
     config = json.loads(path.read_text())
     if config.get("version") != CONFIG_VERSION:
-        raise UserError(f"{path}: version {config.get('version')!r}; this code reads version "
-                        f"{CONFIG_VERSION}: build the bundle again")
+        raise UserError(
+            f"{path}: version {config.get('version')!r}; this code reads version "
+            f"{CONFIG_VERSION}: build the bundle again"
+        )
     return config
 
 
@@ -66,8 +67,9 @@ def file_url_path(url: str, folder: Path) -> Path | None:
     return resolved if resolved.is_relative_to(folder.resolve()) else None
 
 
-def stage_test_images(competition: Competition, *, limits: ImageLimits, max_bytes: int,
-                      into: Path) -> tuple[list[Path], list[str]]:
+def stage_test_images(
+    competition: Competition, *, limits: ImageLimits, max_bytes: int, into: Path
+) -> tuple[list[Path], list[str]]:
     """Each test image as the download stage stores it (validated, shrunk past max_side), in
     ``into``; the paths and ids in id order. An image that is missing or refused is left out
     (its row gets the prior's fallback, as in the pipeline) and counted in a warning."""
@@ -95,13 +97,24 @@ def stage_test_images(competition: Competition, *, limits: ImageLimits, max_byte
         if reason is not None:
             refused[reason] = refused.get(reason, 0) + 1
     if refused:
-        log.warning("%d test images left out (their rows get the fallback): %s",
-                    sum(refused.values()), refused)
+        log.warning(
+            "%d test images left out (their rows get the fallback): %s",
+            sum(refused.values()),
+            refused,
+        )
     return list_test_images(into)
 
 
-def predict_member(member: dict, *, bundle: Path, paths: list[Path], ids: list[str],
-                   merge: str, device, workers: int | str = "auto") -> Predictions:
+def predict_member(
+    member: dict,
+    *,
+    bundle: Path,
+    paths: list[Path],
+    ids: list[str],
+    merge: str,
+    device,
+    workers: int | str = "auto",
+) -> Predictions:
     """One run's test predictions: each fold's model with the run's TTA, folds merged as the
     ensemble merges them."""
     parts, names = [], []
@@ -109,64 +122,118 @@ def predict_member(member: dict, *, bundle: Path, paths: list[Path], ids: list[s
         model_file = bundle / relative
         checkpoint = load_checkpoint(model_file)
         inference = prepare_inference(
-            model_from_checkpoint(checkpoint, model_file), checkpoint, device=device,
-            tta=member["tta"], merge=member["tta_merge"], crop=member["tta_crop"],
-            scales=member["tta_scales"], batch_size=member["batch_size"], workers=workers)
-        dataset = ImageDataset(list(paths), None, inference.transform,
-                               decode_size=inference.decoded)
-        parts.append(Predictions(probs=inference.probs(dataset, f"{member['name']} {relative}"),
-                                 image_ids=np.array(ids, str),
-                                 classes=np.array(checkpoint["classes"])))
+            model_from_checkpoint(checkpoint, model_file),
+            checkpoint,
+            device=device,
+            tta=member["tta"],
+            merge=member["tta_merge"],
+            crop=member["tta_crop"],
+            scales=member["tta_scales"],
+            batch_size=member["batch_size"],
+            workers=workers,
+        )
+        dataset = ImageDataset(
+            list(paths), None, inference.transform, decode_size=inference.decoded
+        )
+        parts.append(
+            Predictions(
+                probs=inference.probs(dataset, f"{member['name']} {relative}"),
+                image_ids=np.array(ids, str),
+                classes=np.array(checkpoint["classes"]),
+            )
+        )
         names.append(f"{member['name']}/{relative}")
     return combine(parts, how=merge, names=names)
 
 
-def run_bundle(bundle: Path, competition_dir: Path, working_dir: Path, *,
-               device=None, workers: int | str = "auto") -> Path:
+def run_bundle(
+    bundle: Path,
+    competition_dir: Path,
+    working_dir: Path,
+    *,
+    device=None,
+    workers: int | str = "auto",
+) -> Path:
     """Predict the competition's test images with every model of the bundle and write the
     submission into ``working_dir``; its path."""
     bundle, competition_dir, working_dir = Path(bundle), Path(competition_dir), Path(working_dir)
     config = read_config(bundle)
     comp = config["competition"]
-    competition = read_test_competition(competition_dir, fmt=comp["format"],
-                                        id_column=comp["id_column"],
-                                        label_column=comp["label_column"],
-                                        label_pattern=comp["label_pattern"],
-                                        test_share=comp["test_share"])
+    competition = read_test_competition(
+        competition_dir,
+        fmt=comp["format"],
+        id_column=comp["id_column"],
+        label_column=comp["label_column"],
+        label_pattern=comp["label_pattern"],
+        test_share=comp["test_share"],
+    )
     names = {int(k): v for k, v in config["names"].items()} if config["names"] else None
     sample = None
     if comp["sample_submission"]:
-        sample = (bundle if comp["sample_in_bundle"] else competition_dir) / \
-            comp["sample_submission"]
-    layout = competition_layout(config["submission_format"], competition, names=names,
-                                sample=sample, extra_labels=config["classes"],
-                                k=config["labels_per_row"])
+        sample = (bundle if comp["sample_in_bundle"] else competition_dir) / comp[
+            "sample_submission"
+        ]
+    layout = competition_layout(
+        config["submission_format"],
+        competition,
+        names=names,
+        sample=sample,
+        extra_labels=config["classes"],
+        k=config["labels_per_row"],
+    )
     device = device or pick_device()
     ensemble = config["ensemble"]
     with tempfile.TemporaryDirectory(prefix="test-images-") as tmp:
         download = config["download"]
         paths, ids = stage_test_images(
-            competition, limits=ImageLimits(min_side=download["min_side"],
-                                            max_pixels=download["max_pixels"],
-                                            max_side=download["max_side"],
-                                            quality=download["jpeg_quality"]),
-            max_bytes=download["max_bytes"], into=Path(tmp))
+            competition,
+            limits=ImageLimits(
+                min_side=download["min_side"],
+                max_pixels=download["max_pixels"],
+                max_side=download["max_side"],
+                quality=download["jpeg_quality"],
+            ),
+            max_bytes=download["max_bytes"],
+            into=Path(tmp),
+        )
         if not ids:
-            raise UserError(f"{competition_dir}: none of its {len(layout.ids)} test images "
-                            "could be read")
-        runs = [predict_member(member, bundle=bundle, paths=paths, ids=ids,
-                               merge=ensemble["merge"], device=device, workers=workers)
-                for member in config["members"]]
-    test = combine(runs, how=ensemble["merge"], weights=ensemble["weights"],
-                   names=[m["name"] for m in config["members"]])
-    final = final_submission(test, layout=layout, source=np.array(ensemble["source_prior"]),
-                             target=np.array(ensemble["target_prior"]),
-                             prior_correction=ensemble["prior_correction"],
-                             low=ensemble["clip_low"], high=ensemble["clip_high"])
+            raise UserError(
+                f"{competition_dir}: none of its {len(layout.ids)} test images could be read"
+            )
+        runs = [
+            predict_member(
+                member,
+                bundle=bundle,
+                paths=paths,
+                ids=ids,
+                merge=ensemble["merge"],
+                device=device,
+                workers=workers,
+            )
+            for member in config["members"]
+        ]
+    test = combine(
+        runs,
+        how=ensemble["merge"],
+        weights=ensemble["weights"],
+        names=[m["name"] for m in config["members"]],
+    )
+    final = final_submission(
+        test,
+        layout=layout,
+        source=np.array(ensemble["source_prior"]),
+        target=np.array(ensemble["target_prior"]),
+        prior_correction=ensemble["prior_correction"],
+        low=ensemble["clip_low"],
+        high=ensemble["clip_high"],
+    )
     working_dir.mkdir(parents=True, exist_ok=True)
     out = working_dir / SUBMISSION_NAME
     write_submission(out, final.frame, layout)
-    print(f"{out}: {len(final.frame)} rows ({final.filled} from the prior: no readable image), "
-          f"{len(config['members'])} runs, {sum(len(m['models']) for m in config['members'])} "
-          "models", flush=True)
+    print(
+        f"{out}: {len(final.frame)} rows ({final.filled} from the prior: no readable image), "
+        f"{len(config['members'])} runs, {sum(len(m['models']) for m in config['members'])} "
+        "models",
+        flush=True,
+    )
     return out

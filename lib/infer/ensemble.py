@@ -33,8 +33,9 @@ from lib.infer.predictions import Predictions, load_predictions
 _TINY = 1e-15  # log(0) guard for the geometric mean, the floor Kaggle's log loss uses too
 
 
-def merge_probs(probs: Sequence[np.ndarray], *, how: str,
-                weights: Sequence[float] | None = None) -> np.ndarray:
+def merge_probs(
+    probs: Sequence[np.ndarray], *, how: str, weights: Sequence[float] | None = None
+) -> np.ndarray:
     """Weighted mean ("mean") or normalised weighted geometric mean ("geomean") of
     probability arrays of one shape; weights default to equal and need not sum to 1."""
     if how not in MERGES:
@@ -54,8 +55,9 @@ def normalised_weights(weights: Sequence[float] | None, count: int) -> np.ndarra
     of them, none negative, with a positive sum."""
     w = np.ones(count) if weights is None else np.asarray(weights, dtype=np.float64)
     if len(w) != count or w.sum() <= 0 or (w < 0).any():
-        raise ValueError(f"{len(w)} non-negative weights with a positive sum are needed for "
-                         f"{count} arrays")
+        raise ValueError(
+            f"{len(w)} non-negative weights with a positive sum are needed for {count} arrays"
+        )
     return w / w.sum()
 
 
@@ -63,17 +65,28 @@ def sorted_rows(p: Predictions) -> Predictions:
     """The rows in (split, image id) order (``lib.common.ids.id_order``): ids repeat across
     splits, so both make the key."""
     ranks = id_ranks(p.image_ids)
-    order = (np.lexsort((ranks, p.splits)) if p.splits is not None
-             else np.argsort(ranks, kind="stable"))
+    order = (
+        np.lexsort((ranks, p.splits)) if p.splits is not None else np.argsort(ranks, kind="stable")
+    )
     splits = p.splits[order] if p.splits is not None else None
     targets = p.targets[order] if p.targets is not None else None
-    return Predictions(probs=p.probs[order], image_ids=p.image_ids[order], classes=p.classes,
-                       splits=splits, targets=targets, prior=p.prior)
+    return Predictions(
+        probs=p.probs[order],
+        image_ids=p.image_ids[order],
+        classes=p.classes,
+        splits=splits,
+        targets=targets,
+        prior=p.prior,
+    )
 
 
-def combine(parts: Sequence[Predictions], *, how: str = "mean",
-            weights: Sequence[float] | None = None,
-            names: Sequence[str] | None = None) -> Predictions:
+def combine(
+    parts: Sequence[Predictions],
+    *,
+    how: str = "mean",
+    weights: Sequence[float] | None = None,
+    names: Sequence[str] | None = None,
+) -> Predictions:
     """Merge predictions of the same images (folds on test, runs on OOF), rows aligned by
     (split, image id); targets come along, the priors are averaged with the same weights."""
     names = list(names) if names is not None else [f"part {i}" for i in range(len(parts))]
@@ -81,36 +94,48 @@ def combine(parts: Sequence[Predictions], *, how: str = "mean",
     first = rows[0]
     for name, other in zip(names[1:], rows[1:], strict=True):
         if not np.array_equal(other.classes, first.classes):
-            raise UserError(f"{name}: different class list from {names[0]} "
-                            f"({len(other.classes)} vs {len(first.classes)} classes): "
-                            "predictions of models trained on other classes cannot be merged")
+            raise UserError(
+                f"{name}: different class list from {names[0]} "
+                f"({len(other.classes)} vs {len(first.classes)} classes): "
+                "predictions of models trained on other classes cannot be merged"
+            )
         same = np.array_equal(other.image_ids, first.image_ids) and (
-            first.splits is None or np.array_equal(other.splits, first.splits))
+            first.splits is None or np.array_equal(other.splits, first.splits)
+        )
         if not same:
-            raise UserError(f"{name}: predicted other images than {names[0]} "
-                            f"({len(other.image_ids)} vs {len(first.image_ids)} rows): re-run "
-                            "predict for every fold, with the same folds and train_folds")
+            raise UserError(
+                f"{name}: predicted other images than {names[0]} "
+                f"({len(other.image_ids)} vs {len(first.image_ids)} rows): re-run "
+                "predict for every fold, with the same folds and train_folds"
+            )
     prior = None
     if all(p.prior is not None for p in rows):
-        prior = np.tensordot(normalised_weights(weights, len(rows)),
-                             np.stack([p.prior for p in rows]), axes=1)
+        prior = np.tensordot(
+            normalised_weights(weights, len(rows)), np.stack([p.prior for p in rows]), axes=1
+        )
     merged = merge_probs([p.probs for p in rows], how=how, weights=weights)
-    return Predictions(probs=merged.astype(np.float32), image_ids=first.image_ids,
-                       classes=first.classes, splits=first.splits, targets=first.targets,
-                       prior=prior)
+    return Predictions(
+        probs=merged.astype(np.float32),
+        image_ids=first.image_ids,
+        classes=first.classes,
+        splits=first.splits,
+        targets=first.targets,
+        prior=prior,
+    )
 
 
 def concat_oof(folds: Sequence[Predictions]) -> Predictions:
     """Every fold's out-of-fold rows in one set (each image is held out by exactly one fold);
     the prior is the folds' average."""
     priors = [f.prior for f in folds]
-    return Predictions(probs=np.concatenate([f.probs for f in folds]),
-                       image_ids=np.concatenate([f.image_ids for f in folds]),
-                       classes=folds[0].classes,
-                       splits=np.concatenate([f.splits for f in folds]),
-                       targets=np.concatenate([f.targets for f in folds]),
-                       prior=np.mean(priors, axis=0) if all(p is not None for p in priors)
-                       else None)
+    return Predictions(
+        probs=np.concatenate([f.probs for f in folds]),
+        image_ids=np.concatenate([f.image_ids for f in folds]),
+        classes=folds[0].classes,
+        splits=np.concatenate([f.splits for f in folds]),
+        targets=np.concatenate([f.targets for f in folds]),
+        prior=np.mean(priors, axis=0) if all(p is not None for p in priors) else None,
+    )
 
 
 def check_clip_bounds(*, low: float, high: float, n_classes: int) -> None:
@@ -118,11 +143,13 @@ def check_clip_bounds(*, low: float, high: float, n_classes: int) -> None:
     low >= 1/n every probability is raised to at least the uniform one, with high <= 1/n
     lowered to at most it, and after renormalising every row is uniform."""
     if not low < 1 / n_classes < high:
-        raise ParamError(f"clip_low = {low} and clip_high = {high} are not allowed with "
-                         f"{n_classes} classes: expected clip_low < 1/{n_classes} = "
-                         f"{1 / n_classes:.4g} < clip_high (else every row would be clipped "
-                         f"to uniform; 0.01/{n_classes} = {0.01 / n_classes:.2g} is a good "
-                         "clip_low)")
+        raise ParamError(
+            f"clip_low = {low} and clip_high = {high} are not allowed with "
+            f"{n_classes} classes: expected clip_low < 1/{n_classes} = "
+            f"{1 / n_classes:.4g} < clip_high (else every row would be clipped "
+            f"to uniform; 0.01/{n_classes} = {0.01 / n_classes:.2g} is a good "
+            "clip_low)"
+        )
 
 
 def clip_probs(probs: np.ndarray, *, low: float, high: float) -> np.ndarray:
@@ -133,18 +160,24 @@ def clip_probs(probs: np.ndarray, *, low: float, high: float) -> np.ndarray:
 
 
 def read_target_prior(spec: str, classes: np.ndarray) -> np.ndarray:
-    """"uniform", or a CSV with columns label_id and prior (any positive numbers: counts or
+    """ "uniform", or a CSV with columns label_id and prior (any positive numbers: counts or
     frequencies), one row per class; returned normalised, in `classes` order."""
     if spec == "uniform":
         return np.full(len(classes), 1.0 / len(classes))
     path = Path(spec)
     records = read_columns(path, what="target prior", columns=("label_id", "prior"))
-    given = {int_field(row["label_id"], path=path, line=line, column="label_id"):
-             _number(row["prior"], path=path, line=line) for line, row in records}
+    given = {
+        int_field(row["label_id"], path=path, line=line, column="label_id"): _number(
+            row["prior"], path=path, line=line
+        )
+        for line, row in records
+    }
     missing = [int(c) for c in classes if int(c) not in given]
     if missing:
-        raise UserError(f"{path}: no prior for label_id {missing[:5]} "
-                        f"({len(missing)} classes missing); every class needs one")
+        raise UserError(
+            f"{path}: no prior for label_id {missing[:5]} "
+            f"({len(missing)} classes missing); every class needs one"
+        )
     values = np.array([given[int(c)] for c in classes])
     if not np.isfinite(values).all() or (values <= 0).any():
         raise UserError(f"{path}: priors must be positive numbers")
@@ -197,20 +230,30 @@ def log_loss(probs: np.ndarray, columns: np.ndarray, eps: float = _TINY) -> floa
     return float(-np.mean(np.log(picked)))
 
 
-def score(probs: np.ndarray, columns: np.ndarray, *, low: float, high: float,
-          source: np.ndarray | None = None, target: np.ndarray | None = None) -> dict:
+def score(
+    probs: np.ndarray,
+    columns: np.ndarray,
+    *,
+    low: float,
+    high: float,
+    source: np.ndarray | None = None,
+    target: np.ndarray | None = None,
+) -> dict:
     """Accuracy, top-3 accuracy and log loss raw and clipped; with both priors given, also
     accuracy and log loss (raw and clipped) after prior correction."""
-    scores = {"accuracy": accuracy(probs, columns),
-              "top3_accuracy": top_k_accuracy(probs, columns, 3),
-              "log_loss": log_loss(probs, columns),
-              "log_loss_clipped": log_loss(clip_probs(probs, low=low, high=high), columns)}
+    scores = {
+        "accuracy": accuracy(probs, columns),
+        "top3_accuracy": top_k_accuracy(probs, columns, 3),
+        "log_loss": log_loss(probs, columns),
+        "log_loss_clipped": log_loss(clip_probs(probs, low=low, high=high), columns),
+    }
     if source is not None and target is not None:
         corrected = correct_prior(probs, source=source, target=target)
-        scores |= {"accuracy_prior": accuracy(corrected, columns),
-                   "log_loss_prior": log_loss(corrected, columns),
-                   "log_loss_prior_clipped": log_loss(clip_probs(corrected, low=low, high=high),
-                                                      columns)}
+        scores |= {
+            "accuracy_prior": accuracy(corrected, columns),
+            "log_loss_prior": log_loss(corrected, columns),
+            "log_loss_prior_clipped": log_loss(clip_probs(corrected, low=low, high=high), columns),
+        }
     return scores
 
 
@@ -220,24 +263,34 @@ class RunPredictions:
     run it is in messages and metrics (default: the folder), since a run read from the DVC
     cache is loaded from a temporary folder."""
 
-    def __init__(self, folder: Path, *, folds: Sequence[int] | None = None, how: str = "mean",
-                 name: str | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        folds: Sequence[int] | None = None,
+        how: str = "mean",
+        name: str | None = None,
+    ):
         self.folder = Path(folder)
         self.name = name or str(self.folder)
         if folds is None:
             found = sorted(self.folder.glob("fold*/oof.npz"))
             folds = sorted(int(p.parent.name[4:]) for p in found if p.parent.name[4:].isdigit())
             if not folds:
-                raise UserError(f"{self.folder}: no fold<k>/oof.npz inside; expected a copy of "
-                                "a finished run's predictions/ folder")
+                raise UserError(
+                    f"{self.folder}: no fold<k>/oof.npz inside; expected a copy of "
+                    "a finished run's predictions/ folder"
+                )
         self.folds = list(folds)
         self.fold_oof = {k: self._load(k, "oof") for k in self.folds}
         self.oof = concat_oof(list(self.fold_oof.values()))
         names = [f"{self.name}/fold{k}" for k in self.folds]
         self.test = combine([self._load(k, "test") for k in self.folds], how=how, names=names)
-        self.holdout = (combine([self._load(k, "holdout") for k in self.folds], how=how,
-                                names=names)
-                        if all(self._path(k, "holdout").is_file() for k in self.folds) else None)
+        self.holdout = (
+            combine([self._load(k, "holdout") for k in self.folds], how=how, names=names)
+            if all(self._path(k, "holdout").is_file() for k in self.folds)
+            else None
+        )
 
     def _path(self, fold: int, split: str) -> Path:
         return self.folder / f"fold{fold}" / f"{split}.npz"

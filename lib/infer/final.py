@@ -29,19 +29,35 @@ class Final:
     filled: int  # rows filled from the prior
 
 
-def final_submission(test: Predictions, *, layout: Layout, source: np.ndarray,
-                     target: np.ndarray, prior_correction: bool, low: float,
-                     high: float) -> Final:
+def final_submission(
+    test: Predictions,
+    *,
+    layout: Layout,
+    source: np.ndarray,
+    target: np.ndarray,
+    prior_correction: bool,
+    low: float,
+    high: float,
+) -> Final:
     prior = target if prior_correction else source
-    probs = correct_prior(test.probs, source=source, target=target) if prior_correction \
-        else test.probs
-    final = Predictions(probs=clip_probs(probs, low=low, high=high), image_ids=test.image_ids,
-                        classes=test.classes, splits=test.splits, targets=test.targets,
-                        prior=test.prior)
+    probs = (
+        correct_prior(test.probs, source=source, target=target) if prior_correction else test.probs
+    )
+    final = Predictions(
+        probs=clip_probs(probs, low=low, high=high),
+        image_ids=test.image_ids,
+        classes=test.classes,
+        splits=test.splits,
+        targets=test.targets,
+        prior=test.prior,
+    )
     fallback_column = most_probable_column(prior, source)
-    frame, filled = build_submission(layout, final,
-                                     fallback_probs=clip_probs(prior[None], low=low,
-                                                               high=high)[0],
-                                     fallback_column=fallback_column)
-    return Final(test=final, prior=prior, fallback_column=fallback_column, frame=frame,
-                 filled=filled)
+    frame, filled = build_submission(
+        layout,
+        final,
+        fallback_probs=clip_probs(prior[None], low=low, high=high)[0],
+        fallback_column=fallback_column,
+    )
+    return Final(
+        test=final, prior=prior, fallback_column=fallback_column, frame=frame, filled=filled
+    )

@@ -22,30 +22,53 @@ from lib.prepare.folds import holdout_rows, split_fold
 from lib.train.data import ImageDataset, rows_dataset
 
 
-def predict_fold(inference: Inference, checkpoint: dict, *, folds: pd.DataFrame, fold: int,
-                 images_dir: Path, test_paths: Sequence[Path],
-                 test_ids: Sequence[str]) -> dict[str, Predictions]:
+def predict_fold(
+    inference: Inference,
+    checkpoint: dict,
+    *,
+    folds: pd.DataFrame,
+    fold: int,
+    images_dir: Path,
+    test_paths: Sequence[Path],
+    test_ids: Sequence[str],
+) -> dict[str, Predictions]:
     classes = np.array(checkpoint["classes"])
     train_rows, oof_rows = split_fold(folds, fold)
     # A class-balanced sampler or loss weights train the model under a uniform prior.
-    prior = training_prior(train_rows["label"].to_numpy(), classes,
-                           balanced=checkpoint["params"].get("class_balance", "none") != "none")
+    prior = training_prior(
+        train_rows["label"].to_numpy(),
+        classes,
+        balanced=checkpoint["params"].get("class_balance", "none") != "none",
+    )
 
     def labelled(rows: pd.DataFrame, name: str) -> Predictions:
-        dataset = rows_dataset(rows, images_dir=images_dir, classes=None,
-                               transform=inference.transform, decode_size=inference.decoded)
-        return Predictions(probs=inference.probs(dataset, f"fold {fold} {name}"),
-                           image_ids=rows["image_id"].to_numpy(), classes=classes,
-                           splits=rows["split"].to_numpy(), targets=rows["label"].to_numpy(),
-                           prior=prior)
+        dataset = rows_dataset(
+            rows,
+            images_dir=images_dir,
+            classes=None,
+            transform=inference.transform,
+            decode_size=inference.decoded,
+        )
+        return Predictions(
+            probs=inference.probs(dataset, f"fold {fold} {name}"),
+            image_ids=rows["image_id"].to_numpy(),
+            classes=classes,
+            splits=rows["split"].to_numpy(),
+            targets=rows["label"].to_numpy(),
+            prior=prior,
+        )
 
     splits = {"oof": labelled(oof_rows, "oof")}
     holdout = holdout_rows(folds)
     if len(holdout):
         splits["holdout"] = labelled(holdout, "holdout")
-    test_set = ImageDataset(list(test_paths), None, inference.transform,
-                            decode_size=inference.decoded)
-    splits["test"] = Predictions(probs=inference.probs(test_set, f"fold {fold} test"),
-                                 image_ids=np.array(test_ids, str), classes=classes,
-                                 prior=prior)
+    test_set = ImageDataset(
+        list(test_paths), None, inference.transform, decode_size=inference.decoded
+    )
+    splits["test"] = Predictions(
+        probs=inference.probs(test_set, f"fold {fold} test"),
+        image_ids=np.array(test_ids, str),
+        classes=classes,
+        prior=prior,
+    )
     return splits

@@ -34,12 +34,19 @@ log = logging.getLogger(__name__)
 
 def fold_models(runs: Sequence[Path]) -> list[Path]:
     """Every ``fold<k>/model.pt`` under the run folders, in run then fold order."""
-    found = [path for run in runs for path in sorted(
-        Path(run).glob("fold*/model.pt"), key=lambda p: int(p.parent.name[4:] or 0)
-        if p.parent.name[4:].isdigit() else -1)]
+    found = [
+        path
+        for run in runs
+        for path in sorted(
+            Path(run).glob("fold*/model.pt"),
+            key=lambda p: int(p.parent.name[4:] or 0) if p.parent.name[4:].isdigit() else -1,
+        )
+    ]
     if not found:
-        raise UserError(f"no fold<k>/model.pt under {', '.join(str(r) for r in runs)}: train "
-                        "the folds first (`dvc repro train`), or name the folders with --runs")
+        raise UserError(
+            f"no fold<k>/model.pt under {', '.join(str(r) for r in runs)}: train "
+            "the folds first (`dvc repro train`), or name the folders with --runs"
+        )
     return found
 
 
@@ -61,33 +68,58 @@ def folder_images(folder: Path) -> tuple[list[Path], list[str]]:
         else:
             log.warning("%s: skipped, it does not decode as an image: %s", path, problem)
     if not readable:
-        raise UserError(f"{folder}: none of its {len(paths)} image files decodes (first: "
-                        f"{paths[0].name})")
+        raise UserError(
+            f"{folder}: none of its {len(paths)} image files decodes (first: {paths[0].name})"
+        )
     paths = readable
     repeated = repeated_stem(paths)
     if repeated:
         path, first = repeated
-        raise UserError(f"{path}: its id {path.stem!r} (the file stem) is taken by {first} too; "
-                        "rename one")
+        raise UserError(
+            f"{path}: its id {path.stem!r} (the file stem) is taken by {first} too; rename one"
+        )
     return paths, [path.stem for path in paths]
 
 
-def predict_images(paths: Sequence[Path], ids: Sequence[str], model_files: Sequence[Path], *,
-                   device: torch.device, tta: str, tta_merge: str, crop: float,
-                   scales: Sequence[float], merge: str, batch_size: int,
-                   workers: int | str) -> Predictions:
+def predict_images(
+    paths: Sequence[Path],
+    ids: Sequence[str],
+    model_files: Sequence[Path],
+    *,
+    device: torch.device,
+    tta: str,
+    tta_merge: str,
+    crop: float,
+    scales: Sequence[float],
+    merge: str,
+    batch_size: int,
+    workers: int | str,
+) -> Predictions:
     """Each model's TTA probabilities on the images, merged by ``merge``."""
     parts = []
     for model_file in model_files:
         checkpoint = load_checkpoint(model_file)
         inference = prepare_inference(
-            model_from_checkpoint(checkpoint, model_file), checkpoint, device=device, tta=tta,
-            merge=tta_merge, crop=crop, scales=scales, batch_size=batch_size, workers=workers)
-        dataset = ImageDataset(list(paths), None, inference.transform,
-                               decode_size=inference.decoded)
-        parts.append(Predictions(probs=inference.probs(dataset, str(model_file)),
-                                 image_ids=np.array(ids, str),
-                                 classes=np.array(checkpoint["classes"])))
+            model_from_checkpoint(checkpoint, model_file),
+            checkpoint,
+            device=device,
+            tta=tta,
+            merge=tta_merge,
+            crop=crop,
+            scales=scales,
+            batch_size=batch_size,
+            workers=workers,
+        )
+        dataset = ImageDataset(
+            list(paths), None, inference.transform, decode_size=inference.decoded
+        )
+        parts.append(
+            Predictions(
+                probs=inference.probs(dataset, str(model_file)),
+                image_ids=np.array(ids, str),
+                classes=np.array(checkpoint["classes"]),
+            )
+        )
     return combine(parts, how=merge, names=[str(path) for path in model_files])
 
 
@@ -100,6 +132,7 @@ def top_k_table(predictions: Predictions, names: dict[int, str] | None, k: int) 
     table = pd.DataFrame({"id": predictions.image_ids, "predicted": labels[order[:, 0]]})
     for rank in range(k):
         table[f"label_{rank + 1}"] = labels[order[:, rank]]
-        table[f"prob_{rank + 1}"] = np.take_along_axis(predictions.probs, order[:, rank:rank + 1],
-                                                       axis=1)[:, 0]
+        table[f"prob_{rank + 1}"] = np.take_along_axis(
+            predictions.probs, order[:, rank : rank + 1], axis=1
+        )[:, 0]
     return table

@@ -38,29 +38,49 @@ class Inference:
     workers: int | str
 
     def probs(self, dataset: ImageDataset, name: str) -> np.ndarray:
-        loader = inference_loader(dataset, batch_size=self.batch_size, device=self.device,
-                                  workers=self.workers)
+        loader = inference_loader(
+            dataset, batch_size=self.batch_size, device=self.device, workers=self.workers
+        )
         start = time.perf_counter()
-        probs = predict_probs(self.model, loader, device=self.device, views=self.views,
-                              merge=self.merge, desc=name)
+        probs = predict_probs(
+            self.model, loader, device=self.device, views=self.views, merge=self.merge, desc=name
+        )
         seconds = max(time.perf_counter() - start, 1e-9)
-        print(f"{name}: {len(dataset)} images x {len(self.views)} views (tta={self.tta}, "
-              f"{self.merge}) in {seconds:.1f} s: {len(dataset) / seconds:.0f} images/s, "
-              f"{len(dataset) * len(self.views) / seconds:.0f} views/s on {self.device.type}",
-              flush=True)
+        print(
+            f"{name}: {len(dataset)} images x {len(self.views)} views (tta={self.tta}, "
+            f"{self.merge}) in {seconds:.1f} s: {len(dataset) / seconds:.0f} images/s, "
+            f"{len(dataset) * len(self.views) / seconds:.0f} views/s on {self.device.type}",
+            flush=True,
+        )
         return probs
 
 
-def prepare_inference(model: nn.Module, checkpoint: dict, *, device: torch.device, tta: str,
-                      merge: str, crop: float, scales: Sequence[float], batch_size: int,
-                      workers: int | str) -> Inference:
+def prepare_inference(
+    model: nn.Module,
+    checkpoint: dict,
+    *,
+    device: torch.device,
+    tta: str,
+    merge: str,
+    crop: float,
+    scales: Sequence[float],
+    batch_size: int,
+    workers: int | str,
+) -> Inference:
     img_size = checkpoint["img_size"]
     size = load_size(img_size, tta=tta, crop=crop)
     # JPEGs decoded at reduced size as training's validation decodes them: the model is scored
     # and used on the pixels it was checked on, and large photos decode faster
-    return Inference(model=prepare_model(model, device), device=device,
-                     views=tta_views(tta, img_size=img_size, crop=crop, scales=scales),
-                     transform=build_transforms(img_size=size, mean=checkpoint["mean"],
-                                                std=checkpoint["std"], train=False),
-                     decoded=decode_size(size, train=False), tta=tta, merge=merge,
-                     batch_size=batch_size, workers=workers)
+    return Inference(
+        model=prepare_model(model, device),
+        device=device,
+        views=tta_views(tta, img_size=img_size, crop=crop, scales=scales),
+        transform=build_transforms(
+            img_size=size, mean=checkpoint["mean"], std=checkpoint["std"], train=False
+        ),
+        decoded=decode_size(size, train=False),
+        tta=tta,
+        merge=merge,
+        batch_size=batch_size,
+        workers=workers,
+    )

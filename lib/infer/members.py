@@ -36,6 +36,7 @@ _EXP_REF = re.compile(r"refs/exps/([0-9a-f]{2})/([0-9a-f]{38})/(.+)")
 @dataclass(frozen=True)
 class Source:
     """Where an entry's predictions live: a folder, or a commit of the project's git repo."""
+
     entry: str
     kind: str  # FOLDER, EXPERIMENT or REVISION
     folder: Path | None = None
@@ -53,8 +54,14 @@ class Member:
     run: RunPredictions
 
 
-def load_members(entries: Sequence[str], *, this_run: RunPredictions, root: Path | str = ".",
-                 how: str = "mean", predictions_dir: str = "predictions") -> list[Member]:
+def load_members(
+    entries: Sequence[str],
+    *,
+    this_run: RunPredictions,
+    root: Path | str = ".",
+    how: str = "mean",
+    predictions_dir: str = "predictions",
+) -> list[Member]:
     """Each entry of `ensemble_runs` resolved and read (`how` merges its folds), checked to
     have predicted the images and classes of `this_run`. `root`: the DVC project whose git
     refs and cache are read (a queued experiment passes DVC_ROOT, its parent project);
@@ -76,18 +83,22 @@ def resolve(entry: str, *, root: Path) -> Source:
     try:
         scm = Git(root)
     except SCMError:
-        raise UserError(f"ensemble_runs: {entry!r} is not a folder, and {root} is not a git "
-                        "repository, so it cannot name an experiment or a revision") from None
+        raise UserError(
+            f"ensemble_runs: {entry!r} is not a folder, and {root} is not a git "
+            "repository, so it cannot name an experiment or a revision"
+        ) from None
     try:
         commit = experiment_commit(scm, entry)
         if commit is not None:
             return Source(entry=entry, kind=EXPERIMENT, commit=commit)
         return Source(entry=entry, kind=REVISION, commit=scm.resolve_rev(entry))
     except RevError:
-        raise UserError(f"ensemble_runs: {entry!r} is not a folder, a DVC experiment or a git "
-                        "revision of this project (`dvc exp list --all-commits` lists "
-                        f"experiments; one run elsewhere comes with `dvc exp pull "
-                        f"{git_remote(scm)} {entry}`)") from None
+        raise UserError(
+            f"ensemble_runs: {entry!r} is not a folder, a DVC experiment or a git "
+            "revision of this project (`dvc exp list --all-commits` lists "
+            f"experiments; one run elsewhere comes with `dvc exp pull "
+            f"{git_remote(scm)} {entry}`)"
+        ) from None
     finally:
         scm.close()
 
@@ -106,9 +117,11 @@ def experiment_commit(scm: Git, name: str) -> str | None:
         head = scm.get_rev()
         if head not in found:
             baselines = ", ".join(sorted(b[:7] for b in found))
-            raise UserError(f"ensemble_runs: experiment {name!r} exists on several baselines "
-                            f"({baselines}), none of them HEAD: list its commit instead "
-                            "(`dvc exp show --all-commits --sha`)")
+            raise UserError(
+                f"ensemble_runs: experiment {name!r} exists on several baselines "
+                f"({baselines}), none of them HEAD: list its commit instead "
+                "(`dvc exp show --all-commits --sha`)"
+            )
         return scm.get_ref(found[head])
     return scm.get_ref(next(iter(found.values())))
 
@@ -119,8 +132,9 @@ def git_remote(scm: Git) -> str:
     return names[0] if len(names) == 1 else "<git-remote>"
 
 
-def read_member(source: Source, *, root: Path, how: str,
-                predictions_dir: str = "predictions") -> RunPredictions:
+def read_member(
+    source: Source, *, root: Path, how: str, predictions_dir: str = "predictions"
+) -> RunPredictions:
     """The member's RunPredictions, named by its entry. A commit's predictions are copied from
     the local DVC cache into a temporary folder that is gone once they are loaded."""
     if source.kind == FOLDER:
@@ -146,19 +160,25 @@ def fetch_predictions(source: Source, *, root: Path, predictions_dir: str, into:
         fs.close()
 
 
-def _prediction_files(fs: DVCFileSystem, source: Source, root: Path,
-                      predictions_dir: str) -> list[str]:
+def _prediction_files(
+    fs: DVCFileSystem, source: Source, root: Path, predictions_dir: str
+) -> list[str]:
     """The paths of fold<k>/{oof,test,holdout}.npz at the commit; UserError when no fold has
     OOF predictions there (a stage that never ran has outs without data)."""
     files = []
     if fs.isdir(predictions_dir):
         for fold in _listing(fs, source, root, predictions_dir):
             if re.fullmatch(r"fold\d+", PurePosixPath(fold).name) and fs.isdir(fold):
-                files += [path for path in _listing(fs, source, root, fold)
-                          if PurePosixPath(path).name in SPLIT_FILES]
+                files += [
+                    path
+                    for path in _listing(fs, source, root, fold)
+                    if PurePosixPath(path).name in SPLIT_FILES
+                ]
     if not any(PurePosixPath(path).name == "oof.npz" for path in files):
-        raise UserError(f"{source.describe()}: no {predictions_dir}/fold<k>/oof.npz at that commit "
-                        "(did its predict stage run? `dvc exp show` lists each experiment's outs)")
+        raise UserError(
+            f"{source.describe()}: no {predictions_dir}/fold<k>/oof.npz at that commit "
+            "(did its predict stage run? `dvc exp show` lists each experiment's outs)"
+        )
     return files
 
 
@@ -178,8 +198,10 @@ def _not_cached(source: Source, root: Path, path: str) -> UserError:
             scm.close()
     else:
         bring = "dvc fetch --all-commits"
-    return UserError(f"{source.describe()}: {path} is not in the local DVC cache; bring it with "
-                     f"`{bring}` (from the DVC remote it was pushed to)")
+    return UserError(
+        f"{source.describe()}: {path} is not in the local DVC cache; bring it with "
+        f"`{bring}` (from the DVC remote it was pushed to)"
+    )
 
 
 def check_same_rows(this_run: RunPredictions, member: RunPredictions) -> None:

@@ -27,8 +27,7 @@ import re
 
 import numpy as np
 
-METRICS = ("accuracy", "log_loss", "map@1", "map@2", "map@3", "map@4", "map@5", "f1_macro",
-           "qwk")
+METRICS = ("accuracy", "log_loss", "map@1", "map@2", "map@3", "map@4", "map@5", "f1_macro", "qwk")
 _MAP = re.compile(r"map@([1-5])")
 _TINY = 1e-15  # Kaggle's floor for log loss
 
@@ -53,8 +52,7 @@ def map_k(metric: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def score_metric(metric: str, probs: np.ndarray, columns: np.ndarray,
-                 classes: np.ndarray) -> float:
+def score_metric(metric: str, probs: np.ndarray, columns: np.ndarray, classes: np.ndarray) -> float:
     """`metric` of `probs` against the true `columns`; `classes`: the label id of each column."""
     _known(metric)
     k = map_k(metric)

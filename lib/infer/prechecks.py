@@ -48,8 +48,12 @@ class Setup:
         """The classes file and the sample submission the params resolve to. `auto` finds only
         the competition folder's own files here: data/classes.csv may still be another
         competition's until the download rewrites it (`class_names` stands in for it)."""
-        return competition_files(self.competition.folder, classes_file=self.classes_file,
-                                 test_labels=None, sample_submission=self.sample_submission)
+        return competition_files(
+            self.competition.folder,
+            classes_file=self.classes_file,
+            test_labels=None,
+            sample_submission=self.sample_submission,
+        )
 
     def class_names(self) -> dict[int, str] | None:
         """The names the ensemble will put on the classes: the classes file's, checked to cover
@@ -63,8 +67,10 @@ class Setup:
 def check_test_split(setup: Setup) -> None:
     """A submission needs test ids: test.json or test/ images."""
     if "test" not in setup.competition.records:
-        raise CompetitionError(f"{setup.competition.folder}: no test split (test.json, or test/ "
-                               "images): no test ids to submit for")
+        raise CompetitionError(
+            f"{setup.competition.folder}: no test split (test.json, or test/ "
+            "images): no test ids to submit for"
+        )
 
 
 def check_classes_file(setup: Setup) -> None:
@@ -74,8 +80,13 @@ def check_classes_file(setup: Setup) -> None:
 
 def check_submission_format(setup: Setup) -> None:
     """The submission format can be written for these labels (label ids, or names)."""
-    competition_layout(setup.submission_format, setup.competition, names=setup.class_names(),
-                       sample=None, k=setup.labels_per_row)
+    competition_layout(
+        setup.submission_format,
+        setup.competition,
+        names=setup.class_names(),
+        sample=None,
+        k=setup.labels_per_row,
+    )
 
 
 def check_sample_submission(setup: Setup) -> None:
@@ -83,16 +94,24 @@ def check_sample_submission(setup: Setup) -> None:
     writes (2 columns for label, one per class for proba)."""
     sample = setup.files().sample_submission
     if sample is not None:
-        competition_layout(setup.submission_format, setup.competition,
-                           names=setup.class_names(), sample=sample, k=setup.labels_per_row)
+        competition_layout(
+            setup.submission_format,
+            setup.competition,
+            names=setup.class_names(),
+            sample=sample,
+            k=setup.labels_per_row,
+        )
 
 
 def check_sample_shape_and_metric(setup: Setup) -> None:
     """The sample's columns and cells have the shape `submission_format` writes (a topk sample
     holds k labels a cell), and topk labels have no spaces (Kaggle splits cells at them)."""
-    check_sample_shape(setup.files().sample_submission, submission_format=setup.submission_format,
-                       metric=setup.metric,
-                       labels=set((setup.competition.class_names or {}).values()))
+    check_sample_shape(
+        setup.files().sample_submission,
+        submission_format=setup.submission_format,
+        metric=setup.metric,
+        labels=set((setup.competition.class_names or {}).values()),
+    )
 
 
 def check_ensemble_runs(setup: Setup) -> None:
@@ -100,6 +119,7 @@ def check_ensemble_runs(setup: Setup) -> None:
     if not setup.ensemble_runs:
         return
     from lib.infer.members import resolve  # reads git: only when there are members to find
+
     for entry in setup.ensemble_runs:
         resolve(entry, root=setup.root)
 
@@ -107,11 +127,17 @@ def check_ensemble_runs(setup: Setup) -> None:
 def check_ensemble_weights(setup: Setup) -> None:
     """A list of weights has one per member: this run, then each of ensemble_runs."""
     weights, members = setup.ensemble_weights, 1 + len(setup.ensemble_runs)
-    if isinstance(weights, Sequence) and not isinstance(weights, str) and weights \
-            and len(weights) != members:
-        raise ParamError(f"ensemble_weights = {list(weights)} is not allowed: expected auto, [] "
-                         f"or {members} weights (this run's first, then one per entry of "
-                         "ensemble_runs)")
+    if (
+        isinstance(weights, Sequence)
+        and not isinstance(weights, str)
+        and weights
+        and len(weights) != members
+    ):
+        raise ParamError(
+            f"ensemble_weights = {list(weights)} is not allowed: expected auto, [] "
+            f"or {members} weights (this run's first, then one per entry of "
+            "ensemble_runs)"
+        )
 
 
 CHECKS: list[Callable[[Setup], None]] = [

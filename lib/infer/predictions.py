@@ -37,16 +37,20 @@ class Predictions:
         self.image_ids = np.asarray(self.image_ids).astype(str)
         n, c = self.probs.shape
         if len(self.image_ids) != n or len(self.classes) != c:
-            raise ValueError(f"probs {self.probs.shape} do not match {len(self.image_ids)} ids "
-                             f"and {len(self.classes)} classes")
+            raise ValueError(
+                f"probs {self.probs.shape} do not match {len(self.image_ids)} ids "
+                f"and {len(self.classes)} classes"
+            )
         if self.prior is not None and len(self.prior) != c:
             raise ValueError(f"prior of {len(self.prior)} classes for {c} columns")
 
 
 def save_predictions(path: Path, predictions: Predictions) -> None:
-    arrays = {"probs": predictions.probs.astype(np.float32),
-              "image_ids": predictions.image_ids.astype(str),
-              "classes": predictions.classes.astype(np.int64)}
+    arrays = {
+        "probs": predictions.probs.astype(np.float32),
+        "image_ids": predictions.image_ids.astype(str),
+        "classes": predictions.classes.astype(np.int64),
+    }
     if predictions.splits is not None:
         arrays["splits"] = predictions.splits.astype(str)
     if predictions.targets is not None:
@@ -81,15 +85,19 @@ def load_predictions(path: Path) -> Predictions:
     if not path.is_file():
         raise UserError(f"{path}: predictions not found (did predict run for this fold?)")
     with np.load(path, allow_pickle=False) as data:
-        return Predictions(probs=data["probs"], image_ids=data["image_ids"],
-                           classes=data["classes"],
-                           splits=data.get("splits"),
-                           targets=data.get("targets"),
-                           prior=data.get("prior"))
+        return Predictions(
+            probs=data["probs"],
+            image_ids=data["image_ids"],
+            classes=data["classes"],
+            splits=data.get("splits"),
+            targets=data.get("targets"),
+            prior=data.get("prior"),
+        )
 
 
-def check_test_ids(test: Predictions, *, expected: Collection, on_disk: Collection | None,
-                   source: str, rerun: str) -> None:
+def check_test_ids(
+    test: Predictions, *, expected: Collection, on_disk: Collection | None, source: str, rerun: str
+) -> None:
     """Refuse test predictions made for another test set: ids test.json no longer lists, test
     images on disk that were not predicted, or no test id predicted at all (every row of the
     submission would be a fallback). `on_disk`: ids of the test images present (None: unknown);
@@ -99,28 +107,34 @@ def check_test_ids(test: Predictions, *, expected: Collection, on_disk: Collecti
     missing = sorted({str(i) for i in on_disk or ()} - predicted)
     problem = None
     if extra or missing:
-        problem = (f"{len(extra)} ids not in test.json ({_examples(extra)}), {len(missing)} test "
-                   f"images on disk without a prediction ({_examples(missing)})")
+        problem = (
+            f"{len(extra)} ids not in test.json ({_examples(extra)}), {len(missing)} test "
+            f"images on disk without a prediction ({_examples(missing)})"
+        )
     elif expected and not predicted:
         problem = "no test image has a prediction: every row would be a fallback"
     if problem:
-        raise UserError(f"{source}: test predictions do not match the current test images: "
-                        f"{problem}; run `{rerun}`")
+        raise UserError(
+            f"{source}: test predictions do not match the current test images: "
+            f"{problem}; run `{rerun}`"
+        )
 
 
 def _examples(values: list[str], n: int = 3) -> str:
     return ", ".join(values[:n]) + (", ..." if len(values) > n else "")
 
 
-def training_prior(labels: np.ndarray, classes: np.ndarray, *,
-                   balanced: bool = False) -> np.ndarray:
+def training_prior(
+    labels: np.ndarray, classes: np.ndarray, *, balanced: bool = False
+) -> np.ndarray:
     """The class prior a model learns from training images with these labels: their frequencies
     over `classes` (a class with no image counts as one, so dividing by the prior stays
     finite), or uniform when training balanced the classes (sampler or loss weights)."""
     if balanced:
         return np.full(len(classes), 1.0 / len(classes))
     column = {int(label): i for i, label in enumerate(classes)}
-    counts = np.bincount([column[int(t)] for t in labels if int(t) in column],
-                         minlength=len(classes)).astype(np.float64)
+    counts = np.bincount(
+        [column[int(t)] for t in labels if int(t) in column], minlength=len(classes)
+    ).astype(np.float64)
     counts = np.maximum(counts, 1.0)
     return counts / counts.sum()

@@ -34,8 +34,9 @@ from lib.infer.submission import class_names
 log = logging.getLogger(__name__)
 
 
-def per_class_table(probs: np.ndarray, columns: np.ndarray, classes: np.ndarray,
-                    names: dict[int, str] | None = None) -> pd.DataFrame:
+def per_class_table(
+    probs: np.ndarray, columns: np.ndarray, classes: np.ndarray, names: dict[int, str] | None = None
+) -> pd.DataFrame:
     predicted = probs.argmax(axis=1)
     top3_hits = top_k_hits(probs, columns, 3)
     labels = class_names(classes, names)
@@ -44,19 +45,32 @@ def per_class_table(probs: np.ndarray, columns: np.ndarray, classes: np.ndarray,
         mine = columns == c
         n = int(mine.sum())
         wrong = predicted[mine & (predicted != c)]
-        confused = (labels[int(np.bincount(wrong).argmax())] if len(wrong) else "")
-        rows.append({"label_id": int(label), "name": name, "images": n,
-                     "accuracy": float((predicted[mine] == c).mean()) if n else float("nan"),
-                     "top3_accuracy": float(top3_hits[mine].mean()) if n else float("nan"),
-                     "mean_true_prob": float(probs[mine, c].mean()) if n else float("nan"),
-                     "most_confused_with": confused})
-    return (pd.DataFrame(rows).sort_values(["accuracy", "label_id"], kind="stable")
-            .reset_index(drop=True))
+        confused = labels[int(np.bincount(wrong).argmax())] if len(wrong) else ""
+        rows.append(
+            {
+                "label_id": int(label),
+                "name": name,
+                "images": n,
+                "accuracy": float((predicted[mine] == c).mean()) if n else float("nan"),
+                "top3_accuracy": float(top3_hits[mine].mean()) if n else float("nan"),
+                "mean_true_prob": float(probs[mine, c].mean()) if n else float("nan"),
+                "most_confused_with": confused,
+            }
+        )
+    return (
+        pd.DataFrame(rows)
+        .sort_values(["accuracy", "label_id"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
-def confusion_frame(probs: np.ndarray, columns: np.ndarray, classes: np.ndarray,
-                    names: dict[int, str] | None = None,
-                    image_ids: np.ndarray | None = None) -> pd.DataFrame:
+def confusion_frame(
+    probs: np.ndarray,
+    columns: np.ndarray,
+    classes: np.ndarray,
+    names: dict[int, str] | None = None,
+    image_ids: np.ndarray | None = None,
+) -> pd.DataFrame:
     labels = np.array(class_names(classes, names), dtype=object)
     frame = pd.DataFrame({"actual": labels[columns], "predicted": labels[probs.argmax(axis=1)]})
     if image_ids is not None:
@@ -72,22 +86,36 @@ def confusion_counts(probs: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return counts
 
 
-def confusion_figures(counts: np.ndarray, labels: list[str], *, counts_png: Path,
-                      normalized_png: Path) -> None:
+def confusion_figures(
+    counts: np.ndarray, labels: list[str], *, counts_png: Path, normalized_png: Path
+) -> None:
     """The confusion matrix twice, true classes down, predicted across: counts (shaded by the
     row share, so a rare class's mistakes show too), and each row as percentages."""
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
     n = len(labels)
-    heatmap(share, counts_png, row_labels=labels, col_labels=labels,
-            texts=[[str(int(counts[i, j])) for j in range(n)] for i in range(n)],
-            title=f"OOF confusion matrix: counts ({int(counts.sum())} images)",
-            x_label="predicted class", y_label="true class")
-    heatmap(share, normalized_png, row_labels=labels, col_labels=labels,
-            texts=[[f"{100 * share[i, j]:.0f}" if counts[i, j] else "" for j in range(n)]
-                   for i in range(n)],
-            title="OOF confusion matrix: % of each true class (rows sum to 100)",
-            x_label="predicted class", y_label="true class")
+    heatmap(
+        share,
+        counts_png,
+        row_labels=labels,
+        col_labels=labels,
+        texts=[[str(int(counts[i, j])) for j in range(n)] for i in range(n)],
+        title=f"OOF confusion matrix: counts ({int(counts.sum())} images)",
+        x_label="predicted class",
+        y_label="true class",
+    )
+    heatmap(
+        share,
+        normalized_png,
+        row_labels=labels,
+        col_labels=labels,
+        texts=[
+            [f"{100 * share[i, j]:.0f}" if counts[i, j] else "" for j in range(n)] for i in range(n)
+        ],
+        title="OOF confusion matrix: % of each true class (rows sum to 100)",
+        x_label="predicted class",
+        y_label="true class",
+    )
 
 
 def worst_mistakes(probs: np.ndarray, columns: np.ndarray, k: int) -> np.ndarray:
@@ -97,10 +125,18 @@ def worst_mistakes(probs: np.ndarray, columns: np.ndarray, k: int) -> np.ndarray
     return wrong[np.argsort(true_prob[wrong], kind="stable")][:k]
 
 
-def top_losses_grid(path: Path, *, image_paths: Sequence[Path], probs: np.ndarray,
-                    columns: np.ndarray, classes: np.ndarray,
-                    names: dict[int, str] | None = None, image_ids: Sequence | None = None,
-                    k: int = 32, cols: int = 8) -> int:
+def top_losses_grid(
+    path: Path,
+    *,
+    image_paths: Sequence[Path],
+    probs: np.ndarray,
+    columns: np.ndarray,
+    classes: np.ndarray,
+    names: dict[int, str] | None = None,
+    image_ids: Sequence | None = None,
+    k: int = 32,
+    cols: int = 8,
+) -> int:
     """Draw the k worst mistakes (image_paths, image_ids: one per row of probs), each
     captioned with its id and loss (-ln of the true class's probability), the true class and
     its probability, the predicted class and its. Returns how many."""
@@ -112,38 +148,71 @@ def top_losses_grid(path: Path, *, image_paths: Sequence[Path], probs: np.ndarra
         loss = -np.log(max(float(probs[row, truth]), 1e-15))
         name = f"id {image_ids[row]}" if image_ids is not None else Path(image_paths[row]).stem
         images.append(load_rgb_array(image_paths[row]))
-        captions.append(f"{name}  loss {loss:.2f}\n"
-                        f"true: {labels[truth]} ({probs[row, truth]:.2f})\n"
-                        f"pred: {labels[predicted]} ({probs[row, predicted]:.2f})")
+        captions.append(
+            f"{name}  loss {loss:.2f}\n"
+            f"true: {labels[truth]} ({probs[row, truth]:.2f})\n"
+            f"pred: {labels[predicted]} ({probs[row, predicted]:.2f})"
+        )
     image_grid(images, captions, path, cols=min(cols, max(len(rows), 1)), cell=128)
     return len(rows)
 
 
-def write_oof_reports(oof: Predictions, names: dict[int, str] | None, *, folds: pd.DataFrame,
-                      images_dir: Path, per_class_csv: Path, confusion_csv: Path,
-                      top_losses_png: Path, confusion_png: Path,
-                      confusion_normalized_png: Path) -> pd.DataFrame:
+def write_oof_reports(
+    oof: Predictions,
+    names: dict[int, str] | None,
+    *,
+    folds: pd.DataFrame,
+    images_dir: Path,
+    per_class_csv: Path,
+    confusion_csv: Path,
+    top_losses_png: Path,
+    confusion_png: Path,
+    confusion_normalized_png: Path,
+) -> pd.DataFrame:
     """The per-class table, the confusion rows and figures, and the top-losses grid of OOF
     predictions; `folds` (data/folds.csv) gives each row's image path. Out: the per-class
     table."""
     columns = target_columns(oof.classes, oof.targets)
-    confusion_figures(confusion_counts(oof.probs, columns), class_names(oof.classes, names),
-                      counts_png=confusion_png, normalized_png=confusion_normalized_png)
+    confusion_figures(
+        confusion_counts(oof.probs, columns),
+        class_names(oof.classes, names),
+        counts_png=confusion_png,
+        normalized_png=confusion_normalized_png,
+    )
     table = per_class_table(oof.probs, columns, oof.classes, names)
     with atomic_path(per_class_csv, suffix=".csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.4f")
     with atomic_path(confusion_csv, suffix=".csv") as tmp:
         confusion_frame(oof.probs, columns, oof.classes, names, oof.image_ids).to_csv(
-            tmp, index=False)
-    path_of = {(str(s), str(i)): p for s, i, p in zip(folds["split"], folds["image_id"],
-                                                 folds["path"], strict=True)}
-    paths = [images_dir / path_of[(str(s), str(i))]
-             for s, i in zip(oof.splits, oof.image_ids, strict=True)]
-    shown = top_losses_grid(top_losses_png, image_paths=paths, probs=oof.probs,
-                            columns=columns, classes=oof.classes, names=names,
-                            image_ids=oof.image_ids)
+            tmp, index=False
+        )
+    path_of = {
+        (str(s), str(i)): p
+        for s, i, p in zip(folds["split"], folds["image_id"], folds["path"], strict=True)
+    }
+    paths = [
+        images_dir / path_of[(str(s), str(i))]
+        for s, i in zip(oof.splits, oof.image_ids, strict=True)
+    ]
+    shown = top_losses_grid(
+        top_losses_png,
+        image_paths=paths,
+        probs=oof.probs,
+        columns=columns,
+        classes=oof.classes,
+        names=names,
+        image_ids=oof.image_ids,
+    )
     worst, best = table.iloc[0], table.iloc[-1]
-    log.info("per-class accuracy: worst %s %.3f (%d images), best %s %.3f; %d worst OOF "
-             "mistakes drawn in %s", worst["name"], worst["accuracy"], worst["images"],
-             best["name"], best["accuracy"], shown, top_losses_png)
+    log.info(
+        "per-class accuracy: worst %s %.3f (%d images), best %s %.3f; %d worst OOF "
+        "mistakes drawn in %s",
+        worst["name"],
+        worst["accuracy"],
+        worst["images"],
+        best["name"],
+        best["accuracy"],
+        shown,
+        top_losses_png,
+    )
     return table

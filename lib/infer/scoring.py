@@ -45,8 +45,9 @@ class Blend:
     target: np.ndarray  # the class prior of the test set (target_prior)
 
 
-def blend_runs(runs: Sequence[RunPredictions], *, how: str, weights: Sequence[float] | None,
-               target_prior: str) -> Blend:
+def blend_runs(
+    runs: Sequence[RunPredictions], *, how: str, weights: Sequence[float] | None, target_prior: str
+) -> Blend:
     names = [r.name for r in runs]
     oof = combine([r.oof for r in runs], how=how, weights=weights, names=names)
     test = combine([r.test for r in runs], how=how, weights=weights, names=names)
@@ -54,29 +55,42 @@ def blend_runs(runs: Sequence[RunPredictions], *, how: str, weights: Sequence[fl
     if all(r.holdout is not None for r in runs):
         holdout = combine([r.holdout for r in runs], how=how, weights=weights, names=names)
     source = oof.prior if oof.prior is not None else training_prior(oof.targets, oof.classes)
-    return Blend(oof=oof, test=test, holdout=holdout, source=source,
-                 target=read_target_prior(target_prior, oof.classes))
+    return Blend(
+        oof=oof,
+        test=test,
+        holdout=holdout,
+        source=source,
+        target=read_target_prior(target_prior, oof.classes),
+    )
 
 
-def detail_scores(runs: Sequence[RunPredictions], blend: Blend, *, low: float, high: float,
-                  nested: Predictions | None = None, metric: str = "accuracy") -> dict:
+def detail_scores(
+    runs: Sequence[RunPredictions],
+    blend: Blend,
+    *,
+    low: float,
+    high: float,
+    nested: Predictions | None = None,
+    metric: str = "accuracy",
+) -> dict:
     """Scores per fold of this run, per run (when several), of the OOF blend and the holdout.
     With weights fitted on the OOF rows, `nested` (each fold blended with weights fitted on the
     other folds) is what `oof` scores, honestly; the blend with the weights fitted on every row
     is scored as `oof_fitted`, an optimistic figure. Every entry has `metric` (of the raw
     probabilities) and `<metric>_prior` (prior-corrected) besides, unless it is accuracy or
     log loss, which are there already."""
+
     def scored(predictions: Predictions) -> dict:
         columns = target_columns(predictions.classes, predictions.targets)
-        scores = score(predictions.probs, columns, low=low, high=high, source=blend.source,
-                       target=blend.target)
+        scores = score(
+            predictions.probs, columns, low=low, high=high, source=blend.source, target=blend.target
+        )
         if metric not in scores:
-            corrected = correct_prior(predictions.probs, source=blend.source,
-                                      target=blend.target)
-            scores[metric] = score_metric(metric, predictions.probs, columns,
-                                          predictions.classes)
-            scores[f"{metric}_prior"] = score_metric(metric, corrected, columns,
-                                                     predictions.classes)
+            corrected = correct_prior(predictions.probs, source=blend.source, target=blend.target)
+            scores[metric] = score_metric(metric, predictions.probs, columns, predictions.classes)
+            scores[f"{metric}_prior"] = score_metric(
+                metric, corrected, columns, predictions.classes
+            )
         return scores
 
     metrics = {f"fold{k}": scored(part) for k, part in runs[0].fold_oof.items()}
@@ -94,33 +108,47 @@ def headline(detail: dict, *, prior_correction: bool, metric: str = "accuracy") 
     """The few numbers of metrics/ensemble.json, the columns of `dvc exp show`: OOF accuracy,
     log loss and `metric`, and the test's when answers are known."""
     oof = detail["oof"]
-    numbers = {"oof": {"accuracy": oof["accuracy_prior" if prior_correction else "accuracy"],
-                       "log_loss": oof["log_loss_prior_clipped" if prior_correction
-                                       else "log_loss_clipped"]}}
+    numbers = {
+        "oof": {
+            "accuracy": oof["accuracy_prior" if prior_correction else "accuracy"],
+            "log_loss": oof["log_loss_prior_clipped" if prior_correction else "log_loss_clipped"],
+        }
+    }
     if metric not in numbers["oof"]:
         numbers["oof"][metric] = oof[f"{metric}_prior" if prior_correction else metric]
     if "test" in detail:
-        numbers["test"] = {key: detail["test"][key] for key in ("accuracy", metric)
-                           if key in detail["test"]}
+        numbers["test"] = {
+            key: detail["test"][key] for key in ("accuracy", metric) if key in detail["test"]
+        }
     return numbers
 
 
-def test_scores(truth: pd.DataFrame, layout: Layout, test: Predictions, *, prior: np.ndarray,
-                fallback_column: int, metric: str = "accuracy") -> dict:
+def test_scores(
+    truth: pd.DataFrame,
+    layout: Layout,
+    test: Predictions,
+    *,
+    prior: np.ndarray,
+    fallback_column: int,
+    metric: str = "accuracy",
+) -> dict:
     """Accuracy and `metric` of the submitted labels (and log loss of the submitted
     probabilities) against known answers (`truth`: read_answers' frame): the demo scores
     itself. Images without a prediction count with the fallback the submission gives them."""
     label_layout = make_layout("label", test_ids=layout.test_ids, labels=test.classes)
-    labels, _ = build_submission(label_layout, test, fallback_probs=prior,
-                                 fallback_column=fallback_column)
+    labels, _ = build_submission(
+        label_layout, test, fallback_probs=prior, fallback_column=fallback_column
+    )
     labels = labels.set_axis(["id", "predicted"], axis=1).astype({"predicted": np.int64})
     merged = labels.merge(truth, on="id")
     known = merged[merged["id"].isin(set(test.image_ids.tolist()))]
     row_of = {str(i): r for r, i in enumerate(test.image_ids)}
     rows = np.array([row_of[str(i)] for i in known["id"]], dtype=np.int64)
     columns = target_columns(test.classes, known["label"].to_numpy())
-    scores = {"accuracy": float((merged["predicted"] == merged["label"]).mean()),
-              "log_loss_submitted": log_loss(test.probs[rows], columns)}
+    scores = {
+        "accuracy": float((merged["predicted"] == merged["label"]).mean()),
+        "log_loss_submitted": log_loss(test.probs[rows], columns),
+    }
     if metric == "log_loss":
         scores["log_loss"] = scores["log_loss_submitted"]
     if metric not in scores:
@@ -128,18 +156,22 @@ def test_scores(truth: pd.DataFrame, layout: Layout, test: Predictions, *, prior
         # for an image without a prediction (as build_submission writes it)
         fallback = np.asarray(prior, np.float64).copy()
         fallback[fallback_column] = np.inf
-        probs = np.array([test.probs[row_of[i]] if i in row_of else fallback
-                          for i in merged["id"]], dtype=np.float64)
+        probs = np.array(
+            [test.probs[row_of[i]] if i in row_of else fallback for i in merged["id"]],
+            dtype=np.float64,
+        )
         probs = np.nan_to_num(probs, posinf=2.0)
-        scores[metric] = score_metric(metric, probs, target_columns(
-            test.classes, merged["label"].to_numpy()), test.classes)
+        scores[metric] = score_metric(
+            metric, probs, target_columns(test.classes, merged["label"].to_numpy()), test.classes
+        )
     return scores
 
 
 def answers_frame(answers: dict[str, int]) -> pd.DataFrame:
     """Known test answers (test id -> label id) as read_answers gives them."""
     return pd.DataFrame(list(answers.items()), columns=["id", "label"]).astype(
-        {"id": str, "label": np.int64})
+        {"id": str, "label": np.int64}
+    )
 
 
 def read_answers(path: Path, names: dict[int, str] | None = None) -> pd.DataFrame:
@@ -153,51 +185,74 @@ def read_answers(path: Path, names: dict[int, str] | None = None) -> pd.DataFram
         if names is None:
             return int_field(text, path=path, line=line, column="label")
         if text not in id_of:
-            raise UserError(f"{path}: line {line}: label {text[:40]!r} is not one of the "
-                            f"competition's labels ({', '.join(sorted(id_of)[:5])}, ...)")
+            raise UserError(
+                f"{path}: line {line}: label {text[:40]!r} is not one of the "
+                f"competition's labels ({', '.join(sorted(id_of)[:5])}, ...)"
+            )
         return id_of[text]
+
     frame = pd.DataFrame(
-        [(id_field(row["id"], path=path, line=line, column="id"), label(row["label"], line))
-         for line, row in records], columns=["id", "label"])
+        [
+            (id_field(row["id"], path=path, line=line, column="id"), label(row["label"], line))
+            for line, row in records
+        ],
+        columns=["id", "label"],
+    )
     return frame.astype({"id": str, "label": np.int64})
 
 
-def summary(detail: dict, submission_format: str, metric: str = "accuracy", *,
-            prior_correction: bool = False, this_run: str = "predictions") -> str:
+def summary(
+    detail: dict,
+    submission_format: str,
+    metric: str = "accuracy",
+    *,
+    prior_correction: bool = False,
+    this_run: str = "predictions",
+) -> str:
     """The lines a Kaggler looks at, from the detail metrics: the competition's `metric` when it
     is another than accuracy and log loss, the prior-corrected scores only when prior_correction
     is on (they are then what is submitted), and each member's fitted weight when the weights
     were fitted (`this_run`: the name the current run's predictions go by in the detail)."""
     o, done = detail["oof"], detail["submission"]
-    lines = [f"submission: {done['rows']} rows ({done['filled_missing_images']} without an image, "
-             f"given the most probable class under the prior), format {submission_format}",
-             f"OOF accuracy {o['accuracy']:.4f} (top-3 {o['top3_accuracy']:.4f}), log loss "
-             f"{o['log_loss']:.4f} raw / {o['log_loss_clipped']:.4f} clipped"]
+    lines = [
+        f"submission: {done['rows']} rows ({done['filled_missing_images']} without an image, "
+        f"given the most probable class under the prior), format {submission_format}",
+        f"OOF accuracy {o['accuracy']:.4f} (top-3 {o['top3_accuracy']:.4f}), log loss "
+        f"{o['log_loss']:.4f} raw / {o['log_loss_clipped']:.4f} clipped",
+    ]
     if prior_correction:
-        lines.append(f"prior-corrected (as submitted): OOF accuracy {o['accuracy_prior']:.4f}, "
-                     f"log loss {o['log_loss_prior']:.4f} raw / "
-                     f"{o['log_loss_prior_clipped']:.4f} clipped")
+        lines.append(
+            f"prior-corrected (as submitted): OOF accuracy {o['accuracy_prior']:.4f}, "
+            f"log loss {o['log_loss_prior']:.4f} raw / "
+            f"{o['log_loss_prior_clipped']:.4f} clipped"
+        )
     if "weights" in detail:
         lines.append(weights_line(detail["weights"], this_run=this_run))
     if metric in o and metric not in ("accuracy", "log_loss"):
-        lines.append(f"OOF {metric} {o[metric]:.4f} (the competition's metric)"
-                     + (f"; prior-corrected {o[f'{metric}_prior']:.4f}" if prior_correction
-                        else ""))
+        lines.append(
+            f"OOF {metric} {o[metric]:.4f} (the competition's metric)"
+            + (f"; prior-corrected {o[f'{metric}_prior']:.4f}" if prior_correction else "")
+        )
     if "test" in detail:  # known answers (test_labels): the demo scores itself
         t = detail["test"]
-        lines.append(f"test accuracy {t['accuracy']:.4f}, log loss of the submitted "
-                     f"probabilities {t['log_loss_submitted']:.4f}"
-                     + (f", {metric} {t[metric]:.4f}" if metric in t and metric != "accuracy"
-                        else ""))
+        lines.append(
+            f"test accuracy {t['accuracy']:.4f}, log loss of the submitted "
+            f"probabilities {t['log_loss_submitted']:.4f}"
+            + (f", {metric} {t[metric]:.4f}" if metric in t and metric != "accuracy" else "")
+        )
     return "\n".join(lines)
 
 
 def weights_line(fit: dict, *, this_run: str = "predictions") -> str:
     """The fitted blend weights by member name (lib.infer.weights.WeightFit.metrics), with the
     nested OOF score they give against equal weights."""
-    named = ", ".join(f"{'this run' if name == this_run else name} {weight:.3f}"
-                      for name, weight in fit["weights"].items())
+    named = ", ".join(
+        f"{'this run' if name == this_run else name} {weight:.3f}"
+        for name, weight in fit["weights"].items()
+    )
     nested, equal = fit["nested_oof"], fit["equal_oof"]
-    return (f"blend weights fitted on the OOF {fit['objective'].replace('_', ' ')}: {named}; "
-            f"nested OOF accuracy {nested['accuracy']:.4f}, log loss {nested['log_loss']:.4f} "
-            f"(equal weights: {equal['accuracy']:.4f}, {equal['log_loss']:.4f})")
+    return (
+        f"blend weights fitted on the OOF {fit['objective'].replace('_', ' ')}: {named}; "
+        f"nested OOF accuracy {nested['accuracy']:.4f}, log loss {nested['log_loss']:.4f} "
+        f"(equal weights: {equal['accuracy']:.4f}, {equal['log_loss']:.4f})"
+    )

@@ -34,8 +34,10 @@ def top_k(submission_format: str, metric: str) -> int:
     found = _MAP.fullmatch(metric)
     if submission_format == "topk":
         if found is None:
-            raise UserError(f"submission_format topk writes the k best labels of metric "
-                            f"map@k; metric is {metric}: set metric map@1..map@5")
+            raise UserError(
+                f"submission_format topk writes the k best labels of metric "
+                f"map@k; metric is {metric}: set metric map@1..map@5"
+            )
         return int(found.group(1))
     return 1
 
@@ -51,8 +53,9 @@ def id_of_spelling(text: str) -> str | None:
     return None
 
 
-def check_sample_shape(sample: Path | None, *, submission_format: str, metric: str,
-                       labels: Collection[str] = ()) -> None:
+def check_sample_shape(
+    sample: Path | None, *, submission_format: str, metric: str, labels: Collection[str] = ()
+) -> None:
     """A UserError naming `sample` when its columns or cells are of another shape than
     `submission_format` writes (checked on the header and the first rows). `labels`: the
     competition's label texts, so that a name with a space (`Common Chickweed`) counts as one
@@ -61,9 +64,11 @@ def check_sample_shape(sample: Path | None, *, submission_format: str, metric: s
     k = top_k(submission_format, metric)
     spaced = sorted(label for label in labels if " " in label)
     if submission_format == "topk" and spaced:
-        raise UserError(f"submission_format topk separates labels by spaces, and the label "
-                        f"{spaced[0]!r} has one: Kaggle could not read it; use "
-                        "submission_format label")
+        raise UserError(
+            f"submission_format topk separates labels by spaces, and the label "
+            f"{spaced[0]!r} has one: Kaggle could not read it; use "
+            "submission_format label"
+        )
     if sample is None:
         return
     rows = [row for row in read_rows(sample, what="sample submission", bom=True) if row]
@@ -72,22 +77,31 @@ def check_sample_shape(sample: Path | None, *, submission_format: str, metric: s
         raise UserError(f"{sample}: a sample submission needs a header of at least 2 columns")
     if submission_format == "proba":
         if len(header) == 2:
-            raise UserError(f"{sample}: header {','.join(header)} has one value column; "
-                            "submission_format proba writes one column per class (at least "
-                            "2): is submission_format label or topk?")
+            raise UserError(
+                f"{sample}: header {','.join(header)} has one value column; "
+                "submission_format proba writes one column per class (at least "
+                "2): is submission_format label or topk?"
+            )
         return
     if len(header) != 2:
-        raise UserError(f"{sample}: header {','.join(header[:4])},... has {len(header)} columns;"
-                        f" submission_format {submission_format} writes 2 (id and "
-                        f"{'the k best labels' if k > 1 else 'the label'}): is "
-                        "submission_format proba?")
-    most = max((1 if row[1] in labels else len(row[1].split()) for row in body if len(row) > 1),
-               default=1)
+        raise UserError(
+            f"{sample}: header {','.join(header[:4])},... has {len(header)} columns;"
+            f" submission_format {submission_format} writes 2 (id and "
+            f"{'the k best labels' if k > 1 else 'the label'}): is "
+            "submission_format proba?"
+        )
+    most = max(
+        (1 if row[1] in labels else len(row[1].split()) for row in body if len(row) > 1), default=1
+    )
     if submission_format == "label" and most > 1:
-        raise UserError(f"{sample}: its {header[1]} cells hold {most} space-separated labels; "
-                        "submission_format label writes one: is submission_format topk (with "
-                        f"metric map@{most})?")
+        raise UserError(
+            f"{sample}: its {header[1]} cells hold {most} space-separated labels; "
+            "submission_format label writes one: is submission_format topk (with "
+            f"metric map@{most})?"
+        )
     if submission_format == "topk" and most > 1 and most != k:
-        raise UserError(f"{sample}: its {header[1]} cells hold {most} space-separated labels; "
-                        f"metric {metric} makes submission_format topk write {k}: is the metric "
-                        f"map@{most}?")
+        raise UserError(
+            f"{sample}: its {header[1]} cells hold {most} space-separated labels; "
+            f"metric {metric} makes submission_format topk write {k}: is the metric "
+            f"map@{most}?"
+        )

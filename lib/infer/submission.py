@@ -79,16 +79,19 @@ def class_names(classes, names: dict[int, str] | None) -> list[str]:
 def read_class_names(path: Path) -> dict[int, str]:
     """label_id -> name from a `label_id,name` CSV (the demo's classes.csv)."""
     records = read_columns(path, what="classes file", columns=("label_id", "name"))
-    names = {int_field(row["label_id"], path=path, line=line, column="label_id"): row["name"]
-             for line, row in records}
+    names = {
+        int_field(row["label_id"], path=path, line=line, column="label_id"): row["name"]
+        for line, row in records
+    }
     duplicated = [name for name, n in Counter(names.values()).items() if n > 1]
     if duplicated:
         raise UserError(f"{path}: class names must be distinct, {duplicated[:3]} repeat")
     return names
 
 
-def competition_class_names(classes_file: Path | None,
-                            competition: Competition) -> dict[int, str] | None:
+def competition_class_names(
+    classes_file: Path | None, competition: Competition
+) -> dict[int, str] | None:
     """The names of a classes file, checked to cover exactly the competition's labels; None
     without a file."""
     if classes_file is None:
@@ -114,17 +117,25 @@ def read_sample(path: Path) -> tuple[list[str], list[str]]:
     ids = []
     for line, row in enumerate(rows[1:], start=2):
         if row and id_of_spelling(row[0]) is None:
-            raise UserError(f"{path}: line {line}: {header[0]} {row[0][:40]!r} is not allowed: "
-                            f"expected an image id ({ALLOWED_IDS}), or one with its file's "
-                            "extension")
+            raise UserError(
+                f"{path}: line {line}: {header[0]} {row[0][:40]!r} is not allowed: "
+                f"expected an image id ({ALLOWED_IDS}), or one with its file's "
+                "extension"
+            )
         if row:
             ids.append(row[0])
     return header, ids
 
 
-def competition_layout(fmt: str, competition: Competition, *, names: dict[int, str] | None,
-                       sample: Path | None, extra_labels: Sequence[int] = (),
-                       k: int = 1) -> Layout:
+def competition_layout(
+    fmt: str,
+    competition: Competition,
+    *,
+    names: dict[int, str] | None,
+    sample: Path | None,
+    extra_labels: Sequence[int] = (),
+    k: int = 1,
+) -> Layout:
     """The submission Kaggle expects for a competition, the same for the ensemble that writes
     it and for the check before an upload: the test ids; as classes, those of the classes file
     (`names`, from `competition_class_names`), else every label of the labelled splits, plus
@@ -137,26 +148,37 @@ def competition_layout(fmt: str, competition: Competition, *, names: dict[int, s
     labels = set(names or {}) | {int(label) for label in extra_labels}
     if names is None:
         labels |= competition.labels
-    layout = make_layout(fmt, test_ids=competition.test_ids, labels=sorted(labels), names=names,
-                         sample=sample, k=k)
+    layout = make_layout(
+        fmt, test_ids=competition.test_ids, labels=sorted(labels), names=names, sample=sample, k=k
+    )
     if fmt != "proba" and competition.class_names is not None:
         unnamed = sorted(set(layout.labels) - competition.class_names.keys())
         if unnamed:
-            raise UserError(f"{competition.folder}: label ids {unnamed[:5]} have no name among "
-                            "the competition's labels; is classes_file for another "
-                            "competition?")
+            raise UserError(
+                f"{competition.folder}: label ids {unnamed[:5]} have no name among "
+                "the competition's labels; is classes_file for another "
+                "competition?"
+            )
         spaced = [name for name in competition.class_names.values() if " " in name]
         if fmt == "topk" and spaced:
-            raise UserError(f"{competition.folder}: class name {spaced[0]!r} has a space, and a "
-                            "topk submission separates its labels by spaces: Kaggle could not "
-                            "read it; use submission_format label")
+            raise UserError(
+                f"{competition.folder}: class name {spaced[0]!r} has a space, and a "
+                "topk submission separates its labels by spaces: Kaggle could not "
+                "read it; use submission_format label"
+            )
         layout.label_text = dict(competition.class_names)
     return layout
 
 
-def make_layout(fmt: str, *, test_ids: Sequence[int | str], labels: Sequence[int],
-                names: dict[int, str] | None = None,
-                sample: Path | None = None, k: int = 1) -> Layout:
+def make_layout(
+    fmt: str,
+    *,
+    test_ids: Sequence[int | str],
+    labels: Sequence[int],
+    names: dict[int, str] | None = None,
+    sample: Path | None = None,
+    k: int = 1,
+) -> Layout:
     """The expected submission. `labels`: the competition's label ids; `names`: their names
     (proba columns); `k`: labels per row of a topk submission. With a sample, its ids (as it
     spells them), header and row order are taken, after checking that they name the same test
@@ -169,8 +191,7 @@ def make_layout(fmt: str, *, test_ids: Sequence[int | str], labels: Sequence[int
     ids = [str(i) for i in test_ids]
     k = min(k, len(labels)) if fmt == "topk" else 1
     if sample is None:
-        return Layout(fmt, header, ids, list(column_of.values()) if fmt == "proba" else labels,
-                      k=k)
+        return Layout(fmt, header, ids, list(column_of.values()) if fmt == "proba" else labels, k=k)
     sample_header, sample_ids = read_sample(sample)
     known = set(ids)
     keys = [i if i in known else (id_of_spelling(i) or i) for i in sample_ids]
@@ -180,34 +201,44 @@ def make_layout(fmt: str, *, test_ids: Sequence[int | str], labels: Sequence[int
         raise UserError(
             f"{sample}: the sample submission's ids do not match the test images: "
             f"{len(extra)} not among them ({_examples(extra)}), {len(missing)} test images "
-            f"missing ({_examples(missing)}), {len(repeated)} repeated ({_examples(repeated)})")
+            f"missing ({_examples(missing)}), {len(repeated)} repeated ({_examples(repeated)})"
+        )
     keys_or_none = keys if keys != sample_ids else None
     if fmt != "proba":
         if len(sample_header) != 2:
-            raise UserError(f"{sample}: header {sample_header} has {len(sample_header)} "
-                            f"columns; the {fmt} format writes 2 (id and the predicted "
-                            "labels): is submission_format proba?")
+            raise UserError(
+                f"{sample}: header {sample_header} has {len(sample_header)} "
+                f"columns; the {fmt} format writes 2 (id and the predicted "
+                "labels): is submission_format proba?"
+            )
         return Layout(fmt, sample_header, sample_ids, labels, keys=keys_or_none, k=k)
     unknown = [c for c in sample_header[1:] if c not in column_of]
     absent = [c for c in column_of if c not in sample_header[1:]]
     if unknown or absent:
-        raise UserError(f"{sample}: the sample submission's columns do not match the classes: "
-                        f"{len(unknown)} unknown ({_examples(unknown)}), {len(absent)} classes "
-                        f"without a column ({_examples(absent)}); check classes_file")
-    return Layout(fmt, sample_header, sample_ids, [column_of[c] for c in sample_header[1:]],
-                  keys=keys_or_none)
+        raise UserError(
+            f"{sample}: the sample submission's columns do not match the classes: "
+            f"{len(unknown)} unknown ({_examples(unknown)}), {len(absent)} classes "
+            f"without a column ({_examples(absent)}); check classes_file"
+        )
+    return Layout(
+        fmt, sample_header, sample_ids, [column_of[c] for c in sample_header[1:]], keys=keys_or_none
+    )
 
 
-def build_submission(layout: Layout, test: Predictions, *, fallback_probs: np.ndarray,
-                     fallback_column: int) -> tuple[pd.DataFrame, int]:
+def build_submission(
+    layout: Layout, test: Predictions, *, fallback_probs: np.ndarray, fallback_column: int
+) -> tuple[pd.DataFrame, int]:
     """The submission rows in the layout's order; ids without a prediction get the fallback
     (probabilities for proba, the label of `fallback_column` first for label and topk, then
     the fallback's most probable). Returns the frame and how many rows were filled."""
     row_of = {str(i): r for r, i in enumerate(test.image_ids)}
     rows = np.array([row_of.get(i, -1) for i in layout.test_ids], dtype=np.int64)
     filled = int((rows < 0).sum())
-    probs = np.where((rows >= 0)[:, None], test.probs[np.maximum(rows, 0)].astype(np.float64),
-                     np.asarray(fallback_probs, np.float64)[None, :])
+    probs = np.where(
+        (rows >= 0)[:, None],
+        test.probs[np.maximum(rows, 0)].astype(np.float64),
+        np.asarray(fallback_probs, np.float64)[None, :],
+    )
     if layout.fmt != "proba":
         fallback = np.asarray(fallback_probs, np.float64).copy()
         fallback[fallback_column] = np.inf  # first, whatever ties the prior has
@@ -217,8 +248,13 @@ def build_submission(layout: Layout, test: Predictions, *, fallback_probs: np.nd
         return pd.DataFrame({layout.header[0]: layout.ids, layout.header[1]: cells}), filled
     column = {int(label): i for i, label in enumerate(test.classes)}
     # A class the models never saw (absent from training) gets 0 before renormalising.
-    out = np.stack([probs[:, column[label]] if label in column else np.zeros(len(probs))
-                    for label in layout.labels], axis=1)
+    out = np.stack(
+        [
+            probs[:, column[label]] if label in column else np.zeros(len(probs))
+            for label in layout.labels
+        ],
+        axis=1,
+    )
     out = out / out.sum(axis=1, keepdims=True)
     frame = pd.DataFrame(out, columns=layout.header[1:])
     frame.insert(0, layout.header[0], layout.ids)
@@ -253,14 +289,18 @@ def check_submission(path: Path, layout: Layout) -> list[str]:
     problems = []
     if layout.fmt != "proba" or header[:1] != layout.header[:1]:
         if header != layout.header:
-            problems.append(f"header is {_examples(header, 4)}; expected "
-                            f"{_examples(layout.header, 4)}")
+            problems.append(
+                f"header is {_examples(header, 4)}; expected {_examples(layout.header, 4)}"
+            )
     else:
         unknown = [c for c in header[1:] if c not in layout.header[1:]]
         absent = [c for c in layout.header[1:] if c not in header[1:]]
         repeated = [c for c, n in Counter(header).items() if n > 1]
-        for what, names in (("unknown columns", unknown), ("missing class columns", absent),
-                            ("repeated columns", repeated)):
+        for what, names in (
+            ("unknown columns", unknown),
+            ("missing class columns", absent),
+            ("repeated columns", repeated),
+        ):
             if names:
                 problems.append(f"{len(names)} {what}: {_examples(names)}")
     ragged = [line for line, row in rows if len(row) != len(header)]
@@ -272,15 +312,22 @@ def check_submission(path: Path, layout: Layout) -> list[str]:
             ids.append(row[0])
         else:
             bad_ids.append(f"line {line}: {row[0][:20]!r}")
-    problems += _found("malformed ids (an id is letters, digits, - and _, optionally with the "
-                       "image's extension; Kaggle matches ids as text)", bad_ids, shown=3)
+    problems += _found(
+        "malformed ids (an id is letters, digits, - and _, optionally with the "
+        "image's extension; Kaggle matches ids as text)",
+        bad_ids,
+        shown=3,
+    )
     repeated_ids = sorted((i for i, n in Counter(ids).items() if n > 1), key=id_order)
     expected = set(layout.ids)
     unknown_ids = sorted(set(ids) - expected, key=id_order)
     present = set(ids)
     missing_ids = [i for i in layout.ids if i not in present]
-    for what, values in (("missing ids", missing_ids), ("duplicate ids", repeated_ids),
-                         ("ids not in the test set", unknown_ids)):
+    for what, values in (
+        ("missing ids", missing_ids),
+        ("duplicate ids", repeated_ids),
+        ("ids not in the test set", unknown_ids),
+    ):
         if values:
             problems.append(f"{len(values)} {what}: {_examples(values)}")
     good = [(line, row) for line, row in rows if len(row) == len(header)]
@@ -310,12 +357,12 @@ def _check_label_lists(rows: list[tuple[int, list[str]]], layout: Layout) -> lis
             too_many.append(f"line {line}: {len(labels)}")
         if len(set(labels)) < len(labels):
             repeated.append(line)
-    return [*_found("rows with no label, or labels not separated by one space", empty,
-                    shown=3),
-            *_found(f"unknown labels (allowed: {_examples(sorted(allowed), 3)})", unknown,
-                    shown=3),
-            *_found(f"rows with more than {layout.k} labels", too_many, shown=3),
-            *_found("rows naming a label twice", repeated, lines=True)]
+    return [
+        *_found("rows with no label, or labels not separated by one space", empty, shown=3),
+        *_found(f"unknown labels (allowed: {_examples(sorted(allowed), 3)})", unknown, shown=3),
+        *_found(f"rows with more than {layout.k} labels", too_many, shown=3),
+        *_found("rows naming a label twice", repeated, lines=True),
+    ]
 
 
 def _check_labels(rows: list[tuple[int, list[str]]], allowed: set[int]) -> list[str]:
@@ -329,8 +376,12 @@ def _check_labels(rows: list[tuple[int, list[str]]], allowed: set[int]) -> list[
             unknown.append(f"line {line}: {value}")
     problems = _found("labels missing, NaN or not integers", not_int, shown=3)
     if unknown:
-        problems.append(f"{len(unknown)} unknown labels ({_examples(unknown, 3)}; allowed: "
-                        f"{min(allowed)}..{max(allowed)})" if allowed else "no labels allowed")
+        problems.append(
+            f"{len(unknown)} unknown labels ({_examples(unknown, 3)}; allowed: "
+            f"{min(allowed)}..{max(allowed)})"
+            if allowed
+            else "no labels allowed"
+        )
     return problems
 
 
@@ -344,10 +395,11 @@ def _check_probabilities(rows: list[tuple[int, list[str]]]) -> list[str]:
             out_of_range.append(line)
         elif abs(sum(values) - 1) > SUM_TOLERANCE:
             bad_sums.append(f"line {line}: {sum(values):.4f}")
-    return [*_found("rows with a missing, NaN or non-numeric probability", not_numbers,
-                    lines=True),
-            *_found("rows with a probability outside [0, 1]", out_of_range, lines=True),
-            *_found(f"rows not summing to 1 (+-{SUM_TOLERANCE})", bad_sums, shown=3)]
+    return [
+        *_found("rows with a missing, NaN or non-numeric probability", not_numbers, lines=True),
+        *_found("rows with a probability outside [0, 1]", out_of_range, lines=True),
+        *_found(f"rows not summing to 1 (+-{SUM_TOLERANCE})", bad_sums, shown=3),
+    ]
 
 
 def _found(what: str, items: list, *, lines: bool = False, shown: int = 5) -> list[str]:

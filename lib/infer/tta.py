@@ -44,8 +44,7 @@ def load_size(img_size: int, *, tta: str, crop: float) -> int:
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=True)
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def _offset(where: str, total: int, size: int) -> int:
@@ -54,9 +53,11 @@ def _offset(where: str, total: int, size: int) -> int:
 
 def _crop(top: str, left: str, size: int) -> View:
     """A size x size window at the start/centre/end of the rows and of the columns."""
+
     def view(x: torch.Tensor) -> torch.Tensor:
         y, z = _offset(top, x.shape[-2], size), _offset(left, x.shape[-1], size)
-        return x[..., y:y + size, z:z + size]
+        return x[..., y : y + size, z : z + size]
+
     return view
 
 
@@ -68,8 +69,9 @@ def _scaled(view: View, size: int) -> View:
     return lambda x: _resize(view(x), size)
 
 
-def tta_views(tta: str, *, img_size: int, crop: float = 0.875,
-              scales: Sequence[float] = (1.0,)) -> list[tuple[str, View]]:
+def tta_views(
+    tta: str, *, img_size: int, crop: float = 0.875, scales: Sequence[float] = (1.0,)
+) -> list[tuple[str, View]]:
     """Named views for a TTA level. Each view takes a batch at `load_size(...)` and returns
     it at img_size (times the scale, for multi-scale)."""
     if tta not in TTA_LEVELS:
@@ -79,9 +81,13 @@ def tta_views(tta: str, *, img_size: int, crop: float = 0.875,
     if tta == "flip6":
         base = [("full", lambda x: _resize(x, img_size))]
     if tta in CROP_LEVELS:
-        crops = [("centre", "centre", "centre"), ("top-left", "start", "start"),
-                 ("top-right", "start", "end"), ("bottom-left", "end", "start"),
-                 ("bottom-right", "end", "end")]
+        crops = [
+            ("centre", "centre", "centre"),
+            ("top-left", "start", "start"),
+            ("top-right", "start", "end"),
+            ("bottom-left", "end", "start"),
+            ("bottom-right", "end", "end"),
+        ]
         windows = [(name, _crop(top, left, img_size)) for name, top, left in crops]
         base = windows if tta == "flip5" else base + windows
     if tta != "none":
@@ -90,21 +96,27 @@ def tta_views(tta: str, *, img_size: int, crop: float = 0.875,
     for scale in scales:
         size = max(round(img_size * scale), 1)
         for name, view in base:
-            views.append((name, view) if size == img_size
-                         else (f"{name}@{scale:g}", _scaled(view, size)))
+            views.append(
+                (name, view) if size == img_size else (f"{name}@{scale:g}", _scaled(view, size))
+            )
     return views
 
 
 @torch.no_grad()
-def predict_probs(model: nn.Module, loader: DataLoader, *, device: torch.device,
-                  views: Sequence[tuple[str, View]], merge: str = "mean",
-                  desc: str = "predict") -> np.ndarray:
+def predict_probs(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    device: torch.device,
+    views: Sequence[tuple[str, View]],
+    merge: str = "mean",
+    desc: str = "predict",
+) -> np.ndarray:
     if merge not in MERGES:
         raise ValueError(f"merge must be one of {MERGES}, not {merge!r}")
     model.eval()
     batches = []
-    for images, _ in tqdm(loader, desc=f"{desc} ({len(views)} views)", leave=False,
-                          unit="batch"):
+    for images, _ in tqdm(loader, desc=f"{desc} ({len(views)} views)", leave=False, unit="batch"):
         images = to_device(images, device)
         total = None
         for _, view in views:

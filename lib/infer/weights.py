@@ -52,6 +52,7 @@ Loss = Callable[[np.ndarray], tuple[float, np.ndarray]]  # weights -> (loss, its
 @dataclass
 class WeightFit:
     """Weights fitted on the OOF rows of the members `names` (this run first)."""
+
     names: list[str]
     weights: np.ndarray  # fitted on every OOF row: the weights for the test predictions
     fold_weights: dict[int, np.ndarray]  # fitted without fold k's rows, applied to them
@@ -61,10 +62,12 @@ class WeightFit:
 
     def metrics(self) -> dict:
         """Each member's weight, and the nested and equal-weight OOF scores."""
-        return {"objective": OBJECTIVE,
-                "weights": {name: float(w) for name, w in
-                            zip(self.names, self.weights, strict=True)},
-                "nested_oof": self.nested_scores, "equal_oof": self.equal_scores}
+        return {
+            "objective": OBJECTIVE,
+            "weights": {name: float(w) for name, w in zip(self.names, self.weights, strict=True)},
+            "nested_oof": self.nested_scores,
+            "equal_oof": self.equal_scores,
+        }
 
 
 def fit_run_weights(runs: Sequence[RunPredictions], *, how: str = "mean") -> WeightFit:
@@ -83,20 +86,31 @@ def fit_run_weights(runs: Sequence[RunPredictions], *, how: str = "mean") -> Wei
     prior = None
     if all(r.prior is not None for r in rows):
         prior = np.tensordot(weights, np.stack([r.prior for r in rows]), axes=1)
-    nested = Predictions(probs=blended.astype(np.float32), image_ids=equal.image_ids,
-                         classes=equal.classes, splits=equal.splits, targets=equal.targets,
-                         prior=prior)
-    return WeightFit(names=names, weights=weights, fold_weights=fold_weights, nested=nested,
-                     nested_scores=_scores(blended, columns),
-                     equal_scores=_scores(equal.probs, columns))
+    nested = Predictions(
+        probs=blended.astype(np.float32),
+        image_ids=equal.image_ids,
+        classes=equal.classes,
+        splits=equal.splits,
+        targets=equal.targets,
+        prior=prior,
+    )
+    return WeightFit(
+        names=names,
+        weights=weights,
+        fold_weights=fold_weights,
+        nested=nested,
+        nested_scores=_scores(blended, columns),
+        equal_scores=_scores(equal.probs, columns),
+    )
 
 
 def _scores(probs: np.ndarray, columns: np.ndarray) -> dict[str, float]:
     return {"log_loss": log_loss(probs, columns), "accuracy": accuracy(probs, columns)}
 
 
-def fit_weights(probs: Sequence[np.ndarray], columns: np.ndarray, *,
-                how: str = "mean") -> np.ndarray:
+def fit_weights(
+    probs: Sequence[np.ndarray], columns: np.ndarray, *, how: str = "mean"
+) -> np.ndarray:
     """Non-negative weights summing to 1, one per member of `probs` (arrays of one shape, rows
     aligned), that minimise the log loss of their `how` blend against the true `columns`."""
     if how not in MERGES:
@@ -106,10 +120,17 @@ def fit_weights(probs: Sequence[np.ndarray], columns: np.ndarray, *,
     if count == 1:
         return start
     loss = _mean_loss(probs, columns) if how == "mean" else _geomean_loss(probs, columns)
-    result = minimize(loss, start, jac=True, method="SLSQP", bounds=[(0.0, 1.0)] * count,
-                      constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0,
-                                    "jac": lambda w: np.ones_like(w)}],
-                      options={"ftol": 1e-12, "maxiter": 1000})
+    result = minimize(
+        loss,
+        start,
+        jac=True,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * count,
+        constraints=[
+            {"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}
+        ],
+        options={"ftol": 1e-12, "maxiter": 1000},
+    )
     fitted = normalised_weights(np.clip(result.x, 0.0, None), count)
     # SLSQP may stop early on a flat stretch; the fit is then never worse than equal weights
     return fitted if loss(fitted)[0] <= loss(start)[0] else start
@@ -123,6 +144,7 @@ def _mean_loss(probs: Sequence[np.ndarray], columns: np.ndarray) -> Loss:
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
         mixed = np.maximum(truth @ w, _TINY)
         return float(-np.mean(np.log(mixed))), -(truth / mixed[:, None]).mean(axis=0)
+
     return loss
 
 
@@ -140,11 +162,13 @@ def _geomean_loss(probs: Sequence[np.ndarray], columns: np.ndarray) -> Loss:
         value = np.mean(top[:, 0] + np.log(total[:, 0]) - w @ picked)
         expected = np.einsum("nc,mnc->m", exp / total, logs) / len(columns)
         return float(value), expected - picked.mean(axis=1)
+
     return loss
 
 
-def nested_blend(probs: Sequence[np.ndarray], columns: np.ndarray, groups: np.ndarray, *,
-                 how: str = "mean") -> tuple[np.ndarray, dict[int, np.ndarray]]:
+def nested_blend(
+    probs: Sequence[np.ndarray], columns: np.ndarray, groups: np.ndarray, *, how: str = "mean"
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """Each group's rows blended with weights fitted on the other groups' rows only. Out: the
     blended probabilities (every row) and the weights used for each group."""
     labels = np.unique(groups).tolist()
@@ -162,10 +186,17 @@ def nested_blend(probs: Sequence[np.ndarray], columns: np.ndarray, groups: np.nd
 
 def fold_of_rows(oof: Predictions, fold_oof: Mapping[int, Predictions]) -> np.ndarray:
     """The fold whose held-out rows hold each row of `oof`, matched by (split, image id)."""
-    fold_of = {(str(split), str(image_id)): fold for fold, part in fold_oof.items()
-               for split, image_id in zip(part.splits, part.image_ids, strict=True)}
-    return np.array([fold_of[(str(split), str(image_id))]
-                     for split, image_id in zip(oof.splits, oof.image_ids, strict=True)])
+    fold_of = {
+        (str(split), str(image_id)): fold
+        for fold, part in fold_oof.items()
+        for split, image_id in zip(part.splits, part.image_ids, strict=True)
+    }
+    return np.array(
+        [
+            fold_of[(str(split), str(image_id))]
+            for split, image_id in zip(oof.splits, oof.image_ids, strict=True)
+        ]
+    )
 
 
 def nesting_groups(folds: np.ndarray, *, count: int = NESTED_GROUPS, seed: int = 0) -> np.ndarray:

@@ -32,8 +32,14 @@ def content_hashes(paths: Sequence[Path], *, workers: int = 0) -> list[str]:
     """The digest of each file, in the order of `paths`."""
     names = [str(p) for p in paths]
     with process_pool(workers) as pool:
-        return list(tqdm(pool.imap(file_digest, names, chunksize=64), total=len(names),
-                         desc="hash", unit="img"))
+        return list(
+            tqdm(
+                pool.imap(file_digest, names, chunksize=64),
+                total=len(names),
+                desc="hash",
+                unit="img",
+            )
+        )
 
 
 def group_ids(hashes: pd.Series) -> pd.Series:

@@ -47,10 +47,11 @@ def scan_labelled(images_dir: Path, splits: Sequence[str]) -> pd.DataFrame:
         for path in list_images(images_dir / split):
             label_dir = path.parent.name
             if not (label_dir.isascii() and label_dir.isdigit() and is_id_text(path.stem)):
-                raise UserError(f"{path}: expected <split>/<label>/<image_id>.<ext> with an "
-                                f"integer label and an image_id of {ALLOWED_IDS}")
-            rows.append((split, path.stem, int(label_dir),
-                         path.relative_to(images_dir).as_posix()))
+                raise UserError(
+                    f"{path}: expected <split>/<label>/<image_id>.<ext> with an "
+                    f"integer label and an image_id of {ALLOWED_IDS}"
+                )
+            rows.append((split, path.stem, int(label_dir), path.relative_to(images_dir).as_posix()))
     if not rows:
         where = ", ".join(str(images_dir / s) for s in splits)
         raise UserError(f"no images found in {where}: run the download stage first")
@@ -58,50 +59,76 @@ def scan_labelled(images_dir: Path, splits: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["split", "image_id", "label", "path"])
 
 
-def drop_unreadable(images: pd.DataFrame, *, images_dir: Path, workers: int = 0
-                    ) -> tuple[pd.DataFrame, list[str]]:
+def drop_unreadable(
+    images: pd.DataFrame, *, images_dir: Path, workers: int = 0
+) -> tuple[pd.DataFrame, list[str]]:
     """`images` (scan_labelled's rows) without those whose file does not decode
     (lib.common.images.decode_problem, in a pool of `workers` processes, 0 = one per core), and the
     left-out `path`s. A warning names each (the first MAX_NAMED); none readable is a UserError."""
     paths = [str(images_dir / path) for path in images["path"]]
     with process_pool(workers, initializer=set_up_decode_worker) as pool:
-        problems = list(tqdm(pool.imap(decode_problem, paths, chunksize=16), total=len(paths),
-                             desc="decode", unit="img"))
+        problems = list(
+            tqdm(
+                pool.imap(decode_problem, paths, chunksize=16),
+                total=len(paths),
+                desc="decode",
+                unit="img",
+            )
+        )
     bad = pd.Series([problem is not None for problem in problems], index=images.index)
     if len(images) and bad.all():
-        raise UserError(f"none of the {len(images)} labelled images under {images_dir} can be "
-                        f"decoded, e.g. {paths[0]}: {problems[0]}; run the download stage again")
+        raise UserError(
+            f"none of the {len(images)} labelled images under {images_dir} can be "
+            f"decoded, e.g. {paths[0]}: {problems[0]}; run the download stage again"
+        )
     named = [(path, problem) for path, problem in zip(paths, problems, strict=True) if problem]
     for path, problem in named[:MAX_NAMED]:
         log.warning("%s: left out of the folds, it does not decode: %s", path, problem)
     if len(named) > MAX_NAMED:
-        log.warning("%d more images left out of the folds (every one is listed in the folds "
-                    "summary, `unreadable`)", len(named) - MAX_NAMED)
+        log.warning(
+            "%d more images left out of the folds (every one is listed in the folds "
+            "summary, `unreadable`)",
+            len(named) - MAX_NAMED,
+        )
     return images[~bad].reset_index(drop=True), images.loc[bad, "path"].tolist()
 
 
-def assign_folds(images: pd.DataFrame, *, folds: int, seed: int,
-                 groups: pd.Series | None = None,
-                 holdout: pd.Series | None = None) -> pd.DataFrame:
+def assign_folds(
+    images: pd.DataFrame,
+    *,
+    folds: int,
+    seed: int,
+    groups: pd.Series | None = None,
+    holdout: pd.Series | None = None,
+) -> pd.DataFrame:
     """`images` with `fold` and `group` columns: a seeded stratified k-fold over groups of
     identical images (each image its own group when `groups` is None); rows where `holdout` is
     true, and their whole groups, get fold -1."""
     result = images.copy()
     result["group"] = groups.to_numpy() if groups is not None else range(len(result))
-    held = result["group"].isin(result.loc[holdout, "group"]) if holdout is not None \
+    held = (
+        result["group"].isin(result.loc[holdout, "group"])
+        if holdout is not None
         else pd.Series(False, index=result.index)
+    )
     pool = result[~held]
     # One row per group, labelled with the group's most common label, is what gets stratified.
     units = pool.groupby("group")["label"].agg(lambda s: s.mode().iloc[0])
     counts = units.value_counts()
     if counts.max() < folds:
-        raise UserError(f"folds = {folds} is more than the images of any class "
-                        f"(largest class has {counts.max()})")
+        raise UserError(
+            f"folds = {folds} is more than the images of any class "
+            f"(largest class has {counts.max()})"
+        )
     small = counts[counts < folds]
     if len(small):
-        log.warning("%d classes have fewer images than folds=%d: %s; each of their images "
-                    "goes to its own fold, and the other folds never validate them", len(small),
-                    folds, ", ".join(f"label {k} ({v})" for k, v in small.head(10).items()))
+        log.warning(
+            "%d classes have fewer images than folds=%d: %s; each of their images "
+            "goes to its own fold, and the other folds never validate them",
+            len(small),
+            folds,
+            ", ".join(f"label {k} ({v})" for k, v in small.head(10).items()),
+        )
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     unit_fold = pd.Series(-1, index=units.index)
     with warnings.catch_warnings():  # the small-class warning is ours, above
@@ -112,23 +139,32 @@ def assign_folds(images: pd.DataFrame, *, folds: int, seed: int,
     return result[COLUMNS]
 
 
-def summarize(folds_frame: pd.DataFrame, *, test_hashes: Sequence[str] = (),
-              hashes: pd.Series | None = None) -> dict:
+def summarize(
+    folds_frame: pd.DataFrame, *, test_hashes: Sequence[str] = (), hashes: pd.Series | None = None
+) -> dict:
     """Counts and class balance per fold, and the duplicates found."""
     per_fold = {}
     for fold, part in folds_frame.groupby("fold"):
         per_class = part["label"].value_counts()
         name = "holdout" if fold == HOLDOUT else f"fold{fold}"
-        per_fold[name] = {"images": len(part), "classes": int(per_class.size),
-                          "min_per_class": int(per_class.min()),
-                          "max_per_class": int(per_class.max())}
+        per_fold[name] = {
+            "images": len(part),
+            "classes": int(per_class.size),
+            "min_per_class": int(per_class.min()),
+            "max_per_class": int(per_class.max()),
+        }
     sizes = folds_frame["group"].value_counts()
     duplicated = folds_frame[folds_frame["group"].isin(sizes[sizes > 1].index)]
     conflicts = duplicated.groupby("group")["label"].nunique()
-    summary: dict[str, Any] = {"images": len(folds_frame), "per_fold": per_fold,
-               "duplicates": {"groups": int((sizes > 1).sum()),
-                              "images_in_groups": len(duplicated),
-                              "groups_with_conflicting_labels": int((conflicts > 1).sum())}}
+    summary: dict[str, Any] = {
+        "images": len(folds_frame),
+        "per_fold": per_fold,
+        "duplicates": {
+            "groups": int((sizes > 1).sum()),
+            "images_in_groups": len(duplicated),
+            "groups_with_conflicting_labels": int((conflicts > 1).sum()),
+        },
+    }
     if hashes is not None:
         summary["duplicates"]["shared_with_test"] = int(hashes.isin(set(test_hashes)).sum())
     return summary
@@ -136,13 +172,17 @@ def summarize(folds_frame: pd.DataFrame, *, test_hashes: Sequence[str] = (),
 
 def describe(summary: dict) -> str:
     """The summary as a few printable lines."""
-    lines = [f"{name}: {v['images']} images, {v['classes']} classes, "
-             f"{v['min_per_class']}-{v['max_per_class']} per class"
-             for name, v in summary["per_fold"].items()]
+    lines = [
+        f"{name}: {v['images']} images, {v['classes']} classes, "
+        f"{v['min_per_class']}-{v['max_per_class']} per class"
+        for name, v in summary["per_fold"].items()
+    ]
     d = summary["duplicates"]
-    lines.append(f"duplicates: {d['groups']} groups of identical images ({d['images_in_groups']} "
-                 f"images, {d['groups_with_conflicting_labels']} with conflicting labels), "
-                 f"{d.get('shared_with_test', 0)} labelled images also in test")
+    lines.append(
+        f"duplicates: {d['groups']} groups of identical images ({d['images_in_groups']} "
+        f"images, {d['groups_with_conflicting_labels']} with conflicting labels), "
+        f"{d.get('shared_with_test', 0)} labelled images also in test"
+    )
     return "\n".join(lines)
 
 
@@ -150,8 +190,9 @@ def read_folds(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise UserError(f"{path} not found: run the folds stage first")
     # ids stay text: "007" and "NA" are ids, not 7 and a missing value
-    frame = pd.read_csv(path, dtype={"split": str, "image_id": str, "path": str},
-                        keep_default_na=False)
+    frame = pd.read_csv(
+        path, dtype={"split": str, "image_id": str, "path": str}, keep_default_na=False
+    )
     missing = set(COLUMNS) - set(frame.columns)
     if missing:
         raise UserError(f"{path}: missing columns {sorted(missing)}")
@@ -161,10 +202,12 @@ def read_folds(path: Path) -> pd.DataFrame:
 def split_fold(frame: pd.DataFrame, fold: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(training rows, held-out rows) for `fold`; holdout rows are in neither."""
     if fold not in set(frame["fold"]):
-        raise UserError(f"fold {fold} is not in folds.csv (folds there: "
-                        f"{sorted(set(frame['fold']) - {HOLDOUT})}): train only folds that "
-                        "`folds` makes (train_folds below folds), or raise folds and run "
-                        "`dvc repro folds`")
+        raise UserError(
+            f"fold {fold} is not in folds.csv (folds there: "
+            f"{sorted(set(frame['fold']) - {HOLDOUT})}): train only folds that "
+            "`folds` makes (train_folds below folds), or raise folds and run "
+            "`dvc repro folds`"
+        )
     held_out = frame["fold"] == fold
     training = (frame["fold"] != fold) & (frame["fold"] != HOLDOUT)
     return frame[training].reset_index(drop=True), frame[held_out].reset_index(drop=True)

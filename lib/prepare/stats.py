@@ -99,22 +99,33 @@ def sum_chunk(paths: Sequence[str], size: int | None = None) -> ChannelSums:
     return sums
 
 
-def compute_stats(paths: Sequence[Path], *, workers: int = 0,
-                  size: int | None = None) -> ImageStats:
+def compute_stats(
+    paths: Sequence[Path], *, workers: int = 0, size: int | None = None
+) -> ImageStats:
     """Mean and std per RGB channel over every pixel of `paths`; `workers=0` uses every core."""
-    chunks = [[str(p) for p in paths[i:i + CHUNK]] for i in range(0, len(paths), CHUNK)]
+    chunks = [[str(p) for p in paths[i : i + CHUNK]] for i in range(0, len(paths), CHUNK)]
     merged = ChannelSums()
-    with (process_pool(workers, initializer=set_up_decode_worker) as pool,
-          tqdm(total=len(paths), desc="stats", unit="img") as bar):
+    with (
+        process_pool(workers, initializer=set_up_decode_worker) as pool,
+        tqdm(total=len(paths), desc="stats", unit="img") as bar,
+    ):
         for part in pool.imap_unordered(partial(sum_chunk, size=size), chunks):
             merged.merge(part)
             bar.update(part.images + len(part.unreadable))
     if merged.images == 0:
         raise UserError(f"stats: none of the {len(paths)} images could be read")
     if merged.unreadable:
-        log.warning("stats: %d unreadable images skipped, e.g. %s",
-                    len(merged.unreadable), merged.unreadable[0])
+        log.warning(
+            "stats: %d unreadable images skipped, e.g. %s",
+            len(merged.unreadable),
+            merged.unreadable[0],
+        )
     mean, std = merged.mean_std()
-    return ImageStats(mean=mean.tolist(), std=std.tolist(), images=merged.images,
-                      pixels=merged.pixels, size=size,
-                      unreadable=sorted(merged.unreadable))
+    return ImageStats(
+        mean=mean.tolist(),
+        std=std.tolist(),
+        images=merged.images,
+        pixels=merged.pixels,
+        size=size,
+        unreadable=sorted(merged.unreadable),
+    )

@@ -47,19 +47,35 @@ def augmentations(img_size: int, level: str) -> list[A.BasicTransform]:
     if level == "light":
         return [crop, A.HorizontalFlip(p=0.5)]
     if level == "medium":
-        return [crop, A.HorizontalFlip(p=0.5),
-                A.Affine(translate_percent=(-0.06, 0.06), scale=(0.9, 1.1), rotate=(-15, 15),
-                         p=0.5),
-                A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5)]
-    return [crop, A.HorizontalFlip(p=0.5),
-            A.Affine(translate_percent=(-0.1, 0.1), scale=(0.8, 1.2), rotate=(-25, 25), p=0.7),
-            A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.7),
-            A.CoarseDropout(num_holes_range=(1, 6), hole_height_range=(0.08, 0.2),
-                            hole_width_range=(0.08, 0.2), p=0.5)]
+        return [
+            crop,
+            A.HorizontalFlip(p=0.5),
+            A.Affine(translate_percent=(-0.06, 0.06), scale=(0.9, 1.1), rotate=(-15, 15), p=0.5),
+            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+        ]
+    return [
+        crop,
+        A.HorizontalFlip(p=0.5),
+        A.Affine(translate_percent=(-0.1, 0.1), scale=(0.8, 1.2), rotate=(-25, 25), p=0.7),
+        A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.7),
+        A.CoarseDropout(
+            num_holes_range=(1, 6),
+            hole_height_range=(0.08, 0.2),
+            hole_width_range=(0.08, 0.2),
+            p=0.5,
+        ),
+    ]
 
 
-def build_transforms(*, img_size: int, mean: Sequence[float], std: Sequence[float],
-                     train: bool, aug: str = "light", normalize: bool = True) -> A.Compose:
+def build_transforms(
+    *,
+    img_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    train: bool,
+    aug: str = "light",
+    normalize: bool = True,
+) -> A.Compose:
     """Training: the `aug` level's random transforms. Evaluation: resize only. Then normalise
     with the dataset's mean/std (skip with normalize=False, to look at the images)."""
     steps = augmentations(img_size, aug if train else "none")
@@ -84,8 +100,13 @@ class ImageDataset(Dataset):
     size that keeps both sides >= it (see lib.common.images.load_rgb); None = always at full size.
     An index may come with its own augmentation seed, as (index, seed) (see EpochSampler)."""
 
-    def __init__(self, paths: Sequence[Path], targets: Sequence[int] | None,
-                 transform: A.Compose, decode_size: int | None = None):
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        targets: Sequence[int] | None,
+        transform: A.Compose,
+        decode_size: int | None = None,
+    ):
         self.paths = list(paths)
         self.targets = list(targets) if targets is not None else [-1] * len(self.paths)
         if len(self.targets) != len(self.paths):
@@ -118,12 +139,21 @@ class EpochSampler(Sampler):
     with a global batch of world x the per-rank batch, the ranks' batches together are exactly
     the single-process batches of the same seed. Call set_epoch() before each epoch."""
 
-    def __init__(self, size: int, *, seed: int, weights: Sequence[float] | None = None,
-                 rank: int = 0, world: int = 1, with_seeds: bool = True):
+    def __init__(
+        self,
+        size: int,
+        *,
+        seed: int,
+        weights: Sequence[float] | None = None,
+        rank: int = 0,
+        world: int = 1,
+        with_seeds: bool = True,
+    ):
         self.size, self.seed, self.rank, self.world = size, seed, rank, world
         self.with_seeds = with_seeds  # False: plain indices, for datasets that take only those
-        self.weights = torch.as_tensor(weights, dtype=torch.float64) if weights is not None \
-            else None
+        self.weights = (
+            torch.as_tensor(weights, dtype=torch.float64) if weights is not None else None
+        )
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -138,14 +168,18 @@ class EpochSampler(Sampler):
         if self.weights is None:
             order = torch.randperm(self.size, generator=generator)
         else:
-            order = torch.multinomial(self.weights, self.size, replacement=True,
-                                      generator=generator)
+            order = torch.multinomial(
+                self.weights, self.size, replacement=True, generator=generator
+            )
         seeds = torch.randint(0, 2**31 - 1, (self.size,), generator=generator)
         padded = len(self) * self.world
         if padded > self.size:
             repeat = torch.arange(padded - self.size) % self.size
             order, seeds = torch.cat([order, order[repeat]]), torch.cat([seeds, seeds[repeat]])
-        order, seeds = order[self.rank::self.world].tolist(), seeds[self.rank::self.world].tolist()
+        order, seeds = (
+            order[self.rank :: self.world].tolist(),
+            seeds[self.rank :: self.world].tolist(),
+        )
         yield from zip(order, seeds, strict=True) if self.with_seeds else order
 
 
@@ -161,10 +195,18 @@ def _seed_worker(worker_id: int) -> None:
         dataset.reseed(seed)
 
 
-def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: int | str,
-                seed: int = 0, pin_memory: bool | None = None,
-                sample_weights: Sequence[float] | None = None, rank: int = 0,
-                world: int = 1) -> DataLoader:
+def make_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    workers: int | str,
+    seed: int = 0,
+    pin_memory: bool | None = None,
+    sample_weights: Sequence[float] | None = None,
+    rank: int = 0,
+    world: int = 1,
+) -> DataLoader:
     """A DataLoader whose randomness all flows from `seed` (and the epoch: see EpochSampler).
     `shuffle`: an EpochSampler (with `sample_weights`: class-balanced draws with replacement);
     else the images in order. `rank`/`world`: this DDP process's share (in order: every
@@ -179,17 +221,31 @@ def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, workers: in
     if isinstance(dataset, ImageDataset):
         dataset.reseed(seed)
     if shuffle:
-        sampler = EpochSampler(len(dataset), seed=seed, weights=sample_weights, rank=rank,
-                               world=world, with_seeds=isinstance(dataset, ImageDataset))
+        sampler = EpochSampler(
+            len(dataset),
+            seed=seed,
+            weights=sample_weights,
+            rank=rank,
+            world=world,
+            with_seeds=isinstance(dataset, ImageDataset),
+        )
     else:
         sampler = range(rank, len(dataset), world)
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
     drop_last = shuffle and len(sampler) > 1 and len(sampler) % batch_size == 1
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-                      num_workers=workers, worker_init_fn=_seed_worker, generator=generator,
-                      pin_memory=pin_memory, persistent_workers=workers > 0,
-                      prefetch_factor=4 if workers > 0 else None)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        num_workers=workers,
+        worker_init_fn=_seed_worker,
+        generator=generator,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
 
 
 def inverse_frequency(targets: Sequence[int], num_classes: int) -> np.ndarray:
@@ -215,13 +271,18 @@ def resolve_workers(workers: int | str) -> int:
     return min(max(worker_count() // local - 1, 1), MAX_AUTO_WORKERS)
 
 
-def rows_dataset(rows: pd.DataFrame, *, images_dir: Path, classes: Sequence[int] | None,
-                 transform: A.Compose, decode_size: int | None = None) -> ImageDataset:
+def rows_dataset(
+    rows: pd.DataFrame,
+    *,
+    images_dir: Path,
+    classes: Sequence[int] | None,
+    transform: A.Compose,
+    decode_size: int | None = None,
+) -> ImageDataset:
     """A dataset of folds.csv rows; targets are column indices into `classes` (None: no
     targets, as for prediction)."""
     paths = [images_dir / path for path in rows["path"]]
     if classes is None:
         return ImageDataset(paths, None, transform, decode_size)
     column = {label: i for i, label in enumerate(classes)}
-    return ImageDataset(paths, [column[label] for label in rows["label"]], transform,
-                        decode_size)
+    return ImageDataset(paths, [column[label] for label in rows["label"]], transform, decode_size)

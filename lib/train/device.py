@@ -57,8 +57,9 @@ def amp_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None | str = "auto"
-             ) -> contextlib.AbstractContextManager:
+def autocast(
+    device: torch.device, dtype: torch.dtype | None | str = "auto"
+) -> contextlib.AbstractContextManager:
     """Autocast to `dtype` (or what `amp_dtype(device, "auto")` picks); a no-op for None."""
     if isinstance(dtype, str):
         dtype = amp_dtype(device, dtype)
@@ -83,8 +84,9 @@ def uses_channels_last(device: torch.device, channels_last: bool | None) -> bool
     return channels_last if channels_last is not None else device.type in CHANNELS_LAST_DEVICES
 
 
-def prepare_model(model: nn.Module, device: torch.device, *,
-                  channels_last: bool | None = None) -> nn.Module:
+def prepare_model(
+    model: nn.Module, device: torch.device, *, channels_last: bool | None = None
+) -> nn.Module:
     """Move the model to `device`, as NHWC where `uses_channels_last` says so."""
     model = model.to(device)
     if uses_channels_last(device, channels_last):
@@ -100,8 +102,9 @@ def compile_model(model: nn.Module, enabled: bool) -> nn.Module:
     return torch.compile(model)
 
 
-def to_device(batch: torch.Tensor, device: torch.device, *,
-              channels_last: bool | None = None) -> torch.Tensor:
+def to_device(
+    batch: torch.Tensor, device: torch.device, *, channels_last: bool | None = None
+) -> torch.Tensor:
     """Copy a batch to `device` without waiting (the loader pins memory on CUDA), as NHWC when
     the model is (see `uses_channels_last`)."""
     if uses_channels_last(device, channels_last):
@@ -114,9 +117,11 @@ def inference_batch_size(batch_size: int, device: torch.device) -> int:
     return batch_size * INFERENCE_BATCH_MULT if device.type == "cuda" else batch_size
 
 
-def inference_loader(dataset: Dataset, *, batch_size: int, device: torch.device,
-                     workers: int | str = "auto") -> DataLoader:
+def inference_loader(
+    dataset: Dataset, *, batch_size: int, device: torch.device, workers: int | str = "auto"
+) -> DataLoader:
     """A loader for prediction: in order, large batches on CUDA, pinned memory, worker
     processes (`workers`: a number or "auto", see lib.train.data.resolve_workers)."""
-    return make_loader(dataset, batch_size=inference_batch_size(batch_size, device),
-                       shuffle=False, workers=workers)
+    return make_loader(
+        dataset, batch_size=inference_batch_size(batch_size, device), shuffle=False, workers=workers
+    )

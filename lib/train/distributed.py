@@ -44,17 +44,27 @@ class Dist:
 
 
 def from_env() -> Dist:
-    return Dist(rank=int(os.environ.get("RANK", "0")),
-                local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-                world=int(os.environ.get("WORLD_SIZE", "1")))
+    return Dist(
+        rank=int(os.environ.get("RANK", "0")),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        world=int(os.environ.get("WORLD_SIZE", "1")),
+    )
 
 
 def torchrun_command(nproc: int, module: str, args: Sequence[str]) -> list[str]:
     """`python -m torch.distributed.run` (= torchrun, with this interpreter) starting `nproc`
     copies of `python -m module args` on this machine; --standalone picks a free port, so
     several runs can share a machine."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={nproc}", "-m", module, *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        module,
+        *args,
+    ]
 
 
 def setup(gpus: int) -> tuple[Dist, torch.device]:
@@ -62,21 +72,24 @@ def setup(gpus: int) -> tuple[Dist, torch.device]:
     and device (cuda:<local rank> on CUDA)."""
     env = from_env()
     if env.world != gpus:
-        raise UserError(f"gpus = {gpus} but this process is one of {env.world}: start the stage "
-                        f"with `python -m stages.launch stages.train --fold <k>` (as dvc.yaml "
-                        f"does), which runs torchrun when gpus > 1")
+        raise UserError(
+            f"gpus = {gpus} but this process is one of {env.world}: start the stage "
+            f"with `python -m stages.launch stages.train --fold <k>` (as dvc.yaml "
+            f"does), which runs torchrun when gpus > 1"
+        )
     cuda = torch.cuda.is_available()
     if cuda and gpus > torch.cuda.device_count():
-        raise UserError(f"gpus = {gpus} is not allowed: this machine has "
-                        f"{torch.cuda.device_count()} CUDA device(s)")
+        raise UserError(
+            f"gpus = {gpus} is not allowed: this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s)"
+        )
     device = pick_device(env.local_rank if env.enabled else None)
     if not env.enabled:
         return env, device
     if cuda:
         torch.cuda.set_device(env.local_rank)
     elif env.main:
-        log.warning("no CUDA device: %d CPU processes with gloo (a test set-up, not faster)",
-                    gpus)
+        log.warning("no CUDA device: %d CPU processes with gloo (a test set-up, not faster)", gpus)
     dist.init_process_group(backend="nccl" if cuda else "gloo")
     return env, device
 

@@ -44,32 +44,56 @@ class FoldData:
     loss_weights: torch.Tensor | None  # class_balance: loss_weights
 
 
-def fold_data(folds: pd.DataFrame, fold: int, *, images_dir: Path, stats: Mapping,
-              p: Mapping[str, Any], env: Dist) -> FoldData:
+def fold_data(
+    folds: pd.DataFrame,
+    fold: int,
+    *,
+    images_dir: Path,
+    stats: Mapping,
+    p: Mapping[str, Any],
+    env: Dist,
+) -> FoldData:
     """The fold's training and validation loaders (this process's share of each batch)."""
     if p["batch_size"] % env.world:
-        raise UserError(f"batch_size = {p['batch_size']} is not allowed with gpus = "
-                        f"{env.world}: expected a multiple of gpus (each takes an equal share)")
+        raise UserError(
+            f"batch_size = {p['batch_size']} is not allowed with gpus = "
+            f"{env.world}: expected a multiple of gpus (each takes an equal share)"
+        )
     classes = sorted(int(label) for label in set(folds["label"]))
     loaders, targets = {}, {}
     for name, rows in zip(("train", "val"), split_fold(folds, fold), strict=True):
         is_train = name == "train"
         dataset = rows_dataset(
-            rows, images_dir=images_dir, classes=classes,
-            transform=build_transforms(img_size=p["img_size"], mean=stats["mean"],
-                                       std=stats["std"], train=is_train, aug=p["aug"]),
-            decode_size=decode_size(p["img_size"], train=is_train, aug=p["aug"]))
+            rows,
+            images_dir=images_dir,
+            classes=classes,
+            transform=build_transforms(
+                img_size=p["img_size"],
+                mean=stats["mean"],
+                std=stats["std"],
+                train=is_train,
+                aug=p["aug"],
+            ),
+            decode_size=decode_size(p["img_size"], train=is_train, aug=p["aug"]),
+        )
         targets[name] = dataset.targets
         weights = inverse_frequency(dataset.targets, len(classes))
         balance = is_train and p["class_balance"] == "sampler"
         loaders[name] = make_loader(
-            dataset, batch_size=p["batch_size"] // env.world, shuffle=is_train,
-            workers=p["workers"], seed=p["seed"], rank=env.rank, world=env.world,
-            sample_weights=weights[dataset.targets] if balance else None)
+            dataset,
+            batch_size=p["batch_size"] // env.world,
+            shuffle=is_train,
+            workers=p["workers"],
+            seed=p["seed"],
+            rank=env.rank,
+            world=env.world,
+            sample_weights=weights[dataset.targets] if balance else None,
+        )
     loss_weights = None
     if p["class_balance"] == "loss_weights":
-        loss_weights = torch.tensor(inverse_frequency(targets["train"], len(classes)),
-                                    dtype=torch.float32)
+        loss_weights = torch.tensor(
+            inverse_frequency(targets["train"], len(classes)), dtype=torch.float32
+        )
     return FoldData(loaders["train"], loaders["val"], classes, loss_weights)
 
 
@@ -79,22 +103,56 @@ def resume_key(provenance: Mapping[str, Any], *, folds_text: str, stats_text: st
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def train_fold(data: FoldData, *, fold: int, p: Mapping[str, Any], provenance: Mapping[str, Any],
-               stats: Mapping, key: str, model_path: Path, resume_path: Path,
-               device: torch.device, env: Dist,
-               on_epoch: Callable[[EpochResult], None]) -> None:
+def train_fold(
+    data: FoldData,
+    *,
+    fold: int,
+    p: Mapping[str, Any],
+    provenance: Mapping[str, Any],
+    stats: Mapping,
+    key: str,
+    model_path: Path,
+    resume_path: Path,
+    device: torch.device,
+    env: Dist,
+    on_epoch: Callable[[EpochResult], None],
+) -> None:
     """Fit the fold's model; rank 0 saves it to `model_path` with `provenance` (the params
     that made it) and removes the resume file."""
-    model = create_model(p["arch"], num_classes=len(data.classes), pretrained=p["pretrained"],
-                         head=p["head"], dropout=p["dropout"], img_size=p["img_size"])
-    result = fit(model, train_loader=data.train, val_loader=data.val,
-                 config=TrainConfig.from_params(p), device=device, fold=fold,
-                 num_classes=len(data.classes), class_weights=data.loss_weights,
-                 resume_path=resume_path, resume_key=key, on_epoch=on_epoch, env=env)
+    model = create_model(
+        p["arch"],
+        num_classes=len(data.classes),
+        pretrained=p["pretrained"],
+        head=p["head"],
+        dropout=p["dropout"],
+        img_size=p["img_size"],
+    )
+    result = fit(
+        model,
+        train_loader=data.train,
+        val_loader=data.val,
+        config=TrainConfig.from_params(p),
+        device=device,
+        fold=fold,
+        num_classes=len(data.classes),
+        class_weights=data.loss_weights,
+        resume_path=resume_path,
+        resume_key=key,
+        on_epoch=on_epoch,
+        env=env,
+    )
     if not env.main:
         return
-    save_checkpoint(model_path, model=model, arch=p["arch"], head=p["head"],
-                    classes=data.classes, mean=stats["mean"], std=stats["std"],
-                    img_size=p["img_size"], params=dict(provenance) | {
-                        "kept_epoch": result.kept_epoch}, state_dict=result.state_dict)
+    save_checkpoint(
+        model_path,
+        model=model,
+        arch=p["arch"],
+        head=p["head"],
+        classes=data.classes,
+        mean=stats["mean"],
+        std=stats["std"],
+        img_size=p["img_size"],
+        params=dict(provenance) | {"kept_epoch": result.kept_epoch},
+        state_dict=result.state_dict,
+    )
     resume_path.unlink(missing_ok=True)

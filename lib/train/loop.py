@@ -58,8 +58,18 @@ from lib.train.schedules import Schedule
 
 log = logging.getLogger(__name__)
 ONE_PROCESS = Dist()  # the default: no DDP
-RESUME_FIELDS = ("key", "epoch", "model", "optimizer", "schedule", "ema", "history", "best",
-                 "torch_rng", "scaler")
+RESUME_FIELDS = (
+    "key",
+    "epoch",
+    "model",
+    "optimizer",
+    "schedule",
+    "ema",
+    "history",
+    "best",
+    "torch_rng",
+    "scaler",
+)
 
 
 @dataclass(frozen=True)
@@ -147,19 +157,33 @@ def set_frozen(model: nn.Module, frozen: bool) -> None:
         param.requires_grad_(not frozen or id(param) in head)
 
 
-def train_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *,
-               optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-               dtype: torch.dtype | None, config: TrainConfig, num_classes: int,
-               device: torch.device,
-               class_weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    dtype: torch.dtype | None,
+    config: TrainConfig,
+    num_classes: int,
+    device: torch.device,
+    class_weights: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step on a batch; the loss and the number of rows whose top class is their
     dominant target, both still on the device (reading them would make the CPU wait for the
     GPU)."""
     images = to_device(images, device, channels_last=config.channels_last)
     targets = targets.to(device, non_blocking=True)
-    images, soft = mix_batch(images, targets, num_classes=num_classes,
-                             mixup_prob=config.mixup, cutmix_prob=config.cutmix,
-                             alpha=config.mix_alpha, smoothing=config.label_smoothing)
+    images, soft = mix_batch(
+        images,
+        targets,
+        num_classes=num_classes,
+        mixup_prob=config.mixup,
+        cutmix_prob=config.cutmix,
+        alpha=config.mix_alpha,
+        smoothing=config.label_smoothing,
+    )
     with autocast(device, dtype):
         logits = model(images)
     loss = soft_cross_entropy(logits.float(), soft, class_weights)
@@ -170,13 +194,24 @@ def train_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *,
     return loss.detach(), (logits.detach().argmax(1) == soft.argmax(1)).sum()
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, *, optimizer: torch.optim.Optimizer,
-                    schedule: Schedule, first_step: int, config: TrainConfig,
-                    num_classes: int, device: torch.device, ema: ModelEmaV3 | None,
-                    class_weights: torch.Tensor | None, desc: str,
-                    scaler: torch.amp.GradScaler | None = None, dtype: torch.dtype | None = None,
-                    ema_of: nn.Module | None = None,
-                    env: Dist = ONE_PROCESS) -> tuple[float, float, int]:
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    first_step: int,
+    config: TrainConfig,
+    num_classes: int,
+    device: torch.device,
+    ema: ModelEmaV3 | None,
+    class_weights: torch.Tensor | None,
+    desc: str,
+    scaler: torch.amp.GradScaler | None = None,
+    dtype: torch.dtype | None = None,
+    ema_of: nn.Module | None = None,
+    env: Dist = ONE_PROCESS,
+) -> tuple[float, float, int]:
     """Mean training loss and accuracy over the epoch and the number of images seen (over every
     process).
     `ema_of`: the module the EMA follows when `model` is a DDP or compiled wrapper of it."""
@@ -184,12 +219,22 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, *, optimizer: torch.op
     scaler = scaler if scaler is not None else grad_scaler(device, dtype)
     loss_sum, seen = torch.zeros((), dtype=torch.float64, device=device), 0
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    for step, (images, targets) in enumerate(tqdm(loader, desc=desc, leave=False, unit="batch",
-                                                  disable=not env.main), start=first_step):
+    for step, (images, targets) in enumerate(
+        tqdm(loader, desc=desc, leave=False, unit="batch", disable=not env.main), start=first_step
+    ):
         set_lr(optimizer, config.lr, schedule.factor(step))
-        loss, hits = train_step(model, images, targets, optimizer=optimizer, scaler=scaler,
-                          dtype=dtype, config=config, num_classes=num_classes, device=device,
-                          class_weights=class_weights)
+        loss, hits = train_step(
+            model,
+            images,
+            targets,
+            optimizer=optimizer,
+            scaler=scaler,
+            dtype=dtype,
+            config=config,
+            num_classes=num_classes,
+            device=device,
+            class_weights=class_weights,
+        )
         if ema is not None:
             ema.update(ema_of if ema_of is not None else model)
         loss_sum += loss * len(targets)
@@ -200,9 +245,13 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, *, optimizer: torch.op
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
-             dtype: torch.dtype | None | str = "auto",
-             env: Dist = ONE_PROCESS) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    dtype: torch.dtype | None | str = "auto",
+    env: Dist = ONE_PROCESS,
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy on a labelled loader (this process's share of it under
     DDP; the sums are added over the processes)."""
     model.eval()
@@ -224,12 +273,21 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def fit(model: nn.Module, *, train_loader: DataLoader, val_loader: DataLoader,
-        config: TrainConfig, device: torch.device, fold: int, num_classes: int,
-        class_weights: torch.Tensor | None = None, resume_path: Path | None = None,
-        resume_key: str = "",
-        on_epoch: Callable[[EpochResult], None] = lambda result: None,
-        env: Dist = ONE_PROCESS) -> FitResult:
+def fit(
+    model: nn.Module,
+    *,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    config: TrainConfig,
+    device: torch.device,
+    fold: int,
+    num_classes: int,
+    class_weights: torch.Tensor | None = None,
+    resume_path: Path | None = None,
+    resume_key: str = "",
+    on_epoch: Callable[[EpochResult], None] = lambda result: None,
+    env: Dist = ONE_PROCESS,
+) -> FitResult:
     """Train for config.epochs (from after the last epoch in `resume_path`, if it has the same
     key). Under DDP (`env`), the loaders must hold this process's share (lib.train.data.make_loader
     with rank and world) and only rank 0 writes the resume file."""
@@ -239,59 +297,131 @@ def fit(model: nn.Module, *, train_loader: DataLoader, val_loader: DataLoader,
     if env.enabled and config.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = make_optimizer(
-        parameter_groups(model, weight_decay=config.weight_decay,
-                         backbone_lr_mult=config.backbone_lr_mult,
-                         layer_decay=config.layer_decay),
-        name=config.optimizer, lr=config.lr, momentum=config.momentum)
+        parameter_groups(
+            model,
+            weight_decay=config.weight_decay,
+            backbone_lr_mult=config.backbone_lr_mult,
+            layer_decay=config.layer_decay,
+        ),
+        name=config.optimizer,
+        lr=config.lr,
+        momentum=config.momentum,
+    )
     steps = len(train_loader)
-    schedule = Schedule(config.schedule, total_steps=config.epochs * steps, steps_per_epoch=steps,
-                        warmup_steps=round(config.warmup_epochs * steps),
-                        t0_epochs=config.sgdr_t0, t_mult=config.sgdr_t_mult,
-                        plateau_patience=config.plateau_patience,
-                        plateau_factor=config.plateau_factor)
+    schedule = Schedule(
+        config.schedule,
+        total_steps=config.epochs * steps,
+        steps_per_epoch=steps,
+        warmup_steps=round(config.warmup_epochs * steps),
+        t0_epochs=config.sgdr_t0,
+        t_mult=config.sgdr_t_mult,
+        plateau_patience=config.plateau_patience,
+        plateau_factor=config.plateau_factor,
+    )
     ema = ModelEmaV3(model, decay=config.ema) if config.ema else None
     weights = class_weights.to(device) if class_weights is not None else None
     history: list[EpochResult] = []
     best = {"loss": math.inf, "state": None, "epoch": 0}
     scaler = grad_scaler(device, dtype)
-    start = _resume(resume_path, resume_key, model, optimizer, schedule, ema, history, best,
-                    scaler, set_aside=env.main)
+    start = _resume(
+        resume_path,
+        resume_key,
+        model,
+        optimizer,
+        schedule,
+        ema,
+        history,
+        best,
+        scaler,
+        set_aside=env.main,
+    )
     for result in history:
         on_epoch(result)  # replay what an interrupted run logged (its metrics files are gone)
     trained = model
     if env.enabled:
         # Frozen epochs leave the backbone without gradients: DDP must then look for them.
         trained = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=config.freeze_epochs > 0)
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=config.freeze_epochs > 0,
+        )
     trained = compile_model(trained, config.compile)
 
-    log.info("%4s %5s %9s %10s %9s %9s %7s %8s %7s", "fold", "epoch", "lr", "train_loss",
-             "train_acc", "val_loss", "val_acc", "img/s", "sec")
+    log.info(
+        "%4s %5s %9s %10s %9s %9s %7s %8s %7s",
+        "fold",
+        "epoch",
+        "lr",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "img/s",
+        "sec",
+    )
     for epoch in range(start, config.epochs + 1):
         seed_epoch(config.seed, epoch, train_loader, env.rank)
         set_frozen(model, epoch <= config.freeze_epochs)
         began = time.perf_counter()
         train_loss, train_acc, seen = train_one_epoch(
-            trained, train_loader, optimizer=optimizer, schedule=schedule,
-            first_step=(epoch - 1) * steps, config=config, num_classes=num_classes,
-            device=device, ema=ema, class_weights=weights, desc=f"fold {fold} epoch {epoch}",
-            scaler=scaler, dtype=dtype, ema_of=model, env=env)
+            trained,
+            train_loader,
+            optimizer=optimizer,
+            schedule=schedule,
+            first_step=(epoch - 1) * steps,
+            config=config,
+            num_classes=num_classes,
+            device=device,
+            ema=ema,
+            class_weights=weights,
+            desc=f"fold {fold} epoch {epoch}",
+            scaler=scaler,
+            dtype=dtype,
+            ema_of=model,
+            env=env,
+        )
         train_seconds = time.perf_counter() - began
         scored = ema.module if ema is not None else model
         val_loss, val_acc = evaluate(scored, val_loader, device, dtype, env)
         schedule.end_epoch(val_loss)
-        result = EpochResult(epoch, optimizer.param_groups[-1]["lr"], train_loss, val_loss,
-                             val_acc, seen / train_seconds, time.perf_counter() - began,
-                             train_acc)
-        log.info("%4d %5d %9.2e %10.4f %9.4f %9.4f %7.4f %8.1f %7.1f", fold, epoch, result.lr,
-                 train_loss, train_acc, val_loss, val_acc, result.images_per_s, result.seconds)
+        result = EpochResult(
+            epoch,
+            optimizer.param_groups[-1]["lr"],
+            train_loss,
+            val_loss,
+            val_acc,
+            seen / train_seconds,
+            time.perf_counter() - began,
+            train_acc,
+        )
+        log.info(
+            "%4d %5d %9.2e %10.4f %9.4f %9.4f %7.4f %8.1f %7.1f",
+            fold,
+            epoch,
+            result.lr,
+            train_loss,
+            train_acc,
+            val_loss,
+            val_acc,
+            result.images_per_s,
+            result.seconds,
+        )
         history.append(result)
         if config.keep == "best" and val_loss < best["loss"]:
             best.update(loss=val_loss, state=_cpu_state(scored), epoch=epoch)
         if resume_path is not None and env.main:
-            _save_resume(resume_path, resume_key, epoch, model, optimizer, schedule, ema,
-                         history, best, scaler)
+            _save_resume(
+                resume_path,
+                resume_key,
+                epoch,
+                model,
+                optimizer,
+                schedule,
+                ema,
+                history,
+                best,
+                scaler,
+            )
         on_epoch(result)
 
     final = ema.module if ema is not None else model
@@ -300,21 +430,46 @@ def fit(model: nn.Module, *, train_loader: DataLoader, val_loader: DataLoader,
     return FitResult(history, _cpu_state(final), config.epochs)
 
 
-def _save_resume(path: Path, key: str, epoch: int, model: nn.Module,
-                 optimizer: torch.optim.Optimizer, schedule: Schedule, ema: ModelEmaV3 | None,
-                 history: list[EpochResult], best: dict, scaler: torch.amp.GradScaler) -> None:
-    payload = {"key": key, "epoch": epoch, "model": _cpu_state(model),
-               "optimizer": optimizer.state_dict(), "schedule": dict(schedule.state),
-               "ema": _cpu_state(ema.module) if ema is not None else None,
-               "history": [asdict(r) for r in history], "best": best,
-               "torch_rng": torch.get_rng_state(), "scaler": scaler.state_dict()}
+def _save_resume(
+    path: Path,
+    key: str,
+    epoch: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    ema: ModelEmaV3 | None,
+    history: list[EpochResult],
+    best: dict,
+    scaler: torch.amp.GradScaler,
+) -> None:
+    payload = {
+        "key": key,
+        "epoch": epoch,
+        "model": _cpu_state(model),
+        "optimizer": optimizer.state_dict(),
+        "schedule": dict(schedule.state),
+        "ema": _cpu_state(ema.module) if ema is not None else None,
+        "history": [asdict(r) for r in history],
+        "best": best,
+        "torch_rng": torch.get_rng_state(),
+        "scaler": scaler.state_dict(),
+    }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
-def _resume(path: Path | None, key: str, model: nn.Module, optimizer: torch.optim.Optimizer,
-            schedule: Schedule, ema: ModelEmaV3 | None, history: list[EpochResult],
-            best: dict, scaler: torch.amp.GradScaler, set_aside: bool = True) -> int:
+def _resume(
+    path: Path | None,
+    key: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    ema: ModelEmaV3 | None,
+    history: list[EpochResult],
+    best: dict,
+    scaler: torch.amp.GradScaler,
+    set_aside: bool = True,
+) -> int:
     """Load the state of an interrupted run with the same key; the epoch to start from.
     `set_aside`: rename an unreadable resume file (one process of several does it)."""
     if path is None or not path.is_file():
@@ -349,11 +504,17 @@ def _read_resume(path: Path, key: str, set_aside: bool) -> dict | None:
     if isinstance(state, dict) and "key" in state and state["key"] != key:
         log.info("%s is from other params or data: starting afresh", path)
         return None
-    lacking = [name for name in RESUME_FIELDS if name not in state] \
-        if isinstance(state, dict) else list(RESUME_FIELDS)
+    lacking = (
+        [name for name in RESUME_FIELDS if name not in state]
+        if isinstance(state, dict)
+        else list(RESUME_FIELDS)
+    )
     if lacking:
-        _set_aside(path, f"{path}: not a resume file (it lacks {', '.join(lacking)}); training "
-                   "starts over", rename=set_aside)
+        _set_aside(
+            path,
+            f"{path}: not a resume file (it lacks {', '.join(lacking)}); training starts over",
+            rename=set_aside,
+        )
         return None
     return state
 

@@ -68,8 +68,10 @@ class Sweep:
 def sweep_steps(batches_per_pass: int, max_steps: int, *, images: int, batch_size: int) -> int:
     """min(one pass, max_steps); TooLittleData when that is fewer than MIN_STEPS."""
     if max_steps < MIN_STEPS:
-        raise TooLittleData(f"lr_find: --max-steps {max_steps} is fewer than the {MIN_STEPS} "
-                            f"steps a sweep needs; allowed: an integer >= {MIN_STEPS}")
+        raise TooLittleData(
+            f"lr_find: --max-steps {max_steps} is fewer than the {MIN_STEPS} "
+            f"steps a sweep needs; allowed: an integer >= {MIN_STEPS}"
+        )
     steps = min(batches_per_pass, max_steps)
     if steps < MIN_STEPS:
         raise TooLittleData(
@@ -77,23 +79,44 @@ def sweep_steps(batches_per_pass: int, max_steps: int, *, images: int, batch_siz
             f"is {batches_per_pass} steps of batch_size {batch_size}, fewer than the "
             f"{MIN_STEPS} a sweep needs to tell a good lr from a bad one (a second pass would "
             "measure memorising, not the lr); keep the default lr, or compare a few with "
-            "`dvc exp run --queue -S 'lr=...'`")
+            "`dvc exp run --queue -S 'lr=...'`"
+        )
     return steps
 
 
-def lr_sweep(model: nn.Module, loader: DataLoader, *, device: torch.device, start_lr: float,
-             end_lr: float, max_steps: int, optimizer: str, weight_decay: float,
-             momentum: float = 0.9, backbone_lr_mult: float = 1.0, layer_decay: float = 0.0,
-             label_smoothing: float = 0.0, diverge: float = DIVERGE) -> Sweep:
+def lr_sweep(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    device: torch.device,
+    start_lr: float,
+    end_lr: float,
+    max_steps: int,
+    optimizer: str,
+    weight_decay: float,
+    momentum: float = 0.9,
+    backbone_lr_mult: float = 1.0,
+    layer_decay: float = 0.0,
+    label_smoothing: float = 0.0,
+    diverge: float = DIVERGE,
+) -> Sweep:
     """Train on one pass of `loader` at most (and `max_steps` at most), the head's lr growing
     from start_lr to end_lr (the backbone's scaled as in training); stop at divergence."""
-    steps = sweep_steps(len(loader), max_steps, images=len(loader.dataset),
-                        batch_size=loader.batch_size or 1)
+    steps = sweep_steps(
+        len(loader), max_steps, images=len(loader.dataset), batch_size=loader.batch_size or 1
+    )
     model = prepare_model(model, device)
-    opt = make_optimizer(parameter_groups(model, weight_decay=weight_decay,
-                                          backbone_lr_mult=backbone_lr_mult,
-                                          layer_decay=layer_decay),
-                         name=optimizer, lr=start_lr, momentum=momentum)
+    opt = make_optimizer(
+        parameter_groups(
+            model,
+            weight_decay=weight_decay,
+            backbone_lr_mult=backbone_lr_mult,
+            layer_decay=layer_decay,
+        ),
+        name=optimizer,
+        lr=start_lr,
+        momentum=momentum,
+    )
     lrs: list[float] = []
     losses: list[float] = []
     best, diverged = math.inf, False
@@ -105,8 +128,9 @@ def lr_sweep(model: nn.Module, loader: DataLoader, *, device: torch.device, star
         set_lr(opt, lr, 1.0)
         images, targets = to_device(images, device), targets.to(device)
         with autocast(device):
-            loss = nn.functional.cross_entropy(model(images).float(), targets,
-                                               label_smoothing=label_smoothing)
+            loss = nn.functional.cross_entropy(
+                model(images).float(), targets, label_smoothing=label_smoothing
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -126,7 +150,7 @@ def smooth(losses: list[float], window: int = SMOOTH_WINDOW) -> list[float]:
     half = window // 2
     out = []
     for i in range(len(values)):
-        part = values[max(i - half, 0): i + half + 1]
+        part = values[max(i - half, 0) : i + half + 1]
         out.append(float(part.mean()) if np.isfinite(part).all() else math.inf)
     return out
 
@@ -162,5 +186,5 @@ def suggest_lr(sweep: Sweep) -> float:
     _, start, end = valley(sweep.lrs, smoothed)
     if end - start < 2:
         return float(sweep.lrs[start])
-    slopes = np.gradient(np.array(smoothed[start: end + 1]), np.log10(sweep.lrs[start: end + 1]))
+    slopes = np.gradient(np.array(smoothed[start : end + 1]), np.log10(sweep.lrs[start : end + 1]))
     return float(sweep.lrs[start + int(np.argmin(slopes))])

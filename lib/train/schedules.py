@@ -69,8 +69,9 @@ def _half_cosine(progress: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
-def _one_cycle(step: int, total: int, peak_at: float = 0.3, start: float = 1 / 25,
-               end: float = 1e-4) -> float:
+def _one_cycle(
+    step: int, total: int, peak_at: float = 0.3, start: float = 1 / 25, end: float = 1e-4
+) -> float:
     rise = max(round(total * peak_at), 1)
     if step < rise:
         return start + (1 - start) * (1 - _half_cosine(step / rise))

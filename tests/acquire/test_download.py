@@ -39,9 +39,20 @@ from lib.acquire.fetch import backoff_delay, retry_after_s
 from tests.conftest import REPO, default_params, download_settings, write_image
 
 # small limits so the big and the bomb fixtures trip them while 32x32 images pass
-SETTINGS = dict(concurrency=8, per_host=8, timeout_s=1.0, connect_timeout_s=1.0,
-                read_timeout_s=0.3, retries=1, backoff_s=0.01, max_redirects=3,
-                min_side=8, max_bytes=50_000, max_pixels=10_000, workers=2)
+SETTINGS = dict(
+    concurrency=8,
+    per_host=8,
+    timeout_s=1.0,
+    connect_timeout_s=1.0,
+    read_timeout_s=0.3,
+    retries=1,
+    backoff_s=0.01,
+    max_redirects=3,
+    min_side=8,
+    max_bytes=50_000,
+    max_pixels=10_000,
+    workers=2,
+)
 
 
 def encode(size: tuple[int, int], fmt: str, *, noise: bool = False) -> bytes:
@@ -103,6 +114,7 @@ def build_app(fixtures: Fixtures, server: Server) -> web.Application:
     def image(body: bytes, content_type: str = "image/jpeg"):
         async def handler(request: web.Request) -> web.Response:
             return web.Response(body=body, content_type=content_type)
+
         return handler
 
     def once_then_image(status: int, headers: dict[str, str]):
@@ -111,6 +123,7 @@ def build_app(fixtures: Fixtures, server: Server) -> web.Application:
             if hits[request.path] == 1:
                 return web.Response(status=status, headers=headers)
             return web.Response(body=fixtures.jpeg, content_type="image/jpeg")
+
         return handler
 
     async def missing(request: web.Request) -> web.Response:
@@ -128,8 +141,9 @@ def build_app(fixtures: Fixtures, server: Server) -> web.Application:
         return web.Response(body=fixtures.jpeg, content_type="image/jpeg")
 
     async def stream(request: web.Request, body: bytes) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "image/jpeg",
-                                               "Content-Length": str(len(body))})
+        response = web.StreamResponse(
+            headers={"Content-Type": "image/jpeg", "Content-Length": str(len(body))}
+        )
         await response.prepare(request)
         return response
 
@@ -143,7 +157,7 @@ def build_app(fixtures: Fixtures, server: Server) -> web.Application:
     async def trickle(request: web.Request) -> web.StreamResponse:  # never silent, too slow
         response = await stream(request, fixtures.noisy_jpeg)
         for start in range(0, len(fixtures.noisy_jpeg), 100):
-            await response.write(fixtures.noisy_jpeg[start:start + 100])
+            await response.write(fixtures.noisy_jpeg[start : start + 100])
             await asyncio.sleep(0.1)
         return response
 
@@ -224,12 +238,19 @@ def build_app(fixtures: Fixtures, server: Server) -> web.Application:
 @pytest.fixture(scope="module")
 def server(fixtures: Fixtures) -> Iterator[Server]:
     """A real HTTP server on two free ports, its own event loop in a background thread."""
-    state = Server(base="", hits=Counter(), hit_times=defaultdict(list), sent=Counter(),
-                   in_flight=Counter(), peak=Counter())
+    state = Server(
+        base="",
+        hits=Counter(),
+        hit_times=defaultdict(list),
+        sent=Counter(),
+        in_flight=Counter(),
+        peak=Counter(),
+    )
     loop = asyncio.new_event_loop()
     # handler_cancellation: the slow handlers stop when the client gives up
-    runner = web.AppRunner(build_app(fixtures, state), handler_cancellation=True,
-                           shutdown_timeout=1)
+    runner = web.AppRunner(
+        build_app(fixtures, state), handler_cancellation=True, shutdown_timeout=1
+    )
     loop.run_until_complete(runner.setup())
     for _ in range(2):
         loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
@@ -273,8 +294,11 @@ class Run:
     refused: str
 
     def failure(self, split: str, image_id: int) -> dict | None:
-        rows = [row for row in self.result.failures
-                if (row["split"], row["image_id"]) == (split, image_id)]
+        rows = [
+            row
+            for row in self.result.failures
+            if (row["split"], row["image_id"]) == (split, image_id)
+        ]
         assert len(rows) <= 1
         return rows[0] if rows else None
 
@@ -338,9 +362,12 @@ def run(server: Server, fixtures: Fixtures, tmp_path_factory: pytest.TempPathFac
             unlabelled(51, f"file://{outside}"),
         ],
     }
-    result = download_competition(records, competition_dir=competition,
-                                  images_dir=root / "images",
-                                  settings=download_settings(**SETTINGS))
+    result = download_competition(
+        records,
+        competition_dir=competition,
+        images_dir=root / "images",
+        settings=download_settings(**SETTINGS),
+    )
     return Run(result, root / "images", competition, server, refused)
 
 
@@ -397,9 +424,16 @@ def test_dead_first_mirror_falls_back_to_the_second(run: Run, fixtures: Fixtures
     assert run.result.report["from_later_url"] == 1
 
 
-@pytest.mark.parametrize(("image_id", "path"),
-                         [(7, "/flaky/run"), (17, "/error/run"), (14, "/throttled/run"),
-                          (18, "/unavailable/run"), (21, "/cut/run")])
+@pytest.mark.parametrize(
+    ("image_id", "path"),
+    [
+        (7, "/flaky/run"),
+        (17, "/error/run"),
+        (14, "/throttled/run"),
+        (18, "/unavailable/run"),
+        (21, "/cut/run"),
+    ],
+)
 def test_retryable_failure_then_200_is_downloaded_after_one_retry(run: Run, image_id, path):
     # 503, 500, 429, 503 + Retry-After, a connection cut mid-body: each once, then the image
     assert run.failure("train", image_id) is None and run.files("train", image_id)
@@ -425,8 +459,9 @@ def test_reading_stops_at_the_size_cap(run: Run):
     assert run.server.sent["/endless"] < 16_000_000  # of 64 MB offered
 
 
-@pytest.mark.parametrize("path", ["/page.html", "/missing", "/gone", "/loop", "/big.png",
-                                  "/truncated.jpg", "/pixel.gif"])
+@pytest.mark.parametrize(
+    "path", ["/page.html", "/missing", "/gone", "/loop", "/big.png", "/truncated.jpg", "/pixel.gif"]
+)
 def test_permanent_failures_are_not_retried(run: Run, path: str):
     per_image = {"/page.html": 2, "/missing": 3}.get(path, 1)  # images 2, 3, 4 and 13
     per_request = SETTINGS["max_redirects"] + 1 if path == "/loop" else 1
@@ -452,8 +487,14 @@ def test_file_urls_to_special_files_are_refused_unopened(fixtures: Fixtures, tmp
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(competition / "socket"))
     (competition / "folder").mkdir()
-    records = {"train": [train(1, 1, "file:fifo"), train(2, 1, "file:socket"),
-                         train(3, 1, "file:folder"), train(4, 1, "file:fifo", "file:good.png")]}
+    records = {
+        "train": [
+            train(1, 1, "file:fifo"),
+            train(2, 1, "file:socket"),
+            train(3, 1, "file:folder"),
+            train(4, 1, "file:fifo", "file:good.png"),
+        ]
+    }
     opened = threading.Event()
     done = threading.Event()
 
@@ -468,16 +509,22 @@ def test_file_urls_to_special_files_are_refused_unopened(fixtures: Fixtures, tmp
     watcher = threading.Thread(target=watch_fifo, daemon=True)
     watcher.start()
     try:
-        result = download_competition(records, competition_dir=competition,
-                                      images_dir=tmp_path / "images",
-                                      settings=download_settings(**SETTINGS))
+        result = download_competition(
+            records,
+            competition_dir=competition,
+            images_dir=tmp_path / "images",
+            settings=download_settings(**SETTINGS),
+        )
     finally:
         done.set()
         watcher.join()
         listener.close()
     assert not opened.is_set()
     assert {row["image_id"]: row["reason"] for row in result.failures} == {
-        1: "not_a_regular_file", 2: "not_a_regular_file", 3: "not_a_regular_file"}
+        1: "not_a_regular_file",
+        2: "not_a_regular_file",
+        3: "not_a_regular_file",
+    }
     assert (tmp_path / "images" / "train" / "1" / "4.png").read_bytes() == fixtures.png
 
 
@@ -485,20 +532,47 @@ def test_report_counts(run: Run, fixtures: Fixtures):
     report = run.result.report
     assert (report["total"], report["downloaded"], report["failed"]) == (34, 13, 21)
     assert report["skipped_existing"] == report["not_attempted"] == report["resized"] == 0
-    assert report["bytes"] == report["bytes_written"] == (
-        9 * len(fixtures.jpeg) + 3 * len(fixtures.png) + len(fixtures.noisy_jpeg))
+    assert (
+        report["bytes"]
+        == report["bytes_written"]
+        == (9 * len(fixtures.jpeg) + 3 * len(fixtures.png) + len(fixtures.noisy_jpeg))
+    )
     assert report["per_split"] == {
-        "train": {"total": 26, "downloaded": 10, "skipped_existing": 0, "failed": 16,
-                  "not_attempted": 0},
-        "validation": {"total": 6, "downloaded": 2, "skipped_existing": 0, "failed": 4,
-                       "not_attempted": 0},
-        "test": {"total": 2, "downloaded": 1, "skipped_existing": 0, "failed": 1,
-                 "not_attempted": 0},
+        "train": {
+            "total": 26,
+            "downloaded": 10,
+            "skipped_existing": 0,
+            "failed": 16,
+            "not_attempted": 0,
+        },
+        "validation": {
+            "total": 6,
+            "downloaded": 2,
+            "skipped_existing": 0,
+            "failed": 4,
+            "not_attempted": 0,
+        },
+        "test": {
+            "total": 2,
+            "downloaded": 1,
+            "skipped_existing": 0,
+            "failed": 1,
+            "not_attempted": 0,
+        },
     }
     assert report["failure_reasons"] == {
-        "connection_error": 1, "decompression_bomb": 2, "file_outside_competition": 3,
-        "http_404": 1, "http_410": 1, "not_an_image": 2, "not_found": 1, "placeholder": 1,
-        "timeout": 3, "too_large": 3, "too_many_redirects": 2, "truncated_image": 1,
+        "connection_error": 1,
+        "decompression_bomb": 2,
+        "file_outside_competition": 3,
+        "http_404": 1,
+        "http_410": 1,
+        "not_an_image": 2,
+        "not_found": 1,
+        "placeholder": 1,
+        "timeout": 3,
+        "too_large": 3,
+        "too_many_redirects": 2,
+        "truncated_image": 1,
     }
     assert report["elapsed_s"] > 0 and report["images_per_s"] > 0
     assert 0 < report["fetching_s"] < report["elapsed_s"]
@@ -507,9 +581,12 @@ def test_report_counts(run: Run, fixtures: Fixtures):
 def test_failures_name_the_last_url_and_every_reason(run: Run):
     rows = {(row["split"], row["image_id"]): row for row in run.result.failures}
     assert len(rows) == 21
-    assert rows[("train", 13)] == {"split": "train", "image_id": 13,
-                                   "url": run.server.url("page.html"),
-                                   "reason": "http_404;not_an_image"}
+    assert rows[("train", 13)] == {
+        "split": "train",
+        "image_id": 13,
+        "url": run.server.url("page.html"),
+        "reason": "http_404;not_an_image",
+    }
     assert rows[("train", 26)]["url"] == run.refused
     assert list(rows)[0] == ("train", 2)  # sorted by split then image_id
     assert list(rows)[-1] == ("test", 51)
@@ -521,8 +598,9 @@ def test_no_temp_file_is_left_behind(run: Run):
 
 def test_write_report_writes_json_and_csv(run: Run, tmp_path: Path):
     report_path, failures_path = tmp_path / "out" / "report.json", tmp_path / "failures.csv"
-    write_report(run.result.report, run.result.failures, report_path=report_path,
-                 failures_path=failures_path)
+    write_report(
+        run.result.report, run.result.failures, report_path=report_path, failures_path=failures_path
+    )
     text = report_path.read_text()
     assert json.loads(text) == run.result.report
     assert text == json.dumps(run.result.report, indent=2, sort_keys=True) + "\n"
@@ -530,7 +608,9 @@ def test_write_report_writes_json_and_csv(run: Run, tmp_path: Path):
     assert lines[0] == "split,image_id,url,reason"
     rows = list(csv.DictReader(io.StringIO(failures_path.read_text())))
     assert [(r["split"], r["image_id"], r["reason"]) for r in rows][:2] == [
-        ("train", "2", "http_404"), ("train", "4", "not_an_image")]
+        ("train", "2", "http_404"),
+        ("train", "4", "not_an_image"),
+    ]
     assert len(rows) == 21
     assert read_failures(failures_path) == {(r["split"], str(r["image_id"])) for r in rows}
     assert not list(tmp_path.rglob(".tmp*"))
@@ -539,11 +619,16 @@ def test_write_report_writes_json_and_csv(run: Run, tmp_path: Path):
 def test_concurrency_is_bounded_in_total_and_per_host(server: Server, tmp_path: Path):
     server.delay_s[0] = 0.05
     server.peak.clear()
-    records = {"train": [train(i, 1, f"{base}/delayed/bounded-{i}")
-                         for i, base in enumerate([server.base, server.other_base] * 20)]}
+    records = {
+        "train": [
+            train(i, 1, f"{base}/delayed/bounded-{i}")
+            for i, base in enumerate([server.base, server.other_base] * 20)
+        ]
+    }
     settings = download_settings(**SETTINGS | dict(concurrency=5, per_host=3))
-    result = download_competition(records, competition_dir=tmp_path,
-                                  images_dir=tmp_path / "images", settings=settings)
+    result = download_competition(
+        records, competition_dir=tmp_path, images_dir=tmp_path / "images", settings=settings
+    )
     assert result.report["downloaded"] == 40
     hosts = [base.removeprefix("http://") for base in (server.base, server.other_base)]
     # the workers (as many as cores, at most 3) split both limits between them
@@ -554,11 +639,16 @@ def test_concurrency_is_bounded_in_total_and_per_host(server: Server, tmp_path: 
 def test_max_side_shrinks_larger_images_and_keeps_small_ones(
     server: Server, fixtures: Fixtures, tmp_path: Path
 ):
-    records = {"train": [train(1, 1, server.url("delayed/shrink")),  # 64x64 noisy JPEG
-                         train(2, 1, server.url("good.png"))]}  # 32x32 PNG
+    records = {
+        "train": [
+            train(1, 1, server.url("delayed/shrink")),  # 64x64 noisy JPEG
+            train(2, 1, server.url("good.png")),
+        ]
+    }  # 32x32 PNG
     settings = download_settings(**SETTINGS | dict(max_side=40, jpeg_quality=80))
-    result = download_competition(records, competition_dir=tmp_path,
-                                  images_dir=tmp_path / "images", settings=settings)
+    result = download_competition(
+        records, competition_dir=tmp_path, images_dir=tmp_path / "images", settings=settings
+    )
     with Image.open(tmp_path / "images" / "train" / "1" / "1.jpg") as image:
         assert image.size == (40, 40)
     assert (tmp_path / "images" / "train" / "1" / "2.png").read_bytes() == fixtures.png
@@ -576,12 +666,15 @@ def test_rerun_skips_existing_fetches_nothing_and_cleans_temp_files(
     (images / "train" / "2" / "41.webp").write_bytes(encode((16, 16), "WEBP"))
     records = {
         "train": [train(40, 1, server.url("flaky/rerun")), train(41, 2, server.url("good.png"))],
-        "test": [unlabelled(42, server.url("good.jpg")),
-                 unlabelled(43, server.url("missing/rerun"))],
+        "test": [
+            unlabelled(42, server.url("good.jpg")),
+            unlabelled(43, server.url("missing/rerun")),
+        ],
     }
     settings = download_settings(**SETTINGS)
-    first = download_competition(records, competition_dir=tmp_path, images_dir=images,
-                                 settings=settings)
+    first = download_competition(
+        records, competition_dir=tmp_path, images_dir=images, settings=settings
+    )
     assert (first.report["downloaded"], first.report["skipped_existing"]) == (2, 1)
     assert first.report["failure_reasons"] == {"http_404": 1}
     leftover = images / "test" / ".tmp42.jpg.1234.deadbeef"
@@ -589,8 +682,9 @@ def test_rerun_skips_existing_fetches_nothing_and_cleans_temp_files(
     hits_before = Counter(server.hits)
 
     with caplog.at_level(logging.INFO, logger="lib.acquire.download"):
-        second = download_competition(records, competition_dir=tmp_path, images_dir=images,
-                                      settings=settings)
+        second = download_competition(
+            records, competition_dir=tmp_path, images_dir=images, settings=settings
+        )
 
     assert (second.report["skipped_existing"], second.report["downloaded"]) == (3, 0)
     assert second.report["failed"] == 1  # the dead URL is tried again, nothing else
@@ -608,11 +702,16 @@ def test_rerun_replaces_broken_images_and_shrinks_oversize_ones_in_place(
     folder.mkdir(parents=True)
     (folder / "1.jpg").write_bytes(b"")  # e.g. copied in half by another tool
     (folder / "2.png").write_bytes(encode((64, 32), "PNG"))  # from a run without max_side
-    records = {"train": [train(1, 1, server.url("good.jpg")),
-                         train(2, 1, server.url("missing/never-fetched"))]}
+    records = {
+        "train": [
+            train(1, 1, server.url("good.jpg")),
+            train(2, 1, server.url("missing/never-fetched")),
+        ]
+    }
     settings = download_settings(**SETTINGS | dict(max_side=16))
-    result = download_competition(records, competition_dir=tmp_path, images_dir=images,
-                                  settings=settings)
+    result = download_competition(
+        records, competition_dir=tmp_path, images_dir=images, settings=settings
+    )
     report = result.report
     assert (report["existing_replaced"], report["existing_resized"]) == (1, 1)
     assert (report["downloaded"], report["skipped_existing"], report["failed"]) == (1, 1, 0)
@@ -628,30 +727,46 @@ def test_retry_failures_fetches_only_the_listed_images(
     images = tmp_path / "images"
     (images / "train" / "1").mkdir(parents=True)
     (images / "train" / "1" / "1.jpg").write_bytes(b"not checked in this mode")
-    records = {"train": [train(1, 1, server.url("good.jpg")),
-                         train(2, 1, server.url("throttled/retry-listed")),
-                         train(3, 1, server.url("missing/retry-unlisted")),
-                         train(4, 1, server.url("missing/retry-listed"))]}
+    records = {
+        "train": [
+            train(1, 1, server.url("good.jpg")),
+            train(2, 1, server.url("throttled/retry-listed")),
+            train(3, 1, server.url("missing/retry-unlisted")),
+            train(4, 1, server.url("missing/retry-listed")),
+        ]
+    }
     hits_before = Counter(server.hits)
-    result = download_competition(records, competition_dir=tmp_path, images_dir=images,
-                                  settings=download_settings(**SETTINGS),
-                                  retry_only={("train", 2), ("train", 4), ("test", 9)})
+    result = download_competition(
+        records,
+        competition_dir=tmp_path,
+        images_dir=images,
+        settings=download_settings(**SETTINGS),
+        retry_only={("train", 2), ("train", 4), ("test", 9)},
+    )
     new_hits = +(Counter(server.hits) - hits_before)
     assert new_hits == Counter({"/throttled/retry-listed": 2, "/missing/retry-listed": 1})
     report = result.report
-    assert (report["downloaded"], report["skipped_existing"], report["failed"],
-            report["not_attempted"]) == (1, 1, 1, 1)
+    assert (
+        report["downloaded"],
+        report["skipped_existing"],
+        report["failed"],
+        report["not_attempted"],
+    ) == (1, 1, 1, 1)
     assert [(row["image_id"], row["reason"]) for row in result.failures] == [
-        (3, "not_attempted"), (4, "http_404")]
+        (3, "not_attempted"),
+        (4, "http_404"),
+    ]
     assert (images / "train" / "1" / "1.jpg").read_bytes() == b"not checked in this mode"
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("split,url\ntrain,x\n", "no column 'image_id'"),
-     ("split,image_id,url,reason\ntrain,7,u,r\ntrian,8,u,r\n", "line 3: split 'trian'"),
-     ("split,image_id,url,reason\ntrain,../x,u,r\n", "image_id '../x'"),
-     ("split,image_id,url,reason\ntrain,²,u,r\n", "image_id '²'")],  # a digit to isdigit()
+    [
+        ("split,url\ntrain,x\n", "no column 'image_id'"),
+        ("split,image_id,url,reason\ntrain,7,u,r\ntrian,8,u,r\n", "line 3: split 'trian'"),
+        ("split,image_id,url,reason\ntrain,../x,u,r\n", "image_id '../x'"),
+        ("split,image_id,url,reason\ntrain,²,u,r\n", "image_id '²'"),
+    ],  # a digit to isdigit()
 )
 def test_read_failures_names_the_bad_line(tmp_path: Path, text: str, message: str):
     path = tmp_path / "failures.csv"
@@ -666,21 +781,47 @@ def test_read_failures_needs_the_file(tmp_path: Path):
 
 
 def test_empty_competition_gives_an_empty_report(tmp_path: Path):
-    result = download_competition({"train": []}, competition_dir=tmp_path,
-                                  images_dir=tmp_path / "images", settings=download_settings())
+    result = download_competition(
+        {"train": []},
+        competition_dir=tmp_path,
+        images_dir=tmp_path / "images",
+        settings=download_settings(),
+    )
     assert result.report["total"] == 0 and result.failures == []
     assert result.report["per_split"] == {
-        "train": {"total": 0, "downloaded": 0, "skipped_existing": 0, "failed": 0,
-                  "not_attempted": 0}}
+        "train": {
+            "total": 0,
+            "downloaded": 0,
+            "skipped_existing": 0,
+            "failed": 0,
+            "not_attempted": 0,
+        }
+    }
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("concurrency", 0), ("per_host", -1), ("timeout_s", 0), ("timeout_s", float("nan")),
-     ("connect_timeout_s", 0), ("read_timeout_s", -1), ("dns_cache_s", -1),
-     ("retries", -1), ("retries", 1.5), ("backoff_s", -0.1), ("max_redirects", -1),
-     ("min_side", 0), ("max_bytes", True), ("max_pixels", 0), ("max_side", 0),
-     ("max_side", "256"), ("jpeg_quality", 0), ("jpeg_quality", 101), ("workers", -1)],
+    [
+        ("concurrency", 0),
+        ("per_host", -1),
+        ("timeout_s", 0),
+        ("timeout_s", float("nan")),
+        ("connect_timeout_s", 0),
+        ("read_timeout_s", -1),
+        ("dns_cache_s", -1),
+        ("retries", -1),
+        ("retries", 1.5),
+        ("backoff_s", -0.1),
+        ("max_redirects", -1),
+        ("min_side", 0),
+        ("max_bytes", True),
+        ("max_pixels", 0),
+        ("max_side", 0),
+        ("max_side", "256"),
+        ("jpeg_quality", 0),
+        ("jpeg_quality", 101),
+        ("workers", -1),
+    ],
 )
 def test_bad_settings_name_the_field_and_value(name: str, value: object):
     with pytest.raises(ValueError, match=rf"{name}={value!r}"):
@@ -691,8 +832,7 @@ def test_settings_are_checked_again_on_entry(tmp_path: Path):
     settings = download_settings()
     settings.concurrency = 0
     with pytest.raises(ValueError, match="concurrency=0"):
-        download_competition({}, competition_dir=tmp_path, images_dir=tmp_path,
-                             settings=settings)
+        download_competition({}, competition_dir=tmp_path, images_dir=tmp_path, settings=settings)
 
 
 def test_retry_after_and_backoff():
@@ -710,16 +850,23 @@ def test_retry_after_and_backoff():
 
 def files_under(root: Path) -> dict[str, bytes]:
     """``{relative path: bytes}`` of every file under ``root`` (but the sources' versions)."""
-    return {path.relative_to(root).as_posix(): path.read_bytes()
-            for path in sorted(root.rglob("*"))
-            if path.is_file() and path.relative_to(root).as_posix() != SOURCES_FILE}
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.relative_to(root).as_posix() != SOURCES_FILE
+    }
 
 
 def downloaded_before(images: Path, labels: dict[int, int], width: int) -> dict[int, bytes]:
     """Distinct images as an earlier run left them: ``train/<label>/<id>.png``."""
-    return {image_id: write_image(images / "train" / f"{label:0{width}d}" / f"{image_id}.png",
-                                  size=(16, 16), seed=image_id).read_bytes()
-            for image_id, label in labels.items()}
+    return {
+        image_id: write_image(
+            images / "train" / f"{label:0{width}d}" / f"{image_id}.png",
+            size=(16, 16),
+            seed=image_id,
+        ).read_bytes()
+        for image_id, label in labels.items()
+    }
 
 
 def dead(server: Server, image_id: int) -> str:
@@ -735,12 +882,14 @@ def test_a_wider_label_folder_moves_every_image_and_fetches_none(server: Server,
     records = {"train": [train(i, label, dead(server, i)) for i, label in labels.items()]}
     hits_before = Counter(server.hits)
 
-    result = download_competition(records, competition_dir=tmp_path, images_dir=images,
-                                  settings=download_settings(**SETTINGS))
+    result = download_competition(
+        records, competition_dir=tmp_path, images_dir=images, settings=download_settings(**SETTINGS)
+    )
 
     assert +(Counter(server.hits) - hits_before) == Counter()
-    assert files_under(images) == {f"train/{label:02d}/{i}.png": before[i]
-                                   for i, label in labels.items()}
+    assert files_under(images) == {
+        f"train/{label:02d}/{i}.png": before[i] for i, label in labels.items()
+    }
     report = result.report
     assert (report["moved"], report["skipped_existing"], report["failed"]) == (30, 30, 0)
     assert not (tmp_path / "images_removed").exists()
@@ -754,9 +903,13 @@ def test_images_no_longer_listed_are_set_aside_and_come_back_without_a_fetch(
     before = downloaded_before(images, labels, width=1)
     settings = download_settings(**SETTINGS)
 
-    emptied = download_competition({"train": []}, competition_dir=tmp_path, images_dir=images,
-                                   settings=settings,  # an empty train.json, meant
-                                   refuse_shrinking=False)
+    emptied = download_competition(
+        {"train": []},
+        competition_dir=tmp_path,
+        images_dir=images,
+        settings=settings,  # an empty train.json, meant
+        refuse_shrinking=False,
+    )
 
     assert files_under(images) == {}
     assert files_under(removed) == {f"train/{labels[i]}/{i}.png": before[i] for i in labels}
@@ -764,8 +917,9 @@ def test_images_no_longer_listed_are_set_aside_and_come_back_without_a_fetch(
     hits_before = Counter(server.hits)
     records = {"train": [train(i, label, dead(server, i)) for i, label in labels.items()]}
 
-    relisted = download_competition(records, competition_dir=tmp_path, images_dir=images,
-                                    settings=settings)
+    relisted = download_competition(
+        records, competition_dir=tmp_path, images_dir=images, settings=settings
+    )
 
     assert +(Counter(server.hits) - hits_before) == Counter()
     assert files_under(images) == {f"train/{labels[i]}/{i}.png": before[i] for i in labels}
@@ -778,36 +932,44 @@ def test_images_of_a_split_or_label_no_longer_listed_are_set_aside_mirrored(
     server: Server, fixtures: Fixtures, tmp_path: Path
 ):
     images = tmp_path / "images"
-    stale = {"train/3/40.png": b"old 40",  # same id, label changed to 1: moved, then broken
-             "train/2/77.png": b"old 77",  # id no longer listed
-             "validation/1/5.png": b"old 5",  # split no longer present
-             "test/8.jpg": b"old 8"}
+    stale = {
+        "train/3/40.png": b"old 40",  # same id, label changed to 1: moved, then broken
+        "train/2/77.png": b"old 77",  # id no longer listed
+        "validation/1/5.png": b"old 5",  # split no longer present
+        "test/8.jpg": b"old 8",
+    }
     for name, body in stale.items():
         (images / name).parent.mkdir(parents=True, exist_ok=True)
         (images / name).write_bytes(body)
     records = {"train": [train(40, 1, server.url("good.png"))]}
-    result = download_competition(records, competition_dir=tmp_path, images_dir=images,
-                                  settings=download_settings(**SETTINGS),
-                                  refuse_shrinking=False)  # the changes are meant
+    result = download_competition(
+        records,
+        competition_dir=tmp_path,
+        images_dir=images,
+        settings=download_settings(**SETTINGS),
+        refuse_shrinking=False,
+    )  # the changes are meant
     assert files_under(images) == {"train/1/40.png": fixtures.png}
     assert files_under(tmp_path / "images_removed") == {
-        name: body for name, body in stale.items() if "40" not in name}
+        name: body for name, body in stale.items() if "40" not in name
+    }
     report = result.report
     assert (report["moved"], report["set_aside"], report["existing_replaced"]) == (1, 3, 1)
 
 
-def test_a_copy_in_another_label_folder_is_set_aside_not_deleted(server: Server,
-                                                                 tmp_path: Path):
+def test_a_copy_in_another_label_folder_is_set_aside_not_deleted(server: Server, tmp_path: Path):
     images = tmp_path / "images"
     downloaded_before(images, {5: 1}, width=1)
     (images / "train" / "2").mkdir()
     (images / "train" / "2" / "5.jpg").write_bytes(b"a copy from an older label")
     records = {"train": [train(5, 1, dead(server, 5))]}
-    result = download_competition(records, competition_dir=tmp_path, images_dir=images,
-                                  settings=download_settings(**SETTINGS))
+    result = download_competition(
+        records, competition_dir=tmp_path, images_dir=images, settings=download_settings(**SETTINGS)
+    )
     assert list(files_under(images)) == ["train/1/5.png"]
     assert files_under(tmp_path / "images_removed") == {
-        "train/2/5.jpg": b"a copy from an older label"}
+        "train/2/5.jpg": b"a copy from an older label"
+    }
     assert (result.report["set_aside"], result.report["skipped_existing"]) == (1, 1)
 
 
@@ -816,12 +978,19 @@ def test_files_not_named_as_images_are_left_alone_and_not_counted(
 ):
     images = tmp_path / "images"
     before = downloaded_before(images, {1: 1, 2: 1, 3: 2}, width=1)
-    foreign = {"train/1/.DS_Store": b"mac", "train/1/notes.txt": b"a note",
-               "train/1/a cat.jpg": b"not ours", "train/1/7.jpg.part": b"not ours either",
-               "train/1/x.y.jpg": b"no id has a dot",
-               "train/1/4.txt": b"beside image 4", "train/notes/1.png": b"not a label folder",
-               "train/9.png": b"not in a label folder", "test/.DS_Store": b"mac",
-               "test/README": b"mine", "test/2/3.png": b"no label folders in test"}
+    foreign = {
+        "train/1/.DS_Store": b"mac",
+        "train/1/notes.txt": b"a note",
+        "train/1/a cat.jpg": b"not ours",
+        "train/1/7.jpg.part": b"not ours either",
+        "train/1/x.y.jpg": b"no id has a dot",
+        "train/1/4.txt": b"beside image 4",
+        "train/notes/1.png": b"not a label folder",
+        "train/9.png": b"not in a label folder",
+        "test/.DS_Store": b"mac",
+        "test/README": b"mine",
+        "test/2/3.png": b"no label folders in test",
+    }
     for name, body in foreign.items():
         (images / name).parent.mkdir(parents=True, exist_ok=True)
         (images / name).write_bytes(body)
@@ -829,17 +998,25 @@ def test_files_not_named_as_images_are_left_alone_and_not_counted(
     (images / "train/1/cat.jpg").write_bytes(b"an image of id cat?")
     settings = download_settings(**SETTINGS)
 
-    emptied = download_competition({"train": []}, competition_dir=tmp_path, images_dir=images,
-                                   settings=settings, refuse_shrinking=False)
+    emptied = download_competition(
+        {"train": []},
+        competition_dir=tmp_path,
+        images_dir=images,
+        settings=settings,
+        refuse_shrinking=False,
+    )
 
     assert files_under(images) == foreign
     assert emptied.report["set_aside"] == 4
     assert (tmp_path / "images_removed/train/1/cat.jpg").read_bytes() == b"an image of id cat?"
     records = {"train": [train(1, 1, dead(server, 1)), train(4, 1, server.url("good.png"))]}
-    relisted = download_competition(records, competition_dir=tmp_path, images_dir=images,
-                                    settings=settings)
-    assert files_under(images) == foreign | {"train/1/1.png": before[1],
-                                             "train/1/4.png": fixtures.png}
+    relisted = download_competition(
+        records, competition_dir=tmp_path, images_dir=images, settings=settings
+    )
+    assert files_under(images) == foreign | {
+        "train/1/1.png": before[1],
+        "train/1/4.png": fixtures.png,
+    }
     report = relisted.report
     assert (report["restored"], report["downloaded"], report["existing_replaced"]) == (1, 1, 0)
 
@@ -849,27 +1026,41 @@ def test_a_damaged_image_on_disk_is_fetched_again_and_a_whole_one_is_not(
 ):
     folder = tmp_path / "images" / "train" / "1"
     png = write_image(folder / "1.png", size=(64, 64)).read_bytes()
-    (folder / "1.png").write_bytes(png[:len(png) // 2])  # truncated: the header still reads
+    (folder / "1.png").write_bytes(png[: len(png) // 2])  # truncated: the header still reads
     (folder / "2.jpg").write_bytes(fixtures.noisy_jpeg[:-2])  # only the end marker lost
     (folder / "3.jpg").write_bytes(b"")
     (folder / "4.jpg").write_bytes(fixtures.jpeg + b"\0" * 10)  # padding after the end: whole
     (folder / "5.png").write_bytes(fixtures.png)
-    records = {"train": [train(1, 1, server.url("good.png")),
-                         train(2, 1, server.url("good.jpg")),
-                         train(3, 1, server.url("good.jpg")),
-                         train(4, 1, server.url("missing/padded")),
-                         train(5, 1, server.url("missing/whole"))]}
+    records = {
+        "train": [
+            train(1, 1, server.url("good.png")),
+            train(2, 1, server.url("good.jpg")),
+            train(3, 1, server.url("good.jpg")),
+            train(4, 1, server.url("missing/padded")),
+            train(5, 1, server.url("missing/whole")),
+        ]
+    }
     hits_before = Counter(server.hits)
-    result = download_competition(records, competition_dir=tmp_path,
-                                  images_dir=tmp_path / "images",
-                                  settings=download_settings(**SETTINGS))
+    result = download_competition(
+        records,
+        competition_dir=tmp_path,
+        images_dir=tmp_path / "images",
+        settings=download_settings(**SETTINGS),
+    )
     assert +(Counter(server.hits) - hits_before) == Counter({"/good.png": 1, "/good.jpg": 2})
-    assert files_under(folder) == {"1.png": fixtures.png, "2.jpg": fixtures.jpeg,
-                                   "3.jpg": fixtures.jpeg, "4.jpg": fixtures.jpeg + b"\0" * 10,
-                                   "5.png": fixtures.png}
+    assert files_under(folder) == {
+        "1.png": fixtures.png,
+        "2.jpg": fixtures.jpeg,
+        "3.jpg": fixtures.jpeg,
+        "4.jpg": fixtures.jpeg + b"\0" * 10,
+        "5.png": fixtures.png,
+    }
     report = result.report
     assert (report["existing_replaced"], report["downloaded"], report["skipped_existing"]) == (
-        3, 3, 2)
+        3,
+        3,
+        2,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -883,11 +1074,13 @@ def stage_project(root: Path, server: Server, tag: str) -> Path:
     """A folder holding params.yaml and a competition whose URLs point at the server."""
     competition = root / "competition"
     competition.mkdir(parents=True)
-    images = [{"url": [server.url(f"delayed/{tag}-{i}.jpg")], "image_id": i}
-              for i in range(RESUME_IMAGES)]
+    images = [
+        {"url": [server.url(f"delayed/{tag}-{i}.jpg")], "image_id": i} for i in range(RESUME_IMAGES)
+    ]
     annotations = [{"image_id": i, "label_id": 1 + i % 3} for i in range(RESUME_IMAGES)]
-    (competition / "train.json").write_text(json.dumps({"images": images,
-                                                        "annotations": annotations}))
+    (competition / "train.json").write_text(
+        json.dumps({"images": images, "annotations": annotations})
+    )
     params = default_params()
     params["competition"] = str(competition)
     params["download"] |= dict(concurrency=4, per_host=4, workers=1, timeout_s=5)
@@ -899,9 +1092,15 @@ def start_stage(cwd: Path) -> subprocess.Popen:
     """The stage with SIGINT ignored, as a script's background job starts: it must still stop
     on SIGINT, which Python's own Ctrl-C handling would then never see."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "stages.download"], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=_ignore_sigint)
+    return subprocess.Popen(
+        [sys.executable, "-m", "stages.download"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_ignore_sigint,
+    )
 
 
 def _ignore_sigint() -> None:
@@ -910,8 +1109,11 @@ def _ignore_sigint() -> None:
 
 def written(root: Path) -> set[int]:
     """Image ids on disk under their final name."""
-    return {int(path.name.partition(".")[0]) for path in (root / "data" / "images").rglob("*")
-            if path.is_file() and not path.name.startswith(".")}
+    return {
+        int(path.name.partition(".")[0])
+        for path in (root / "data" / "images").rglob("*")
+        if path.is_file() and not path.name.startswith(".")
+    }
 
 
 def descendants(pid: int) -> set[int]:
@@ -941,8 +1143,12 @@ def alive(pids: set[int], grace_s: float = 5.0) -> set[int]:
 
 
 def _running(pids: set[int]) -> set[int]:
-    return {pid for pid in pids if Path(f"/proc/{pid}").exists()
-            and "Z" not in Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2][:3]}
+    return {
+        pid
+        for pid in pids
+        if Path(f"/proc/{pid}").exists()
+        and "Z" not in Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2][:3]
+    }
 
 
 def interrupt_mid_run(root: Path, signum: int) -> tuple[subprocess.Popen, set[int], set[int]]:
@@ -959,10 +1165,12 @@ def interrupt_mid_run(root: Path, signum: int) -> tuple[subprocess.Popen, set[in
     return process, written(root), workers
 
 
-def assert_complete_and_fetched_once(root: Path, server: Server, tag: str, before: set[int],
-                                     hits_after_stop: Counter[str]) -> None:
-    files = [p for p in (root / "data" / "images").rglob("*")
-             if p.is_file() and p.name != SOURCES_FILE]
+def assert_complete_and_fetched_once(
+    root: Path, server: Server, tag: str, before: set[int], hits_after_stop: Counter[str]
+) -> None:
+    files = [
+        p for p in (root / "data" / "images").rglob("*") if p.is_file() and p.name != SOURCES_FILE
+    ]
     assert sorted(int(p.name.partition(".")[0]) for p in files) == list(range(RESUME_IMAGES))
     for path in files:
         with Image.open(path) as image:
@@ -996,14 +1204,21 @@ def test_the_stage_sets_images_no_longer_listed_aside_in_data_images_removed(tmp
     competition = tmp_path / "competition"
     competition.mkdir()
     write_image(competition / "6.png", seed=6)  # the list names image 6, no longer 5
-    (competition / "train.json").write_text('{"images": [{"url": "file:6.png", "image_id": 6}], '
-                                            '"annotations": [{"image_id": 6, "label_id": 3}]}')
+    (competition / "train.json").write_text(
+        '{"images": [{"url": "file:6.png", "image_id": 6}], '
+        '"annotations": [{"image_id": 6, "label_id": 3}]}'
+    )
     params = default_params() | {"competition": str(competition)}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     image = write_image(tmp_path / "data" / "images" / "train" / "3" / "5.png").read_bytes()
-    done = subprocess.run([sys.executable, "-m", "stages.download"], cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.download"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "data" / "images_removed" / "train" / "3" / "5.png").read_bytes() == image
     assert json.loads((tmp_path / "data" / "download_report.json").read_text())["set_aside"] == 1
@@ -1027,5 +1242,4 @@ def test_stage_stops_cleanly_on_sigterm_and_sigint(server: Server, tmp_path: Pat
     server.delay_s[0] = 0.0
     again = start_stage(root)
     assert again.wait(timeout=120) == 0
-    assert_complete_and_fetched_once(root, server, tag, written(root) & before,
-                                     hits_after_stop)
+    assert_complete_and_fetched_once(root, server, tag, written(root) & before, hits_after_stop)

@@ -42,8 +42,9 @@ class Versions:
     async def handle(self, request: web.Request) -> web.Response:
         n = int(request.match_info["n"])
         self.hits[(request.method, request.path)] += 1
-        return web.Response(body=self.bodies[n], content_type="image/jpeg",
-                            headers={"ETag": self.etags[n]})
+        return web.Response(
+            body=self.bodies[n], content_type="image/jpeg", headers={"ETag": self.etags[n]}
+        )
 
 
 @pytest.fixture
@@ -68,16 +69,25 @@ def versions() -> Iterator[Versions]:
 
 def test_refetch_asks_the_server_and_fetches_only_what_changed(versions, tmp_path):
     images = tmp_path / "images"
-    records = {"train": [ImageRecord("train", n, (f"{versions.base}/img/{n}.jpg",), 1 + n % 2)
-                         for n in range(3)]}
+    records = {
+        "train": [
+            ImageRecord("train", n, (f"{versions.base}/img/{n}.jpg",), 1 + n % 2) for n in range(3)
+        ]
+    }
 
     def download(refetch: bool):
-        return download_competition(records, competition_dir=tmp_path, images_dir=images,
-                                    settings=download_settings(workers=1, refetch=refetch))
+        return download_competition(
+            records,
+            competition_dir=tmp_path,
+            images_dir=images,
+            settings=download_settings(workers=1, refetch=refetch),
+        )
 
     assert download(False).report["downloaded"] == 3
-    assert f"img/1.jpg\tETag=\"v1-1\" Content-Length={len(versions.bodies[1])}\n" in (
-        images / SOURCES_FILE).read_text()
+    assert (
+        f'img/1.jpg\tETag="v1-1" Content-Length={len(versions.bodies[1])}\n'
+        in (images / SOURCES_FILE).read_text()
+    )
     versions.bodies[1], versions.etags[1] = jpeg(250), '"v2-1"'  # corrected on the server
 
     report = download(False).report  # not asked: no request at all, the copy kept
@@ -85,8 +95,7 @@ def test_refetch_asks_the_server_and_fetches_only_what_changed(versions, tmp_pat
     assert not [key for key in versions.hits if key[0] == "HEAD"]
 
     report = download(True).report
-    assert (report["source_changed"], report["downloaded"], report["skipped_existing"]) == (
-        1, 1, 2)
+    assert (report["source_changed"], report["downloaded"], report["skipped_existing"]) == (1, 1, 2)
     assert (images / "train/2/1.jpg").read_bytes() == versions.bodies[1]
     assert versions.hits[("HEAD", "/img/0.jpg")] == 1 and versions.hits[("GET", "/img/0.jpg")] == 1
     assert versions.hits[("GET", "/img/1.jpg")] == 2
@@ -100,8 +109,7 @@ def json_competition(root: Path) -> Path:
         write_image(root / "pictures" / f"{n}.png", size=(20, 18), seed=n)
         images.append({"url": f"file:pictures/{n}.png", "image_id": n})
         annotations.append({"image_id": n, "label_id": 1 + n % 2})
-    (root / "train.json").write_text(json.dumps({"images": images,
-                                                 "annotations": annotations}))
+    (root / "train.json").write_text(json.dumps({"images": images, "annotations": annotations}))
     return root
 
 
@@ -109,8 +117,11 @@ def json_competition(root: Path) -> Path:
 def test_a_corrected_source_file_is_copied_again(tmp_path, monkeypatch, layout):
     root = tmp_path / "c"
     competition = json_competition(root) if layout == "json" else make_competition(root, layout)
-    source = next(p for p in sorted(competition.rglob("*")) if p.suffix in (".png", ".jpg")
-                  and "test" not in p.parts)
+    source = next(
+        p
+        for p in sorted(competition.rglob("*"))
+        if p.suffix in (".png", ".jpg") and "test" not in p.parts
+    )
     project = tmp_path / "p"
     project.mkdir()
     download_stage(project, competition, monkeypatch)
@@ -138,11 +149,17 @@ def test_a_full_disk_while_downloading_is_one_line_and_leaves_whole_images(tmp_p
         write_image(tmp_path / "c" / f"{n}.png", size=(160, 160), seed=n)
         records["train"].append(ImageRecord("train", n, (f"file:{n}.png",), 1 + n % 2))
     with small_disk(tmp_path / "disk") as disk:
-        with pytest.raises(DiskFullError, match=r"disk/images/train/\d/\d\.png: the disk is "
-                                                r"full \(\d+\.\d MB free") as error:
-            download_competition(records, competition_dir=tmp_path / "c",
-                                 images_dir=disk / "images",
-                                 settings=download_settings(workers=1))
+        with pytest.raises(
+            DiskFullError,
+            match=r"disk/images/train/\d/\d\.png: the disk is "
+            r"full \(\d+\.\d MB free",
+        ) as error:
+            download_competition(
+                records,
+                competition_dir=tmp_path / "c",
+                images_dir=disk / "images",
+                settings=download_settings(workers=1),
+            )
         assert "\n" not in str(error.value)
         kept = [p for p in (disk / "images").rglob("*") if p.is_file()]
         assert all(not p.name.startswith(".tmp") for p in kept)

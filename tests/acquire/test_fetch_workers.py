@@ -24,15 +24,27 @@ def png(size: tuple[int, int], colour: int = 30) -> bytes:
 
 
 def options(concurrency: int = 3, per_host: int = 3) -> dict:
-    return dict(concurrency=concurrency, per_host=per_host, timeout_s=10.0,
-                connect_timeout_s=5.0, read_timeout_s=5.0, dns_cache_s=10.0, retries=0,
-                backoff_s=0.01, max_redirects=0, max_bytes=1_000_000)
+    return dict(
+        concurrency=concurrency,
+        per_host=per_host,
+        timeout_s=10.0,
+        connect_timeout_s=5.0,
+        read_timeout_s=5.0,
+        dns_cache_s=10.0,
+        retries=0,
+        backoff_s=0.01,
+        max_redirects=0,
+        max_bytes=1_000_000,
+    )
 
 
 def start(competition: Path, count: int = 2, limits: ImageLimits | None = None) -> Workers:
-    return Workers(fetch_options=[options() for _ in range(count)],
-                   limits=limits or ImageLimits(min_side=8), competition_dir=competition,
-                   context=context())
+    return Workers(
+        fetch_options=[options() for _ in range(count)],
+        limits=limits or ImageLimits(min_side=8),
+        competition_dir=competition,
+        context=context(),
+    )
 
 
 def run(workers: Workers, jobs: list[Job]) -> list[Outcome]:
@@ -78,13 +90,20 @@ def test_mirrors_failures_and_images_on_disk(tmp_path: Path):
     out.mkdir()
     (out / "3.png").write_bytes(png((20, 20)))  # whole: kept
     (out / "4.png").write_bytes(b"broken")  # fetched again by the worker that found it
-    jobs = [Job(FETCH, ("file:missing.png", "file:good.png"), "1", str(out)),
-            Job(FETCH, ("file:missing.png", "file:pixel.png"), "2", str(out)),
-            Job(CHECK, ("file:good.png",), "3", str(out / "3.png")),
-            Job(CHECK, ("file:good.png",), "4", str(out / "4.png"))]
+    jobs = [
+        Job(FETCH, ("file:missing.png", "file:good.png"), "1", str(out)),
+        Job(FETCH, ("file:missing.png", "file:pixel.png"), "2", str(out)),
+        Job(CHECK, ("file:good.png",), "3", str(out / "3.png")),
+        Job(CHECK, ("file:good.png",), "4", str(out / "4.png")),
+    ]
     outcomes = sorted(run(start(tmp_path), jobs), key=lambda o: (o.index, o.kind != "replaced"))
     assert [(o.index, o.kind) for o in outcomes] == [
-        (0, "downloaded"), (1, "failed"), (2, "existing"), (3, "replaced"), (3, "downloaded")]
+        (0, "downloaded"),
+        (1, "failed"),
+        (2, "existing"),
+        (3, "replaced"),
+        (3, "downloaded"),
+    ]
     assert outcomes[0].later_url and outcomes[1].reasons == ("not_found", "placeholder")
     assert (out / "4.png").read_bytes() == png((16, 16))
 
@@ -125,8 +144,10 @@ def test_the_workers_run_under_sched_batch(tmp_path: Path):
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the main process is left as it was
 
 
-@pytest.mark.parametrize(("total", "parts", "expected"), [
-    (128, 2, [64, 64]), (5, 2, [3, 2]), (3, 3, [1, 1, 1]), (16, 3, [6, 5, 5])])
+@pytest.mark.parametrize(
+    ("total", "parts", "expected"),
+    [(128, 2, [64, 64]), (5, 2, [3, 2]), (3, 3, [1, 1, 1]), (16, 3, [6, 5, 5])],
+)
 def test_shares_split_a_limit_without_exceeding_it(total, parts, expected):
     assert shares(total, parts) == expected
 

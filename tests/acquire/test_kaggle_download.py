@@ -51,9 +51,11 @@ def get_competition(project: Path, kaggle: Path, **env: str) -> subprocess.Compl
     with pytest.MonkeyPatch.context() as patch:
         for key in [key for key in os.environ if key.startswith("KAGGLE_")]:
             patch.delenv(key)
-        for key, value in {"HOME": str(project),
-                           "PATH": f"{kaggle.parent}{os.pathsep}{os.environ['PATH']}",
-                           **env}.items():
+        for key, value in {
+            "HOME": str(project),
+            "PATH": f"{kaggle.parent}{os.pathsep}{os.environ['PATH']}",
+            **env,
+        }.items():
             patch.setenv(key, value)
         return call_stage("get_competition", project)
 
@@ -64,20 +66,31 @@ def test_get_competition_unzips_into_data_slug_and_tracks_it_with_dvc(tmp_path, 
     done = get_competition(tmp_path, kaggle, KAGGLE_USERNAME="me", KAGGLE_KEY="k")
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "data" / "dog-breed-identification"
-    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                  if p.is_file()) == ["labels.csv", "test/ab12.jpg", "train/ab12.jpg"]
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
+        "labels.csv",
+        "test/ab12.jpg",
+        "train/ab12.jpg",
+    ]
     assert "set `competition: data/dog-breed-identification`" in done.stdout
     # tracked by DVC, its .dvc file and .gitignore staged for the user's commit
     assert "data/dog-breed-identification.dvc and data/.gitignore are staged" in done.stdout
-    staged = subprocess.run(["git", "diff", "--cached", "--name-only"], cwd=tmp_path,
-                            capture_output=True, text=True, check=True).stdout.split()
+    staged = subprocess.run(
+        ["git", "diff", "--cached", "--name-only"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert {"data/dog-breed-identification.dvc", "data/.gitignore"} <= set(staged)
     assert "/dog-breed-identification" in (tmp_path / "data" / ".gitignore").read_text()
     # a second run never overwrites what is there
     again = get_competition(tmp_path, kaggle, KAGGLE_USERNAME="me", KAGGLE_KEY="k")
     assert "already holds files" in one_error_line(again)
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
-        ".gitignore", "dog-breed-identification", "dog-breed-identification.dvc"]
+        ".gitignore",
+        "dog-breed-identification",
+        "dog-breed-identification.dvc",
+    ]
 
 
 def test_outside_a_dvc_project_the_folder_stays_and_the_fix_is_named(tmp_path, kaggle):
@@ -90,15 +103,19 @@ def test_missing_credentials_say_where_kaggle_json_goes(tmp_path, kaggle):
     assert one_error_line(get_competition(tmp_path, kaggle)) == (
         f"error: no Kaggle credentials in {tmp_path / '.kaggle'}: put your API token in "
         "~/.kaggle/kaggle.json (kaggle.com > Settings > API > Create New Token; then chmod 600 "
-        "it), or set KAGGLE_USERNAME and KAGGLE_KEY")
+        "it), or set KAGGLE_USERNAME and KAGGLE_KEY"
+    )
     assert not (tmp_path / "data").exists()
 
 
 def test_a_failed_download_is_one_line_and_leaves_nothing(tmp_path, kaggle):
-    done = get_competition(tmp_path, kaggle, KAGGLE_USERNAME="me", KAGGLE_KEY="k",
-                           KAGGLE_STAND_IN_FAIL="1")
-    assert "failed (exit 1): 403 - Forbidden: you must accept this competition's rules" \
+    done = get_competition(
+        tmp_path, kaggle, KAGGLE_USERNAME="me", KAGGLE_KEY="k", KAGGLE_STAND_IN_FAIL="1"
+    )
+    assert (
+        "failed (exit 1): 403 - Forbidden: you must accept this competition's rules"
         in one_error_line(done)
+    )
     assert list((tmp_path / "data").iterdir()) == []
 
 

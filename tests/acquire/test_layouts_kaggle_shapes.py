@@ -22,9 +22,17 @@ from tests.test_stages import repo_params
 LAYOUTS = ("labels_csv", "folders")
 
 
-def make_competition(root: Path, layout: str, *, classes=("cat", "dog", "fox"), per_class=3,
-                     test=("t1", "t2", "t3", "t4"), test_dir="test", class_sub="",
-                     label_of=lambda cls: cls) -> Path:
+def make_competition(
+    root: Path,
+    layout: str,
+    *,
+    classes=("cat", "dog", "fox"),
+    per_class=3,
+    test=("t1", "t2", "t3", "t4"),
+    test_dir="test",
+    class_sub="",
+    label_of=lambda cls: cls,
+) -> Path:
     """A small competition of real JPEGs in ``layout``; ``class_sub`` puts every class's
     images one folder down (folders layout: ``train/<class>/<class_sub>/``)."""
     rows = []
@@ -55,11 +63,15 @@ def test_test_images_one_folder_down_are_read(tmp_path, layout):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_test_images_both_in_the_folder_and_below_it_are_refused_naming_the_subfolder(
-        tmp_path, layout):
+    tmp_path, layout
+):
     root = make_competition(tmp_path, layout)
     write_image(root / "test" / "extra" / "t9.png")
-    with pytest.raises(CompetitionError, match=r"test/extra: 1 images in a sub-folder of .*test,"
-                                               r" which holds 4 images itself: which are meant"):
+    with pytest.raises(
+        CompetitionError,
+        match=r"test/extra: 1 images in a sub-folder of .*test,"
+        r" which holds 4 images itself: which are meant",
+    ):
         read_competition(root)
 
 
@@ -73,9 +85,17 @@ def test_an_empty_test_folder_is_refused(tmp_path, layout):
 
 
 def test_an_empty_json_test_list_is_refused(tmp_path):
-    (tmp_path / "train.json").write_text(json.dumps({
-        "images": [{"url": "file:1.png", "image_id": 1}, {"url": "file:2.png", "image_id": 2}],
-        "annotations": [{"image_id": 1, "label_id": 1}, {"image_id": 2, "label_id": 2}]}))
+    (tmp_path / "train.json").write_text(
+        json.dumps(
+            {
+                "images": [
+                    {"url": "file:1.png", "image_id": 1},
+                    {"url": "file:2.png", "image_id": 2},
+                ],
+                "annotations": [{"image_id": 1, "label_id": 1}, {"image_id": 2, "label_id": 2}],
+            }
+        )
+    )
     (tmp_path / "test.json").write_text('{"images": []}')
     with pytest.raises(CompetitionError, match=r"test\.json: 'images' is empty"):
         read_competition(tmp_path)
@@ -110,16 +130,19 @@ def test_an_empty_class_folder_is_refused_naming_it(tmp_path):
 
 
 def test_label_and_id_cells_with_stray_spaces_are_stripped_with_a_warning(tmp_path, caplog):
-    root = make_competition(tmp_path, "labels_csv",
-                            label_of=lambda cls: f" {cls} " if cls == "dog" else cls)
+    root = make_competition(
+        tmp_path, "labels_csv", label_of=lambda cls: f" {cls} " if cls == "dog" else cls
+    )
     text = (root / "labels.csv").read_text().replace("cat0,", "cat0 ,")
     (root / "labels.csv").write_text(text)
     with caplog.at_level(logging.WARNING, logger="lib.acquire.layouts"):
         competition = read_competition(root)
     assert competition.class_names == {1: "cat", 2: "dog", 3: "fox"}
     assert len(competition.records["train"]) == 9
-    assert "labels.csv: 4 cells had spaces around them, stripped (first: line 2, 'cat0 ')" \
+    assert (
+        "labels.csv: 4 cells had spaces around them, stripped (first: line 2, 'cat0 ')"
         in caplog.text
+    )
 
 
 # --- the download stage, in process, on two runs ----------------------------------------------
@@ -136,13 +159,16 @@ def download_stage(project: Path, competition: Path, monkeypatch) -> None:
 
 
 def stored(project: Path, split: str) -> list[str]:
-    return sorted(p.relative_to(project / "data/images" / split).as_posix()
-                  for p in (project / "data/images" / split).rglob("*.*"))
+    return sorted(
+        p.relative_to(project / "data/images" / split).as_posix()
+        for p in (project / "data/images" / split).rglob("*.*")
+    )
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_a_class_that_loses_its_images_between_runs_stops_the_download(tmp_path, monkeypatch,
-                                                                       layout):
+def test_a_class_that_loses_its_images_between_runs_stops_the_download(
+    tmp_path, monkeypatch, layout
+):
     competition, project = make_competition(tmp_path / "c", layout), tmp_path / "p"
     project.mkdir()
     download_stage(project, competition, monkeypatch)
@@ -154,9 +180,12 @@ def test_a_class_that_loses_its_images_between_runs_stops_the_download(tmp_path,
         (competition / "labels.csv").write_text("\n".join(r for r in rows if "fox" not in r))
     else:
         (competition / "train" / "fox").rmdir()
-    with pytest.raises(ShrunkError, match=r"data/images/train holds images of 3 classes but the "
-                                          r"competition now lists 2 \(label folders no longer "
-                                          r"listed: 3\).*move data/images/train aside") as error:
+    with pytest.raises(
+        ShrunkError,
+        match=r"data/images/train holds images of 3 classes but the "
+        r"competition now lists 2 \(label folders no longer "
+        r"listed: 3\).*move data/images/train aside",
+    ) as error:
         download_stage(project, competition, monkeypatch)
     assert isinstance(error.value, UserError) and "\n" not in str(error.value)
     assert len(stored(project, "train")) == 9  # nothing moved
@@ -169,15 +198,19 @@ def test_a_test_set_that_lost_most_of_its_images_stops_the_download(tmp_path, mo
     download_stage(project, competition, monkeypatch)
     for i in range(4):
         (competition / "test" / f"t{i}.png").unlink()
-    with pytest.raises(ShrunkError, match=r"data/images/test holds 6 images but the competition "
-                                          r"now lists 2 test images"):
+    with pytest.raises(
+        ShrunkError,
+        match=r"data/images/test holds 6 images but the competition "
+        r"now lists 2 test images",
+    ):
         download_stage(project, competition, monkeypatch)
     assert stored(project, "test") == [f"t{i}.png" for i in range(6)]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_symlinked_train_and_test_folders_are_followed_but_links_inside_them_are_not(
-        tmp_path, monkeypatch, layout):
+    tmp_path, monkeypatch, layout
+):
     disk = make_competition(tmp_path / "other_disk", layout)  # the images on another disk
     write_image(tmp_path / "secret.jpg", size=(20, 18))
     competition, project = tmp_path / "c", tmp_path / "p"
@@ -186,8 +219,7 @@ def test_symlinked_train_and_test_folders_are_followed_but_links_inside_them_are
     for name in ("train", "test"):
         (competition / name).symlink_to(disk / name, target_is_directory=True)
     if layout == "labels_csv":
-        (competition / "labels.csv").write_text(
-            (disk / "labels.csv").read_text() + "evil,cat\n")
+        (competition / "labels.csv").write_text((disk / "labels.csv").read_text() + "evil,cat\n")
         (disk / "train" / "evil.jpg").symlink_to(tmp_path / "secret.jpg")
     else:
         (disk / "train" / "cat" / "evil.jpg").symlink_to(tmp_path / "secret.jpg")

@@ -22,8 +22,9 @@ def random_image(path: Path, label: int, index: int) -> None:
     write_image(path, size=(16, 16), seed=label * 100 + index)
 
 
-def make_pets(folder: Path, *, per_breed: int = 5, test: int = 0,
-              image: Writer = random_image) -> None:
+def make_pets(
+    folder: Path, *, per_breed: int = 5, test: int = 0, image: Writer = random_image
+) -> None:
     for b, breed in enumerate(BREEDS):
         for i in range(1, per_breed + 1):
             image(folder / "images" / f"{breed}_{i}.jpg", b, i)
@@ -48,27 +49,38 @@ def test_labels_come_from_the_file_names_and_a_share_is_held_out_as_test(tmp_pat
 
 def test_a_test_folder_is_the_test_split(tmp_path):
     make_pets(tmp_path, per_breed=2, test=2)
-    competition = read_competition(tmp_path, fmt="named_files", label_pattern=PATTERN,
-                                   test_share=0.2)
+    competition = read_competition(
+        tmp_path, fmt="named_files", label_pattern=PATTERN, test_share=0.2
+    )
     assert len(competition.records["train"]) == 6 and competition.test_answers is None
     assert competition.test_ids == ["pet0", "pet1"]
 
 
 def test_a_named_group_is_the_label(tmp_path):
     make_pets(tmp_path, per_breed=2, test=1)
-    competition = read_competition(tmp_path, label_pattern=r"(?P<n>\d+)|(?P<label>[a-z]+)",
-                                   test_share=0.2)
+    competition = read_competition(
+        tmp_path, label_pattern=r"(?P<n>\d+)|(?P<label>[a-z]+)", test_share=0.2
+    )
     # searched as fastai's RegexLabeller does: the first match in the name, group `label`
     assert sorted(competition.class_names.values()) == ["byssinian", "great", "yorkshire"]
 
 
-@pytest.mark.parametrize(("pattern", "message"), [
-    # Abyssinian_1.jpg matches; great_pyrenees_1.jpg is the first file it does not
-    (r"^([A-Za-z]+)_\d+\.jpg$", r"images/great_pyrenees_1.jpg: label_pattern .* does not "
-                                 "match this file name"),
-    (r"^([a-z]*)[A-Za-z_]*_\d+\.jpg$", r"images/Abyssinian_1.jpg: label_pattern .* finds an "
-                                        "empty label"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        # Abyssinian_1.jpg matches; great_pyrenees_1.jpg is the first file it does not
+        (
+            r"^([A-Za-z]+)_\d+\.jpg$",
+            r"images/great_pyrenees_1.jpg: label_pattern .* does not "
+            "match this file name",
+        ),
+        (
+            r"^([a-z]*)[A-Za-z_]*_\d+\.jpg$",
+            r"images/Abyssinian_1.jpg: label_pattern .* finds an "
+            "empty label",
+        ),
+    ],
+)
 def test_a_pattern_that_fails_on_a_file_names_the_first_such_file(tmp_path, pattern, message):
     make_pets(tmp_path, per_breed=1)
     with pytest.raises(CompetitionError, match=message):

@@ -56,8 +56,9 @@ print(kept, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
 
 
 def test_keep_freed_memory_reuses_freed_image_buffers():
-    done = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], capture_output=True,
-                          text=True, check=True, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-c", _FAULTS_SCRIPT], capture_output=True, text=True, check=True, cwd=REPO
+    )
     kept, per_image = done.stdout.split()
     if kept != "True":
         pytest.skip("not glibc")

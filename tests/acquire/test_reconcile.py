@@ -21,16 +21,30 @@ from tests.conftest import REPO
 
 
 def folder_of(images: Path):
-    return lambda record: (images / record.split / str(record.label) if record.label
-                           else images / record.split)
+    return lambda record: (
+        images / record.split / str(record.label) if record.label else images / record.split
+    )
 
 
 @pytest.mark.parametrize(
     ("name", "stem"),
-    [("12.jpg", "12"), ("0.png", "0"), ("7.webp", "7"), ("3.tif", "3"), ("012.jpg", "012"),
-     ("cat.jpg", "cat"), ("000bec18-x_1.png", "000bec18-x_1"), ("12.JPG", None),
-     ("12.txt", None), ("12", None), (".DS_Store", None), ("12.jpg.part", None),
-     ("a b.jpg", None), ("１２.jpg", None), (f"{'a' * 129}.jpg", None)],
+    [
+        ("12.jpg", "12"),
+        ("0.png", "0"),
+        ("7.webp", "7"),
+        ("3.tif", "3"),
+        ("012.jpg", "012"),
+        ("cat.jpg", "cat"),
+        ("000bec18-x_1.png", "000bec18-x_1"),
+        ("12.JPG", None),
+        ("12.txt", None),
+        ("12", None),
+        (".DS_Store", None),
+        ("12.jpg.part", None),
+        ("a b.jpg", None),
+        ("１２.jpg", None),
+        (f"{'a' * 129}.jpg", None),
+    ],
 )
 def test_image_stem_knows_only_the_names_the_download_writes(name: str, stem: str | None):
     assert image_stem(name) == stem
@@ -46,23 +60,40 @@ def test_the_stage_folder_is_the_default_beside_the_images():
 
 
 def test_the_removed_images_folder_is_git_ignored():
-    done = subprocess.run(["git", "check-ignore", "-q", f"{IMAGES_REMOVED_DIR}/train/1/1.jpg"],
-                          cwd=REPO, capture_output=True)
+    done = subprocess.run(
+        ["git", "check-ignore", "-q", f"{IMAGES_REMOVED_DIR}/train/1/1.jpg"],
+        cwd=REPO,
+        capture_output=True,
+    )
     if done.returncode == 128:
         pytest.skip("not a git checkout")
     assert done.returncode == 0
 
 
 def test_scan_finds_images_where_the_download_writes_them(tmp_path: Path):
-    for name in ("train/01/5.jpg", "train/01/6.png", "train/02/5.png", "validation/3/5.jpg",
-                 "test/5.jpg", "train/x/7.jpg", "train/8.jpg", "test/1/9.jpg", "other/1/2.jpg"):
+    for name in (
+        "train/01/5.jpg",
+        "train/01/6.png",
+        "train/02/5.png",
+        "validation/3/5.jpg",
+        "test/5.jpg",
+        "train/x/7.jpg",
+        "train/8.jpg",
+        "test/1/9.jpg",
+        "other/1/2.jpg",
+    ):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    found = {key: [p.relative_to(tmp_path).as_posix() for p in paths]
-             for key, paths in scan_images(tmp_path).items()}
-    assert found == {("train", "5"): ["train/01/5.jpg", "train/02/5.png"],
-                     ("train", "6"): ["train/01/6.png"],
-                     ("validation", "5"): ["validation/3/5.jpg"], ("test", "5"): ["test/5.jpg"]}
+    found = {
+        key: [p.relative_to(tmp_path).as_posix() for p in paths]
+        for key, paths in scan_images(tmp_path).items()
+    }
+    assert found == {
+        ("train", "5"): ["train/01/5.jpg", "train/02/5.png"],
+        ("train", "6"): ["train/01/6.png"],
+        ("validation", "5"): ["validation/3/5.jpg"],
+        ("test", "5"): ["test/5.jpg"],
+    }
 
 
 def test_a_run_cut_between_moves_is_finished_by_the_next(tmp_path: Path):
@@ -77,7 +108,10 @@ def test_a_run_cut_between_moves_is_finished_by_the_next(tmp_path: Path):
     counts = reconcile(records, images, removed, folder_of(images))
     assert (counts.set_aside, counts.moved, counts.restored) == (1, 0, 0)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.jpg")) == [
-        "images/train/1/1.jpg", "removed/train/1/2.jpg", "removed/train/2/3.jpg"]
+        "images/train/1/1.jpg",
+        "removed/train/1/2.jpg",
+        "removed/train/2/3.jpg",
+    ]
     assert not (images / "train" / "2").exists()  # emptied label folders go
 
 

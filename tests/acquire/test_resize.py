@@ -50,8 +50,12 @@ def decoded(data: bytes) -> Image.Image:
 
 @pytest.mark.parametrize(
     ("size", "fmt", "shrunk"),
-    [((640, 480), "JPEG", (64, 48)), ((300, 900), "JPEG", (21, 64)),
-     ((200, 100), "PNG", (64, 32)), ((65, 65), "WEBP", (64, 64))],
+    [
+        ((640, 480), "JPEG", (64, 48)),
+        ((300, 900), "JPEG", (21, 64)),
+        ((200, 100), "PNG", (64, 32)),
+        ((65, 65), "WEBP", (64, 64)),
+    ],
 )
 def test_longer_side_is_shrunk_to_max_side_with_the_aspect_kept(size, fmt, shrunk):
     prepared = prepare_image(encode(size, fmt), ImageLimits(max_side=64))
@@ -61,9 +65,10 @@ def test_longer_side_is_shrunk_to_max_side_with_the_aspect_kept(size, fmt, shrun
     assert shrunk == fit_size(size, 64)
 
 
-@pytest.mark.parametrize(("size", "fmt", "extension"),
-                         [((64, 40), "JPEG", "jpg"), ((64, 64), "PNG", "png"),
-                          ((10, 64), "GIF", "gif")])
+@pytest.mark.parametrize(
+    ("size", "fmt", "extension"),
+    [((64, 40), "JPEG", "jpg"), ((64, 64), "PNG", "png"), ((10, 64), "GIF", "gif")],
+)
 def test_images_within_the_limit_are_kept_byte_for_byte(size, fmt, extension):
     body = encode(size, fmt)
     prepared = prepare_image(body, ImageLimits(max_side=64))
@@ -101,8 +106,10 @@ def test_a_shrunk_photo_matches_a_high_quality_resize_of_the_full_image():
     Image.fromarray(photo).save(buffer, "JPEG", quality=95)
     prepared = prepare_image(buffer.getvalue(), ImageLimits(max_side=256, quality=95))
     ours = np.asarray(decoded(prepared.data), np.float64)
-    reference = np.asarray(Image.fromarray(photo).resize(
-        (ours.shape[1], ours.shape[0]), Image.Resampling.LANCZOS), np.float64)
+    reference = np.asarray(
+        Image.fromarray(photo).resize((ours.shape[1], ours.shape[0]), Image.Resampling.LANCZOS),
+        np.float64,
+    )
     psnr = 10 * np.log10(255**2 / np.mean((ours - reference) ** 2))
     assert psnr > 28
 
@@ -114,9 +121,9 @@ def test_quality_sets_the_jpeg_quality_of_shrunk_images():
     assert len(low) < len(high) / 2
 
 
-@pytest.mark.parametrize(("mode", "stored"),
-                         [("RGBA", "RGB"), ("P", "RGB"), ("LA", "RGB"), ("L", "L"),
-                          ("CMYK", "RGB")])
+@pytest.mark.parametrize(
+    ("mode", "stored"), [("RGBA", "RGB"), ("P", "RGB"), ("LA", "RGB"), ("L", "L"), ("CMYK", "RGB")]
+)
 def test_shrunk_images_are_stored_in_a_mode_jpeg_holds(mode, stored):
     fmt = "JPEG" if mode == "CMYK" else "PNG"
     prepared = prepare_image(encode((100, 80), fmt, mode), ImageLimits(max_side=50))
@@ -134,9 +141,13 @@ def test_16_bit_images_are_scaled_to_8_bits_when_shrunk():
 
 @pytest.mark.parametrize(
     ("body", "reason"),
-    [(b"", "not_an_image"), (b"<html><body>gone</body></html>", "not_an_image"),
-     (encode((1, 1), "GIF"), "placeholder"), (encode((200, 4), "PNG"), "placeholder"),
-     (encode((120, 120), "PNG"), "decompression_bomb")],
+    [
+        (b"", "not_an_image"),
+        (b"<html><body>gone</body></html>", "not_an_image"),
+        (encode((1, 1), "GIF"), "placeholder"),
+        (encode((200, 4), "PNG"), "placeholder"),
+        (encode((120, 120), "PNG"), "decompression_bomb"),
+    ],
 )
 def test_refused_bodies(body: bytes, reason: str):
     limits = ImageLimits(min_side=8, max_pixels=10_000, max_side=64)
@@ -179,7 +190,7 @@ def test_a_file_cut_short_does_not_end_whole(tmp_path, fmt, cut):
     body = encode((120, 80), fmt)
     path.write_bytes(body)
     assert check_header(str(path), ImageLimits())[2] is True
-    path.write_bytes(body[:len(body) // 2] if cut == "half" else body[:-cut])
+    path.write_bytes(body[: len(body) // 2] if cut == "half" else body[:-cut])
     assert check_header(str(path), ImageLimits())[2] is False
 
 
@@ -250,8 +261,7 @@ def test_exif_orientation_is_not_applied_to_shrunk_jpegs():
     exif[0x0112] = 6
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "JPEG", quality=95, exif=exif)
-    shrunk = np.asarray(decoded(prepare_image(buffer.getvalue(),
-                                              ImageLimits(max_side=80)).data))
+    shrunk = np.asarray(decoded(prepare_image(buffer.getvalue(), ImageLimits(max_side=80)).data))
     assert shrunk.shape == (60, 80, 3)
     assert shrunk[:, :30].mean() < 60 and shrunk[:, 50:].mean() > 190
 
@@ -275,8 +285,9 @@ def test_libjpeg_warnings_do_not_reach_the_terminal(capfd):
     assert capfd.readouterr().err == "still there\n"
 
 
-@pytest.mark.parametrize("size", [(2048, 1024), (1000, 500), (1023, 511), (300, 900), (256, 128),
-                                  (257, 4000)])
+@pytest.mark.parametrize(
+    "size", [(2048, 1024), (1000, 500), (1023, 511), (300, 900), (256, 128), (257, 4000)]
+)
 def test_jpeg_reduction_is_the_scale_pil_draft_picks(tmp_path, size):
     path = write_image(tmp_path / "photo.jpg", size=size)
     with Image.open(path) as image:
@@ -295,13 +306,20 @@ def test_a_jpeg_opencv_will_not_take_is_shrunk_by_pil(monkeypatch):
 
 
 def test_shrinking_works_with_no_stderr_at_all():
-    script = ("import os\n"
-              "from lib.acquire.resize import ImageLimits, prepare_image\n"
-              "from tests.acquire.test_resize import encode\n"
-              "body, limits = encode((640, 480)), ImageLimits(max_side=64)\n"
-              "prepare_image(body, limits)\n"  # first: /dev/null opened, not as descriptor 2
-              "os.close(2)\n"
-              "print(prepare_image(body, limits).resized)")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          check=True, cwd=Path(__file__).resolve().parents[2])
+    script = (
+        "import os\n"
+        "from lib.acquire.resize import ImageLimits, prepare_image\n"
+        "from tests.acquire.test_resize import encode\n"
+        "body, limits = encode((640, 480)), ImageLimits(max_side=64)\n"
+        "prepare_image(body, limits)\n"  # first: /dev/null opened, not as descriptor 2
+        "os.close(2)\n"
+        "print(prepare_image(body, limits).resized)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert done.stdout.split() == ["True"]

@@ -36,7 +36,10 @@ def test_a_valid_body_is_written_byte_for_byte_and_a_placeholder_is_refused(tmp_
     assert store(body, str(tmp_path), "7", ImageLimits(min_side=8)) == (None, len(body), False)
     assert (tmp_path / "7.png").read_bytes() == body
     assert store(png((1, 1)), str(tmp_path), "8", ImageLimits(min_side=8)) == (
-        "placeholder", 0, False)
+        "placeholder",
+        0,
+        False,
+    )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["7.png"]
 
 
@@ -58,9 +61,9 @@ def test_images_on_disk_are_kept_shrunk_in_place_or_deleted(tmp_path: Path):
     (tmp_path / "big.png").write_bytes(png((64, 64)))
     (tmp_path / "broken.png").write_bytes(b"not an image")
     limits = ImageLimits(min_side=8, max_side=32)
-    assert [check_existing(str(tmp_path / name), limits)
-            for name in ("ok.png", "big.png", "broken.png")] == [
-        EXISTING_OK, EXISTING_RESIZED, EXISTING_BAD]
+    assert [
+        check_existing(str(tmp_path / name), limits) for name in ("ok.png", "big.png", "broken.png")
+    ] == [EXISTING_OK, EXISTING_RESIZED, EXISTING_BAD]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["big.jpg", "ok.png"]
 
 

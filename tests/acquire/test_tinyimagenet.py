@@ -12,8 +12,12 @@ from lib.acquire.layouts import detect_format, read_competition
 from tests.conftest import write_image
 
 WNIDS = ["n02124075", "n01443537", "n04067472"]  # Egyptian cat, goldfish, reel
-WORDS = {"n01443537": "goldfish, Carassius auratus", "n02124075": "Egyptian cat",
-         "n04067472": "reel", "n00001740": "entity"}
+WORDS = {
+    "n01443537": "goldfish, Carassius auratus",
+    "n02124075": "Egyptian cat",
+    "n04067472": "reel",
+    "n00001740": "entity",
+}
 
 Writer = Callable[[Path, int, int], None]  # (path, class index, image index)
 
@@ -22,8 +26,14 @@ def random_image(path: Path, label: int, index: int) -> None:
     write_image(path, size=(16, 16), seed=label * 100 + index)
 
 
-def make_tinyimagenet(folder: Path, *, per_class: int = 2, val_per_class: int = 1,
-                      test: int = 2, image: Writer = random_image) -> dict[str, str]:
+def make_tinyimagenet(
+    folder: Path,
+    *,
+    per_class: int = 2,
+    val_per_class: int = 1,
+    test: int = 2,
+    image: Writer = random_image,
+) -> dict[str, str]:
     """A TinyImageNet-shaped competition in `folder`; returns val file -> wnid."""
     (folder / "wnids.txt").parent.mkdir(parents=True, exist_ok=True)
     (folder / "wnids.txt").write_text("".join(f"{w}\n" for w in WNIDS))
@@ -51,27 +61,46 @@ def test_tinyimagenet_is_read_with_val_as_the_validation_split(tmp_path):
     competition = read_competition(tmp_path)
     # wnids are names: ids 1..N in sorted order; the words name them in the reports
     assert competition.class_names == {1: "n01443537", 2: "n02124075", 3: "n04067472"}
-    assert competition.display_names == {1: "goldfish, Carassius auratus (n01443537)",
-                                         2: "Egyptian cat (n02124075)", 3: "reel (n04067472)"}
+    assert competition.display_names == {
+        1: "goldfish, Carassius auratus (n01443537)",
+        2: "Egyptian cat (n02124075)",
+        3: "reel (n04067472)",
+    }
     train = competition.records["train"]
     assert len(train) == 6 and {r.label for r in train} == {1, 2, 3}
     assert [r.urls[0] for r in train if r.image_id == "n01443537_0"] == [
-        "file:train/n01443537/images/n01443537_0.JPEG"]
+        "file:train/n01443537/images/n01443537_0.JPEG"
+    ]
     val = {r.image_id: competition.class_names[r.label] for r in competition.records["validation"]}
     assert val == {Path(name).stem: wnid for name, wnid in answers.items()}
     assert competition.test_ids == ["test_0", "test_1"]
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda root: (root / "val/val_annotations.txt").write_text(
-        "val_0.JPEG\tn09999999\t0\t0\t1\t1\n"), r"line 1: wnid 'n09999999' is not in .*wnids"),
-    (lambda root: (root / "val/val_annotations.txt").write_text(
-        "val_0.JPEG\tn02124075\t0\t0\t1\t1\n"), r"val_1.JPEG: no line of .* labels it \(2 val"),
-    (lambda root: (root / "train/n09999999/images").mkdir(parents=True),
-     r"n09999999 is not in .*wnids.txt"),
-    (lambda root: (root / "val/val_annotations.txt").write_text("val_0.JPEG\n"),
-     "expected tab-separated file, wnid"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda root: (root / "val/val_annotations.txt").write_text(
+                "val_0.JPEG\tn09999999\t0\t0\t1\t1\n"
+            ),
+            r"line 1: wnid 'n09999999' is not in .*wnids",
+        ),
+        (
+            lambda root: (root / "val/val_annotations.txt").write_text(
+                "val_0.JPEG\tn02124075\t0\t0\t1\t1\n"
+            ),
+            r"val_1.JPEG: no line of .* labels it \(2 val",
+        ),
+        (
+            lambda root: (root / "train/n09999999/images").mkdir(parents=True),
+            r"n09999999 is not in .*wnids.txt",
+        ),
+        (
+            lambda root: (root / "val/val_annotations.txt").write_text("val_0.JPEG\n"),
+            "expected tab-separated file, wnid",
+        ),
+    ],
+)
 def test_a_broken_tinyimagenet_names_the_file_and_line(tmp_path, change, message):
     make_tinyimagenet(tmp_path)
     change(tmp_path)

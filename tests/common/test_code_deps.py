@@ -28,10 +28,13 @@ def test_code_deps_are_the_import_closure(name):
     stage = STAGES[name]
     runs = set(code_deps(REPO, stage["cmd"]))
     declared = {d for d in stage.get("deps", []) if d.endswith(".py")}
-    assert not runs - declared, f"dvc.yaml stage {name} misses code deps " \
-                                f"{sorted(runs - declared)}: run `make deps`"
-    assert not declared - runs, f"dvc.yaml stage {name} lists code it does not run: " \
-                                f"{sorted(declared - runs)}: run `make deps`"
+    assert not runs - declared, (
+        f"dvc.yaml stage {name} misses code deps {sorted(runs - declared)}: run `make deps`"
+    )
+    assert not declared - runs, (
+        f"dvc.yaml stage {name} lists code it does not run: "
+        f"{sorted(declared - runs)}: run `make deps`"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -41,8 +44,9 @@ def test_param_deps_are_what_the_stage_modules_read(name):
     reads = {key for m in modules for key in m.PARAMS}
     speed = {key for m in modules for key in m.SPEED_PARAMS}
     declared = set(stage.get("params", []))
-    assert reads == declared, f"dvc.yaml stage {name}: params {sorted(declared)}, but the code " \
-                              f"reads {sorted(reads)}"
+    assert reads == declared, (
+        f"dvc.yaml stage {name}: params {sorted(declared)}, but the code reads {sorted(reads)}"
+    )
     assert not speed & declared
 
 
@@ -60,15 +64,19 @@ def test_the_rewrite_fills_a_missing_dep_and_drops_a_stale_one(tmp_path):
     (tmp_path / "stages" / "s.py").write_text("from lib.a import f\n")
     (tmp_path / "dvc.yaml").write_text(
         "stages:\n  s:\n    cmd: python -m stages.s --fold 1\n    deps:\n"
-        "      # code\n      - lib/old.py\n      - data/x\n")
+        "      # code\n      - lib/old.py\n      - data/x\n"
+    )
     assert rewrite_code_deps(tmp_path) == (
         "stages:\n  s:\n    cmd: python -m stages.s --fold 1\n    deps:\n"
-        "      # code\n      - lib/a.py\n      - lib/b.py\n      - stages/s.py\n      - data/x\n")
+        "      # code\n      - lib/a.py\n      - lib/b.py\n      - stages/s.py\n      - data/x\n"
+    )
 
 
 def test_launch_runs_the_stage_it_starts():
     assert entry_modules("python -m stages.launch stages.train --fold 0") == [
-        "stages.launch", "stages.train"]
+        "stages.launch",
+        "stages.train",
+    ]
     assert "lib/train/distributed.py" in import_closure(REPO, ["stages.train"])
 
 
@@ -87,8 +95,14 @@ def test_training_does_not_depend_on_the_test_images():
 @pytest.mark.parametrize("name", ["train", "predict", "stats", "download"])
 def test_speed_knobs_are_not_deps(name):
     params = set(STAGES[name].get("params", []))
-    assert not params & {"workers", "batch_size" if name == "predict" else "", "compile",
-                         "stats.workers", "download.workers", "download.concurrency"}
+    assert not params & {
+        "workers",
+        "batch_size" if name == "predict" else "",
+        "compile",
+        "stats.workers",
+        "download.workers",
+        "download.concurrency",
+    }
 
 
 # What each stage may run: the code that can change its outputs. A module outside its patterns
@@ -101,22 +115,42 @@ MAY_RUN = {
     "folds": ["stages/folds.py", "lib/prepare/folds.py", "lib/prepare/duplicates.py"],
     "train": ["stages/launch.py", "stages/train.py", "lib/prepare/folds.py", "lib/train/*"],
     # the model and its inputs as training built them, not the training loop
-    "predict": ["stages/predict.py", "lib/prepare/folds.py", "lib/train/checkpoint.py",
-                "lib/train/data.py", "lib/train/device.py", "lib/train/heads.py",
-                "lib/train/model.py", "lib/infer/fold_predictions.py", "lib/infer/merge.py",
-                "lib/infer/inference.py", "lib/infer/predictions.py", "lib/infer/tta.py"],
+    "predict": [
+        "stages/predict.py",
+        "lib/prepare/folds.py",
+        "lib/train/checkpoint.py",
+        "lib/train/data.py",
+        "lib/train/device.py",
+        "lib/train/heads.py",
+        "lib/train/model.py",
+        "lib/infer/fold_predictions.py",
+        "lib/infer/merge.py",
+        "lib/infer/inference.py",
+        "lib/infer/predictions.py",
+        "lib/infer/tta.py",
+    ],
     # the competition's files and layouts (test labels, classes), not the downloader
-    "ensemble": ["stages/ensemble.py", "lib/prepare/folds.py", "lib/acquire/competition.py",
-                 "lib/acquire/competition_files.py", "lib/acquire/layouts.py",
-                 "lib/acquire/named_files.py", "lib/acquire/tinyimagenet.py",
-                 "lib/experiments/*", "lib/infer/*"],
+    "ensemble": [
+        "stages/ensemble.py",
+        "lib/prepare/folds.py",
+        "lib/acquire/competition.py",
+        "lib/acquire/competition_files.py",
+        "lib/acquire/layouts.py",
+        "lib/acquire/named_files.py",
+        "lib/acquire/tinyimagenet.py",
+        "lib/experiments/*",
+        "lib/infer/*",
+    ],
 }
 
 
 def outside(deps: list[str], patterns: list[str]) -> list[str]:
     """The deps that no pattern (fnmatch, `*` within one package) allows."""
-    return [dep for dep in deps
-            if not any(fnmatch.fnmatch(dep, pattern) for pattern in _EVERY_STAGE + patterns)]
+    return [
+        dep
+        for dep in deps
+        if not any(fnmatch.fnmatch(dep, pattern) for pattern in _EVERY_STAGE + patterns)
+    ]
 
 
 def test_every_stage_has_a_rule():
@@ -126,8 +160,10 @@ def test_every_stage_has_a_rule():
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_each_stage_runs_only_the_code_that_can_change_its_outputs(name):
     extra = outside(code_deps(REPO, STAGES[name]["cmd"]), MAY_RUN[name])
-    assert not extra, f"stage {name} imports {extra}: an edit there would re-run it; give what " \
-                      f"it needs a home below both users"
+    assert not extra, (
+        f"stage {name} imports {extra}: an edit there would re-run it; give what "
+        f"it needs a home below both users"
+    )
 
 
 def test_the_rule_catches_a_downloader_module_in_training():
@@ -149,5 +185,9 @@ def test_a_module_that_cannot_change_outputs_brings_none_of_its_imports():
     retrains nothing."""
     assert "stages.prechecks" in imported_modules(REPO, REPO / "stages" / "train.py")
     deps = code_deps(REPO, STAGES["train"]["cmd"])
-    assert not {"stages/prechecks.py", "lib/infer/prechecks.py", "lib/infer/submission.py",
-                "lib/acquire/layouts.py"} & set(deps)
+    assert not {
+        "stages/prechecks.py",
+        "lib/infer/prechecks.py",
+        "lib/infer/submission.py",
+        "lib/acquire/layouts.py",
+    } & set(deps)

@@ -24,10 +24,13 @@ def umask_022():
     os.umask(old)
 
 
-@pytest.mark.parametrize("write", [
-    lambda path: fileio.write_text(path, "x"),
-    lambda path: fileio.write_json(path, {"a": 1}),
-])
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda path: fileio.write_text(path, "x"),
+        lambda path: fileio.write_json(path, {"a": 1}),
+    ],
+)
 def test_outputs_get_the_mode_the_umask_gives(tmp_path: Path, umask_022, write):
     write(tmp_path / "out")
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o644
@@ -38,8 +41,12 @@ def test_outputs_get_the_mode_the_umask_gives(tmp_path: Path, umask_022, write):
 
 def dead_pid() -> int:
     """The pid of a process that has exited."""
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(done.stdout)
 
 
@@ -66,9 +73,11 @@ def test_remove_stale_temps_spares_a_running_writer(tmp_path: Path):
 
 
 def test_a_killed_atomic_write_is_cleaned_by_the_next_run(tmp_path: Path):
-    code = ("import os, signal, sys\nfrom lib.common.fileio import atomic_path\n"
-            "with atomic_path(sys.argv[1]) as tmp:\n"
-            "    tmp.write_bytes(b'half')\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    code = (
+        "import os, signal, sys\nfrom lib.common.fileio import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'half')\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.pt")], cwd=REPO)
     left = [p.name for p in tmp_path.iterdir()]
     assert len(left) == 1 and left[0].startswith(".tmp-") and left[0].endswith("-model.pt")
@@ -86,12 +95,17 @@ def test_a_full_disk_is_one_line_naming_the_file_and_keeps_the_old_one(tmp_path)
     noise = np.random.default_rng(0).integers(0, 256, 1 << 20, dtype=np.uint8).tobytes()
     with small_disk(tmp_path / "disk") as disk:
         (disk / "model.pt").write_bytes(b"the last good checkpoint")
-        with pytest.raises(fileio.DiskFullError, match=r"disk/image\.png: the disk is full "
-                                                       r"\(\d+\.\d MB free in .*disk\)") as error:
+        with pytest.raises(
+            fileio.DiskFullError,
+            match=r"disk/image\.png: the disk is full "
+            r"\(\d+\.\d MB free in .*disk\)",
+        ) as error:
             write_bytes(disk / "image.png", noise)
         assert isinstance(error.value, UserError) and "\n" not in str(error.value)
-        with (pytest.raises(fileio.DiskFullError, match=r"disk/model\.pt: the disk is full"),
-              fileio.atomic_path(disk / "model.pt") as tmp):
+        with (
+            pytest.raises(fileio.DiskFullError, match=r"disk/model\.pt: the disk is full"),
+            fileio.atomic_path(disk / "model.pt") as tmp,
+        ):
             torch.save({"weights": torch.rand(1 << 18)}, tmp)
         with pytest.raises(fileio.DiskFullError, match=r"disk/report\.json: the disk is full"):
             fileio.write_text(disk / "report.json", noise.hex())

@@ -22,15 +22,36 @@ from lib.common.ids import (
 )
 
 
-@pytest.mark.parametrize("value", [0, 5001, INT64_MAX, "000bec180eb18c7604dcecc8fe0dba07",
-                                   "IMG-3", "a_b", "x" * 128, "007"])
+@pytest.mark.parametrize(
+    "value",
+    [0, 5001, INT64_MAX, "000bec180eb18c7604dcecc8fe0dba07", "IMG-3", "a_b", "x" * 128, "007"],
+)
 def test_ids_are_integers_in_int64_or_short_safe_strings(value):
     assert id_problem(value) is None
     assert is_id_text(id_text(value))
 
 
-@pytest.mark.parametrize("value", [-1, INT64_MAX + 1, True, False, 1.0, None, "", "x" * 129,
-                                   "a.b", "../x", "a/b", "a b", "é", "5\n", [1], {"id": 1}])
+@pytest.mark.parametrize(
+    "value",
+    [
+        -1,
+        INT64_MAX + 1,
+        True,
+        False,
+        1.0,
+        None,
+        "",
+        "x" * 129,
+        "a.b",
+        "../x",
+        "a/b",
+        "a b",
+        "é",
+        "5\n",
+        [1],
+        {"id": 1},
+    ],
+)
 def test_anything_else_is_refused_with_what_is_allowed(value):
     assert id_problem(value) == ALLOWED
     if isinstance(value, str):
@@ -43,8 +64,18 @@ def test_an_integer_id_is_its_plain_decimal_text():
 
 def test_plain_integers_sort_numerically_first_then_the_rest_by_code_point():
     ids = ["b", "10", "9", "A", "010", "a", 2, "-1", str(INT64_MAX), str(INT64_MAX + 1)]
-    assert sorted_ids(ids) == ["2", "9", "10", str(INT64_MAX),  # then code points: "-" < "0"
-                               "-1", "010", str(INT64_MAX + 1), "A", "a", "b"]
+    assert sorted_ids(ids) == [
+        "2",
+        "9",
+        "10",
+        str(INT64_MAX),  # then code points: "-" < "0"
+        "-1",
+        "010",
+        str(INT64_MAX + 1),
+        "A",
+        "a",
+        "b",
+    ]
     assert id_order(7) == id_order("7")  # an id and its text are one id
 
 
@@ -54,8 +85,11 @@ def test_ranks_follow_the_order_and_equal_ids_share_one():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.one_of(st.integers(0, INT64_MAX),
-                          st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True))))
+@given(
+    st.lists(
+        st.one_of(st.integers(0, INT64_MAX), st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True))
+    )
+)
 def test_the_order_is_total_and_agrees_with_the_ranks(ids):
     ordered = sorted_ids(ids)
     assert sorted_ids(reversed(ordered)) == ordered  # the same whatever the input order

@@ -70,8 +70,16 @@ def test_camera_mpo_photos_are_decoded_at_reduced_size_too(tmp_path):
 
 def test_stray_files_in_the_test_folder_are_skipped_with_one_warning(tmp_path, caplog):
     test = tmp_path / "test"
-    for name in ("10.jpg", "9.png", "a-b_c.png", "05.jpg", "9.jpg", "11 (1).jpg", "x.y.jpg",
-                 "old/12.jpg"):
+    for name in (
+        "10.jpg",
+        "9.png",
+        "a-b_c.png",
+        "05.jpg",
+        "9.jpg",
+        "11 (1).jpg",
+        "x.y.jpg",
+        "old/12.jpg",
+    ):
         write_image(test / name)
     (test / "README.txt").write_text("where these came from")
     with caplog.at_level("WARNING", logger="lib.common.images"):
@@ -80,8 +88,10 @@ def test_stray_files_in_the_test_folder_are_skipped_with_one_warning(tmp_path, c
     assert ids == ["9", "10", "05", "a-b_c"]
     assert paths == [test / "9.jpg", test / "10.jpg", test / "05.jpg", test / "a-b_c.png"]
     [warning] = [r.getMessage() for r in caplog.records if r.name == "lib.common.images"]
-    assert warning == (f"{test}: skipped 4 files not named <image_id>.<ext> as the download "
-                       "names test images: 11 (1).jpg, 9.png, old/12.jpg, x.y.jpg")
+    assert warning == (
+        f"{test}: skipped 4 files not named <image_id>.<ext> as the download "
+        "names test images: 11 (1).jpg, 9.png, old/12.jpg, x.y.jpg"
+    )
 
 
 def test_decode_problem_says_why_a_file_does_not_decode(tmp_path):

@@ -38,17 +38,28 @@ def test_a_slug_is_required():
 
 
 def test_the_message_names_the_run_and_its_score():
-    params = {"arch": "tf_efficientnet_lite0", "img_size": 48, "train_folds": [0, 1, 2],
-              "tta": "flip6", "ensemble_runs": []}
-    assert submission_message(name="lofty-pads", params=params,
-                              headline={"oof": {"accuracy": 0.84104, "log_loss": 0.5}}) == (
+    params = {
+        "arch": "tf_efficientnet_lite0",
+        "img_size": 48,
+        "train_folds": [0, 1, 2],
+        "tta": "flip6",
+        "ensemble_runs": [],
+    }
+    assert submission_message(
+        name="lofty-pads", params=params, headline={"oof": {"accuracy": 0.84104, "log_loss": 0.5}}
+    ) == (
         "lofty-pads | tf_efficientnet_lite0 | 48px | 3 folds | tta flip6 | OOF acc 0.8410 | "
-        "OOF logloss 0.5000")
+        "OOF logloss 0.5000"
+    )
 
 
 def git(repo, *args):
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
 
 
 def test_the_experiment_is_found_by_its_committed_metrics(tmp_path):
@@ -58,8 +69,9 @@ def test_the_experiment_is_found_by_its_committed_metrics(tmp_path):
     metrics.write_text(json.dumps({"oof": {"accuracy": 0.5}}))
     git(tmp_path, "add", "-A")
     git(tmp_path, "commit", "-qm", "baseline")
-    baseline = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, text=True,
-                              capture_output=True).stdout.strip()
+    baseline = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tmp_path, text=True, capture_output=True
+    ).stdout.strip()
     metrics.write_text(json.dumps({"oof": {"accuracy": 0.7}}, indent=2))
     git(tmp_path, "commit", "-qam", "an experiment")
     # DVC keeps experiments as refs/exps/<baseline[:2]>/<baseline[2:]>/<name>

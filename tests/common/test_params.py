@@ -20,8 +20,11 @@ def write_params(tmp_path: Path, text: str) -> Path:
 
 def dotted_keys(params: dict) -> list[str]:
     """Every key of a params file, `section.key` inside a section, in file order."""
-    return [f"{k}.{sub}" if isinstance(v, dict) else k
-            for k, v in params.items() for sub in (v if isinstance(v, dict) else [None])]
+    return [
+        f"{k}.{sub}" if isinstance(v, dict) else k
+        for k, v in params.items()
+        for sub in (v if isinstance(v, dict) else [None])
+    ]
 
 
 def test_the_tests_params_have_exactly_the_keys_of_params_yaml():
@@ -29,8 +32,10 @@ def test_the_tests_params_have_exactly_the_keys_of_params_yaml():
     keys in the same order, whatever values the user has set: a key added to one goes in both."""
     shipped = dotted_keys(read_params_file(REPO / "params.yaml"))
     fixture = dotted_keys(read_params_file(PARAMS_FIXTURE))
-    assert fixture == shipped, (f"only in params.yaml: {sorted(set(shipped) - set(fixture))}; "
-                                f"only in {PARAMS_FIXTURE}: {sorted(set(fixture) - set(shipped))}")
+    assert fixture == shipped, (
+        f"only in params.yaml: {sorted(set(shipped) - set(fixture))}; "
+        f"only in {PARAMS_FIXTURE}: {sorted(set(fixture) - set(shipped))}"
+    )
 
 
 def test_default_params_are_all_valid_and_all_have_rules(monkeypatch):
@@ -45,28 +50,31 @@ def test_values_come_back_by_dotted_key(tmp_path):
     assert load_params(["lr", "download.retries"], path) == {"lr": 0.1, "download.retries": 3}
 
 
-@pytest.mark.parametrize(("text", "key", "allowed"), [
-    ("lr: -1\n", "lr", "a number > 0"),
-    ("lr: 'fast'\n", "lr", "a number > 0"),
-    ("lr: .inf\n", "lr", "a number > 0"),  # finite too
-    ("epochs: 0\n", "epochs", "an integer >= 1"),
-    ("epochs: true\n", "epochs", "an integer >= 1"),
-    ("optimizer: adam\n", "optimizer", "one of sgd, adamw"),
-    ("tta: flip7\n", "tta", "one of none, flip, flip5, flip6"),
-    ("tta_scales: []\n", "tta_scales", "a non-empty list of scale factors"),
-    ("ensemble_runs: ['exp a']\n", "ensemble_runs", "a list of distinct runs"),
-    ("ensemble_runs: [exp-a, exp-a]\n", "ensemble_runs", "a list of distinct runs"),
-    ("ensemble_runs: [1234567]\n", "ensemble_runs", "a DVC experiment name or a git revision"),
-    ("ensemble_weights: fitted\n", "ensemble_weights", "auto (fitted on the out-of-fold"),
-    ("target_prior: balanced\n", "target_prior", "uniform or the path of a label_id,prior CSV"),
-    ("submission_format: csv\n", "submission_format", "one of label, proba"),
-    ("train_folds: [0, 0]\n", "train_folds", "distinct fold numbers"),
-    ("workers: many\n", "workers", "auto or an integer >= 0"),
-    ("amp: fp8\n", "amp", "one of auto, bf16, fp16, off"),
-    ("gpus: 0\n", "gpus", "an integer >= 1"),
-    ("sync_bn: 'yes'\n", "sync_bn", "true or false"),
-    ("competition: nowhere\n", "competition", "a folder that holds train.json"),
-])
+@pytest.mark.parametrize(
+    ("text", "key", "allowed"),
+    [
+        ("lr: -1\n", "lr", "a number > 0"),
+        ("lr: 'fast'\n", "lr", "a number > 0"),
+        ("lr: .inf\n", "lr", "a number > 0"),  # finite too
+        ("epochs: 0\n", "epochs", "an integer >= 1"),
+        ("epochs: true\n", "epochs", "an integer >= 1"),
+        ("optimizer: adam\n", "optimizer", "one of sgd, adamw"),
+        ("tta: flip7\n", "tta", "one of none, flip, flip5, flip6"),
+        ("tta_scales: []\n", "tta_scales", "a non-empty list of scale factors"),
+        ("ensemble_runs: ['exp a']\n", "ensemble_runs", "a list of distinct runs"),
+        ("ensemble_runs: [exp-a, exp-a]\n", "ensemble_runs", "a list of distinct runs"),
+        ("ensemble_runs: [1234567]\n", "ensemble_runs", "a DVC experiment name or a git revision"),
+        ("ensemble_weights: fitted\n", "ensemble_weights", "auto (fitted on the out-of-fold"),
+        ("target_prior: balanced\n", "target_prior", "uniform or the path of a label_id,prior CSV"),
+        ("submission_format: csv\n", "submission_format", "one of label, proba"),
+        ("train_folds: [0, 0]\n", "train_folds", "distinct fold numbers"),
+        ("workers: many\n", "workers", "auto or an integer >= 0"),
+        ("amp: fp8\n", "amp", "one of auto, bf16, fp16, off"),
+        ("gpus: 0\n", "gpus", "an integer >= 1"),
+        ("sync_bn: 'yes'\n", "sync_bn", "true or false"),
+        ("competition: nowhere\n", "competition", "a folder that holds train.json"),
+    ],
+)
 def test_bad_value_names_key_value_and_what_is_allowed(tmp_path, text, key, allowed):
     path = write_params(tmp_path, text)
     with pytest.raises(ParamError) as error:
@@ -84,10 +92,12 @@ def test_train_folds_must_lie_below_folds(tmp_path):
 
 def test_ensemble_weights_need_one_per_member(tmp_path):
     (tmp_path / "b3").mkdir()
-    path = write_params(tmp_path, f"ensemble_runs: [{tmp_path / 'b3'}]\n"
-                                  "ensemble_weights: [1, 2, 3]\n")
-    with pytest.raises(ParamError,
-                       match=r"ensemble_weights = \[1, 2, 3\].*expected auto, \[\] or 2"):
+    path = write_params(
+        tmp_path, f"ensemble_runs: [{tmp_path / 'b3'}]\nensemble_weights: [1, 2, 3]\n"
+    )
+    with pytest.raises(
+        ParamError, match=r"ensemble_weights = \[1, 2, 3\].*expected auto, \[\] or 2"
+    ):
         load_params(["ensemble_runs", "ensemble_weights"], path)
 
 
@@ -96,7 +106,9 @@ def test_ensemble_runs_take_folders_experiment_names_and_revisions_and_auto_weig
     runs = [str(tmp_path / "b3"), "exp-a", "v1.2", "HEAD~1", "abc1234", "runs/gone"]
     path = write_params(tmp_path, f"ensemble_runs: {runs}\nensemble_weights: auto\n")
     assert load_params(["ensemble_runs", "ensemble_weights"], path) == {
-        "ensemble_runs": runs, "ensemble_weights": "auto"}
+        "ensemble_runs": runs,
+        "ensemble_weights": "auto",
+    }
 
 
 def test_missing_key_and_file_and_bad_yaml(tmp_path):
@@ -108,13 +120,16 @@ def test_missing_key_and_file_and_bad_yaml(tmp_path):
         load_params(["lr"], write_params(tmp_path, "lr: [\n"))
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("lr: 1e-05\n", 1e-05),  # what `dvc exp run -S lr=1e-5` writes
-    ("lr: 3e-4\n", 3e-4),  # a string under YAML 1.1 (no dot in the mantissa)
-    ("lr: .5\n", 0.5),
-    ("lr: 1E3\n", 1000.0),
-    ("lr: 2.5e+2\n", 250.0),
-])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("lr: 1e-05\n", 1e-05),  # what `dvc exp run -S lr=1e-5` writes
+        ("lr: 3e-4\n", 3e-4),  # a string under YAML 1.1 (no dot in the mantissa)
+        ("lr: .5\n", 0.5),
+        ("lr: 1E3\n", 1000.0),
+        ("lr: 2.5e+2\n", 250.0),
+    ],
+)
 def test_numbers_load_as_dvc_writes_them(tmp_path, text, value):
     assert load_params(["lr"], write_params(tmp_path, text)) == {"lr": value}
 
@@ -127,16 +142,22 @@ def test_yaml_1_2_words_are_text_not_booleans(tmp_path):
 
 def test_a_duplicate_key_is_an_error_with_both_lines(tmp_path):
     path = write_params(tmp_path, "epochs: 3\nlr: 0.1\nepochs: 5\n")
-    with pytest.raises(ParamError, match=r'params.yaml:3:1: duplicate key "epochs" '
-                                         r"\(first at line 1\)"):
+    with pytest.raises(
+        ParamError,
+        match=r'params.yaml:3:1: duplicate key "epochs" '
+        r"\(first at line 1\)",
+    ):
         load_params(["lr"], path)
 
 
-@pytest.mark.parametrize(("text", "where"), [
-    ("lr: [0.1\nepochs: 3\n", ":2:7:"),
-    ("lr: 0.1\n  epochs: 3\n", ":2:9:"),
-    ("lr: 'open\n", ":2:1:"),
-])
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("lr: [0.1\nepochs: 3\n", ":2:7:"),
+        ("lr: 0.1\n  epochs: 3\n", ":2:9:"),
+        ("lr: 'open\n", ":2:1:"),
+    ],
+)
 def test_a_syntax_error_names_line_and_column(tmp_path, text, where):
     with pytest.raises(ParamError, match="not valid YAML") as error:
         load_params(["lr"], write_params(tmp_path, text))
@@ -154,15 +175,18 @@ def test_a_file_that_is_not_a_mapping_or_not_text(tmp_path):
         load_params(["lr"], write_params(tmp_path, "[" * 5000))
 
 
-@pytest.mark.parametrize(("seed", "ok"), [(0, True), (2**32 - 1, True), (2**32, False),
-                                          (-1, False)])
+@pytest.mark.parametrize(
+    ("seed", "ok"), [(0, True), (2**32 - 1, True), (2**32, False), (-1, False)]
+)
 def test_seed_stays_within_what_numpy_and_torch_accept(tmp_path, seed, ok):
     path = write_params(tmp_path, f"seed: {seed}\n")
     if ok:
         assert load_params(["seed"], path) == {"seed": seed}
     else:
-        with pytest.raises(ParamError, match=f"seed = {seed} is not allowed: expected an "
-                                             "integer >= 0 and <= 4294967295"):
+        with pytest.raises(
+            ParamError,
+            match=f"seed = {seed} is not allowed: expected an integer >= 0 and <= 4294967295",
+        ):
             load_params(["seed"], path)
 
 
@@ -170,44 +194,69 @@ def test_seed_stays_within_what_numpy_and_torch_accept(tmp_path, seed, ok):
 def test_train_folds_beyond_folds_stops_every_stage_before_any_work(tmp_path, keys):
     # train@k reads neither key (only folds.csv): the first stage that loads params stops
     path = write_params(tmp_path, "folds: 2\ntrain_folds: [0, 1, 2]\nlr: 0.1\n")
-    with pytest.raises(ParamError, match=r"train_folds = \[0, 1, 2\] is not allowed: expected "
-                                         r"fold numbers from 0 to folds - 1 = 1 \(folds = 2\): "
-                                         r"drop fold 2 from train_folds or raise folds"):
+    with pytest.raises(
+        ParamError,
+        match=r"train_folds = \[0, 1, 2\] is not allowed: expected "
+        r"fold numbers from 0 to folds - 1 = 1 \(folds = 2\): "
+        r"drop fold 2 from train_folds or raise folds",
+    ):
         load_params(keys, path)
     fine = write_params(tmp_path, "folds: 3\ntrain_folds: [0, 2]\nlr: 0.1\n")
     assert set(load_params(keys, fine)) == set(keys)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("metric: map@5\nsubmission_format: proba\n", "proba with metric = map@5 is not allowed"),
-    ("metric: qwk\nsubmission_format: topk\n", "topk with metric = qwk is not allowed"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("metric: map@5\nsubmission_format: proba\n", "proba with metric = map@5 is not allowed"),
+        ("metric: qwk\nsubmission_format: topk\n", "topk with metric = qwk is not allowed"),
+    ],
+)
 def test_a_submission_shape_the_metric_cannot_score_is_refused(tmp_path, text, message):
     with pytest.raises(ParamError, match=message):
         load_params(["metric", "submission_format"], write_params(tmp_path, text))
 
 
-@pytest.mark.parametrize("text", ["metric: map@3\nsubmission_format: topk\n",
-                                  "metric: map@5\nsubmission_format: label\n",
-                                  "metric: log_loss\nsubmission_format: proba\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "metric: map@3\nsubmission_format: topk\n",
+        "metric: map@5\nsubmission_format: label\n",
+        "metric: log_loss\nsubmission_format: proba\n",
+    ],
+)
 def test_shapes_the_metric_scores_are_allowed(tmp_path, text):
     load_params(["metric", "submission_format"], write_params(tmp_path, text))
 
 
-@pytest.mark.parametrize(("value", "allowed"), [
-    ("'^(.+_\\d+$'", "missing ), unterminated subpattern"), ("'^.+_\\d+$'", "it has no group"),
-    ("map@6", None)])
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [
+        ("'^(.+_\\d+$'", "missing ), unterminated subpattern"),
+        ("'^.+_\\d+$'", "it has no group"),
+        ("map@6", None),
+    ],
+)
 def test_label_pattern_needs_a_group_and_metric_a_known_name(tmp_path, value, allowed):
     key = "metric" if value == "map@6" else "label_pattern"
-    with pytest.raises(ParamError, match=f"{key} = .* is not allowed: expected "
-                       + (".*" + re.escape(allowed) if allowed else "one of accuracy, log_loss")):
+    with pytest.raises(
+        ParamError,
+        match=f"{key} = .* is not allowed: expected "
+        + (".*" + re.escape(allowed) if allowed else "one of accuracy, log_loss"),
+    ):
         load_params([key], write_params(tmp_path, f"{key}: {value}\n"))
 
 
 def _git_env() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-            "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1"}
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "DVC_NO_ANALYTICS": "1",
+    }
 
 
 def _run(args: list[str], cwd: Path) -> str:
@@ -222,29 +271,67 @@ def test_dvc_exp_run_set_param_changes_only_the_lines_of_the_keys_it_sets(tmp_pa
     with the set value changed and every other line (comments, lists, empty values) intact."""
     text = PARAMS_FIXTURE.read_text()
     (tmp_path / "params.yaml").write_text(text)
-    keys = ["lr", "train_folds", "tta_scales", "ensemble_runs", "ensemble_weights",
-            "kaggle_competition", "download.max_side"]
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(
-        {"stages": {"noop": {"cmd": "python -c pass", "params": keys}}}))
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
-                    ["git", "commit", "-qm", "start"]):
+    keys = [
+        "lr",
+        "train_folds",
+        "tta_scales",
+        "ensemble_runs",
+        "ensemble_weights",
+        "kaggle_competition",
+        "download.max_side",
+    ]
+    (tmp_path / "dvc.yaml").write_text(
+        yaml.safe_dump({"stages": {"noop": {"cmd": "python -c pass", "params": keys}}})
+    )
+    for command in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "start"],
+    ):
         _run(command, tmp_path)
     _run(["dvc", "exp", "run", "-S", "lr=0.002"], tmp_path)
     diff = _run(["git", "diff", "-U0", "params.yaml"], tmp_path)
-    changed = [line for line in diff.splitlines()
-               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    changed = [
+        line
+        for line in diff.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
     assert [line.split("#")[0].strip() for line in changed] == ["-lr: 0.003", "+lr: 0.002"]
 
     (tmp_path / "params.yaml").write_text(text)
-    _run(["dvc", "exp", "run", "-S", "train_folds=[0,1]", "-S", "ensemble_runs=[a,b]",
-          "-S", "tta_scales=[1.0,1.15]", "-S", "kaggle_competition=dogs"], tmp_path)
+    _run(
+        [
+            "dvc",
+            "exp",
+            "run",
+            "-S",
+            "train_folds=[0,1]",
+            "-S",
+            "ensemble_runs=[a,b]",
+            "-S",
+            "tta_scales=[1.0,1.15]",
+            "-S",
+            "kaggle_competition=dogs",
+        ],
+        tmp_path,
+    )
     after = (tmp_path / "params.yaml").read_text()
     comments = [line for line in text.splitlines() if line.lstrip().startswith("#")]
     assert [line for line in after.splitlines() if line.lstrip().startswith("#")] == comments
     values = read_params_file(tmp_path / "params.yaml")
-    assert (values["train_folds"], values["ensemble_runs"], values["tta_scales"],
-            values["kaggle_competition"]) == ([0, 1], ["a", "b"], [1.0, 1.15], "dogs")
-    assert {key: value for key, value in values.items()
-            if key not in {"train_folds", "ensemble_runs", "tta_scales", "kaggle_competition"}} \
-        == {key: value for key, value in read_params_file(PARAMS_FIXTURE).items()
-            if key not in {"train_folds", "ensemble_runs", "tta_scales", "kaggle_competition"}}
+    assert (
+        values["train_folds"],
+        values["ensemble_runs"],
+        values["tta_scales"],
+        values["kaggle_competition"],
+    ) == ([0, 1], ["a", "b"], [1.0, 1.15], "dogs")
+    assert {
+        key: value
+        for key, value in values.items()
+        if key not in {"train_folds", "ensemble_runs", "tta_scales", "kaggle_competition"}
+    } == {
+        key: value
+        for key, value in read_params_file(PARAMS_FIXTURE).items()
+        if key not in {"train_folds", "ensemble_runs", "tta_scales", "kaggle_competition"}
+    }

@@ -17,15 +17,26 @@ from lib.common.errors import UserError
 from lib.common.params import RULES, load_params
 from tests.conftest import assert_written_only_inside, recording_writes
 
-FAST = settings(max_examples=150, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 # Integers beyond what a float holds are test_an_integer_too_large_for_a_float_is_refused's.
-scalars = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats()
-           | st.text(max_size=12)
-           | st.sampled_from(["auto", "native", "uniform", "none", "mean", "sgd", ".", "/"]))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(["auto", "native", "uniform", "none", "mean", "sgd", ".", "/"])
+)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 keys = st.lists(st.sampled_from(sorted(RULES)), min_size=1, max_size=8, unique=True)
 
 
@@ -77,7 +88,9 @@ def test_any_bytes_are_read_or_refused_in_one_line(data, wanted):
 
 
 @FAST
-@given(st.integers(min_value=2**1024, max_value=2**1100),
-       st.sampled_from(sorted(k for k in RULES if RULES[k](0.5) is None)))
+@given(
+    st.integers(min_value=2**1024, max_value=2**1100),
+    st.sampled_from(sorted(k for k in RULES if RULES[k](0.5) is None)),
+)
 def test_an_integer_too_large_for_a_float_is_refused(value, key):
     check_params(f"{key}: {value}\n".encode(), [key])

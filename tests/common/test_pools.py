@@ -38,8 +38,13 @@ def test_forkserver_children_get_the_decoders_and_requested_modules_already_impo
     # imported in a worker itself, they cost it half a second of CPU and thousands of page
     # faults while a download runs; -c: a main module with no file, so the child imports
     # nothing else (eval, a builtin, needs no import to unpickle)
-    done = subprocess.run([sys.executable, "-c", _PRELOAD_SCRIPT], capture_output=True,
-                          text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, "-c", _PRELOAD_SCRIPT],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert done.stdout.split() == ["cv2", "json", "PIL", "numpy"]
 
 
@@ -60,8 +65,13 @@ def test_a_main_module_the_forkserver_preloaded_runs_in_its_workers_without_a_wa
     (package / "__init__.py").write_text("")
     (package / "job.py").write_text(_MAIN_MODULE)
     root = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-m", "stagepkg.job"], capture_output=True, text=True,
-                          check=True, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}"})
+    done = subprocess.run(
+        [sys.executable, "-m", "stagepkg.job"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}"},
+    )
     assert done.stdout.split() == ["3"]
     assert done.stderr == ""

@@ -25,12 +25,21 @@ from tests.conftest import REPO
 def imports(path: Path) -> tuple[set[str], set[str]]:
     """Top-level names a file imports at module level, and inside functions."""
     tree = ast.parse(path.read_text())
-    inner = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
-             for n in ast.walk(f)}
+    inner = {
+        id(n)
+        for f in ast.walk(tree)
+        if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+        for n in ast.walk(f)
+    }
     module, lazy = set(), set()
     for node in ast.walk(tree):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-            [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module]
+            if isinstance(node, ast.ImportFrom) and node.level == 0
+            else []
+        )
         (lazy if id(node) in inner else module).update(n.split(".")[0] for n in names)
     return module, lazy
 
@@ -38,19 +47,29 @@ def imports(path: Path) -> tuple[set[str], set[str]]:
 def test_the_package_is_libs_own_inference_code_renamed(tmp_path):
     written = write_code(REPO, tmp_path)
     files = code_files(REPO)
-    assert {"lib/infer/bundled.py", "lib/infer/final.py", "lib/infer/inference.py",
-            "lib/train/checkpoint.py", "lib/infer/submission.py"} <= set(files)
+    assert {
+        "lib/infer/bundled.py",
+        "lib/infer/final.py",
+        "lib/infer/inference.py",
+        "lib/train/checkpoint.py",
+        "lib/infer/submission.py",
+    } <= set(files)
     # only inference: no downloader, training loop, DVC or the ensemble stage's scoring
-    assert not {"lib/acquire/download.py", "lib/train/loop.py", "lib/infer/members.py",
-                "lib/infer/blending.py", "lib/prepare/folds.py"} & set(files)
+    assert not {
+        "lib/acquire/download.py",
+        "lib/train/loop.py",
+        "lib/infer/members.py",
+        "lib/infer/blending.py",
+        "lib/prepare/folds.py",
+    } & set(files)
     for relative in files:
         copy = tmp_path / PACKAGE / Path(relative).relative_to("lib")
         assert copy in written
         original = (REPO / relative).read_text()
         # the same text but for the package's name in its imports
         assert copy.read_text() == original.replace("from lib.", f"from {PACKAGE}.").replace(
-            "from lib import", f"from {PACKAGE} import").replace("import lib.",
-                                                                f"import {PACKAGE}.")
+            "from lib import", f"from {PACKAGE} import"
+        ).replace("import lib.", f"import {PACKAGE}.")
 
 
 def test_the_package_imports_nothing_outside_itself_but_kaggles_packages(tmp_path):
@@ -73,25 +92,38 @@ assert importlib.util.find_spec("lib") is None, "the project's lib is importable
 print(sorted(new - set(sys.stdlib_module_names)))
 """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {
-        "PYTHONPATH": str(tmp_path), "NO_ALBUMENTATIONS_UPDATE": "1"}
-    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+        "PYTHONPATH": str(tmp_path),
+        "NO_ALBUMENTATIONS_UPDATE": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [f"['{PACKAGE}']"]
 
 
 def test_wheels_are_the_pinned_versions():
-    pins = dict(line.split("==") for line in (REPO / "requirements.txt").read_text().split()
-                if "==" in line)
+    pins = dict(
+        line.split("==") for line in (REPO / "requirements.txt").read_text().split() if "==" in line
+    )
     wheels = dict(spec.split("==") for spec in pinned_wheels())
     assert wheels["timm"] == pins["timm"] and wheels["albumentations"] == pins["albumentations"]
 
 
 def test_the_kernel_runs_offline_on_the_competition_and_the_dataset():
-    meta = kernel_metadata(username="jdoe", kernel_slug="dog-breed-identification-inference",
-                           title="dog-breed-identification-inference",
-                           dataset_slug="dog-breed-identification-models",
-                           competition="dog-breed-identification", gpu=True)
+    meta = kernel_metadata(
+        username="jdoe",
+        kernel_slug="dog-breed-identification-inference",
+        title="dog-breed-identification-inference",
+        dataset_slug="dog-breed-identification-models",
+        competition="dog-breed-identification",
+        gpu=True,
+    )
     assert meta["enable_internet"] is False and meta["enable_gpu"] is True
     assert meta["competition_sources"] == ["dog-breed-identification"]
     assert meta["dataset_sources"] == ["jdoe/dog-breed-identification-models"]
@@ -100,8 +132,12 @@ def test_the_kernel_runs_offline_on_the_competition_and_the_dataset():
 
 
 def test_the_notebook_reads_its_folders_from_the_environment():
-    book = notebook(dataset_slug="demo-models", competition_folder="demo",
-                    competition_marker="test.json", title="demo-inference")
+    book = notebook(
+        dataset_slug="demo-models",
+        competition_folder="demo",
+        competition_marker="test.json",
+        title="demo-inference",
+    )
     nbformat.validate(book)
     code = "\n".join(cell.source for cell in book.cells if cell.cell_type == "code")
     assert 'os.environ.get("KAGGLE_INPUT_ROOT", "/kaggle/input")' in code

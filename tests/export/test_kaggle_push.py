@@ -45,11 +45,23 @@ def bundle(out: Path) -> Path:
 
 
 def push(tmp_path: Path, bin_dir: Path, *args: str, **env: str):
-    environ = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path), **env,
-               "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-               "KAGGLE_USERNAME": "jdoe", "KAGGLE_KEY": "k"}
-    return subprocess.run([sys.executable, "-m", "stages.kaggle_push", *args], cwd=tmp_path,
-                          env=environ, capture_output=True, text=True, timeout=120)
+    environ = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "HOME": str(tmp_path),
+        **env,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "KAGGLE_USERNAME": "jdoe",
+        "KAGGLE_KEY": "k",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "stages.kaggle_push", *args],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_a_new_dataset_is_created_then_the_notebook_pushed(tmp_path):
@@ -60,7 +72,8 @@ def test_a_new_dataset_is_created_then_the_notebook_pushed(tmp_path):
         "datasets status jdoe/demo-models",
         f"datasets create -p {Path('kaggle') / 'dataset'} --dir-mode zip",
         "datasets status jdoe/demo-models",
-        f"kernels push -p {Path('kaggle') / 'kernel'}"]
+        f"kernels push -p {Path('kaggle') / 'kernel'}",
+    ]
     assert done.stdout.strip().endswith("Kernel version 1 successfully pushed.")
     assert out.is_dir()
 
@@ -81,29 +94,34 @@ def test_a_failing_upload_is_one_line_and_nothing_is_pushed(tmp_path):
     bundle(tmp_path / "kaggle")
     done = push(tmp_path, bin_dir, FAIL_ON="datasets create")
     assert done.returncode == 2
-    assert done.stderr.strip() == ("error: kaggle datasets create failed (exit 1): 403 - "
-                                   "Forbidden - Permission denied")
+    assert done.stderr.strip() == (
+        "error: kaggle datasets create failed (exit 1): 403 - Forbidden - Permission denied"
+    )
     assert "kernels push" not in (bin_dir / "calls.txt").read_text()
 
 
 def test_without_a_bundle_it_says_what_to_run(tmp_path):
     done = push(tmp_path, stand_in(tmp_path / "bin"))
     assert done.returncode == 2
-    assert done.stderr.strip() == (f"error: {Path('kaggle/dataset/dataset-metadata.json')}: not "
-                                   "found: run `make kaggle-bundle` first")
+    assert done.stderr.strip() == (
+        f"error: {Path('kaggle/dataset/dataset-metadata.json')}: not "
+        "found: run `make kaggle-bundle` first"
+    )
 
 
 def test_waiting_for_kaggle_to_process_the_dataset_gives_up_with_the_command(tmp_path):
     bin_dir = stand_in(tmp_path / "bin")
     slept = []
     with pytest.raises(UserError, match="not ready after 30 s .*kaggle kernels push"):
-        wait_until_ready(str(bin_dir / "kaggle"), "jdoe/x", sleep=slept.append, wait_s=30,
-                         poll_s=10)
+        wait_until_ready(
+            str(bin_dir / "kaggle"), "jdoe/x", sleep=slept.append, wait_s=30, poll_s=10
+        )
     assert slept == [10, 10, 10]
 
 
 def test_the_commands():
-    upload, kernel = push_commands("kaggle", dataset=Path("d"), kernel=Path("k"), exists=False,
-                                   message="m")
+    upload, kernel = push_commands(
+        "kaggle", dataset=Path("d"), kernel=Path("k"), exists=False, message="m"
+    )
     assert upload == ["kaggle", "datasets", "create", "-p", "d", "--dir-mode", "zip"]
     assert kernel == ["kaggle", "kernels", "push", "-p", "k"]

@@ -17,23 +17,43 @@ from lib.infer.submission import make_layout
 
 CLASSES, PRIOR = np.array([1, 2]), np.array([0.5, 0.5])
 LABELS = {i: 1 + i % 2 for i in range(1, 7)}  # 1 = cat, 2 = dog
-SETTINGS = {"how": "mean", "target_prior": "uniform", "prior_correction": False, "low": 1e-3,
-            "high": 1 - 1e-3}
+SETTINGS = {
+    "how": "mean",
+    "target_prior": "uniform",
+    "prior_correction": False,
+    "low": 1e-3,
+    "high": 1 - 1e-3,
+}
 
 
 def write_run(folder: Path, *, right: float, test_ids: tuple[int, ...] = (3, 1, 2)) -> Path:
     """Two folds' predictions of the 6 labelled images (each fold's first image confidently
     wrong, the others `right` on the true class) and of test images `test_ids` (3 of them)."""
     for fold, ids in ((0, [1, 2, 3]), (1, [4, 5, 6])):
-        probs = np.array([[right, 1 - right] if LABELS[i] == 1 else [1 - right, right]
-                          for i in ids], np.float32)
+        probs = np.array(
+            [[right, 1 - right] if LABELS[i] == 1 else [1 - right, right] for i in ids], np.float32
+        )
         probs[0] = [0.1, 0.9] if LABELS[ids[0]] == 1 else [0.9, 0.1]
-        save_predictions(folder / f"fold{fold}" / "oof.npz", Predictions(
-            probs, np.array(ids), CLASSES, splits=np.array(["train"] * 3),
-            targets=np.array([LABELS[i] for i in ids]), prior=PRIOR))
-        save_predictions(folder / f"fold{fold}" / "test.npz", Predictions(
-            np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]], np.float32), np.array(test_ids),
-            CLASSES, prior=PRIOR))
+        save_predictions(
+            folder / f"fold{fold}" / "oof.npz",
+            Predictions(
+                probs,
+                np.array(ids),
+                CLASSES,
+                splits=np.array(["train"] * 3),
+                targets=np.array([LABELS[i] for i in ids]),
+                prior=PRIOR,
+            ),
+        )
+        save_predictions(
+            folder / f"fold{fold}" / "test.npz",
+            Predictions(
+                np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]], np.float32),
+                np.array(test_ids),
+                CLASSES,
+                prior=PRIOR,
+            ),
+        )
     return folder
 
 
@@ -56,14 +76,13 @@ def test_weights_choose_between_runs_and_auto_fits_them(tmp_path):
     sure = RunPredictions(write_run(tmp_path / "sure", right=0.95))
     unsure = RunPredictions(write_run(tmp_path / "unsure", right=0.6))
     alone = blend_and_score([sure], layout=LAYOUT, answers=None, weights=None, **SETTINGS)
-    first = blend_and_score([sure, unsure], layout=LAYOUT, answers=None, weights=[1, 0],
-                            **SETTINGS)
-    even = blend_and_score([sure, unsure], layout=LAYOUT, answers=None, weights=None,
-                           **SETTINGS)
+    first = blend_and_score([sure, unsure], layout=LAYOUT, answers=None, weights=[1, 0], **SETTINGS)
+    even = blend_and_score([sure, unsure], layout=LAYOUT, answers=None, weights=None, **SETTINGS)
     assert first.detail["oof"]["log_loss"] == pytest.approx(alone.detail["oof"]["log_loss"])
     assert even.detail["oof"]["log_loss"] != pytest.approx(alone.detail["oof"]["log_loss"])
-    fitted = blend_and_score([sure, unsure], layout=LAYOUT, answers=None, weights="auto",
-                             **SETTINGS)
+    fitted = blend_and_score(
+        [sure, unsure], layout=LAYOUT, answers=None, weights="auto", **SETTINGS
+    )
     assert "weights" in fitted.detail
 
 
@@ -71,8 +90,9 @@ def test_known_test_answers_are_scored(tmp_path):
     run = RunPredictions(write_run(tmp_path / "a", right=0.8))
     answers = tmp_path / "test_labels.csv"
     answers.write_text("id,label\n1,2\n2,2\n3,1\n4,1\n")  # 3 of 4 right (4 falls back)
-    outcome = blend_and_score([run], layout=LAYOUT, answers=read_answers(answers), weights=None,
-                              **SETTINGS)
+    outcome = blend_and_score(
+        [run], layout=LAYOUT, answers=read_answers(answers), weights=None, **SETTINGS
+    )
     assert outcome.detail["test"]["accuracy"] == pytest.approx(0.75)
     assert outcome.headline["test"]["accuracy"] == pytest.approx(0.75)
 
@@ -80,8 +100,7 @@ def test_known_test_answers_are_scored(tmp_path):
 def test_gather_runs_puts_this_run_first_then_each_member(tmp_path):
     this = write_run(tmp_path / "predictions", right=0.8)
     other = write_run(tmp_path / "runs" / "b3", right=0.7)
-    runs, commits = gather_runs(this, folds=[0, 1], entries=[str(other)], root=tmp_path,
-                                how="mean")
+    runs, commits = gather_runs(this, folds=[0, 1], entries=[str(other)], root=tmp_path, how="mean")
     assert [r.name for r in runs] == [str(this), str(other)]
     assert commits == {str(other): None}  # a folder, not a revision
     assert gather_runs(this, folds=[0, 1], entries=[], root=tmp_path, how="mean")[1] == {}
@@ -89,13 +108,18 @@ def test_gather_runs_puts_this_run_first_then_each_member(tmp_path):
 
 def test_runs_of_another_test_set_are_refused_naming_how_to_redo_each(tmp_path):
     this = RunPredictions(write_run(tmp_path / "this", right=0.8), name="this")
-    member = RunPredictions(write_run(tmp_path / "b", right=0.8, test_ids=(1, 2, 5)),
-                            name="exp-b")
+    member = RunPredictions(write_run(tmp_path / "b", right=0.8, test_ids=(1, 2, 5)), name="exp-b")
     check_runs_current([this], test_ids=["1", "2", "3", "4"], on_disk=["1", "2", "3"])
-    with pytest.raises(UserError, match=r"^this: .*1 test images on disk without a prediction "
-                                        r"\(4\); run `dvc repro predict`$"):
+    with pytest.raises(
+        UserError,
+        match=r"^this: .*1 test images on disk without a prediction "
+        r"\(4\); run `dvc repro predict`$",
+    ):
         check_runs_current([this], test_ids=["1", "2", "3", "4"], on_disk=["1", "2", "3", "4"])
-    with pytest.raises(UserError, match=r"^exp-b: .*1 ids not in test\.json \(5\), .*; run "
-                                        r"`dvc exp run for exp-b again, or take it out of "
-                                        r"ensemble_runs`$"):
+    with pytest.raises(
+        UserError,
+        match=r"^exp-b: .*1 ids not in test\.json \(5\), .*; run "
+        r"`dvc exp run for exp-b again, or take it out of "
+        r"ensemble_runs`$",
+    ):
         check_runs_current([this, member], test_ids=["1", "2", "3", "4"], on_disk=None)

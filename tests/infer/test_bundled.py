@@ -27,8 +27,12 @@ def test_test_images_are_staged_as_the_download_stores_them(tmp_path):
     (competition / "test" / "c3.png").write_bytes(b"<html>not an image</html>")
     write_image(competition / "test" / "d4.png", size=(4, 4), seed=7)  # a placeholder
     comp = read_test_competition(competition, fmt="folders")
-    paths, ids = stage_test_images(comp, limits=ImageLimits(min_side=8, max_side=20),
-                                   max_bytes=10_000_000, into=tmp_path / "staged")
+    paths, ids = stage_test_images(
+        comp,
+        limits=ImageLimits(min_side=8, max_side=20),
+        max_bytes=10_000_000,
+        into=tmp_path / "staged",
+    )
     assert ids == ["a1", "b2"]  # id order; the refused ones get the fallback row
     assert paths[0].read_bytes() == (competition / "test" / "a1.jpg").read_bytes()
     assert paths[1].suffix == ".jpg"  # b2 was wider than max_side: shrunk to a JPEG

@@ -111,7 +111,9 @@ def test_members_by_experiment_name_and_git_revision(project):
     root, this = project["root"], project["this"]
     exp_a, v0 = load_members(["exp-a", "v0"], this_run=this, root=root)
     assert (exp_a.source.kind, exp_a.source.commit) == (
-        EXPERIMENT, rev_parse(root, experiment_ref(root, "exp-a")))
+        EXPERIMENT,
+        rev_parse(root, experiment_ref(root, "exp-a")),
+    )
     assert exp_a.run.name == "exp-a" and exp_a.run.folds == [0]
     np.testing.assert_array_equal(exp_a.run.oof.probs, this.oof.probs)  # seed 1, as run
     np.testing.assert_array_equal(exp_a.run.test.probs, this.test.probs)
@@ -124,14 +126,15 @@ def test_dvc_exp_run_ensembles_experiments_by_name(project, tmp_path):
     root = copy_project(project, tmp_path)
     run(["dvc", "exp", "run", "-q", "-n", "blend-a", "-S", "ensemble_runs=[exp-a,v0]"], root)
     assert json.loads((root / "members.json").read_text()) == {
-        "exp-a": rev_parse(root, experiment_ref(root, "exp-a")), "v0": rev_parse(root, "v0")}
+        "exp-a": rev_parse(root, experiment_ref(root, "exp-a")),
+        "v0": rev_parse(root, "v0"),
+    }
 
 
 def test_a_folder_entry_reads_that_folder(project, tmp_path):
     copy = shutil.copytree(project["root"] / "predictions", tmp_path / "runs" / "b3")
     [member] = load_members([str(copy)], this_run=project["this"], root=project["root"])
-    assert (member.source.kind, member.source.commit, member.run.name) == (
-        FOLDER, None, str(copy))
+    assert (member.source.kind, member.source.commit, member.run.name) == (FOLDER, None, str(copy))
 
 
 def test_an_unknown_name_is_one_line_naming_it(project):
@@ -169,7 +172,8 @@ def test_an_experiment_outside_the_cache_says_how_to_pull_it(project, tmp_path):
         load_members(["exp-a"], this_run=project["this"], root=root)
     assert str(error.value) == (
         f"exp-a (experiment {commit[:7]}): predictions/fold0 is not in the local DVC cache; "
-        "bring it with `dvc exp pull origin exp-a` (from the DVC remote it was pushed to)")
+        "bring it with `dvc exp pull origin exp-a` (from the DVC remote it was pushed to)"
+    )
 
 
 def test_a_revision_outside_the_cache_says_how_to_fetch_it(project, tmp_path):
@@ -182,15 +186,19 @@ def test_a_revision_outside_the_cache_says_how_to_fetch_it(project, tmp_path):
         load_members(["v0"], this_run=project["this"], root=root)
     assert str(error.value) == (
         f"v0 (revision {commit[:7]}): predictions/fold0/oof.npz is not in the local DVC cache; "
-        "bring it with `dvc fetch --all-commits` (from the DVC remote it was pushed to)")
+        "bring it with `dvc fetch --all-commits` (from the DVC remote it was pushed to)"
+    )
 
 
 def test_a_revision_without_predictions_is_one_line(project, tmp_path):
     root = copy_project(project, tmp_path)
     run(["git", "rm", "-q", "--cached", "dvc.lock"], root)
     run(["git", "commit", "-qm", "no outputs"], root)
-    with pytest.raises(UserError, match=r"^nolock \(revision [0-9a-f]{7}\): no predictions/fold<k>/"
-                                        r"oof.npz at that commit \(did its predict stage run"):
+    with pytest.raises(
+        UserError,
+        match=r"^nolock \(revision [0-9a-f]{7}\): no predictions/fold<k>/"
+        r"oof.npz at that commit \(did its predict stage run",
+    ):
         run(["git", "branch", "nolock"], root)
         load_members(["nolock"], this_run=project["this"], root=root)
 
@@ -200,25 +208,34 @@ def test_an_experiment_name_prefers_the_one_on_head_and_refuses_ambiguity(projec
     v0 = rev_parse(root, "v0")
     for baseline in ("1" * 40, "2" * 40):  # the same names on two other baselines
         for name in ("exp-a", "exp-b"):
-            run(["git", "update-ref", f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}", v0],
-                root)
+            run(["git", "update-ref", f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}", v0], root)
     [member] = load_members(["exp-a"], this_run=project["this"], root=root)
     assert member.source.commit == rev_parse(root, experiment_ref(root, "exp-a"))
-    with pytest.raises(UserError, match=r"'exp-b' exists on several baselines \(1111111, "
-                                        r"2222222\), none of them HEAD"):
+    with pytest.raises(
+        UserError,
+        match=r"'exp-b' exists on several baselines \(1111111, "
+        r"2222222\), none of them HEAD",
+    ):
         load_members(["exp-b"], this_run=project["this"], root=root)
 
 
 def test_a_member_with_other_images_or_classes_is_named(project, tmp_path):
     this = project["this"]
-    fold = Predictions(this.oof.probs, (this.oof.image_ids.astype(int) + 50), this.oof.classes,
-                       splits=this.oof.splits, targets=this.oof.targets)
+    fold = Predictions(
+        this.oof.probs,
+        (this.oof.image_ids.astype(int) + 50),
+        this.oof.classes,
+        splits=this.oof.splits,
+        targets=this.oof.targets,
+    )
     save_predictions(tmp_path / "shifted" / "fold0" / "oof.npz", fold)
     save_predictions(tmp_path / "shifted" / "fold0" / "test.npz", this.test)
     with pytest.raises(UserError, match=r"shifted: predicted other images than .*predictions"):
         load_members([str(tmp_path / "shifted")], this_run=this, root=project["root"])
     save_predictions(tmp_path / "relabelled" / "fold0" / "oof.npz", this.oof)
-    save_predictions(tmp_path / "relabelled" / "fold0" / "test.npz", Predictions(
-        this.test.probs, this.test.image_ids, np.array([1, 2, 4])))
+    save_predictions(
+        tmp_path / "relabelled" / "fold0" / "test.npz",
+        Predictions(this.test.probs, this.test.image_ids, np.array([1, 2, 4])),
+    )
     with pytest.raises(UserError, match=r"relabelled: different class list"):
         load_members([str(tmp_path / "relabelled")], this_run=this, root=project["root"])

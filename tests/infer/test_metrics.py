@@ -34,11 +34,14 @@ def test_accuracy_log_loss_and_f1_equal_scikit_learns(seed):
     classes = np.array([1, 2, 3, 4, 5])
     predicted = probs.argmax(axis=1)
     assert score_metric("accuracy", probs, columns, classes) == pytest.approx(
-        accuracy_score(columns, predicted))
+        accuracy_score(columns, predicted)
+    )
     assert score_metric("log_loss", probs, columns, classes) == pytest.approx(
-        sk_log_loss(columns, probs, labels=range(5)), rel=1e-9)
+        sk_log_loss(columns, probs, labels=range(5)), rel=1e-9
+    )
     assert score_metric("f1_macro", probs, columns, classes) == pytest.approx(
-        f1_score(columns, predicted, average="macro"))
+        f1_score(columns, predicted, average="macro")
+    )
 
 
 def test_f1_macro_averages_over_the_classes_seen_as_scikit_learn_does():
@@ -54,8 +57,9 @@ def test_f1_macro_averages_over_the_classes_seen_as_scikit_learn_does():
 def test_qwk_equals_cohen_kappa_with_quadratic_weights(seed):
     probs, columns = random_case(seed, classes=5)
     grades = np.array([0, 1, 2, 3, 4])  # APTOS's diagnosis grades
-    expected = cohen_kappa_score(grades[columns], grades[probs.argmax(axis=1)],
-                                 weights="quadratic", labels=grades)
+    expected = cohen_kappa_score(
+        grades[columns], grades[probs.argmax(axis=1)], weights="quadratic", labels=grades
+    )
     assert score_metric("qwk", probs, columns, grades) == pytest.approx(expected)
 
 
@@ -75,8 +79,7 @@ def test_qwk_reference_values():
     perfect = np.eye(3)[[0, 1, 2, 1]]
     assert score_metric("qwk", perfect, np.array([0, 1, 2, 1]), np.arange(3)) == 1.0
     reversed_ = np.eye(3)[[2, 1, 0]]
-    assert score_metric("qwk", reversed_, np.array([0, 1, 2]), np.arange(3)) == \
-        pytest.approx(-1.0)
+    assert score_metric("qwk", reversed_, np.array([0, 1, 2]), np.arange(3)) == pytest.approx(-1.0)
 
 
 def test_map_at_k_by_kaggles_formula():
@@ -95,10 +98,14 @@ def test_map_at_k_of_probabilities_ranks_the_columns():
     # ranks of the truth: 1, 2, 3, 2 (the tie 0.4/0.4 goes to the lower column first)
     assert top_k_columns(probs, 2).tolist() == [[1, 2], [0, 2], [2, 1], [0, 1]]
     assert map_at_k(probs, columns, 3) == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 2) / 4)
-    assert map_at_k(probs, columns, 1) == score_metric("accuracy", probs, columns,
-                                                       np.arange(3)) == 0.25
+    assert (
+        map_at_k(probs, columns, 1)
+        == score_metric("accuracy", probs, columns, np.arange(3))
+        == 0.25
+    )
     assert score_metric("map@2", probs, columns, np.arange(3)) == pytest.approx(
-        (1 + 1 / 2 + 0 + 1 / 2) / 4)
+        (1 + 1 / 2 + 0 + 1 / 2) / 4
+    )
 
 
 def test_direction_differentiability_and_k():

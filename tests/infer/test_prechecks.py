@@ -44,9 +44,18 @@ def write_sample(path: Path, ids: list[str], columns: list[str] = BREEDS) -> Pat
     return path
 
 
-GOOD = {"competition": "comp", "submission_format": "proba", "folds": 2, "train_folds": [0, 1],
-        "img_size": 16, "epochs": 1, "batch_size": 4, "arch": "resnet10t", "pretrained": "none",
-        "workers": 0}
+GOOD = {
+    "competition": "comp",
+    "submission_format": "proba",
+    "folds": 2,
+    "train_folds": [0, 1],
+    "img_size": 16,
+    "epochs": 1,
+    "batch_size": 4,
+    "arch": "resnet10t",
+    "pretrained": "none",
+    "workers": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +90,7 @@ def train(project, monkeypatch):
         write_params(project, **GOOD | overrides)
         stages.train.main()
         return trained
+
     run.trained = trained
     return run
 
@@ -89,25 +99,49 @@ def test_with_good_params_training_starts(train):
     assert train() == [0]
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"competition": "no-test"}, "no-test: no test split (test.json, or test/ images)"),
-    ({"classes_file": "other_classes.csv"},
-     "other_classes.csv: its label ids differ from the competition's labels"),
-    ({"submission_format": "topk", "metric": "map@3", "sample_submission": None},
-     "comp: class name 'Ankle boot' has a space, and a topk submission separates its labels by "
-     "spaces"),
-    ({"sample_submission": "other_ids.csv"},
-     "other_ids.csv: the sample submission's ids do not match the test images: 1 not among them "
-     "(t9), 1 test images missing (t3)"),
-    ({"sample_submission": "two_columns.csv"}, "two_columns.csv: header id,breed has one value "
-                                               "column; submission_format proba writes one column"
-                                               " per class"),
-    ({"ensemble_runs": ["no-such-run"]},
-     "ensemble_runs: 'no-such-run' is not a folder, a DVC experiment or a git revision"),
-    ({"ensemble_runs": [], "ensemble_weights": [0.5, 0.5]},
-     "ensemble_weights = [0.5, 0.5] is not allowed: expected auto, [] or 1 weights"),
-], ids=["test-split", "classes-file", "format-vs-labels", "sample-ids", "sample-header",
-        "ensemble-runs", "weights-length"])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"competition": "no-test"}, "no-test: no test split (test.json, or test/ images)"),
+        (
+            {"classes_file": "other_classes.csv"},
+            "other_classes.csv: its label ids differ from the competition's labels",
+        ),
+        (
+            {"submission_format": "topk", "metric": "map@3", "sample_submission": None},
+            "comp: class name 'Ankle boot' has a space, and a topk submission separates its labels by "
+            "spaces",
+        ),
+        (
+            {"sample_submission": "other_ids.csv"},
+            "other_ids.csv: the sample submission's ids do not match the test images: 1 not among them "
+            "(t9), 1 test images missing (t3)",
+        ),
+        (
+            {"sample_submission": "two_columns.csv"},
+            "two_columns.csv: header id,breed has one value "
+            "column; submission_format proba writes one column"
+            " per class",
+        ),
+        (
+            {"ensemble_runs": ["no-such-run"]},
+            "ensemble_runs: 'no-such-run' is not a folder, a DVC experiment or a git revision",
+        ),
+        (
+            {"ensemble_runs": [], "ensemble_weights": [0.5, 0.5]},
+            "ensemble_weights = [0.5, 0.5] is not allowed: expected auto, [] or 1 weights",
+        ),
+    ],
+    ids=[
+        "test-split",
+        "classes-file",
+        "format-vs-labels",
+        "sample-ids",
+        "sample-header",
+        "ensemble-runs",
+        "weights-length",
+    ],
+)
 def test_what_would_fail_the_ensemble_stops_train_before_training(train, overrides, message):
     with pytest.raises(UserError) as error:
         train(**overrides)

@@ -14,8 +14,9 @@ from lib.infer.predictions import (
 
 
 def predictions(ids, value: float = 0.5) -> Predictions:
-    return Predictions(np.full((len(ids), 2), value, np.float32), np.array(ids, np.int64),
-                       np.array([1, 2]))
+    return Predictions(
+        np.full((len(ids), 2), value, np.float32), np.array(ids, np.int64), np.array([1, 2])
+    )
 
 
 def test_a_fold_is_written_as_one_unit(tmp_path):
@@ -47,17 +48,26 @@ def test_a_failure_between_oof_and_test_leaves_the_old_pair(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["fold0"]  # no temp folder left
 
 
-@pytest.mark.parametrize(("ids", "expected", "on_disk", "message"), [
-    ([1, 2], [1, 2, 3], [1, 2], None),  # 3 failed to download: a fallback row, fine
-    ([1, 2], [1, 2], None, None),  # no image folder to compare with
-    ([1, 2], [11, 12], None, "2 ids not in test.json (1, 2)"),
-    ([1, 2], [1, 2, 3], [1, 2, 3], "1 test images on disk without a prediction (3)"),
-    ([], [1, 2], [], "no test image has a prediction"),
-])
+@pytest.mark.parametrize(
+    ("ids", "expected", "on_disk", "message"),
+    [
+        ([1, 2], [1, 2, 3], [1, 2], None),  # 3 failed to download: a fallback row, fine
+        ([1, 2], [1, 2], None, None),  # no image folder to compare with
+        ([1, 2], [11, 12], None, "2 ids not in test.json (1, 2)"),
+        ([1, 2], [1, 2, 3], [1, 2, 3], "1 test images on disk without a prediction (3)"),
+        ([], [1, 2], [], "no test image has a prediction"),
+    ],
+)
 def test_test_predictions_must_match_the_current_test_images(ids, expected, on_disk, message):
     def check():
-        check_test_ids(predictions(ids), expected=expected, on_disk=on_disk,
-                       source="predictions", rerun="dvc repro predict")
+        check_test_ids(
+            predictions(ids),
+            expected=expected,
+            on_disk=on_disk,
+            source="predictions",
+            rerun="dvc repro predict",
+        )
+
     if message is None:
         check()
     else:

@@ -15,13 +15,15 @@ from lib.infer.report import (
 CLASSES = np.array([3, 7, 9])  # label ids; rows of probs point at columns 0..2
 NAMES = {3: "chair", 7: "lamp"}  # 9 has no name: shown as "9"
 # rows: true column, then the probabilities of columns 0, 1, 2
-PROBS = np.array([
-    [0.7, 0.2, 0.1],  # true 0, right
-    [0.2, 0.5, 0.3],  # true 0, wrong (lamp), 0.2 on the truth: 3rd of 3
-    [0.1, 0.6, 0.3],  # true 1, right
-    [0.1, 0.3, 0.6],  # true 1, wrong (9), 0.3 on the truth: 2nd of 3
-    [0.5, 0.4, 0.1],  # true 2, wrong (chair), 0.1 on the truth: 2nd of 3 (tie broken by column)
-])
+PROBS = np.array(
+    [
+        [0.7, 0.2, 0.1],  # true 0, right
+        [0.2, 0.5, 0.3],  # true 0, wrong (lamp), 0.2 on the truth: 3rd of 3
+        [0.1, 0.6, 0.3],  # true 1, right
+        [0.1, 0.3, 0.6],  # true 1, wrong (9), 0.3 on the truth: 2nd of 3
+        [0.5, 0.4, 0.1],  # true 2, wrong (chair), 0.1 on the truth: 2nd of 3 (tie broken by column)
+    ]
+)
 COLUMNS = np.array([0, 0, 1, 1, 2])
 
 
@@ -41,8 +43,12 @@ def test_per_class_table_counts_each_class_worst_first():
 
 
 def test_per_class_table_top3_misses_with_more_classes():
-    probs = np.array([[0.1, 0.2, 0.3, 0.4],   # true 0: last of 4, a miss
-                      [0.4, 0.3, 0.2, 0.1]])  # true 1: 2nd, a hit
+    probs = np.array(
+        [
+            [0.1, 0.2, 0.3, 0.4],  # true 0: last of 4, a miss
+            [0.4, 0.3, 0.2, 0.1],
+        ]
+    )  # true 1: 2nd, a hit
     table = per_class_table(probs, np.array([0, 1]), np.array([0, 1, 2, 3]))
     rows = table.set_index("label_id")
     assert rows.loc[0, "top3_accuracy"] == 0.0 and rows.loc[1, "top3_accuracy"] == 1.0
@@ -70,9 +76,17 @@ def test_top_losses_grid_draws_the_mistakes(tmp_path):
         Image.new("RGB", (16, 12), (row * 50, 0, 0)).save(path)
         paths.append(path)
     out = tmp_path / "grid.png"
-    drawn = top_losses_grid(out, image_paths=paths, probs=PROBS, columns=COLUMNS,
-                            classes=CLASSES, names=NAMES, k=2, cols=2,
-                            image_ids=np.array(["a1", "b2", "c3", "d4", "e5"]))
+    drawn = top_losses_grid(
+        out,
+        image_paths=paths,
+        probs=PROBS,
+        columns=COLUMNS,
+        classes=CLASSES,
+        names=NAMES,
+        k=2,
+        cols=2,
+        image_ids=np.array(["a1", "b2", "c3", "d4", "e5"]),
+    )
     assert drawn == 2
     grid = np.asarray(Image.open(out))
     assert grid.shape[1] == 2 * 128
@@ -87,8 +101,12 @@ def test_confusion_counts_true_down_predicted_across():
 
 def test_confusion_figures_are_drawn_with_class_names(tmp_path):
     counts = confusion_counts(PROBS, COLUMNS)
-    confusion_figures(counts, ["chair", "lamp", "9"], counts_png=tmp_path / "c.png",
-                      normalized_png=tmp_path / "n.png")
+    confusion_figures(
+        counts,
+        ["chair", "lamp", "9"],
+        counts_png=tmp_path / "c.png",
+        normalized_png=tmp_path / "n.png",
+    )
     for name in ("c.png", "n.png"):
         pixels = np.asarray(Image.open(tmp_path / name).convert("RGB"))
         # row "9" is all predicted as chair: a full row share, the darkest shade

@@ -16,12 +16,29 @@ from PIL import Image
 from lib.infer.report import confusion_figures, per_class_table
 from lib.infer.report_page import leaderboard, read_curves, write_run_report
 
-DETAIL = {"fold0": {"accuracy": 0.85, "accuracy_prior": 0.85, "log_loss_clipped": 0.51,
-                    "log_loss_prior_clipped": 0.5, "top3_accuracy": 0.98},
-          "fold1": {"accuracy": 0.8352, "accuracy_prior": 0.84, "log_loss_clipped": 0.52,
-                    "log_loss_prior_clipped": 0.52, "top3_accuracy": 0.984},
-          "oof": {"accuracy": 0.8438, "accuracy_prior": 0.845, "log_loss_clipped": 0.5156,
-                  "log_loss_prior_clipped": 0.514, "top3_accuracy": 0.9823}}
+DETAIL = {
+    "fold0": {
+        "accuracy": 0.85,
+        "accuracy_prior": 0.85,
+        "log_loss_clipped": 0.51,
+        "log_loss_prior_clipped": 0.5,
+        "top3_accuracy": 0.98,
+    },
+    "fold1": {
+        "accuracy": 0.8352,
+        "accuracy_prior": 0.84,
+        "log_loss_clipped": 0.52,
+        "log_loss_prior_clipped": 0.52,
+        "top3_accuracy": 0.984,
+    },
+    "oof": {
+        "accuracy": 0.8438,
+        "accuracy_prior": 0.845,
+        "log_loss_clipped": 0.5156,
+        "log_loss_prior_clipped": 0.514,
+        "top3_accuracy": 0.9823,
+    },
+}
 HEADLINE = {"oof": {"accuracy": 0.8438, "log_loss": 0.5156}, "test": {"accuracy": 0.846}}
 NAMES = ["T-shirt/top", "Trouser", "Ankle boot"]
 
@@ -30,10 +47,15 @@ def log_fold(live_dir: Path, epochs: int, offset: float) -> None:
     """What stages.train logs, through DVCLive itself."""
     with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
         for epoch in range(epochs):
-            for name, value in {"train_loss": 2.0 - 0.3 * epoch + offset,
-                                "val_loss": 1.9 - 0.25 * epoch + offset,
-                                "train_acc": 0.5 + 0.1 * epoch, "val_acc": 0.55 + 0.1 * epoch,
-                                "images_per_s": 100.0, "seconds": 3.0, "lr": 1e-3}.items():
+            for name, value in {
+                "train_loss": 2.0 - 0.3 * epoch + offset,
+                "val_loss": 1.9 - 0.25 * epoch + offset,
+                "train_acc": 0.5 + 0.1 * epoch,
+                "val_acc": 0.55 + 0.1 * epoch,
+                "images_per_s": 100.0,
+                "seconds": 3.0,
+                "lr": 1e-3,
+            }.items():
                 live.log_metric(name, value)
             live.next_step()
 
@@ -47,11 +69,18 @@ def test_curves_are_read_back_from_dvclive_by_epoch(tmp_path):
 
 
 def test_the_leaderboard_ranks_by_the_competitions_metric():
-    detail = DETAIL | {"runs": {"predictions": DETAIL["fold1"], "b0-64": DETAIL["fold0"]},
-                       "weights": {"weights": {"predictions": 0.3, "b0-64": 0.7}}}
+    detail = DETAIL | {
+        "runs": {"predictions": DETAIL["fold1"], "b0-64": DETAIL["fold0"]},
+        "weights": {"weights": {"predictions": 0.3, "b0-64": 0.7}},
+    }
     rows = leaderboard(detail, prior_correction=False, by_log_loss=False)
-    assert [r.name for r in rows] == ["b0-64", "fold 0 model", "blend (submitted)", "this run",
-                                      "fold 1 model"]
+    assert [r.name for r in rows] == [
+        "b0-64",
+        "fold 0 model",
+        "blend (submitted)",
+        "this run",
+        "fold 1 model",
+    ]
     assert rows[0].weight == 0.7 and rows[3].weight == 0.3
     by_loss = leaderboard(DETAIL, prior_correction=True, by_log_loss=True)
     assert [r.name for r in by_loss][0] == "fold 0 model"
@@ -66,8 +95,11 @@ class Links(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
-        self.urls += [(tag, name, value or "") for name, value in attrs
-                      if name in {"src", "href", "srcset", "data", "action", "poster"}]
+        self.urls += [
+            (tag, name, value or "")
+            for name, value in attrs
+            if name in {"src", "href", "srcset", "data", "action", "poster"}
+        ]
 
 
 @pytest.fixture
@@ -78,17 +110,30 @@ def report(tmp_path) -> Path:
     probs = np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.1, 0.6, 0.3], [0.1, 0.1, 0.8]])
     columns = np.array([0, 0, 1, 2])
     counts = np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1]])
-    confusion_figures(counts, NAMES, counts_png=tmp_path / "counts.png",
-                      normalized_png=tmp_path / "normalized.png")
+    confusion_figures(
+        counts,
+        NAMES,
+        counts_png=tmp_path / "counts.png",
+        normalized_png=tmp_path / "normalized.png",
+    )
     table = per_class_table(probs, columns, np.array([0, 1, 9]), dict(enumerate(NAMES[:2])))
     page = tmp_path / "report.html"
-    write_run_report(page, curves_png=tmp_path / "curves.png",
-                     live_dirs={k: tmp_path / f"fold{k}" / "live" for k in (0, 1)},
-                     title="demo: workspace", headline=HEADLINE, detail=DETAIL,
-                     prior_correction=False, by_log_loss=False, per_class=table,
-                     figures={"Confusion matrix (OOF), counts": tmp_path / "counts.png",
-                              "Confusion, % of each true class": tmp_path / "normalized.png",
-                              "Top losses": tmp_path / "not drawn.png"})
+    write_run_report(
+        page,
+        curves_png=tmp_path / "curves.png",
+        live_dirs={k: tmp_path / f"fold{k}" / "live" for k in (0, 1)},
+        title="demo: workspace",
+        headline=HEADLINE,
+        detail=DETAIL,
+        prior_correction=False,
+        by_log_loss=False,
+        per_class=table,
+        figures={
+            "Confusion matrix (OOF), counts": tmp_path / "counts.png",
+            "Confusion, % of each true class": tmp_path / "normalized.png",
+            "Top losses": tmp_path / "not drawn.png",
+        },
+    )
     return page
 
 
@@ -103,14 +148,21 @@ def test_the_report_needs_no_network_and_carries_the_runs_numbers(report):
     for uri in images:
         assert uri.startswith("data:image/png;base64,")
         assert base64.b64decode(uri.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
-    assert base64.b64decode(images[1].split(",", 1)[1]) == \
-        (report.parent / "counts.png").read_bytes()
-    assert not re.search(r"(https?:|ftp:|file:|//[a-z0-9])", text.replace(images[0], "")
-                         .replace(images[1], "").replace(images[2], ""), re.IGNORECASE)
+    assert (
+        base64.b64decode(images[1].split(",", 1)[1]) == (report.parent / "counts.png").read_bytes()
+    )
+    assert not re.search(
+        r"(https?:|ftp:|file:|//[a-z0-9])",
+        text.replace(images[0], "").replace(images[1], "").replace(images[2], ""),
+        re.IGNORECASE,
+    )
     for number in ("0.8438", "0.5156", "0.8460", "0.8500", "0.8352", "0.9823"):
         assert number in text, number
-    assert text.index("fold 0 model") < text.index("this run: folds ensembled") < \
-        text.index("fold 1 model")  # ranked by OOF accuracy
+    assert (
+        text.index("fold 0 model")
+        < text.index("this run: folds ensembled")
+        < text.index("fold 1 model")
+    )  # ranked by OOF accuracy
     assert "T-shirt/top" in text  # the worst classes table names them
 
 
@@ -122,11 +174,25 @@ def test_the_report_renders_in_headless_chromium(report, tmp_path):
     shot = tmp_path / "screenshot.png"
     profile = tmp_path / "profile"
     done = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--window-size=1280,2400", "--hide-scrollbars",
-         f"--screenshot={shot}", report.resolve().as_uri()],
-        capture_output=True, text=True, timeout=180)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--window-size=1280,2400",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            report.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert shot.is_file(), done.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     assert pixels.shape[:2] == (2400, 1280)

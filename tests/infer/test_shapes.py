@@ -22,17 +22,32 @@ def test_k_comes_from_map_at_k():
         top_k("topk", "accuracy")
 
 
-@pytest.mark.parametrize(("text", "fmt", "metric", "message"), [
-    ("Image,Id\na.jpg,new_whale w_1 w_2 w_3 w_4\n", "label", "map@5",
-     "cells hold 5 space-separated labels; submission_format label writes one: is "
-     "submission_format topk"),
-    ("Image,Id\na.jpg,new_whale w_1 w_2 w_3 w_4\n", "topk", "map@3",
-     "hold 5 space-separated labels; metric map@3 makes submission_format topk write 3"),
-    ("file,species\na.png,Maize\n", "proba", "accuracy", "is submission_format label or topk"),
-    ("id,cat,dog\n1,0.5,0.5\n", "label", "accuracy", "has 3 columns; submission_format label "
-     "writes 2"),
-    ("id\n1\n", "label", "accuracy", "needs a header of at least 2 columns"),
-])
+@pytest.mark.parametrize(
+    ("text", "fmt", "metric", "message"),
+    [
+        (
+            "Image,Id\na.jpg,new_whale w_1 w_2 w_3 w_4\n",
+            "label",
+            "map@5",
+            "cells hold 5 space-separated labels; submission_format label writes one: is "
+            "submission_format topk",
+        ),
+        (
+            "Image,Id\na.jpg,new_whale w_1 w_2 w_3 w_4\n",
+            "topk",
+            "map@3",
+            "hold 5 space-separated labels; metric map@3 makes submission_format topk write 3",
+        ),
+        ("file,species\na.png,Maize\n", "proba", "accuracy", "is submission_format label or topk"),
+        (
+            "id,cat,dog\n1,0.5,0.5\n",
+            "label",
+            "accuracy",
+            "has 3 columns; submission_format label writes 2",
+        ),
+        ("id\n1\n", "label", "accuracy", "needs a header of at least 2 columns"),
+    ],
+)
 def test_a_sample_of_another_shape_is_refused_naming_it(tmp_path, text, fmt, metric, message):
     sample = tmp_path / "sample_submission.csv"
     sample.write_text(text)
@@ -41,12 +56,15 @@ def test_a_sample_of_another_shape_is_refused_naming_it(tmp_path, text, fmt, met
     assert str(sample) in str(error.value)
 
 
-@pytest.mark.parametrize(("text", "fmt", "metric"), [
-    ("Image,Id\na.jpg,new_whale w_1 w_2 w_3 w_4\n", "topk", "map@5"),
-    ("Image,Id\na.jpg,new_whale\n", "topk", "map@5"),  # a sample may show one label only
-    ("file,species\na.png,Maize\n", "label", "f1_macro"),
-    ("id,cat,dog\n1,0.5,0.5\n", "proba", "log_loss"),
-])
+@pytest.mark.parametrize(
+    ("text", "fmt", "metric"),
+    [
+        ("Image,Id\na.jpg,new_whale w_1 w_2 w_3 w_4\n", "topk", "map@5"),
+        ("Image,Id\na.jpg,new_whale\n", "topk", "map@5"),  # a sample may show one label only
+        ("file,species\na.png,Maize\n", "label", "f1_macro"),
+        ("id,cat,dog\n1,0.5,0.5\n", "proba", "log_loss"),
+    ],
+)
 def test_a_sample_of_the_same_shape_passes(tmp_path, text, fmt, metric):
     sample = tmp_path / "sample_submission.csv"
     sample.write_text(text)

@@ -19,29 +19,60 @@ from lib.infer.ensemble import read_target_prior
 from lib.infer.submission import check_submission, make_layout, read_class_names
 from tests.conftest import assert_written_only_inside, recording_writes
 
-FAST = settings(max_examples=150, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 CLASSES = [11, 12, 13]
 NAMES = {11: "cat", 12: "dog", 13: "fox"}
 LABEL = make_layout("label", test_ids=[1, 2, 3, 5001], labels=CLASSES)
 PROBA = make_layout("proba", test_ids=[1, 2, 3, 5001], labels=CLASSES, names=NAMES)
 
-cells = (st.sampled_from(["1", "2", "5001", "05001", " 3", "11", "0.5", "nan", "-1", "1e999",
-                          "", '"', "²", "9" * 30, "cat"])
-         | st.text(max_size=8) | st.integers().map(str) | st.floats().map(str))
-headers = st.sampled_from([["id", "predicted"], ["id", "cat", "dog", "fox"],
-                           ["label_id", "name"], ["label_id", "prior"], ["id", "cat", "cat"]])
+cells = (
+    st.sampled_from(
+        [
+            "1",
+            "2",
+            "5001",
+            "05001",
+            " 3",
+            "11",
+            "0.5",
+            "nan",
+            "-1",
+            "1e999",
+            "",
+            '"',
+            "²",
+            "9" * 30,
+            "cat",
+        ]
+    )
+    | st.text(max_size=8)
+    | st.integers().map(str)
+    | st.floats().map(str)
+)
+headers = st.sampled_from(
+    [
+        ["id", "predicted"],
+        ["id", "cat", "dog", "fox"],
+        ["label_id", "name"],
+        ["label_id", "prior"],
+        ["id", "cat", "cat"],
+    ]
+)
 
 
 @st.composite
 def csv_texts(draw) -> bytes:
     """A CSV under a plausible header, its rows of random cells and lengths."""
     header = draw(headers)
-    rows = draw(st.lists(st.lists(cells, min_size=len(header) - 1, max_size=len(header) + 1),
-                         max_size=6))
+    rows = draw(
+        st.lists(st.lists(cells, min_size=len(header) - 1, max_size=len(header) + 1), max_size=6)
+    )
     lines = [",".join(row) for row in [header, *rows]]
     return ("\n".join(lines) + draw(st.sampled_from(["", "\n", "\r\n"]))).encode(
-        "utf-8", "surrogatepass")
+        "utf-8", "surrogatepass"
+    )
 
 
 def read_every_way(path: Path) -> None:
@@ -53,7 +84,8 @@ def read_every_way(path: Path) -> None:
     readers: list[Callable[[], object]] = [
         lambda: read_class_names(path),
         lambda: make_layout("proba", test_ids=[1, 2], labels=CLASSES, names=NAMES, sample=path),
-        lambda: read_target_prior(str(path), np.array(CLASSES))]
+        lambda: read_target_prior(str(path), np.array(CLASSES)),
+    ]
     for read in readers:
         with contextlib.suppress(UserError):
             read()
@@ -92,5 +124,9 @@ def test_the_write_recorder_sees_writes_renames_and_deletes(tmp_path):
         (tmp_path / "a").rename(tmp_path / "b")
         (tmp_path / "b").read_text()
         (tmp_path / "b").unlink()
-    assert writes == [str(tmp_path / "a"), str(tmp_path / "a"), str(tmp_path / "b"),
-                      str(tmp_path / "b")]
+    assert writes == [
+        str(tmp_path / "a"),
+        str(tmp_path / "a"),
+        str(tmp_path / "b"),
+        str(tmp_path / "b"),
+    ]

@@ -59,13 +59,18 @@ def test_crop_levels_take_the_centre_and_four_corners_and_their_mirrors():
     assert load_size(8, tta="flip", crop=0.8) == 8
     x = pattern(10)
     views = dict(tta_views("flip5", img_size=8, crop=0.8))
-    expected = {"centre": (1, 1), "top-left": (0, 0), "top-right": (0, 2),
-                "bottom-left": (2, 0), "bottom-right": (2, 2)}
+    expected = {
+        "centre": (1, 1),
+        "top-left": (0, 0),
+        "top-right": (0, 2),
+        "bottom-left": (2, 0),
+        "bottom-right": (2, 2),
+    }
     for name, (row, col) in expected.items():
         out = views[name](x)
         assert out.shape == (1, 1, 8, 8)
         assert corner(out) == (row, col), name
-        assert torch.equal(out, x[..., row:row + 8, col:col + 8])
+        assert torch.equal(out, x[..., row : row + 8, col : col + 8])
         mirrored = views[f"{name}+flip"](x)
         assert torch.equal(mirrored, torch.flip(out, dims=[-1]))
         assert corner(mirrored) == (row, col + 7)  # the crop's right edge, now on the left
@@ -74,9 +79,20 @@ def test_crop_levels_take_the_centre_and_four_corners_and_their_mirrors():
 def test_flip6_adds_the_full_image_resized_and_its_mirror():
     x = pattern(10)
     views = dict(tta_views("flip6", img_size=5, crop=0.5))
-    assert set(views) == {"full", "full+flip", "centre", "centre+flip", "top-left",
-                          "top-left+flip", "top-right", "top-right+flip", "bottom-left",
-                          "bottom-left+flip", "bottom-right", "bottom-right+flip"}
+    assert set(views) == {
+        "full",
+        "full+flip",
+        "centre",
+        "centre+flip",
+        "top-left",
+        "top-left+flip",
+        "top-right",
+        "top-right+flip",
+        "bottom-left",
+        "bottom-left+flip",
+        "bottom-right",
+        "bottom-right+flip",
+    }
     full = views["full"](x)
     assert full.shape == (1, 1, 5, 5)
     # Halving a linear ramp keeps it linear away from the border: (r, c) -> (2r + .5, 2c + .5)
@@ -103,8 +119,9 @@ def test_flip_merges_the_two_softmaxes_by_hand():
     # Three bright pixels, two on the left: logits (2, 1), mirrored (1, 2).
     image = torch.zeros(1, 1, 1, 4)
     image[..., [0, 1, 3]] = 1.0
-    geo = predict_probs(model, loader_of(image), device=cpu, views=tta_views("flip", img_size=4),
-                        merge="geomean")
+    geo = predict_probs(
+        model, loader_of(image), device=cpu, views=tta_views("flip", img_size=4), merge="geomean"
+    )
     s = torch.softmax(torch.tensor([2.0, 1.0]), 0).numpy()
     g = np.sqrt(s * s[::-1])  # symmetric views: the geometric mean is (0.5, 0.5) too
     np.testing.assert_allclose(geo[0], g / g.sum(), rtol=1e-6)
@@ -123,8 +140,9 @@ def test_geometric_mean_differs_from_the_mean_when_views_disagree():
     image[..., 0] = 1.0
     views = tta_views("flip", img_size=2)
     mean = predict_probs(model, loader_of(image), device=torch.device("cpu"), views=views)
-    geo = predict_probs(model, loader_of(image), device=torch.device("cpu"), views=views,
-                        merge="geomean")
+    geo = predict_probs(
+        model, loader_of(image), device=torch.device("cpu"), views=views, merge="geomean"
+    )
     s = torch.softmax(torch.tensor([3.0, 0.0, 0.0]), 0).numpy()
     np.testing.assert_allclose(mean[0], (s + s[::-1]) / 2, rtol=1e-6)
     g = np.sqrt(s * s[::-1])
@@ -133,8 +151,12 @@ def test_geometric_mean_differs_from_the_mean_when_views_disagree():
 
 
 def test_empty_loader_gives_an_empty_array():
-    out = predict_probs(LeftRight(), loader_of(torch.zeros(0, 1, 2, 4)),
-                        device=torch.device("cpu"), views=tta_views("flip", img_size=4))
+    out = predict_probs(
+        LeftRight(),
+        loader_of(torch.zeros(0, 1, 2, 4)),
+        device=torch.device("cpu"),
+        views=tta_views("flip", img_size=4),
+    )
     assert out.shape == (0, 2)
 
 
@@ -142,6 +164,10 @@ def test_unknown_level_or_merge_is_refused():
     with pytest.raises(ValueError, match="flip7"):
         tta_views("flip7", img_size=8)
     with pytest.raises(ValueError, match="median"):
-        predict_probs(LeftRight(), loader_of(torch.zeros(1, 1, 2, 4)),
-                      device=torch.device("cpu"), views=tta_views("none", img_size=4),
-                      merge="median")
+        predict_probs(
+            LeftRight(),
+            loader_of(torch.zeros(1, 1, 2, 4)),
+            device=torch.device("cpu"),
+            views=tta_views("none", img_size=4),
+            merge="median",
+        )

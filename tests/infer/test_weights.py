@@ -52,8 +52,7 @@ def test_an_informative_member_takes_the_weight_from_noise(how):
 
 def test_mean_weights_recover_each_members_share_of_rows():
     probs, columns = right_on_own_share([500, 300, 200])
-    np.testing.assert_allclose(fit_weights(probs, columns, how="mean"), [0.5, 0.3, 0.2],
-                               atol=1e-4)
+    np.testing.assert_allclose(fit_weights(probs, columns, how="mean"), [0.5, 0.3, 0.2], atol=1e-4)
 
 
 def test_geomean_weights_recover_the_temperature_of_an_overconfident_member():
@@ -65,8 +64,9 @@ def test_geomean_weights_recover_the_temperature_of_an_overconfident_member():
     labels = (posterior.cumsum(axis=1) > rng.random((len(logits), 1))).argmax(axis=1)
     sharp = np.exp(2 * logits) / np.exp(2 * logits).sum(axis=1, keepdims=True)
     uniform = np.full_like(sharp, 0.25)
-    np.testing.assert_allclose(fit_weights([sharp, uniform], labels, how="geomean"),
-                               [0.5, 0.5], atol=0.03)
+    np.testing.assert_allclose(
+        fit_weights([sharp, uniform], labels, how="geomean"), [0.5, 0.5], atol=0.03
+    )
 
 
 @pytest.mark.parametrize("how", HOWS)
@@ -122,6 +122,7 @@ def test_nested_fits_are_given_only_the_other_groups_rows(monkeypatch):
     def spy(parts, cols, *, how="mean"):
         seen.append(set(parts[0][:, -1].astype(int).tolist()))
         return real_fit(parts, cols, how=how)
+
     monkeypatch.setattr(weights_module, "fit_weights", spy)
     _, fold_weights = nested_blend(probs, columns, groups)
     assert sorted(fold_weights) == [0, 1, 2]
@@ -145,12 +146,21 @@ def write_run(folder, fold_rows: dict[int, list[int]], probs_of, targets: dict[i
     """A predictions/ folder: fold<k>/oof.npz for the rows (image ids) of each fold, and a
     test.npz; `probs_of(image_id)` gives a row's probabilities."""
     for fold, ids in fold_rows.items():
-        save_predictions(folder / f"fold{fold}" / "oof.npz", Predictions(
-            np.array([probs_of(i) for i in ids], np.float32), np.array(ids), CLASSES,
-            splits=np.array(["train"] * len(ids)), targets=np.array([targets[i] for i in ids]),
-            prior=np.full(3, 1 / 3)))
-        save_predictions(folder / f"fold{fold}" / "test.npz", Predictions(
-            np.full((2, 3), 1 / 3, np.float32), np.array([100, 101]), CLASSES))
+        save_predictions(
+            folder / f"fold{fold}" / "oof.npz",
+            Predictions(
+                np.array([probs_of(i) for i in ids], np.float32),
+                np.array(ids),
+                CLASSES,
+                splits=np.array(["train"] * len(ids)),
+                targets=np.array([targets[i] for i in ids]),
+                prior=np.full(3, 1 / 3),
+            ),
+        )
+        save_predictions(
+            folder / f"fold{fold}" / "test.npz",
+            Predictions(np.full((2, 3), 1 / 3, np.float32), np.array([100, 101]), CLASSES),
+        )
 
 
 def test_fit_run_weights_matches_rows_by_id_and_names_each_members_weight(tmp_path):
@@ -177,8 +187,7 @@ def test_fit_run_weights_matches_rows_by_id_and_names_each_members_weight(tmp_pa
 
 def test_fit_run_weights_names_a_member_that_predicted_other_rows(tmp_path):
     targets = {i: 1 for i in range(6)}
-    write_run(tmp_path / "this", {0: [0, 1, 2], 1: [3, 4, 5]}, lambda i: [0.5, 0.3, 0.2],
-              targets)
+    write_run(tmp_path / "this", {0: [0, 1, 2], 1: [3, 4, 5]}, lambda i: [0.5, 0.3, 0.2], targets)
     write_run(tmp_path / "other", {0: [0, 1, 2]}, lambda i: [0.5, 0.3, 0.2], targets)
     runs = [RunPredictions(tmp_path / "this"), RunPredictions(tmp_path / "other", name="exp-b")]
     with pytest.raises(UserError, match="^exp-b: predicted other images"):

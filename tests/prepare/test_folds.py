@@ -44,21 +44,31 @@ def test_folds_are_stratified_and_deterministic(image_tree):
     per_fold_class = first.groupby(["fold", "label"]).size()
     assert set(per_fold_class) == {2}  # 6 images per class over 3 folds
     summary = summarize(first)
-    assert summary["per_fold"]["fold0"] == {"images": 6, "classes": 3, "min_per_class": 2,
-                                            "max_per_class": 2}
+    assert summary["per_fold"]["fold0"] == {
+        "images": 6,
+        "classes": 3,
+        "min_per_class": 2,
+        "max_per_class": 2,
+    }
     assert "fold0: 6 images, 3 classes, 2-2 per class" in describe(summary)
 
 
 def labelled(labels):
-    return pd.DataFrame({"split": "train", "image_id": range(len(labels)), "label": labels,
-                         "path": [f"train/{label}/{i}.png" for i, label in enumerate(labels)]})
+    return pd.DataFrame(
+        {
+            "split": "train",
+            "image_id": range(len(labels)),
+            "label": labels,
+            "path": [f"train/{label}/{i}.png" for i, label in enumerate(labels)],
+        }
+    )
 
 
 def test_duplicate_groups_stay_in_one_fold():
     frame = labelled([1] * 9 + [2] * 9)
     groups = pd.Series(range(18))
-    groups[[0, 5, 8]] = 100   # three copies of one label-1 image
-    groups[[9, 17]] = 200     # two copies of one label-2 image
+    groups[[0, 5, 8]] = 100  # three copies of one label-1 image
+    groups[[9, 17]] = 200  # two copies of one label-2 image
     result = assign_folds(frame, folds=3, seed=0, groups=groups)
     assert result.loc[[0, 5, 8], "fold"].nunique() == 1
     assert result.loc[[9, 17], "fold"].nunique() == 1
@@ -71,8 +81,9 @@ def test_holdout_takes_validation_rows_and_their_duplicate_groups():
     frame.loc[10:, "split"] = "validation"
     groups = pd.Series(range(12))
     groups[[3, 10]] = 50  # a train image identical to a validation image
-    result = assign_folds(frame, folds=2, seed=0, groups=groups,
-                          holdout=frame["split"] == "validation")
+    result = assign_folds(
+        frame, folds=2, seed=0, groups=groups, holdout=frame["split"] == "validation"
+    )
     assert set(result.loc[[3, 10, 11], "fold"]) == {HOLDOUT}
     assert (result.loc[result.index.difference([3, 10, 11]), "fold"] >= 0).all()
     assert len(holdout_rows(result)) == 3
@@ -134,8 +145,9 @@ def test_images_that_do_not_decode_are_left_out_and_named(image_tree, caplog):
 
 def test_stats_and_folds_leave_out_the_same_images(image_tree):
     damage(image_tree)
-    _, unreadable = drop_unreadable(scan_labelled(image_tree, ["train"]),
-                                    images_dir=image_tree, workers=1)
+    _, unreadable = drop_unreadable(
+        scan_labelled(image_tree, ["train"]), images_dir=image_tree, workers=1
+    )
     stats = compute_stats(list_images(image_tree / "train"), workers=1)
     assert stats.unreadable == [str(image_tree / path) for path in unreadable]
 
@@ -144,14 +156,18 @@ def test_a_truncated_jpeg_is_caught_at_reduced_size_too(tmp_path):
     path = write_image(tmp_path / "train" / "1" / "1.jpg", size=(400, 300))
     path.write_bytes(path.read_bytes()[:-4000])  # 400 px: decoded at 1/8 of its size
     write_image(tmp_path / "train" / "1" / "2.jpg", size=(400, 300))
-    _, unreadable = drop_unreadable(scan_labelled(tmp_path, ["train"]), images_dir=tmp_path,
-                                    workers=1)
+    _, unreadable = drop_unreadable(
+        scan_labelled(tmp_path, ["train"]), images_dir=tmp_path, workers=1
+    )
     assert unreadable == ["train/1/1.jpg"]
 
 
 def test_no_image_that_decodes_is_a_clear_error(tmp_path):
     (tmp_path / "train" / "1").mkdir(parents=True)
     (tmp_path / "train" / "1" / "1.png").write_bytes(b"")
-    with pytest.raises(UserError, match=r"none of the 1 labelled images .* can be decoded, "
-                                        r"e\.g\. .*1\.png"):
+    with pytest.raises(
+        UserError,
+        match=r"none of the 1 labelled images .* can be decoded, "
+        r"e\.g\. .*1\.png",
+    ):
         drop_unreadable(scan_labelled(tmp_path, ["train"]), images_dir=tmp_path, workers=1)

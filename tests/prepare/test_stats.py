@@ -15,8 +15,15 @@ def reference(paths):
 
 
 def test_exact_against_numpy_reference_over_images_of_different_sizes(tmp_path):
-    paths = [write_image(tmp_path / f"{i}.png", size=(5 + i * 7, 3 + i * 5), seed=i,
-                         mode="L" if i % 3 == 0 else "RGB") for i in range(150)]
+    paths = [
+        write_image(
+            tmp_path / f"{i}.png",
+            size=(5 + i * 7, 3 + i * 5),
+            seed=i,
+            mode="L" if i % 3 == 0 else "RGB",
+        )
+        for i in range(150)
+    ]
     stats = compute_stats(paths, workers=2)
     mean, std = reference(paths)
     np.testing.assert_allclose(stats.mean, mean, atol=1e-6)
@@ -63,6 +70,7 @@ def test_chunking_and_worker_count_do_not_change_the_result(tmp_path):
 
 def test_training_resolution_counts_resized_pixels_like_the_eval_transform(tmp_path):
     import albumentations as A
+
     paths = [write_image(tmp_path / f"{i}.png", size=(30, 20), seed=i) for i in range(5)]
     stats = compute_stats(paths, workers=1, size=12)
     resize = A.Resize(height=12, width=12)

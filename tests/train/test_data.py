@@ -55,35 +55,41 @@ def test_augmentation_is_reproducible_with_loader_workers(image_tree):
 @pytest.mark.parametrize("level", ["none", "light", "medium", "heavy"])
 def test_every_augmentation_level_gives_the_training_size(image_tree, level):
     path = list_images(image_tree / "train")[0]
-    transform = build_transforms(img_size=20, mean=[0.5] * 3, std=[0.5] * 3, train=True,
-                                 aug=level)
+    transform = build_transforms(img_size=20, mean=[0.5] * 3, std=[0.5] * 3, train=True, aug=level)
     assert ImageDataset([path], [0], transform)[0][0].shape == (3, 20, 20)
 
 
 def test_class_weights_and_balanced_sampler(image_tree):
     from lib.train.data import inverse_frequency
+
     weights = inverse_frequency([0, 0, 0, 1], num_classes=3)
     assert weights.tolist() == [4 / 6, 4 / 2, 0.0]
     paths = list_images(image_tree / "train")[:8]
     targets = [0] * 6 + [1] * 2  # 6:2 imbalance
     transform = build_transforms(img_size=8, mean=[0.5] * 3, std=[0.5] * 3, train=False)
     per_sample = inverse_frequency(targets, 2)[targets]
-    loader = make_loader(ImageDataset(paths * 50, targets * 50, transform), batch_size=400,
-                         shuffle=True, workers=0, seed=0,
-                         sample_weights=np.tile(per_sample, 50))
+    loader = make_loader(
+        ImageDataset(paths * 50, targets * 50, transform),
+        batch_size=400,
+        shuffle=True,
+        workers=0,
+        seed=0,
+        sample_weights=np.tile(per_sample, 50),
+    )
     drawn = next(iter(loader))[1]
     assert abs(drawn.float().mean().item() - 0.5) < 0.1  # classes now drawn about equally
 
 
 def test_epoch_sampler_shards_add_up_to_the_single_process_batches():
     from lib.train.data import EpochSampler
+
     single = list(EpochSampler(10, seed=4))
     assert sorted(i for i, _ in single) == list(range(10))
     shards = [list(EpochSampler(10, seed=4, rank=r, world=2)) for r in (0, 1)]
     assert all(len(s) == 5 for s in shards)
     for b in range(0, 5, 2):  # per-rank batch 2 = global batch 4
-        together = sorted(shards[0][b:b + 2] + shards[1][b:b + 2])
-        assert together == sorted(single[2 * b:2 * b + 4])
+        together = sorted(shards[0][b : b + 2] + shards[1][b : b + 2])
+        assert together == sorted(single[2 * b : 2 * b + 4])
     padded = [list(EpochSampler(5, seed=4, rank=r, world=2)) for r in (0, 1)]
     assert len(padded[0]) == len(padded[1]) == 3  # padded by repeating the start
     sampler = EpochSampler(10, seed=4)
@@ -95,8 +101,9 @@ def test_epoch_sampler_shards_add_up_to_the_single_process_batches():
 
 def test_augmentation_does_not_depend_on_worker_processes(image_tree):
     paths = list_images(image_tree / "train")
-    transform = build_transforms(img_size=16, mean=[0.5] * 3, std=[0.5] * 3, train=True,
-                                 aug="heavy")
+    transform = build_transforms(
+        img_size=16, mean=[0.5] * 3, std=[0.5] * 3, train=True, aug="heavy"
+    )
     dataset = ImageDataset(paths, list(range(len(paths))), transform)
 
     def two_epochs(workers):
@@ -116,6 +123,7 @@ def test_large_jpegs_are_decoded_at_a_reduced_size(tmp_path):
     from lib.common.images import load_rgb
     from lib.train.data import decode_size
     from tests.conftest import write_image
+
     jpeg = write_image(tmp_path / "big.jpg", size=(400, 300))
     png = write_image(tmp_path / "big.png", size=(400, 300))
     assert load_rgb(jpeg, min_size=64).size == (100, 75)  # 1/4: both sides still >= 64

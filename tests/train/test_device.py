@@ -51,7 +51,8 @@ def test_channels_last_model_and_batches():
     batch = to_device(torch.zeros(2, 3, 8, 8), CPU, channels_last=True)
     assert batch.is_contiguous(memory_format=torch.channels_last)
     assert to_device(torch.zeros(2, 3, 8, 8), CPU).is_contiguous(
-        memory_format=torch.channels_last)  # the CPU default: NHWC
+        memory_format=torch.channels_last
+    )  # the CPU default: NHWC
     assert to_device(torch.zeros(2, 3, 8, 8), CPU, channels_last=False).is_contiguous()
 
 
@@ -60,8 +61,15 @@ def test_one_epoch_with_amp_and_channels_last(image_tree, amp):
     train, val = loaders(image_tree)
     torch.manual_seed(0)
     model = timm.create_model("resnet10t", num_classes=3)
-    result = fit(model, train_loader=train, val_loader=val, device=CPU, fold=0, num_classes=3,
-                 config=train_config(epochs=1, lr=0.01, amp=amp, channels_last=True))
+    result = fit(
+        model,
+        train_loader=train,
+        val_loader=val,
+        device=CPU,
+        fold=0,
+        num_classes=3,
+        config=train_config(epochs=1, lr=0.01, amp=amp, channels_last=True),
+    )
     epoch = result.history[0]
     assert math.isfinite(epoch.train_loss) and math.isfinite(epoch.val_loss)
     assert all(v.dtype != torch.float16 for v in result.state_dict.values())  # weights fp32

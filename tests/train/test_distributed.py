@@ -21,15 +21,34 @@ from tests.train.test_resume import make_project
 # A model without batch norm (ConvNeXt: layer norm), no dropout, augmentation or mixing: then
 # the only randomness is the sampler's, which is shared by the processes
 # (lib.train.data.EpochSampler).
-DDP_PARAMS = {"arch": "convnext_atto", "head": "default", "pretrained": "none", "dropout": 0.0,
-              "aug": "none", "mixup": 0.0, "cutmix": 0.0, "ema": 0.0, "epochs": 2,
-              "batch_size": 12, "img_size": 32, "workers": 0}
+DDP_PARAMS = {
+    "arch": "convnext_atto",
+    "head": "default",
+    "pretrained": "none",
+    "dropout": 0.0,
+    "aug": "none",
+    "mixup": 0.0,
+    "cutmix": 0.0,
+    "ema": 0.0,
+    "epochs": 2,
+    "batch_size": 12,
+    "img_size": 32,
+    "workers": 0,
+}
 
 
 def test_torchrun_command_and_a_process_count_mismatch(monkeypatch):
     command = distributed.torchrun_command(2, "stages.train", ["--fold", "0"])
-    assert command[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "stages.train", "--fold", "0"]
+    assert command[1:] == [
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "stages.train",
+        "--fold",
+        "0",
+    ]
     assert distributed.setup(1)[0] == distributed.Dist()  # no torchrun: one plain process
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(UserError, match="gpus = 1 but this process is one of 2"):
@@ -40,8 +59,14 @@ def train(root, gpus: int) -> str:
     params = yaml.safe_load((root / "params.yaml").read_text()) | DDP_PARAMS | {"gpus": gpus}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "stages.launch", "stages.train", "--fold", "0"],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.launch", "stages.train", "--fold", "0"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout + done.stderr
 
@@ -53,8 +78,7 @@ def test_two_gloo_processes_match_one_process_of_the_same_global_batch(tmp_path)
         root = make_project(tmp_path / f"gpus{gpus}")
         git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
         subprocess.run([*git, "init", "-q"], cwd=root, check=True)  # DVCLive wants a repo
-        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], cwd=root,
-                       check=True)
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], cwd=root, check=True)
         output = train(root, gpus)
         checkpoint = torch.load(root / "models/fold0/model.pt", weights_only=True)
         metrics = json.loads((root / "models/fold0/live/metrics.json").read_text())

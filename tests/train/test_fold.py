@@ -26,16 +26,27 @@ def folds_table(image_tree: Path) -> pd.DataFrame:
     for path in sorted((image_tree / "train").rglob("*.png")):
         label, image_id = int(path.parent.name), int(path.stem)
         fold = HOLDOUT if label == 3 and image_id % 100 > 1 else image_id % 2
-        rows.append(["train", str(image_id), label, path.relative_to(image_tree).as_posix(), fold,
-                     image_id])
+        rows.append(
+            ["train", str(image_id), label, path.relative_to(image_tree).as_posix(), fold, image_id]
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def params(**overrides) -> dict:
     """params.yaml's values at a size that trains in seconds on a CPU."""
-    return default_params() | {
-        "arch": "resnet10t", "pretrained": "none", "img_size": 16, "batch_size": 4,
-        "workers": 0, "epochs": 1, "aug": "none"} | overrides
+    return (
+        default_params()
+        | {
+            "arch": "resnet10t",
+            "pretrained": "none",
+            "img_size": 16,
+            "batch_size": 4,
+            "workers": 0,
+            "epochs": 1,
+            "aug": "none",
+        }
+        | overrides
+    )
 
 
 def test_fold_data_trains_on_the_other_folds_and_validates_on_this_one(image_tree):
@@ -53,19 +64,35 @@ def test_fold_data_trains_on_the_other_folds_and_validates_on_this_one(image_tre
 
 def test_each_process_loads_its_share_of_a_batch_that_must_divide(image_tree):
     folds = folds_table(image_tree)
-    data = fold_data(folds, 0, images_dir=image_tree, stats=STATS, p=params(batch_size=8),
-                     env=Dist(rank=1, world=2))
+    data = fold_data(
+        folds,
+        0,
+        images_dir=image_tree,
+        stats=STATS,
+        p=params(batch_size=8),
+        env=Dist(rank=1, world=2),
+    )
     assert data.train.batch_size == 4
-    with pytest.raises(UserError, match=r"batch_size = 6 is not allowed with gpus = 4: expected "
-                                        r"a multiple of gpus"):
-        fold_data(folds, 0, images_dir=image_tree, stats=STATS, p=params(batch_size=6),
-                  env=Dist(world=4))
+    with pytest.raises(
+        UserError,
+        match=r"batch_size = 6 is not allowed with gpus = 4: expected "
+        r"a multiple of gpus",
+    ):
+        fold_data(
+            folds, 0, images_dir=image_tree, stats=STATS, p=params(batch_size=6), env=Dist(world=4)
+        )
 
 
 def test_loss_weights_are_inverse_class_frequencies_of_the_training_rows(image_tree):
     folds = folds_table(image_tree)
-    data = fold_data(folds, 0, images_dir=image_tree, stats=STATS,
-                     p=params(class_balance="loss_weights"), env=Dist())
+    data = fold_data(
+        folds,
+        0,
+        images_dir=image_tree,
+        stats=STATS,
+        p=params(class_balance="loss_weights"),
+        env=Dist(),
+    )
     counts = folds.loc[folds["fold"] == 1, "label"].value_counts().sort_index()
     weights = data.loss_weights.numpy()
     assert counts.tolist() == [3, 3, 1] and weights[2] > weights[0] == pytest.approx(weights[1])
@@ -75,22 +102,42 @@ def test_loss_weights_are_inverse_class_frequencies_of_the_training_rows(image_t
 def test_the_resume_key_changes_with_params_folds_or_stats_only():
     key = resume_key({"lr": 0.1, "seed": 0}, folds_text="a", stats_text="b")
     assert key == resume_key({"seed": 0, "lr": 0.1}, folds_text="a", stats_text="b")
-    assert len({key, resume_key({"lr": 0.2, "seed": 0}, folds_text="a", stats_text="b"),
+    assert (
+        len(
+            {
+                key,
+                resume_key({"lr": 0.2, "seed": 0}, folds_text="a", stats_text="b"),
                 resume_key({"lr": 0.1, "seed": 0}, folds_text="a2", stats_text="b"),
-                resume_key({"lr": 0.1, "seed": 0}, folds_text="a", stats_text="b2")}) == 4
+                resume_key({"lr": 0.1, "seed": 0}, folds_text="a", stats_text="b2"),
+            }
+        )
+        == 4
+    )
 
 
-def test_train_fold_saves_the_model_with_its_provenance_and_drops_the_resume_file(image_tree,
-                                                                                 tmp_path):
+def test_train_fold_saves_the_model_with_its_provenance_and_drops_the_resume_file(
+    image_tree, tmp_path
+):
     p = params()
-    data = fold_data(folds_table(image_tree), 0, images_dir=image_tree, stats=STATS, p=p,
-                     env=Dist())
+    data = fold_data(
+        folds_table(image_tree), 0, images_dir=image_tree, stats=STATS, p=p, env=Dist()
+    )
     resume = tmp_path / "resume.pt"
     resume.write_bytes(b"a stale resume file of other params")
     epochs = []
-    train_fold(data, fold=0, p=p, provenance={"lr": p["lr"]}, stats=STATS, key="k",
-               model_path=tmp_path / "model.pt", resume_path=resume,
-               device=torch.device("cpu"), env=Dist(), on_epoch=epochs.append)
+    train_fold(
+        data,
+        fold=0,
+        p=p,
+        provenance={"lr": p["lr"]},
+        stats=STATS,
+        key="k",
+        model_path=tmp_path / "model.pt",
+        resume_path=resume,
+        device=torch.device("cpu"),
+        env=Dist(),
+        on_epoch=epochs.append,
+    )
     saved = load_checkpoint(tmp_path / "model.pt")
     assert (saved["arch"], saved["classes"], saved["img_size"]) == ("resnet10t", [1, 2, 3], 16)
     assert saved["params"] == {"lr": p["lr"], "kept_epoch": 1}

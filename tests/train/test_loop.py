@@ -16,10 +16,10 @@ def loaders(image_tree, img_size=32):
     targets = [int(p.parent.name) - 1 for p in paths]
     train_tf = build_transforms(img_size=img_size, mean=[0.5] * 3, std=[0.5] * 3, train=True)
     eval_tf = build_transforms(img_size=img_size, mean=[0.5] * 3, std=[0.5] * 3, train=False)
-    train = make_loader(ImageDataset(paths, targets, train_tf), batch_size=8, shuffle=True,
-                        workers=0, seed=1)
-    val = make_loader(ImageDataset(paths, targets, eval_tf), batch_size=8, shuffle=False,
-                      workers=0)
+    train = make_loader(
+        ImageDataset(paths, targets, train_tf), batch_size=8, shuffle=True, workers=0, seed=1
+    )
+    val = make_loader(ImageDataset(paths, targets, eval_tf), batch_size=8, shuffle=False, workers=0)
     return train, val
 
 
@@ -37,25 +37,55 @@ def test_frozen_epochs_change_only_the_head(image_tree):
     train, val = loaders(image_tree)
     model = create_model("resnet10t", num_classes=3, pretrained="none")
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    fit(model, train_loader=train, val_loader=val, device=torch.device("cpu"), fold=0,
-        num_classes=3, config=train_config(epochs=2, lr=0.01, freeze_epochs=2))
+    fit(
+        model,
+        train_loader=train,
+        val_loader=val,
+        device=torch.device("cpu"),
+        fold=0,
+        num_classes=3,
+        config=train_config(epochs=2, lr=0.01, freeze_epochs=2),
+    )
     changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p)}
     assert changed == {"fc.weight", "fc.bias"}
 
 
-@pytest.mark.parametrize(("arch", "config"), [
-    ("resnet10t", train_config(epochs=1, lr=0.01, optimizer="sgd", schedule="sgdr")),
-    ("tf_efficientnet_lite0", train_config(epochs=1, lr=0.01, mixup=0.5, cutmix=0.5, ema=0.9,
-                                          label_smoothing=0.1, schedule="onecycle")),
-    ("resnet10t", train_config(epochs=1, lr=0.01, schedule="plateau", layer_decay=0.7,
-                              keep="best")),
-])
+@pytest.mark.parametrize(
+    ("arch", "config"),
+    [
+        ("resnet10t", train_config(epochs=1, lr=0.01, optimizer="sgd", schedule="sgdr")),
+        (
+            "tf_efficientnet_lite0",
+            train_config(
+                epochs=1,
+                lr=0.01,
+                mixup=0.5,
+                cutmix=0.5,
+                ema=0.9,
+                label_smoothing=0.1,
+                schedule="onecycle",
+            ),
+        ),
+        (
+            "resnet10t",
+            train_config(epochs=1, lr=0.01, schedule="plateau", layer_decay=0.7, keep="best"),
+        ),
+    ],
+)
 def test_one_epoch_smoke_training(image_tree, arch, config):
     train, val = loaders(image_tree)
     model = create_model(arch, num_classes=3, pretrained="none", head="concat", dropout=0.1)
     seen = []
-    result = fit(model, train_loader=train, val_loader=val, device=torch.device("cpu"), fold=0,
-                 num_classes=3, config=config, on_epoch=seen.append)
+    result = fit(
+        model,
+        train_loader=train,
+        val_loader=val,
+        device=torch.device("cpu"),
+        fold=0,
+        num_classes=3,
+        config=config,
+        on_epoch=seen.append,
+    )
     assert seen == result.history and len(result.history) == 1
     epoch = result.history[0]
     assert math.isfinite(epoch.train_loss) and 0.0 <= epoch.val_acc <= 1.0
@@ -68,9 +98,15 @@ def test_same_seed_same_metrics_and_weights(image_tree):
         torch.manual_seed(0)
         model = timm.create_model("resnet10t", num_classes=3)
         train, val = loaders(image_tree)
-        return fit(model, train_loader=train, val_loader=val, device=torch.device("cpu"),
-                   fold=0, num_classes=3,
-                   config=train_config(epochs=2, lr=0.01, mixup=0.5, seed=3))
+        return fit(
+            model,
+            train_loader=train,
+            val_loader=val,
+            device=torch.device("cpu"),
+            fold=0,
+            num_classes=3,
+            config=train_config(epochs=2, lr=0.01, mixup=0.5, seed=3),
+        )
 
     first, second = run(), run()
     assert first.history[-1].val_loss == second.history[-1].val_loss
@@ -78,21 +114,31 @@ def test_same_seed_same_metrics_and_weights(image_tree):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "foreign"])
-def test_a_damaged_resume_file_is_set_aside_and_training_starts_over(image_tree, tmp_path,
-                                                                    damage, caplog):
+def test_a_damaged_resume_file_is_set_aside_and_training_starts_over(
+    image_tree, tmp_path, damage, caplog
+):
     train, val = loaders(image_tree)
     resume = tmp_path / "resume.pt"
     config = train_config(epochs=1, lr=0.01)
 
     def run():
         model = create_model("resnet10t", num_classes=3, pretrained="none")
-        return fit(model, train_loader=train, val_loader=val, device=torch.device("cpu"),
-                   fold=0, num_classes=3, config=config, resume_path=resume, resume_key="k")
+        return fit(
+            model,
+            train_loader=train,
+            val_loader=val,
+            device=torch.device("cpu"),
+            fold=0,
+            num_classes=3,
+            config=config,
+            resume_path=resume,
+            resume_key="k",
+        )
 
     run()
     whole = resume.read_bytes()
     if damage == "truncated":
-        resume.write_bytes(whole[:len(whole) // 3])
+        resume.write_bytes(whole[: len(whole) // 3])
     else:
         torch.save({"key": "k", "epoch": 1}, resume)
     damaged = resume.read_bytes()
@@ -103,8 +149,11 @@ def test_a_damaged_resume_file_is_set_aside_and_training_starts_over(image_tree,
     assert (tmp_path / "resume.pt.corrupt.1").read_bytes() == damaged
     assert (tmp_path / "resume.pt.corrupt").read_bytes() == b"an earlier one, kept too"
     assert torch.load(resume, weights_only=True)["epoch"] == 1  # a fresh one written
-    [warning] = [r.getMessage() for r in caplog.records
-                 if r.name == "lib.train.loop" and r.levelname == "WARNING"]
+    [warning] = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "lib.train.loop" and r.levelname == "WARNING"
+    ]
     assert warning.startswith(f"{resume}: not a ") and "training starts over" in warning
     assert warning.endswith(f"(the file is kept as {tmp_path / 'resume.pt.corrupt.1'})")
 
@@ -116,11 +165,24 @@ def test_a_fold_whose_last_batch_would_hold_one_image_trains(image_tree, images,
     paths = list_images(image_tree / "train")[:images]
     targets = [int(p.parent.name) - 1 for p in paths]
     transform = build_transforms(img_size=16, mean=[0.5] * 3, std=[0.5] * 3, train=True)
-    train = make_loader(ImageDataset(paths, targets, transform), batch_size=batch_size,
-                        shuffle=True, workers=0, seed=1)
-    assert [len(t) for _, t in train] == ([batch_size] if images % batch_size == 1 else
-                                          [batch_size, images - batch_size])
+    train = make_loader(
+        ImageDataset(paths, targets, transform),
+        batch_size=batch_size,
+        shuffle=True,
+        workers=0,
+        seed=1,
+    )
+    assert [len(t) for _, t in train] == (
+        [batch_size] if images % batch_size == 1 else [batch_size, images - batch_size]
+    )
     model = create_model("resnet10t", num_classes=3, pretrained="none", head="concat")
-    result = fit(model, train_loader=train, val_loader=train, device=torch.device("cpu"), fold=0,
-                 num_classes=3, config=train_config(epochs=1, lr=0.01))
+    result = fit(
+        model,
+        train_loader=train,
+        val_loader=train,
+        device=torch.device("cpu"),
+        fold=0,
+        num_classes=3,
+        config=train_config(epochs=1, lr=0.01),
+    )
     assert len(result.history) == 1 and math.isfinite(result.history[0].train_loss)

@@ -21,8 +21,9 @@ def test_no_weight_decay_on_biases_and_norm_layers():
 
 def test_backbone_multiplier_sets_discriminative_lrs():
     model = create_model("resnet10t", num_classes=3, pretrained="none")
-    optimizer = make_optimizer(parameter_groups(model, weight_decay=0.0, backbone_lr_mult=0.1),
-                               name="sgd", lr=0.5)
+    optimizer = make_optimizer(
+        parameter_groups(model, weight_decay=0.0, backbone_lr_mult=0.1), name="sgd", lr=0.5
+    )
     lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
     assert lr_of[id(model.fc.weight)] == 0.5
     assert lr_of[id(model.conv1[0].weight)] == pytest.approx(0.05)

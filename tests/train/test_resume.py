@@ -20,16 +20,28 @@ from lib.prepare.folds import assign_folds, scan_labelled
 from tests.conftest import REPO, default_params, write_image
 from tests.helpers import call_stage
 
-SHRUNK = {"arch": "resnet10t", "pretrained": "none", "img_size": 32, "epochs": 4,
-          "batch_size": 8, "workers": 0, "mixup": 0.3, "aug": "medium", "ema": 0.9}
+SHRUNK = {
+    "arch": "resnet10t",
+    "pretrained": "none",
+    "img_size": 32,
+    "epochs": 4,
+    "batch_size": 8,
+    "workers": 0,
+    "mixup": 0.3,
+    "aug": "medium",
+    "ema": 0.9,
+}
 
 
 def make_project(root: Path) -> Path:
     images = root / "data" / "images"
     for label in (1, 2, 3):
         for i in range(24):
-            write_image(images / "train" / f"{label}" / f"{label * 100 + i}.png", size=(32, 32),
-                        seed=label * 1000 + i)
+            write_image(
+                images / "train" / f"{label}" / f"{label * 100 + i}.png",
+                size=(32, 32),
+                seed=label * 1000 + i,
+            )
     folds = assign_folds(scan_labelled(images, ["train"]), folds=2, seed=0)
     folds.to_csv(root / "data" / "folds.csv", index=False)
     write_json(root / "data" / "stats.json", {"mean": [0.5] * 3, "std": [0.29] * 3})
@@ -43,15 +55,20 @@ def git_repo(root: Path) -> None:
     if not (root / ".git").exists():
         git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
         subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], cwd=root,
-                       check=True)
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], cwd=root, check=True)
 
 
 def start_training(root: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     git_repo(root)
-    return subprocess.Popen([sys.executable, "-m", "stages.train", "--fold", "0"], cwd=root,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "stages.train", "--fold", "0"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen) -> str:
@@ -122,6 +139,8 @@ def test_ctrl_c_stops_training_in_one_line_that_says_how_to_resume(tmp_path):
     epoch = torch.load(resume, weights_only=True)["epoch"]
     assert output.strip().splitlines()[-1] == (
         f"interrupted: training of fold 0 stopped; models/fold0/resume.pt holds epoch {epoch}: "
-        "run `dvc repro train@0` (or this command) again to resume from it")
+        "run `dvc repro train@0` (or this command) again to resume from it"
+    )
     assert f"resuming from models/fold0/resume.pt after epoch {epoch}" in finish(
-        start_training(root))
+        start_training(root)
+    )

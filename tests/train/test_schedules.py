@@ -35,8 +35,9 @@ def test_one_cycle_rises_to_peak_at_30_percent_then_anneals():
 
 
 def test_plateau_cuts_after_patience_epochs_without_improvement():
-    s = Schedule("plateau", total_steps=100, steps_per_epoch=10, plateau_patience=2,
-                 plateau_factor=0.5)
+    s = Schedule(
+        "plateau", total_steps=100, steps_per_epoch=10, plateau_patience=2, plateau_factor=0.5
+    )
     for loss in (1.0, 0.9, 0.95, 0.93):
         s.end_epoch(loss)
     assert s.factor(50) == 0.5
