@@ -109,12 +109,14 @@ def test_with_good_params_training_starts(train):
         ),
         (
             {"submission_format": "topk", "metric": "map@3", "sample_submission": None},
-            "comp: class name 'Ankle boot' has a space, and a topk submission separates its labels by "
+            "comp: class name 'Ankle boot' has a space, and a topk submission separates "
+            "its labels by "
             "spaces",
         ),
         (
             {"sample_submission": "other_ids.csv"},
-            "other_ids.csv: the sample submission's ids do not match the test images: 1 not among them "
+            "other_ids.csv: the sample submission's ids do not match the test images: "
+            "1 not among them "
             "(t9), 1 test images missing (t3)",
         ),
         (

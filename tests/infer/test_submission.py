@@ -90,12 +90,14 @@ def test_sample_submission_fixes_ids_columns_and_row_order(tmp_path):
         (
             "id,cat,dog,fox\n2,1,0,0\n5,1,0,0\n7,1,0,0\n",
             "proba",
-            r"ids do not match the test images: 1 not among them \(7\), 1 test images missing \(9\)",
+            r"ids do not match the test images: 1 not among them \(7\), "
+            r"1 test images missing \(9\)",
         ),
         (
             "id,cat,dog,wolf\n2,1,0,0\n5,1,0,0\n9,1,0,0\n",
             "proba",
-            r"columns do not match the classes: 1 unknown \(wolf\), 1 classes without a column \(fox\)",
+            r"columns do not match the classes: 1 unknown \(wolf\), "
+            r"1 classes without a column \(fox\)",
         ),
         ("id,cat,dog,fox\n2,1,0,0\n5,1,0,0\n9,1,0,0\n", "label", "is submission_format proba"),
         ("id,predicted\n2,1\n2,1\n5,1\n9,1\n", "label", r"1 repeated \(2\)"),
