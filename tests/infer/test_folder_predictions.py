@@ -88,11 +88,11 @@ def test_predict_folder_writes_ids_classes_and_top_k(tmp_path):
         env={"PYTHONPATH": str(REPO), "PATH": ""},
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "out/predictions.csv: 3 images, 2 models merged by geomean, tta flip" in done.stdout
+    assert "out/new.csv: 3 images, 2 models merged by geomean, tta flip" in done.stdout
     for name in ("notes.jpg", "empty.png", "bomb.png"):
         assert f"new/{name}: skipped, it does not decode as an image" in done.stderr
     assert "Traceback" not in done.stderr
-    with open(tmp_path / "out" / "predictions.csv") as f:
+    with open(tmp_path / "out" / "new.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["id", "predicted", "label_1", "prob_1", "label_2", "prob_2"]
     assert [row["id"] for row in rows] == ["000bec18", "IMG-3", "b"]  # in id order
