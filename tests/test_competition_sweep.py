@@ -42,6 +42,7 @@ def test_a_queued_sweep_needs_the_folder_tracked_and_then_succeeds(tmp_path_fact
         {
             "competition": "data/shoes",
             "submission_format": "proba",
+            "metric": "log_loss",
             "clip_low": 0.003,
             "img_size": 16,
             "batch_size": 8,
@@ -66,7 +67,7 @@ def test_a_queued_sweep_needs_the_folder_tracked_and_then_succeeds(tmp_path_fact
     status = wait_for_queue(project)
     assert status.count("Success") == 2, status
     board = leaderboard(project)
-    assert board[0] == "competition data/shoes: ranked by OOF log loss"
+    assert board[0] == "competition data/shoes: ranked by OOF log_loss (lower is better)"
     for name in ("lr-small", "lr-large"):
         row = next(line for line in board if re.match(rf" +\d+  {name} ", line))
         assert len(re.findall(r"\b\d\.\d{4}\b", row)) == 2, row  # its OOF accuracy and loss
