@@ -182,7 +182,7 @@ def test_repro_then_experiments_rerun_only_what_depends_on_their_params(project)
     board = run([sys.executable, "-m", "stages.leaderboard", "--width", "120"], project)
     lines = board.splitlines()
     assert max(len(line) for line in lines) <= 120
-    assert lines[0] == "competition data/demo: ranked by OOF accuracy"
+    assert lines[0] == "competition data/demo: ranked by OOF accuracy (higher is better)"
     assert re.match(r" +#  experiment +oof acc +oof loss +test acc +changed params", lines[1])
     assert any("tiny-lr" in line and "lr=1e-05" in line for line in lines)
     assert any("tta-flip6" in line and line.endswith("tta=flip6") for line in lines)
