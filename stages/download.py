@@ -53,7 +53,7 @@ def main() -> None:
         label_pattern=params["label_pattern"],
         test_share=params["test_share"],
     )
-    check_before_work(found)  # what would fail the ensemble, before any image is stored
+    check_before_work(found, needs_test=False)  # what would fail the ensemble, before any image
     settings = DownloadSettings(**{name: params[f"download.{name}"] for name in SETTINGS})
     retry = read_failures(out.DOWNLOAD_FAILURES) if params["download.retry_failures"] else None
     try:

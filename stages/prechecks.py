@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lib.acquire.layouts import Competition, read_competition
 from lib.common.params import load_params
-from lib.infer.prechecks import Setup, run_prechecks
+from lib.infer.prechecks import Setup, check_test_split, run_prechecks
 
 PARAMS = [
     "competition",
@@ -32,8 +32,10 @@ PARAMS = [
 ]
 
 
-def check_before_work(competition: Competition | None = None) -> None:
-    """`competition`: the stage's own reading of it, else it is read here."""
+def check_before_work(competition: Competition | None = None, *, needs_test: bool = True) -> None:
+    """`competition`: the stage's own reading of it, else it is read here. `needs_test`: False
+    for the download, which may fetch a competition's labelled images alone (folds, train and
+    predict then refuse a competition without test images, still before any training)."""
     p = load_params(PARAMS)
     if competition is None:
         competition = read_competition(
@@ -55,5 +57,6 @@ def check_before_work(competition: Competition | None = None) -> None:
             ensemble_weights=p["ensemble_weights"],
             metric=p["metric"],
             root=Path(os.environ.get("DVC_ROOT", ".")),
-        )
+        ),
+        skip=() if needs_test else (check_test_split,),
     )

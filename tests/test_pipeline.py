@@ -177,7 +177,8 @@ def test_repro_then_experiments_rerun_only_what_depends_on_their_params(project)
     ), header
     for name in ("tiny-lr", "tta-flip6"):
         row = next(line for line in shown if f"[{name}]" in line)
-        assert "…" not in row and len(re.findall(r"\b[01]\.\d{3,}\b", row)) >= 2, row
+        # its OOF accuracy and log loss (tiny-lr's may pass 1) and test accuracy
+        assert "…" not in row and len(re.findall(r"\b\d\.\d{2,}\b", row)) >= 3, row
 
     board = run([sys.executable, "-m", "stages.leaderboard", "--width", "120"], project)
     lines = board.splitlines()
@@ -228,7 +229,8 @@ def test_the_kaggle_notebook_reproduces_the_submission_and_a_blend_of_named_runs
     ]
     assert probe["lib"] is False  # the project's checkout cannot be imported
     assert Path(probe["package"]).is_relative_to(tmp_path / "alone" / "input" / "demo-models")
-    assert str(REPO) not in {str(Path(p or ".").resolve()) for p in probe["path"]}
+    # "" is the kernel's own working folder, not this process's
+    assert str(REPO) not in {str(Path(p).resolve()) for p in probe["path"] if p}
     assert_same_submission(
         project / "submissions/submission.csv", tmp_path / "alone" / "working" / "submission.csv"
     )

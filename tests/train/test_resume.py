@@ -45,7 +45,8 @@ def make_project(root: Path) -> Path:
     folds = assign_folds(scan_labelled(images, ["train"]), folds=2, seed=0)
     folds.to_csv(root / "data" / "folds.csv", index=False)
     write_json(root / "data" / "stats.json", {"mean": [0.5] * 3, "std": [0.29] * 3})
-    params = default_params() | SHRUNK
+    # the demo is the competition the checks before training read
+    params = default_params() | SHRUNK | {"competition": str(REPO / "data" / "demo")}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
 
