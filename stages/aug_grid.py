@@ -18,6 +18,7 @@ from lib.common.params import load_params
 from lib.infer.submission import read_class_names
 from lib.prepare.folds import read_folds
 from lib.train.data import AUG_LEVELS, build_transforms
+from lib.train.loop import TrainConfig
 from stages.common import CLASSES_CSV, FOLDS_CSV, IMAGES_DIR, REPORTS_DIR, run, upstream
 
 
@@ -41,10 +42,11 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=6, help="augmented copies of each")
     parser.add_argument("--out", type=Path, help="default: reports/aug_<level>.png")
     args = parser.parse_args()
-    p = load_params(["img_size", "aug", "seed", "competition", "classes_file"])
-    level = args.level or p["aug"]
+    config = TrainConfig.load()  # the images as train@k augments them
+    p = load_params(["competition", "classes_file"])
+    level = args.level or config.aug
     folds = read_folds(upstream(FOLDS_CSV, "folds"))
-    rows = one_per_class(folds[folds["label"].notna()], args.images, p["seed"])
+    rows = one_per_class(folds[folds["label"].notna()], args.images, config.seed)
     classes = competition_files(
         Path(p["competition"]),
         derived_classes=CLASSES_CSV,
@@ -54,9 +56,9 @@ def main() -> None:
     ).classes_file
     names = read_class_names(classes) if classes else {}
     transform = build_transforms(
-        img_size=p["img_size"], mean=[0] * 3, std=[1] * 3, train=True, aug=level, normalize=False
+        img_size=config.img_size, mean=[0] * 3, std=[1] * 3, train=True, aug=level, normalize=False
     )
-    transform.set_random_seed(p["seed"])
+    transform.set_random_seed(config.seed)
     tiles, captions, labels = [], [], []
     for _, row in rows.iterrows():
         original = load_rgb_array(IMAGES_DIR / row["path"])

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from lib.acquire.competition_files import submitting_competition
+from lib.acquire.download import DownloadSettings
 from lib.common.errors import ParamError
 from lib.common.fileio import write_json
 from lib.common.params import load_params
@@ -28,6 +29,7 @@ from lib.export.kaggle_files import (
     write_code,
     write_notebook,
 )
+from lib.infer.inference import PredictConfig
 from stages import common as out
 from stages.common import run
 
@@ -42,11 +44,7 @@ PARAMS = [
     "sample_submission",
     "classes_file",
     "train_folds",
-    "batch_size",
-    "tta",
-    "tta_merge",
-    "tta_crop",
-    "tta_scales",
+    *PredictConfig.param_keys(),  # the TTA as predict@k runs it
     "ensemble_merge",
     "ensemble_runs",
     "ensemble_weights",
@@ -82,7 +80,8 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="the notebook runs on a GPU")
     parser.add_argument("--out", type=Path, default=out.KAGGLE_DIR)
     args = parser.parse_args()
-    p = load_params(PARAMS)
+    # the image checks of the download, which the notebook runs on the test images
+    p = load_params(PARAMS, rules=PredictConfig.rules() | DownloadSettings.rules())
     if not p["kaggle_username"]:
         raise ParamError(
             "kaggle_username is null in params.yaml: set it to your Kaggle user "

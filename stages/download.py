@@ -8,61 +8,46 @@ SIGINT/SIGTERM stop it cleanly (exit 128 + signal, no report); running it again 
 
 import logging
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from lib.acquire.competition_files import write_classes_file
 from lib.acquire.download import (
+    DownloadConfig,
     DownloadInterrupted,
-    DownloadSettings,
     download_competition,
     read_failures,
     write_report,
 )
 from lib.acquire.layouts import read_competition
 from lib.common.fileio import remove_stale_temps
-from lib.common.params import load_params
 from stages import common as out
 from stages.common import run
 from stages.prechecks import check_before_work
 
-SETTINGS = [field.name for field in fields(DownloadSettings)]
 # Knobs that change only how fast the images come, never which bytes are stored: not DVC deps.
-SPEED_SETTINGS = ["concurrency", "per_host", "dns_cache_s", "workers"]
-PARAMS = [
-    "competition",
-    "competition_format",
-    "id_column",
-    "label_column",
-    "label_pattern",
-    "test_share",
-    "download.retry_failures",
-    *(f"download.{name}" for name in SETTINGS if name not in SPEED_SETTINGS),
-]
-SPEED_PARAMS = [f"download.{name}" for name in SPEED_SETTINGS]
+PARAMS, SPEED_PARAMS = DownloadConfig.dep_keys(), DownloadConfig.speed_keys()
 
 
 def main() -> None:
-    params = load_params(PARAMS + SPEED_PARAMS)
-    competition = Path(params["competition"])
+    config = DownloadConfig.load()
+    competition = Path(config.competition)
     found = read_competition(
         competition,
-        fmt=params["competition_format"],
-        id_column=params["id_column"],
-        label_column=params["label_column"],
-        label_pattern=params["label_pattern"],
-        test_share=params["test_share"],
+        fmt=config.competition_format,
+        id_column=config.id_column,
+        label_column=config.label_column,
+        label_pattern=config.label_pattern,
+        test_share=config.test_share,
     )
     check_before_work(found, needs_test=False)  # what would fail the ensemble, before any image
-    settings = DownloadSettings(**{name: params[f"download.{name}"] for name in SETTINGS})
-    retry = read_failures(out.DOWNLOAD_FAILURES) if params["download.retry_failures"] else None
+    retry = read_failures(out.DOWNLOAD_FAILURES) if config.retry_failures else None
     try:
         result = download_competition(
             found.records,
             competition_dir=competition,
             images_dir=out.IMAGES_DIR,
             removed_dir=out.IMAGES_REMOVED_DIR,
-            settings=settings,
+            settings=config.settings,
             retry_only=retry,
         )
     except DownloadInterrupted as stop:

@@ -5,18 +5,23 @@ import pandas as pd
 
 from lib.common.fileio import atomic_path, remove_stale_temps, write_json
 from lib.common.images import list_images
-from lib.common.params import load_params
 from lib.prepare.duplicates import content_hashes, group_ids
-from lib.prepare.folds import assign_folds, describe, drop_unreadable, scan_labelled, summarize
+from lib.prepare.folds import (
+    FoldsConfig,
+    assign_folds,
+    describe,
+    drop_unreadable,
+    scan_labelled,
+    summarize,
+)
 from stages.common import FOLDS_CSV, FOLDS_SUMMARY, IMAGES_DIR, run, upstream
 from stages.prechecks import check_before_work
 
-PARAMS = ["folds", "seed", "validation"]
-SPEED_PARAMS: list[str] = []
+PARAMS, SPEED_PARAMS = FoldsConfig.dep_keys(), FoldsConfig.speed_keys()
 
 
 def main() -> None:
-    params = load_params(PARAMS)
+    config = FoldsConfig.load()
     upstream(IMAGES_DIR, "download")
     check_before_work()
     remove_stale_temps(FOLDS_CSV.parent)
@@ -24,11 +29,11 @@ def main() -> None:
     images, unreadable = drop_unreadable(scan_labelled(IMAGES_DIR, splits), images_dir=IMAGES_DIR)
     hashes = pd.Series(content_hashes([IMAGES_DIR / p for p in images["path"]]))
     test_hashes = content_hashes(list_images(IMAGES_DIR / "test"))
-    holdout = images["split"] == "validation" if params["validation"] == "holdout" else None
+    holdout = images["split"] == "validation" if config.validation == "holdout" else None
     folds = assign_folds(
         images,
-        folds=params["folds"],
-        seed=params["seed"],
+        folds=config.folds,
+        seed=config.seed,
         groups=group_ids(hashes),
         holdout=holdout,
     )

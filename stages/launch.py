@@ -12,6 +12,7 @@ import sys
 
 from lib.common.params import load_params
 from lib.train.distributed import torchrun_command
+from lib.train.loop import TrainConfig
 from stages.common import run
 
 PARAMS = ["gpus"]
@@ -22,7 +23,7 @@ def main() -> None:
     if len(sys.argv) < 2:
         sys.exit("usage: python -m stages.launch <module> [args...]")
     module, args = sys.argv[1], sys.argv[2:]
-    gpus = load_params(PARAMS)["gpus"]
+    gpus = load_params(PARAMS, rules=TrainConfig.rules())["gpus"]
     command = (
         [sys.executable, "-m", module, *args] if gpus == 1 else torchrun_command(gpus, module, args)
     )

@@ -13,32 +13,13 @@ from pathlib import Path
 import torch
 
 from lib.common.figures import Mark, line_plot
-from lib.common.params import load_params
 from lib.prepare.folds import read_folds, split_fold
 from lib.train.data import build_transforms, make_loader, rows_dataset
 from lib.train.device import pick_device
+from lib.train.loop import TrainConfig
 from lib.train.lr_finder import lr_sweep, sweep_steps, valley
 from lib.train.model import create_model
 from stages.common import FOLDS_CSV, IMAGES_DIR, STATS_JSON, run, upstream
-
-PARAMS = [
-    "arch",
-    "pretrained",
-    "head",
-    "dropout",
-    "img_size",
-    "batch_size",
-    "aug",
-    "optimizer",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "backbone_lr_mult",
-    "layer_decay",
-    "label_smoothing",
-    "workers",
-    "seed",
-]
 
 
 def main() -> None:
@@ -56,29 +37,33 @@ def main() -> None:
         "--out", type=Path, default=Path("reports/lr_find.png"), help="the plot (PNG)"
     )
     args = parser.parse_args()
-    p = load_params(PARAMS)
-    torch.manual_seed(p["seed"])
+    config = TrainConfig.load()  # the model, data and optimizer as train@k builds them
+    torch.manual_seed(config.seed)
     folds = read_folds(upstream(FOLDS_CSV, "folds"))
     classes = sorted(int(label) for label in set(folds["label"]))
     stats = json.loads(upstream(STATS_JSON, "stats").read_text())
     transform = build_transforms(
-        img_size=p["img_size"], mean=stats["mean"], std=stats["std"], train=True, aug=p["aug"]
+        img_size=config.img_size, mean=stats["mean"], std=stats["std"], train=True, aug=config.aug
     )
     dataset = rows_dataset(
         split_fold(folds, args.fold)[0], images_dir=IMAGES_DIR, classes=classes, transform=transform
     )
     loader = make_loader(
-        dataset, batch_size=p["batch_size"], shuffle=True, workers=p["workers"], seed=p["seed"]
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=True,
+        workers=config.workers,
+        seed=config.seed,
     )
     # before building the model: too little data is said at once
-    sweep_steps(len(loader), args.max_steps, images=len(dataset), batch_size=p["batch_size"])
+    sweep_steps(len(loader), args.max_steps, images=len(dataset), batch_size=config.batch_size)
     model = create_model(
-        p["arch"],
+        config.arch,
         num_classes=len(classes),
-        pretrained=p["pretrained"],
-        head=p["head"],
-        dropout=p["dropout"],
-        img_size=p["img_size"],
+        pretrained=config.pretrained,
+        head=config.head,
+        dropout=config.dropout,
+        img_size=config.img_size,
     )
     sweep = lr_sweep(
         model,
@@ -87,25 +72,25 @@ def main() -> None:
         start_lr=args.start,
         end_lr=args.end,
         max_steps=args.max_steps,
-        optimizer=p["optimizer"],
-        weight_decay=p["weight_decay"],
-        momentum=p["momentum"],
-        backbone_lr_mult=p["backbone_lr_mult"],
-        layer_decay=p["layer_decay"],
-        label_smoothing=p["label_smoothing"],
+        optimizer=config.optimizer,
+        weight_decay=config.weight_decay,
+        momentum=config.momentum,
+        backbone_lr_mult=config.backbone_lr_mult,
+        layer_decay=config.layer_decay,
+        label_smoothing=config.label_smoothing,
     )
     suggestion, start, end = valley(sweep.lrs, sweep.smoothed)
     line_plot(
         sweep.lrs,
         sweep.smoothed,
         args.out,
-        title=f"LR range test: {p['arch']}, {p['optimizer']}, batch {p['batch_size']}",
+        title=f"LR range test: {config.arch}, {config.optimizer}, batch {config.batch_size}",
         x_label="learning rate (head)",
         y_label="smoothed training loss",
         log_x=True,
         marks=[
             Mark(suggestion, f"suggested {suggestion:.2g}"),
-            Mark(p["lr"], f"current lr {p['lr']:.2g}", colour="#2ca02c"),
+            Mark(config.lr, f"current lr {config.lr:.2g}", colour="#2ca02c"),
         ],
         shade=(sweep.lrs[start], sweep.lrs[end]),
     )
@@ -120,7 +105,7 @@ def main() -> None:
         f"{sweep.lrs[end]:.2g} (shaded)"
     )
     print(
-        f"suggested lr: {suggestion:.2g} (the valley's middle; current lr {p['lr']:.2g}; plot: "
+        f"suggested lr: {suggestion:.2g} (the valley's middle; current lr {config.lr:.2g}; plot: "
         f"{args.out}); try it with `dvc exp run -S lr={suggestion:.2g}`"
     )
 

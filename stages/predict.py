@@ -6,9 +6,8 @@ the model was trained under, and the throughput printed."""
 from lib.common.errors import UserError
 from lib.common.fileio import remove_stale_temps
 from lib.common.images import list_test_images
-from lib.common.params import load_params
 from lib.infer.fold_predictions import predict_fold
-from lib.infer.inference import prepare_inference
+from lib.infer.inference import PredictConfig, prepare_inference
 from lib.infer.predictions import save_fold_predictions
 from lib.prepare.folds import read_folds
 from lib.train.checkpoint import load_checkpoint, model_from_checkpoint
@@ -25,14 +24,13 @@ from stages.common import (
 )
 from stages.prechecks import check_before_work
 
-PARAMS = ["tta", "tta_merge", "tta_crop", "tta_scales"]
 # Inference in eval mode: the batch size and loader processes change only the speed.
-SPEED_PARAMS = ["batch_size", "workers"]
+PARAMS, SPEED_PARAMS = PredictConfig.dep_keys(), PredictConfig.speed_keys()
 
 
 def main() -> None:
     fold = fold_argument()
-    p = load_params(PARAMS + SPEED_PARAMS)
+    config = PredictConfig.load()
     check_before_work()
     model_file = upstream(model_dir(fold) / "model.pt", f"train@{fold}")
     checkpoint = load_checkpoint(model_file)
@@ -47,12 +45,7 @@ def main() -> None:
         model_from_checkpoint(checkpoint, model_file),
         checkpoint,
         device=pick_device(),
-        tta=p["tta"],
-        merge=p["tta_merge"],
-        crop=p["tta_crop"],
-        scales=p["tta_scales"],
-        batch_size=p["batch_size"],
-        workers=p["workers"],
+        config=config,
     )
     splits = predict_fold(
         inference,

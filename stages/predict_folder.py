@@ -17,20 +17,13 @@ from lib.acquire.competition_files import competition_files
 from lib.common.fileio import atomic_path
 from lib.common.params import load_params
 from lib.infer.folder_predictions import fold_models, folder_images, predict_images, top_k_table
+from lib.infer.inference import PredictConfig
 from lib.infer.submission import read_class_names
 from lib.train.device import pick_device
 from stages.common import CLASSES_CSV, run
 
-PARAMS = [
-    "tta",
-    "tta_merge",
-    "tta_crop",
-    "tta_scales",
-    "ensemble_merge",
-    "competition",
-    "classes_file",
-]
-SPEED_PARAMS = ["batch_size", "workers"]
+# The TTA (and its speed knobs) as predict@k reads it, and these:
+PARAMS = ["ensemble_merge", "competition", "classes_file"]
 OUTPUTS_DIR = Path("outputs")  # what commands write for the user (not a DVC out); git-ignored
 
 
@@ -72,7 +65,7 @@ def main() -> None:
     out = args.out or OUTPUTS_DIR / f"{args.folder.resolve().name}.csv"
     if out.is_dir():  # a folder: the table goes in it
         out = out / f"{args.folder.resolve().name}.csv"
-    p = load_params(PARAMS + SPEED_PARAMS)
+    config, p = PredictConfig.load(), load_params(PARAMS)
     paths, ids = folder_images(args.folder)
     models = fold_models(args.runs)
     predictions = predict_images(
@@ -80,13 +73,8 @@ def main() -> None:
         ids,
         models,
         device=pick_device(),
-        tta=p["tta"],
-        tta_merge=p["tta_merge"],
-        crop=p["tta_crop"],
-        scales=p["tta_scales"],
+        config=config,
         merge=p["ensemble_merge"],
-        batch_size=p["batch_size"],
-        workers=p["workers"],
     )
     classes = competition_files(
         Path(p["competition"]),
@@ -103,7 +91,7 @@ def main() -> None:
         table.to_csv(tmp, index=False, float_format="%.6g")
     print(
         f"{out}: {len(table)} images, {len(models)} models merged by "
-        f"{p['ensemble_merge']}, tta {p['tta']}"
+        f"{p['ensemble_merge']}, tta {config.tta}"
     )
 
 

@@ -2,22 +2,17 @@
 
 from lib.common.fileio import remove_stale_temps, write_json
 from lib.common.images import list_images
-from lib.common.params import load_params
-from lib.prepare.stats import compute_stats
+from lib.prepare.stats import StatsConfig, compute_stats
 from stages.common import IMAGES_DIR, STATS_JSON, run, upstream
 
-PARAMS = ["stats.resolution"]
-SPEED_PARAMS = ["stats.workers"]  # processes: the sums are exact whatever their number
+PARAMS, SPEED_PARAMS = StatsConfig.dep_keys(), StatsConfig.speed_keys()
 
 
 def main() -> None:
-    params = load_params(PARAMS + SPEED_PARAMS)
-    resolution = params["stats.resolution"]
+    config = StatsConfig.load()
     remove_stale_temps(STATS_JSON.parent)
     paths = list_images(upstream(IMAGES_DIR / "train", "download"))
-    stats = compute_stats(
-        paths, workers=params["stats.workers"], size=None if resolution == "native" else resolution
-    )
+    stats = compute_stats(paths, workers=config.workers, size=config.size)
     write_json(STATS_JSON, stats.to_dict())
     print(
         f"stats: {stats.images} images, mean {[round(m, 4) for m in stats.mean]}, "

@@ -19,6 +19,8 @@ from lib.common.kaggle_cli import (
     submission_message,
 )
 from lib.common.params import load_params
+from lib.infer.inference import PredictConfig
+from lib.train.loop import TrainConfig
 from stages.check_submission import check_file
 from stages.common import ENSEMBLE_METRICS, SUBMISSION_CSV, run
 
@@ -30,7 +32,7 @@ def main() -> None:
     parser.add_argument("--message", help="default: the run's name, settings and OOF score")
     parser.add_argument("--dry-run", action="store_true", help="print the command, run nothing")
     args = parser.parse_args()
-    p = load_params(PARAMS)
+    p = load_params(PARAMS, rules=TrainConfig.rules() | PredictConfig.rules())
     slug = require_slug(p["kaggle_competition"])
     if not check_file(SUBMISSION_CSV):
         sys.exit(1)

@@ -15,7 +15,6 @@ import torch
 from dvclive import Live
 
 from lib.common.fileio import remove_stale_temps
-from lib.common.params import load_params
 from lib.prepare.folds import read_folds
 from lib.train import distributed
 from lib.train.fold import fold_data, resume_key, train_fold
@@ -32,41 +31,25 @@ from stages.common import (
 )
 from stages.prechecks import check_before_work
 
-# Speed only (loader processes; torch.compile computes the same function): not DVC deps.
-SPEED_PARAMS = ["workers", "compile"]
-PARAMS = [
-    key
-    for key in [
-        *TrainConfig.param_keys(),
-        "arch",
-        "pretrained",
-        "head",
-        "dropout",
-        "img_size",
-        "batch_size",
-        "aug",
-        "class_balance",
-        "gpus",
-    ]
-    if key not in SPEED_PARAMS
-]
+PARAMS, SPEED_PARAMS = TrainConfig.dep_keys(), TrainConfig.speed_keys()
 
 
 def main() -> None:
-    fold, p = fold_argument(), load_params(PARAMS + SPEED_PARAMS)
+    fold, config = fold_argument(), TrainConfig.load()
     check_before_work()  # what would fail the ensemble, before any training
-    env, device = distributed.setup(p["gpus"])
+    env, device = distributed.setup(config.gpus)
     try:
         if not env.main:
             logging.getLogger().setLevel(logging.WARNING)
         else:  # the only process that writes
             remove_stale_temps(model_dir(fold))
-        torch.manual_seed(p["seed"])
+        torch.manual_seed(config.seed)
         folds_text = upstream(FOLDS_CSV, "folds").read_text()
         stats_text = upstream(STATS_JSON, "stats").read_text()
-        stats, provenance = json.loads(stats_text), {key: p[key] for key in PARAMS}
+        # the params that made the model, saved in it: the same keys as the stage's DVC params
+        stats, provenance = json.loads(stats_text), config.dep_values()
         data = fold_data(
-            read_folds(FOLDS_CSV), fold, images_dir=IMAGES_DIR, stats=stats, p=p, env=env
+            read_folds(FOLDS_CSV), fold, images_dir=IMAGES_DIR, stats=stats, config=config, env=env
         )
         with (
             Live(dir=str(model_dir(fold) / "live"), dvcyaml=None, save_dvc_exp=False)
@@ -77,7 +60,7 @@ def main() -> None:
                 train_fold(
                     data,
                     fold=fold,
-                    p=p,
+                    config=config,
                     provenance=provenance,
                     stats=stats,
                     env=env,

@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -61,7 +61,7 @@ from lib.common.errors import UserError
 from lib.common.fileio import TMP_PREFIX, write_json, write_text
 from lib.common.ids import ALLOWED as ALLOWED_IDS
 from lib.common.ids import id_order, is_id_text
-from lib.common.params import RULES
+from lib.common.params import Config, boolean, integer, number, param, part
 
 logger = logging.getLogger(__name__)
 
@@ -74,44 +74,52 @@ FAILURE_COLUMNS = ("split", "image_id", "url", "reason")
 SOURCES_FILE = ".sources.tsv"  # in images_dir: split, image_id, url, validator of each image
 
 
+def _max_side(value: Any) -> str | None:
+    if value is None or integer(1)(value) is None:
+        return None
+    return "null (keep the originals) or an integer >= 1"
+
+
 @dataclass
-class DownloadSettings:
+class DownloadSettings(Config):
     """Knobs of the downloader (params.yaml's `download` section, where their defaults and
-    meaning live), validated on construction and again on entry."""
+    meaning live), validated on construction and again on entry. Speed only (how fast the
+    images come, never which bytes are stored): concurrency, per_host, dns_cache_s, workers."""
 
-    concurrency: int  # requests (and images) in flight in total
-    per_host: int  # simultaneous requests per host
-    timeout_s: float  # one request, from holding a slot to its last byte
-    connect_timeout_s: float  # TCP (and TLS) connect
-    read_timeout_s: float  # the longest silence while reading a response
-    dns_cache_s: float  # how long a resolved host name is reused
-    retries: int  # extra attempts per URL for retryable failures
-    backoff_s: float  # base of the exponential backoff, seconds (with jitter)
-    max_redirects: int  # redirects followed per request; 0 = none
-    min_side: int  # images smaller than this on either side are placeholders
-    max_bytes: int  # larger bodies are rejected (reading stops at the cap)
-    max_pixels: int  # width * height above this is a decompression bomb
-    max_side: int | None  # shrink larger images to this longer side; None keeps all
-    jpeg_quality: int  # JPEG quality of shrunk images
-    workers: int  # processes that fetch, validate, shrink and write; 0 = one per core
-    refetch: bool = False  # ask each URL's server whether the image on disk is still current
+    SECTION = "download"
 
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> DownloadSettings:
-        """From params.yaml's contents (its `download` section), with `overrides`."""
-        section = params["download"]
-        return cls(**{f.name: section[f.name] for f in fields(cls)} | overrides)
+    concurrency: int = param(integer(1), speed=True)  # requests (and images) in flight in total
+    per_host: int = param(integer(1), speed=True)  # simultaneous requests per host
+    # one request, from holding a slot to its last byte
+    timeout_s: float = param(number(0, strict=True))
+    connect_timeout_s: float = param(number(0, strict=True))  # TCP (and TLS) connect
+    # the longest silence while reading a response
+    read_timeout_s: float = param(number(0, strict=True))
+    dns_cache_s: float = param(number(0), speed=True)  # how long a resolved host name is reused
+    retries: int = param(integer(0))  # extra attempts per URL for retryable failures
+    backoff_s: float = param(number(0))  # base of the exponential backoff, seconds (with jitter)
+    max_redirects: int = param(integer(0))  # redirects followed per request; 0 = none
+    min_side: int = param(integer(1))  # images smaller than this on either side are placeholders
+    max_bytes: int = param(integer(1))  # larger bodies are rejected (reading stops at the cap)
+    max_pixels: int = param(integer(1))  # width * height above this is a decompression bomb
+    # shrink larger images to this longer side; None keeps all
+    max_side: int | None = param(_max_side)
+    jpeg_quality: int = param(integer(1, 100))  # JPEG quality of shrunk images
+    # processes that fetch, validate, shrink and write; 0 = one per core
+    workers: int = param(integer(0), speed=True)
+    # ask each URL's server whether the image on disk is still current
+    refetch: bool = param(boolean)
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise ValueError naming the field, its value and what is allowed: the rules of the
-        ``download.*`` params (``lib.common.params``): a setting is allowed exactly when its
-        param is."""
+        ``download.*`` params: a setting is allowed exactly when its param is."""
+        rules = self.rules()
         for item in fields(self):
             value = getattr(self, item.name)
-            allowed = RULES[f"download.{item.name}"](value)
+            allowed = rules[f"download.{item.name}"](value)
             if allowed is not None:
                 raise ValueError(f"download setting {item.name}={value!r}; expected {allowed}")
 
@@ -138,6 +146,23 @@ class DownloadSettings:
             max_side=self.max_side,
             quality=self.jpeg_quality,
         )
+
+
+@dataclass(frozen=True)
+class DownloadConfig(Config):
+    """The download stage's config: how the competition is read (its rules in RULES: the
+    ensemble reads them too), whether to retry the last run's failures only, and the
+    downloader's settings."""
+
+    competition: str = param()
+    competition_format: str = param()
+    id_column: str = param()
+    label_column: str = param()
+    label_pattern: str = param()
+    test_share: float = param()
+    # true: fetch only the images data/download_failures.csv lists
+    retry_failures: bool = param(boolean, key="download.retry_failures")
+    settings: DownloadSettings = part(DownloadSettings)
 
 
 @dataclass

@@ -1,17 +1,21 @@
 """Read params.yaml and validate the keys a stage reads, before any work starts.
 
-In: the path of params.yaml and the dotted keys a stage reads (`lr`, `download.retries`).
-Out: a flat dict of those keys and their checked values, or a ParamError naming the key, the
-value and what is allowed. The rules for every key live in RULES, in one place.
+In: the path of params.yaml and a stage's config class (a frozen dataclass of `param` fields,
+subclassing Config), or the dotted keys a command reads (`lr`, `download.retries`).
+Out: the config (or a flat dict of those keys) with checked values, or a ParamError naming the
+key, the value and what is allowed. A key's rule is written once: on its config field, or in
+RULES when several configs or code without a config read it. A config also says which of its
+keys only change speed; the stage's DVC params derive from it (Config.dep_keys).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import DuplicateKeyError
@@ -22,7 +26,7 @@ from lib.common.errors import ParamError
 Check = Callable[[Any], str | None]  # returns what is allowed when the value is not allowed
 
 
-def _int(low: int | None = None, high: int | None = None) -> Check:
+def integer(low: int | None = None, high: int | None = None) -> Check:
     def check(value: Any) -> str | None:
         bad = not isinstance(value, int) or isinstance(value, bool)
         bad = bad or (low is not None and value < low) or (high is not None and value > high)
@@ -34,7 +38,7 @@ def _int(low: int | None = None, high: int | None = None) -> Check:
     return check
 
 
-def _number(low: float, *, strict: bool = False, high: float | None = None) -> Check:
+def number(low: float, *, strict: bool = False, high: float | None = None) -> Check:
     def check(value: Any) -> str | None:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         ok = ok and _finite(value)
@@ -54,27 +58,27 @@ def _finite(value: int | float) -> bool:
         return False
 
 
-def _choice(*allowed: str) -> Check:
+def choice(*allowed: str) -> Check:
     return lambda value: None if value in allowed else "one of " + ", ".join(allowed)
 
 
-def _resolution(value: Any) -> str | None:
+def resolution(value: Any) -> str | None:
     if value == "native" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
         return None
     return "native or an image size in pixels (an integer >= 1)"
 
 
 def _workers(value: Any) -> str | None:
-    if value == "auto" or _int(0)(value) is None:
+    if value == "auto" or integer(0)(value) is None:
         return None
     return "auto or an integer >= 0"
 
 
-def _bool(value: Any) -> str | None:
+def boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else "true or false"
 
 
-def _text(value: Any) -> str | None:
+def text(value: Any) -> str | None:
     return None if isinstance(value, str) and value.strip() else "a non-empty string"
 
 
@@ -121,7 +125,7 @@ def _label_pattern(value: Any) -> str | None:
 
 
 def _column_name(value: Any) -> str | None:
-    if value == "auto" or _text(value) is None:
+    if value == "auto" or text(value) is None:
         return None
     return "auto (detected) or the name of a column of labels.csv"
 
@@ -135,7 +139,7 @@ def _fold_list(value: Any) -> str | None:
     return None
 
 
-def _scales(value: Any) -> str | None:
+def scales(value: Any) -> str | None:
     ok = (
         isinstance(value, list)
         and value
@@ -184,87 +188,32 @@ def _prior(value: Any) -> str | None:
     return "uniform or the path of a label_id,prior CSV"
 
 
+# The rules of the keys that several configs, or code without a config, read (the ensemble, the
+# prechecks, the commands). Every other key's rule sits on its field in the config of the stage
+# that reads it (`param(rule)`): DownloadConfig, StatsConfig, FoldsConfig, TrainConfig,
+# PredictConfig. A key has its rule in exactly one of the two places.
 RULES: dict[str, Check] = {
     "competition": _competition_dir,
-    "competition_format": _choice(
+    "competition_format": choice(
         "auto", "json", "labels_csv", "folders", "tinyimagenet", "named_files"
     ),
     "label_pattern": _label_pattern,
-    "test_share": _number(0, strict=True, high=0.5),
+    "test_share": number(0, strict=True, high=0.5),
     "id_column": _column_name,
     "label_column": _column_name,
     "test_labels": _competition_file,
-    "download.concurrency": _int(1),
-    "download.per_host": _int(1),
-    "download.timeout_s": _number(0, strict=True),
-    "download.connect_timeout_s": _number(0, strict=True),
-    "download.read_timeout_s": _number(0, strict=True),
-    "download.dns_cache_s": _number(0),
-    "download.retries": _int(0),
-    "download.backoff_s": _number(0),
-    "download.max_redirects": _int(0),
-    "download.min_side": _int(1),
-    "download.max_bytes": _int(1),
-    "download.max_pixels": _int(1),
-    "download.max_side": lambda value: (
-        None
-        if value is None or _int(1)(value) is None
-        else "null (keep the originals) or an integer >= 1"
-    ),
-    "download.jpeg_quality": _int(1, 100),
-    "download.workers": _int(0),
-    "download.retry_failures": _bool,
-    "download.refetch": _bool,
-    "stats.workers": _int(0),
-    "folds": _int(2),
+    "folds": integer(2),
     "train_folds": _fold_list,
-    "validation": _choice("pool", "holdout"),
-    "stats.resolution": _resolution,
-    "seed": _int(0, 2**32 - 1),  # numpy and scikit-learn take seeds below 2**32
-    "arch": _text,
-    "pretrained": _text,
-    "img_size": _int(16),
-    "epochs": _int(1),
-    "batch_size": _int(1),
-    "lr": _number(0, strict=True),
-    "optimizer": _choice("sgd", "adamw"),
-    "head": _choice("default", "concat"),
-    "dropout": _number(0, high=0.95),
-    "freeze_epochs": _int(0),
-    "backbone_lr_mult": _number(0, strict=True, high=1.0),
-    "layer_decay": _number(0, high=0.999),
-    "schedule": _choice("cosine", "sgdr", "onecycle", "plateau"),
-    "sgdr_t0": _number(0, strict=True),
-    "sgdr_t_mult": _number(1),
-    "plateau_patience": _int(1),
-    "plateau_factor": _number(0, strict=True, high=1.0),
-    "label_smoothing": _number(0, high=0.5),
-    "mixup": _number(0, high=1.0),
-    "cutmix": _number(0, high=1.0),
-    "mix_alpha": _number(0, strict=True),
-    "ema": _number(0, high=0.99999),
-    "class_balance": _choice("none", "sampler", "loss_weights"),
-    "aug": _choice("none", "light", "medium", "heavy"),
-    "keep": _choice("last", "best"),
-    "momentum": _number(0, high=0.999),
-    "weight_decay": _number(0),
-    "warmup_epochs": _number(0),
+    "seed": integer(0, 2**32 - 1),  # numpy and scikit-learn take seeds below 2**32
+    "batch_size": integer(1),
     "workers": _workers,
-    "amp": _choice("auto", "bf16", "fp16", "off"),
-    "compile": _bool,
-    "gpus": _int(1),
-    "sync_bn": _bool,
-    "tta": _choice("none", "flip", "flip5", "flip6"),
-    "tta_merge": _choice("mean", "geomean"),
-    "tta_crop": _number(0.5, strict=True, high=1.0),
-    "tta_scales": _scales,
-    "ensemble_merge": _choice("mean", "geomean"),
+    "ensemble_merge": choice("mean", "geomean"),
     "ensemble_runs": _members,
     "ensemble_weights": _weights,
-    "prior_correction": _bool,
+    "prior_correction": boolean,
     "target_prior": _prior,
-    "submission_format": _choice("label", "proba", "topk"),
-    "metric": _choice(*METRICS),
+    "submission_format": choice("label", "proba", "topk"),
+    "metric": choice(*METRICS),
     "sample_submission": _competition_file,
     "classes_file": _competition_file,
     "kaggle_competition": lambda value: (
@@ -278,9 +227,121 @@ RULES: dict[str, Check] = {
         or (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", value))
         else "null or your Kaggle user name (kaggle.com/<user name>), e.g. jdoe"
     ),
-    "clip_low": _number(0, high=0.5),
-    "clip_high": _number(0.5, strict=True, high=1.0),
+    "clip_low": number(0, high=0.5),
+    "clip_high": number(0.5, strict=True, high=1.0),
 }
+
+
+@dataclass(frozen=True)
+class Param:
+    """A config field's param: its params.yaml key (dotted inside a section), its rule (None:
+    the key's rule is in RULES) and whether it changes only speed (read, but no DVC dep)."""
+
+    key: str
+    rule: Check | None
+    speed: bool
+
+
+_PARAM, _PART = "param", "part"
+
+
+def param(rule: Check | None = None, *, speed: bool = False, key: str | None = None) -> Any:
+    """A config field read from params.yaml's `key` (default: the field's name), checked by
+    `rule` (none: RULES holds the key's rule, shared with other readers). Its default and
+    meaning live in params.yaml only, so the field has no default."""
+    return field(metadata={_PARAM: Param(key or "", rule, speed)})
+
+
+def part(config: type[Config]) -> Any:
+    """A config field holding another config (a section the stage reads with its other keys)."""
+    return field(metadata={_PART: config})
+
+
+class Config:
+    """Base of a stage's frozen config dataclass, built from params.yaml: every field is a
+    `param` (or a `part`); the stage's DVC params (PARAMS, SPEED_PARAMS, dvc.yaml's lists) and
+    the rules its keys are checked by derive from the fields. SECTION: the params.yaml section
+    its keys sit in (`download`), none for top-level keys."""
+
+    SECTION = ""
+
+    @classmethod
+    def _key(cls, item: Field) -> str:
+        spec = item.metadata[_PARAM]
+        return spec.key or (f"{cls.SECTION}.{item.name}" if cls.SECTION else item.name)
+
+    @classmethod
+    def params(cls) -> list[Param]:
+        """Every param of the config, parts' included, in field order, keys resolved."""
+        found = []
+        for item in fields(cls):  # type: ignore[arg-type]
+            if _PART in item.metadata:
+                found += item.metadata[_PART].params()
+            elif _PARAM in item.metadata:
+                spec = item.metadata[_PARAM]
+                found.append(Param(cls._key(item), spec.rule, spec.speed))
+        return found
+
+    @classmethod
+    def param_keys(cls) -> list[str]:
+        """Every key the config reads."""
+        return [p.key for p in cls.params()]
+
+    @classmethod
+    def dep_keys(cls) -> list[str]:
+        """The keys that can change the stage's outputs: its DVC params."""
+        return [p.key for p in cls.params() if not p.speed]
+
+    @classmethod
+    def speed_keys(cls) -> list[str]:
+        """The keys read that change only speed: no DVC params."""
+        return [p.key for p in cls.params() if p.speed]
+
+    @classmethod
+    def rules(cls) -> dict[str, Check]:
+        """Each key's rule: the field's own, else RULES'."""
+        return {p.key: p.rule or RULES[p.key] for p in cls.params()}
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], **overrides: Any) -> Self:
+        """From values by dotted key (as load_params gives them), with fields in `overrides`."""
+        kwargs: dict[str, Any] = {}
+        for item in fields(cls):  # type: ignore[arg-type]
+            if item.name in overrides:
+                continue
+            if _PART in item.metadata:
+                kwargs[item.name] = item.metadata[_PART].from_values(values)
+            elif _PARAM in item.metadata:
+                kwargs[item.name] = values[cls._key(item)]
+        return cls(**kwargs | overrides)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> Self:
+        """From a params file's contents (nested sections), unchecked, with `overrides`."""
+        source = Path("params")
+        values = {key: _lookup(dict(params), key, source) for key in cls.param_keys()}
+        return cls.from_values(values, **overrides)
+
+    @classmethod
+    def load(cls, path: Path | str = "params.yaml") -> Self:
+        """The config from the params file, every key checked (load_params' errors)."""
+        return cls.from_values(load_params(cls.param_keys(), path, rules=cls.rules()))
+
+    def values(self) -> dict[str, Any]:
+        """Every param's value by its key, parts' included."""
+        found: dict[str, Any] = {}
+        for item in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, item.name)
+            if _PART in item.metadata:
+                found |= value.values()
+            elif _PARAM in item.metadata:
+                found[self._key(item)] = value
+        return found
+
+    def dep_values(self) -> dict[str, Any]:
+        """The values of the keys that can change the stage's outputs (its provenance)."""
+        values = self.values()
+        return {key: values[key] for key in self.dep_keys()}
 
 
 def _lookup(params: dict, dotted: str, source: Path) -> Any:
@@ -329,13 +390,22 @@ def read_params_file(path: Path | str = "params.yaml") -> dict[str, Any]:
     return params
 
 
-def load_params(keys: Iterable[str], path: Path | str = "params.yaml") -> dict[str, Any]:
-    """The values of `keys` from the params file, each checked against its rule."""
+def load_params(
+    keys: Iterable[str],
+    path: Path | str = "params.yaml",
+    *,
+    rules: Mapping[str, Check] | None = None,
+) -> dict[str, Any]:
+    """The values of `keys` from the params file, each checked against its rule: RULES', or
+    `rules`' (a config's: `Config.rules()`) for the keys RULES does not hold."""
     source = Path(path)
     params = read_params_file(source)
     values = {key: _lookup(params, key, source) for key in keys}
+    checks = {**RULES, **(rules or {})}
     for key, value in values.items():
-        allowed = RULES[key](value)
+        if key not in checks:  # a mistake in the code, not in params.yaml
+            raise KeyError(f"{key}: no rule; read it through the config of a stage that reads it")
+        allowed = checks[key](value)
         if allowed:
             raise ParamError(f"{source}: {key} = {value!r} is not allowed: expected {allowed}")
     _check_together(values | _partners(params, values), source)

@@ -29,7 +29,7 @@ from lib.common.errors import UserError
 from lib.common.images import list_test_images
 from lib.infer.ensemble import combine
 from lib.infer.final import final_submission
-from lib.infer.inference import prepare_inference
+from lib.infer.inference import PredictConfig, prepare_inference
 from lib.infer.predictions import Predictions
 from lib.infer.submission import competition_layout, write_submission
 from lib.train.checkpoint import load_checkpoint, model_from_checkpoint
@@ -125,12 +125,7 @@ def predict_member(
             model_from_checkpoint(checkpoint, model_file),
             checkpoint,
             device=device,
-            tta=member["tta"],
-            merge=member["tta_merge"],
-            crop=member["tta_crop"],
-            scales=member["tta_scales"],
-            batch_size=member["batch_size"],
-            workers=workers,
+            config=PredictConfig.from_values(member, workers=workers),
         )
         dataset = ImageDataset(
             list(paths), None, inference.transform, decode_size=inference.decoded

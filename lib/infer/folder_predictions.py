@@ -23,7 +23,7 @@ from lib.common.errors import UserError
 from lib.common.ids import repeated_stem
 from lib.common.images import decode_problem, list_images
 from lib.infer.ensemble import combine
-from lib.infer.inference import prepare_inference
+from lib.infer.inference import PredictConfig, prepare_inference
 from lib.infer.predictions import Predictions
 from lib.infer.submission import class_names
 from lib.train.checkpoint import load_checkpoint, model_from_checkpoint
@@ -87,15 +87,10 @@ def predict_images(
     model_files: Sequence[Path],
     *,
     device: torch.device,
-    tta: str,
-    tta_merge: str,
-    crop: float,
-    scales: Sequence[float],
+    config: PredictConfig,
     merge: str,
-    batch_size: int,
-    workers: int | str,
 ) -> Predictions:
-    """Each model's TTA probabilities on the images, merged by ``merge``."""
+    """Each model's TTA probabilities (``config``) on the images, merged by ``merge``."""
     parts = []
     for model_file in model_files:
         checkpoint = load_checkpoint(model_file)
@@ -103,12 +98,7 @@ def predict_images(
             model_from_checkpoint(checkpoint, model_file),
             checkpoint,
             device=device,
-            tta=tta,
-            merge=tta_merge,
-            crop=crop,
-            scales=scales,
-            batch_size=batch_size,
-            workers=workers,
+            config=config,
         )
         dataset = ImageDataset(
             list(paths), None, inference.transform, decode_size=inference.decoded

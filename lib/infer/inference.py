@@ -1,7 +1,8 @@
 """A model made ready to predict: its device, its TTA views and how images are fed to it.
 
-In: a model, its checkpoint (image size, mean/std), the device, the TTA settings (level, merge,
-crop, scales) and the speed knobs (batch size, loader processes). Out: an Inference whose
+In: a model, its checkpoint (image size, mean/std), the device and a PredictConfig: the TTA
+settings (level, merge, crop, scales) and the speed knobs (batch size, loader processes), as
+params.yaml gives them to predict@k (or a bundle's inference.json). Out: an Inference whose
 `probs(dataset, name)` gives the TTA probabilities (float32, one row per image) and prints one
 throughput line. The one place where a checkpoint becomes a predictor: predict@k, predicting a
 folder and the Kaggle bundle's notebook all go through it.
@@ -10,7 +11,6 @@ folder and the Kaggle bundle's notebook all go through it.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +18,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.infer.tta import View, load_size, predict_probs, tta_views
+from lib.common.params import Config, choice, number, param, scales
+from lib.infer.merge import MERGES
+from lib.infer.tta import TTA_LEVELS, View, load_size, predict_probs, tta_views
 from lib.train.data import ImageDataset, build_transforms, decode_size
 from lib.train.device import inference_loader, prepare_model
+
+
+@dataclass(frozen=True)
+class PredictConfig(Config):
+    """predict@k's config: the TTA, and the batch size and loader processes, which change only
+    the speed of inference (eval mode). Defaults and meaning: params.yaml."""
+
+    tta: str = param(choice(*TTA_LEVELS))
+    tta_merge: str = param(choice(*MERGES))
+    tta_crop: float = param(number(0.5, strict=True, high=1.0))
+    tta_scales: list[float] = param(scales)
+    batch_size: int = param(speed=True)
+    workers: int | str = param(speed=True)
 
 
 @dataclass
@@ -60,27 +75,24 @@ def prepare_inference(
     checkpoint: dict,
     *,
     device: torch.device,
-    tta: str,
-    merge: str,
-    crop: float,
-    scales: Sequence[float],
-    batch_size: int,
-    workers: int | str,
+    config: PredictConfig,
 ) -> Inference:
     img_size = checkpoint["img_size"]
-    size = load_size(img_size, tta=tta, crop=crop)
+    size = load_size(img_size, tta=config.tta, crop=config.tta_crop)
     # JPEGs decoded at reduced size as training's validation decodes them: the model is scored
     # and used on the pixels it was checked on, and large photos decode faster
     return Inference(
         model=prepare_model(model, device),
         device=device,
-        views=tta_views(tta, img_size=img_size, crop=crop, scales=scales),
+        views=tta_views(
+            config.tta, img_size=img_size, crop=config.tta_crop, scales=config.tta_scales
+        ),
         transform=build_transforms(
             img_size=size, mean=checkpoint["mean"], std=checkpoint["std"], train=False
         ),
         decoded=decode_size(size, train=False),
-        tta=tta,
-        merge=merge,
-        batch_size=batch_size,
-        workers=workers,
+        tta=config.tta,
+        merge=config.tta_merge,
+        batch_size=config.batch_size,
+        workers=config.workers,
     )

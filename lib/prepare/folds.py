@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,24 @@ from lib.common.errors import UserError
 from lib.common.ids import ALLOWED as ALLOWED_IDS
 from lib.common.ids import id_order, is_id_text
 from lib.common.images import decode_problem, list_images
+from lib.common.params import Config, choice, param
 from lib.common.pools import process_pool, set_up_decode_worker
 
 log = logging.getLogger(__name__)
 COLUMNS = ["split", "image_id", "label", "path", "fold", "group"]
 HOLDOUT = -1
 MAX_NAMED = 20  # unreadable images named one per line; the summary lists them all
+VALIDATION_USES = ("pool", "holdout")  # validation.json's images: in the folds, or held out
+
+
+@dataclass(frozen=True)
+class FoldsConfig(Config):
+    """The folds stage's config (params.yaml: folds, seed, validation). folds and seed share
+    RULES' rules: train_folds is checked against folds, and training reads seed too."""
+
+    folds: int = param()
+    seed: int = param()
+    validation: str = param(choice(*VALIDATION_USES))
 
 
 def scan_labelled(images_dir: Path, splits: Sequence[str]) -> pd.DataFrame:

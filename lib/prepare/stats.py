@@ -27,10 +27,26 @@ from tqdm import tqdm
 
 from lib.common.errors import UserError
 from lib.common.images import DECODE_ERRORS, load_rgb_array
+from lib.common.params import Config, integer, param, resolution
 from lib.common.pools import process_pool, set_up_decode_worker
 
 log = logging.getLogger(__name__)
 CHUNK = 32  # images per task: enough that inter-process overhead is small, small enough to balance
+
+
+@dataclass(frozen=True)
+class StatsConfig(Config):
+    """The stats stage's config (params.yaml's `stats` section)."""
+
+    SECTION = "stats"
+
+    resolution: int | str = param(resolution)  # native, or the square side images are resized to
+    workers: int = param(integer(0), speed=True)  # processes: the sums are exact for any number
+
+    @property
+    def size(self) -> int | None:
+        """The square side to resize to; None for the images' own size."""
+        return None if self.resolution == "native" else int(self.resolution)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 checkpoint with its provenance.
 
 In: the folds table (data/folds.csv), the fold, the images folder, the training image stats,
-the run's params (only the keys it is given) and the process group (lib.train.distributed).
+the run's TrainConfig and the process group (lib.train.distributed).
 Out: the kept weights saved as a checkpoint (lib.train.checkpoint) by rank 0, per-epoch metrics
 through a callback; a killed run resumes from the resume file when params, folds and stats are
 unchanged.
@@ -50,13 +50,13 @@ def fold_data(
     *,
     images_dir: Path,
     stats: Mapping,
-    p: Mapping[str, Any],
+    config: TrainConfig,
     env: Dist,
 ) -> FoldData:
     """The fold's training and validation loaders (this process's share of each batch)."""
-    if p["batch_size"] % env.world:
+    if config.batch_size % env.world:
         raise UserError(
-            f"batch_size = {p['batch_size']} is not allowed with gpus = "
+            f"batch_size = {config.batch_size} is not allowed with gpus = "
             f"{env.world}: expected a multiple of gpus (each takes an equal share)"
         )
     classes = sorted(int(label) for label in set(folds["label"]))
@@ -68,29 +68,29 @@ def fold_data(
             images_dir=images_dir,
             classes=classes,
             transform=build_transforms(
-                img_size=p["img_size"],
+                img_size=config.img_size,
                 mean=stats["mean"],
                 std=stats["std"],
                 train=is_train,
-                aug=p["aug"],
+                aug=config.aug,
             ),
-            decode_size=decode_size(p["img_size"], train=is_train, aug=p["aug"]),
+            decode_size=decode_size(config.img_size, train=is_train, aug=config.aug),
         )
         targets[name] = dataset.targets
         weights = inverse_frequency(dataset.targets, len(classes))
-        balance = is_train and p["class_balance"] == "sampler"
+        balance = is_train and config.class_balance == "sampler"
         loaders[name] = make_loader(
             dataset,
-            batch_size=p["batch_size"] // env.world,
+            batch_size=config.batch_size // env.world,
             shuffle=is_train,
-            workers=p["workers"],
-            seed=p["seed"],
+            workers=config.workers,
+            seed=config.seed,
             rank=env.rank,
             world=env.world,
             sample_weights=weights[dataset.targets] if balance else None,
         )
     loss_weights = None
-    if p["class_balance"] == "loss_weights":
+    if config.class_balance == "loss_weights":
         loss_weights = torch.tensor(
             inverse_frequency(targets["train"], len(classes)), dtype=torch.float32
         )
@@ -107,7 +107,7 @@ def train_fold(
     data: FoldData,
     *,
     fold: int,
-    p: Mapping[str, Any],
+    config: TrainConfig,
     provenance: Mapping[str, Any],
     stats: Mapping,
     key: str,
@@ -120,18 +120,18 @@ def train_fold(
     """Fit the fold's model; rank 0 saves it to `model_path` with `provenance` (the params
     that made it) and removes the resume file."""
     model = create_model(
-        p["arch"],
+        config.arch,
         num_classes=len(data.classes),
-        pretrained=p["pretrained"],
-        head=p["head"],
-        dropout=p["dropout"],
-        img_size=p["img_size"],
+        pretrained=config.pretrained,
+        head=config.head,
+        dropout=config.dropout,
+        img_size=config.img_size,
     )
     result = fit(
         model,
         train_loader=data.train,
         val_loader=data.val,
-        config=TrainConfig.from_params(p),
+        config=config,
         device=device,
         fold=fold,
         num_classes=len(data.classes),
@@ -146,12 +146,12 @@ def train_fold(
     save_checkpoint(
         model_path,
         model=model,
-        arch=p["arch"],
-        head=p["head"],
+        arch=config.arch,
+        head=config.head,
         classes=data.classes,
         mean=stats["mean"],
         std=stats["std"],
-        img_size=p["img_size"],
+        img_size=config.img_size,
         params=dict(provenance) | {"kept_epoch": result.kept_epoch},
         state_dict=result.state_dict,
     )

@@ -26,10 +26,9 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +39,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lib.common.fileio import atomic_path
+from lib.common.params import Config, boolean, choice, integer, number, param, text
+from lib.train.data import AUG_LEVELS
 from lib.train.device import (
+    AMP_MODES,
     amp_dtype,
     autocast,
     compile_model,
@@ -50,11 +52,11 @@ from lib.train.device import (
     to_device,
 )
 from lib.train.distributed import Dist, all_sum
-from lib.train.heads import head_parameters
+from lib.train.heads import HEADS, head_parameters
 from lib.train.mix import mix_batch, soft_cross_entropy
 from lib.train.model import UnreadableFile, load_torch_file
-from lib.train.optim import make_optimizer, parameter_groups, set_lr
-from lib.train.schedules import Schedule
+from lib.train.optim import OPTIMIZERS, make_optimizer, parameter_groups, set_lr
+from lib.train.schedules import SCHEDULES, Schedule
 
 log = logging.getLogger(__name__)
 ONE_PROCESS = Dist()  # the default: no DDP
@@ -73,44 +75,48 @@ RESUME_FIELDS = (
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """The training loop's knobs. Their defaults and meaning live in params.yaml only (build one
-    with `from_params`); channels_last is not a param: it follows the device."""
+class TrainConfig(Config):
+    """train@k's config: the model, its data and the training loop's knobs. Their defaults and
+    meaning live in params.yaml only (build one with `load` or `from_params`); a field without
+    a rule shares RULES' (other readers have it too). channels_last is not a param: it follows
+    the device."""
 
-    epochs: int
-    lr: float
-    optimizer: str
-    momentum: float
-    weight_decay: float
-    schedule: str
-    warmup_epochs: float
-    sgdr_t0: float
-    sgdr_t_mult: float
-    plateau_patience: int
-    plateau_factor: float
-    freeze_epochs: int
-    backbone_lr_mult: float
-    layer_decay: float
-    label_smoothing: float
-    mixup: float
-    cutmix: float
-    mix_alpha: float
-    ema: float
-    keep: str
-    seed: int
-    amp: str
-    compile: bool
-    sync_bn: bool
+    arch: str = param(text)
+    pretrained: str = param(text)
+    head: str = param(choice(*HEADS))
+    dropout: float = param(number(0, high=0.95))
+    img_size: int = param(integer(16))
+    epochs: int = param(integer(1))
+    batch_size: int = param()
+    aug: str = param(choice(*AUG_LEVELS))
+    optimizer: str = param(choice(*OPTIMIZERS))
+    lr: float = param(number(0, strict=True))
+    momentum: float = param(number(0, high=0.999))
+    weight_decay: float = param(number(0))
+    freeze_epochs: int = param(integer(0))
+    backbone_lr_mult: float = param(number(0, strict=True, high=1.0))
+    layer_decay: float = param(number(0, high=0.999))
+    schedule: str = param(choice(*SCHEDULES))
+    warmup_epochs: float = param(number(0))
+    sgdr_t0: float = param(number(0, strict=True))
+    sgdr_t_mult: float = param(number(1))
+    plateau_patience: int = param(integer(1))
+    plateau_factor: float = param(number(0, strict=True, high=1.0))
+    label_smoothing: float = param(number(0, high=0.5))
+    mixup: float = param(number(0, high=1.0))
+    cutmix: float = param(number(0, high=1.0))
+    mix_alpha: float = param(number(0, strict=True))
+    ema: float = param(number(0, high=0.99999))
+    class_balance: str = param(choice("none", "sampler", "loss_weights"))
+    keep: str = param(choice("last", "best"))
+    seed: int = param()
+    amp: str = param(choice(*AMP_MODES))
+    gpus: int = param(integer(1))
+    sync_bn: bool = param(boolean)
+    # Speed only (loader processes; torch.compile computes the same function): not DVC deps.
+    workers: int | str = param(speed=True)
+    compile: bool = param(boolean, speed=True)
     channels_last: bool | None = None  # NHWC memory format; None = lib.train.device decides
-
-    @classmethod
-    def param_keys(cls) -> list[str]:
-        """The params.yaml keys a TrainConfig holds."""
-        return [f.name for f in fields(cls) if f.name != "channels_last"]
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> TrainConfig:
-        return cls(**{key: params[key] for key in cls.param_keys()} | overrides)
 
 
 @dataclass(frozen=True)
@@ -153,8 +159,8 @@ def seed_epoch(seed: int, epoch: int, loader: DataLoader, rank: int = 0) -> None
 def set_frozen(model: nn.Module, frozen: bool) -> None:
     """Freeze (or unfreeze) everything but the classifier head."""
     head = {id(p) for p in head_parameters(model)}
-    for param in model.parameters():
-        param.requires_grad_(not frozen or id(param) in head)
+    for weights in model.parameters():
+        weights.requires_grad_(not frozen or id(weights) in head)
 
 
 def train_step(

@@ -7,9 +7,30 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lib.acquire.download import DownloadConfig
 from lib.common.errors import ParamError
-from lib.common.params import RULES, load_params, read_params_file
+from lib.common.params import RULES, Config, read_params_file
+from lib.common.params import load_params as load_keys
+from lib.infer.inference import PredictConfig
+from lib.prepare.folds import FoldsConfig
+from lib.prepare.stats import StatsConfig
+from lib.train.loop import TrainConfig
 from tests.conftest import PARAMS_FIXTURE, REPO
+
+# Every stage's config; with RULES, they hold the rule of every key of params.yaml.
+CONFIGS: tuple[type[Config], ...] = (
+    DownloadConfig,
+    StatsConfig,
+    FoldsConfig,
+    TrainConfig,
+    PredictConfig,
+)
+EVERY_RULE = RULES | {key: rule for config in CONFIGS for key, rule in config.rules().items()}
+
+
+def load_params(keys, path):
+    """load_params with the rule of any key, whether RULES or a config holds it."""
+    return load_keys(keys, path, rules=EVERY_RULE)
 
 
 def write_params(tmp_path: Path, text: str) -> Path:
@@ -40,7 +61,7 @@ def test_the_tests_params_have_exactly_the_keys_of_params_yaml():
 
 def test_default_params_are_all_valid_and_all_have_rules(monkeypatch):
     flat = dotted_keys(read_params_file(PARAMS_FIXTURE))
-    assert sorted(flat) == sorted(RULES)
+    assert sorted(flat) == sorted(EVERY_RULE)
     monkeypatch.chdir(REPO)  # competition is a path relative to the repo
     assert load_params(flat, PARAMS_FIXTURE)["competition"] == "data/demo"
 
@@ -245,6 +266,58 @@ def test_label_pattern_needs_a_group_and_metric_a_known_name(tmp_path, value, al
         + (".*" + re.escape(allowed) if allowed else "one of accuracy, log_loss"),
     ):
         load_params([key], write_params(tmp_path, f"{key}: {value}\n"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.__name__)
+def test_every_config_field_is_a_key_of_both_params_files(config):
+    shipped = set(dotted_keys(read_params_file(REPO / "params.yaml")))
+    fixture = set(dotted_keys(read_params_file(PARAMS_FIXTURE)))
+    keys = config.param_keys()
+    assert keys and len(set(keys)) == len(keys)
+    assert not set(keys) - shipped, f"{config.__name__}: not in params.yaml"
+    assert not set(keys) - fixture, f"{config.__name__}: not in {PARAMS_FIXTURE}"
+
+
+def test_each_rule_is_written_once():
+    """A field without a rule reads RULES' (a key several configs or other code read); a field
+    with one holds a key RULES has not, and no other config writes a rule for it."""
+    own: dict[str, str] = {}
+    for config in CONFIGS:
+        for spec in config.params():
+            if spec.rule is None:
+                assert spec.key in RULES, f"{config.__name__}.{spec.key}: no rule anywhere"
+                continue
+            assert spec.key not in RULES, f"{spec.key}: a rule on {config.__name__} and in RULES"
+            assert spec.key not in own, f"{spec.key}: on {own[spec.key]} and {config.__name__}"
+            own[spec.key] = config.__name__
+
+
+def test_a_config_loads_checked_values_and_says_what_is_not_allowed(tmp_path):
+    text = PARAMS_FIXTURE.read_text().replace("\nlr: 0.003", "\nlr: -1")
+    path = write_params(tmp_path, text)
+    with pytest.raises(ParamError) as error:
+        TrainConfig.load(path)
+    assert str(error.value) == f"{path}: lr = -1 is not allowed: expected a number > 0"
+    path = write_params(tmp_path, text.replace("\nlr: -1", "\nlr: 0.1"))
+    config = TrainConfig.load(path)
+    assert config.lr == 0.1 and config.channels_last is None
+    assert config.values()["lr"] == 0.1 and "workers" not in config.dep_values()
+
+
+def test_a_config_part_reads_its_section(tmp_path):
+    text = PARAMS_FIXTURE.read_text().replace("  retries: 2 ", "  retries: 5 ")
+    text = text.replace("data/demo", str(REPO / "data/demo"))
+    config = DownloadConfig.load(write_params(tmp_path, text))
+    assert config.settings.retries == 5 and config.competition.endswith("data/demo")
+    assert "download.retries" in DownloadConfig.dep_keys()
+    assert "download.workers" in DownloadConfig.speed_keys()
+    assert config.values()["download.retries"] == 5
+
+
+def test_a_key_without_a_rule_is_a_mistake_in_the_code(tmp_path):
+    with pytest.raises(KeyError, match="lr: no rule"):
+        load_keys(["lr"], write_params(tmp_path, "lr: 0.1\n"))
+    assert load_keys(["lr"], write_params(tmp_path, "lr: 0.1\n"), rules=TrainConfig.rules())
 
 
 def _git_env() -> dict[str, str]:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lib.common.errors import UserError
-from lib.common.params import RULES, load_params
+from tests.common.test_params import EVERY_RULE, load_params
 from tests.conftest import assert_written_only_inside, recording_writes
 
 FAST = settings(
@@ -37,7 +37,7 @@ values = st.recursive(
     ),
     max_leaves=8,
 )
-keys = st.lists(st.sampled_from(sorted(RULES)), min_size=1, max_size=8, unique=True)
+keys = st.lists(st.sampled_from(sorted(EVERY_RULE)), min_size=1, max_size=8, unique=True)
 
 
 def nested(flat: dict[str, object]) -> dict:
@@ -90,7 +90,7 @@ def test_any_bytes_are_read_or_refused_in_one_line(data, wanted):
 @FAST
 @given(
     st.integers(min_value=2**1024, max_value=2**1100),
-    st.sampled_from(sorted(k for k in RULES if RULES[k](0.5) is None)),
+    st.sampled_from(sorted(k for k in EVERY_RULE if EVERY_RULE[k](0.5) is None)),
 )
 def test_an_integer_too_large_for_a_float_is_refused(value, key):
     check_params(f"{key}: {value}\n".encode(), [key])

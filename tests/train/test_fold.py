@@ -14,7 +14,8 @@ from lib.prepare.folds import COLUMNS, HOLDOUT
 from lib.train.checkpoint import load_checkpoint
 from lib.train.distributed import Dist
 from lib.train.fold import fold_data, resume_key, train_fold
-from tests.conftest import default_params
+from lib.train.loop import TrainConfig
+from tests.conftest import PARAMS_FIXTURE, REPO, train_config
 
 STATS = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
 
@@ -32,26 +33,23 @@ def folds_table(image_tree: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def params(**overrides) -> dict:
+def config(**overrides) -> TrainConfig:
     """params.yaml's values at a size that trains in seconds on a CPU."""
-    return (
-        default_params()
-        | {
-            "arch": "resnet10t",
-            "pretrained": "none",
-            "img_size": 16,
-            "batch_size": 4,
-            "workers": 0,
-            "epochs": 1,
-            "aug": "none",
-        }
-        | overrides
+    small = dict(
+        arch="resnet10t",
+        pretrained="none",
+        img_size=16,
+        batch_size=4,
+        workers=0,
+        epochs=1,
+        aug="none",
     )
+    return train_config(**small | overrides)
 
 
 def test_fold_data_trains_on_the_other_folds_and_validates_on_this_one(image_tree):
     folds = folds_table(image_tree)
-    data = fold_data(folds, 1, images_dir=image_tree, stats=STATS, p=params(), env=Dist())
+    data = fold_data(folds, 1, images_dir=image_tree, stats=STATS, config=config(), env=Dist())
     assert data.classes == [1, 2, 3]  # every label of the table, the held-out ones too
     train_paths = {Path(p).relative_to(image_tree).as_posix() for p in data.train.dataset.paths}
     val_paths = {Path(p).relative_to(image_tree).as_posix() for p in data.val.dataset.paths}
@@ -69,7 +67,7 @@ def test_each_process_loads_its_share_of_a_batch_that_must_divide(image_tree):
         0,
         images_dir=image_tree,
         stats=STATS,
-        p=params(batch_size=8),
+        config=config(batch_size=8),
         env=Dist(rank=1, world=2),
     )
     assert data.train.batch_size == 4
@@ -79,7 +77,12 @@ def test_each_process_loads_its_share_of_a_batch_that_must_divide(image_tree):
         r"a multiple of gpus",
     ):
         fold_data(
-            folds, 0, images_dir=image_tree, stats=STATS, p=params(batch_size=6), env=Dist(world=4)
+            folds,
+            0,
+            images_dir=image_tree,
+            stats=STATS,
+            config=config(batch_size=6),
+            env=Dist(world=4),
         )
 
 
@@ -90,7 +93,7 @@ def test_loss_weights_are_inverse_class_frequencies_of_the_training_rows(image_t
         0,
         images_dir=image_tree,
         stats=STATS,
-        p=params(class_balance="loss_weights"),
+        config=config(class_balance="loss_weights"),
         env=Dist(),
     )
     counts = folds.loc[folds["fold"] == 1, "label"].value_counts().sort_index()
@@ -118,9 +121,9 @@ def test_the_resume_key_changes_with_params_folds_or_stats_only():
 def test_train_fold_saves_the_model_with_its_provenance_and_drops_the_resume_file(
     image_tree, tmp_path
 ):
-    p = params()
+    small = config()
     data = fold_data(
-        folds_table(image_tree), 0, images_dir=image_tree, stats=STATS, p=p, env=Dist()
+        folds_table(image_tree), 0, images_dir=image_tree, stats=STATS, config=small, env=Dist()
     )
     resume = tmp_path / "resume.pt"
     resume.write_bytes(b"a stale resume file of other params")
@@ -128,8 +131,8 @@ def test_train_fold_saves_the_model_with_its_provenance_and_drops_the_resume_fil
     train_fold(
         data,
         fold=0,
-        p=p,
-        provenance={"lr": p["lr"]},
+        config=small,
+        provenance={"lr": small.lr},
         stats=STATS,
         key="k",
         model_path=tmp_path / "model.pt",
@@ -140,6 +143,23 @@ def test_train_fold_saves_the_model_with_its_provenance_and_drops_the_resume_fil
     )
     saved = load_checkpoint(tmp_path / "model.pt")
     assert (saved["arch"], saved["classes"], saved["img_size"]) == ("resnet10t", [1, 2, 3], 16)
-    assert saved["params"] == {"lr": p["lr"], "kept_epoch": 1}
+    assert saved["params"] == {"lr": small.lr, "kept_epoch": 1}
     assert saved["mean"] == STATS["mean"] and len(epochs) == 1
     assert not resume.exists()
+
+
+def test_the_provenance_is_the_value_of_each_dvc_param_of_train():
+    """What model.pt records and the resume key hashes: train@k's params in dvc.yaml, each with
+    its value in the params file, no speed knob among them."""
+    import yaml
+
+    from lib.common.params import read_params_file
+
+    params = read_params_file(PARAMS_FIXTURE)
+    declared = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["do"]["params"]
+    flat = {key: params[key] for key in declared}  # training's keys are all top-level
+    provenance = TrainConfig.from_params(params).dep_values()
+    assert provenance == flat
+    assert resume_key(provenance, folds_text="", stats_text="") == resume_key(
+        flat, folds_text="", stats_text=""
+    )
