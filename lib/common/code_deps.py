@@ -2,14 +2,17 @@
 
 In: the repository root and dvc.yaml. Out: for each stage, the files of stages/ and lib/ its
 command runs (the import closure of the modules it starts, lazy imports included, less
-NOT_DEPS), and dvc.yaml's text with each stage's code deps replaced by exactly those.
-DVC trusts dvc.yaml: a module missing from a stage's deps would let it serve stale results
-with a clean status, so the list is derived here and `tests/test_dvc_yaml.py` holds it equal.
+NOT_DEPS) and the params it reads (its modules' PARAMS, which derive from the stage's config
+class: lib.common.params.Config), and dvc.yaml's text with each stage's code deps and params
+replaced by exactly those. DVC trusts dvc.yaml: a module or param missing from a stage's deps
+would let it serve stale results with a clean status, so the lists are derived here and
+`tests/common/test_code_deps.py` holds them equal.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 import shlex
 from pathlib import Path
@@ -25,6 +28,8 @@ NOT_DEPS = {
     "stop a stage, never change what it writes",
 }
 _CODE_DEP = re.compile(r"^(\s+)- ((?:lib|stages)/[\w/]+\.py)\s*$")
+_PARAMS = re.compile(r"^(\s+)params:\s*$")
+_ITEM = re.compile(r"^(\s+)- [\w.-]+\s*$")
 
 
 def stage_definitions(root: Path) -> dict[str, dict]:
@@ -115,3 +120,44 @@ def rewrite_code_deps(root: Path) -> str:
             continue
         out.append(line)
     return "".join(out)
+
+
+def stage_params(cmd: str) -> list[str]:
+    """The params a stage running `cmd` declares: the PARAMS of the modules it starts (their
+    SPEED_PARAMS are read, but no deps), in order, each once. Imports those modules."""
+    keys: list[str] = []
+    for module in entry_modules(cmd):
+        keys += [key for key in importlib.import_module(module).PARAMS if key not in keys]
+    return keys
+
+
+def rewrite_params(text: str, params: dict[str, list[str]]) -> str:
+    """dvc.yaml's `text` with the params list of each stage named in `params` holding exactly
+    its keys: those listed stay in their place, the others are dropped, new ones are appended
+    (so a rewrite moves no line it need not). Every other line, comments included, as it was."""
+    out: list[str] = []
+    stage, block, listed = "", None, list[str]()
+    for line in [*text.splitlines(keepends=True), ""]:
+        if block is not None:
+            item = _ITEM.match(line)
+            if item and len(item.group(1)) > len(block):
+                listed.append(line.split("-", 1)[1].strip())
+                continue
+            keys = [k for k in listed if k in params[stage]]
+            keys += [k for k in params[stage] if k not in keys]
+            out += [f"{block}  - {key}\n" for key in keys]
+            block = None
+        name = re.match(r"^  ([\w-]+):\s*$", line)
+        if name:
+            stage = name.group(1)
+        found = _PARAMS.match(line)
+        if found and stage in params:
+            block, listed = found.group(1), []
+        out.append(line)
+    return "".join(out)
+
+
+def rewrite_dvc_yaml(root: Path) -> str:
+    """dvc.yaml's text with every stage's code deps and params derived (`make deps`)."""
+    params = {name: stage_params(stage["cmd"]) for name, stage in stage_definitions(root).items()}
+    return rewrite_params(rewrite_code_deps(root), params)

@@ -16,6 +16,8 @@ from lib.common.code_deps import (
     import_closure,
     imported_modules,
     rewrite_code_deps,
+    rewrite_dvc_yaml,
+    rewrite_params,
     stage_definitions,
 )
 from tests.conftest import REPO
@@ -51,7 +53,41 @@ def test_param_deps_are_what_the_stage_modules_read(name):
 
 
 def test_the_rewrite_keeps_dvc_yaml_as_it_is():
-    assert rewrite_code_deps(REPO) == (REPO / "dvc.yaml").read_text()
+    assert rewrite_dvc_yaml(REPO) == (REPO / "dvc.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("name", "config"),
+    [
+        ("download", "lib.acquire.download.DownloadConfig"),
+        ("stats", "lib.prepare.stats.StatsConfig"),
+        ("folds", "lib.prepare.folds.FoldsConfig"),
+        ("train", "lib.train.loop.TrainConfig"),
+        ("predict", "lib.infer.inference.PredictConfig"),
+    ],
+)
+def test_a_stages_params_are_its_configs_keys_that_change_outputs(name, config):
+    module, _, attribute = config.rpartition(".")
+    config_class = getattr(importlib.import_module(module), attribute)
+    declared = STAGES[name]["params"]
+    assert len(set(declared)) == len(declared)
+    assert set(declared) == set(config_class.dep_keys())
+    assert not set(declared) & set(config_class.speed_keys())
+
+
+def test_the_params_rewrite_keeps_the_order_drops_stale_keys_and_appends_new_ones():
+    text = (
+        "stages:\n  s:\n    cmd: python -m stages.s\n    # read\n    params:\n"
+        "      - b\n      - old\n      - a\n    outs:\n      - x\n"
+        "  t:\n    cmd: python -m stages.t\n    params:\n      - z\n"
+    )
+    assert rewrite_params(text, {"s": ["a", "b", "c"]}) == (
+        "stages:\n  s:\n    cmd: python -m stages.s\n    # read\n    params:\n"
+        "      - b\n      - a\n      - c\n    outs:\n      - x\n"
+        "  t:\n    cmd: python -m stages.t\n    params:\n      - z\n"
+    )
+    last = "stages:\n  s:\n    params:\n      - a\n"
+    assert rewrite_params(last, {"s": ["a", "b"]}) == last + "      - b\n"
 
 
 def test_the_rewrite_fills_a_missing_dep_and_drops_a_stale_one(tmp_path):
