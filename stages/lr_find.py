@@ -72,12 +72,7 @@ def main() -> None:
         start_lr=args.start,
         end_lr=args.end,
         max_steps=args.max_steps,
-        optimizer=config.optimizer,
-        weight_decay=config.weight_decay,
-        momentum=config.momentum,
-        backbone_lr_mult=config.backbone_lr_mult,
-        layer_decay=config.layer_decay,
-        label_smoothing=config.label_smoothing,
+        config=config,
     )
     suggestion, start, end = valley(sweep.lrs, sweep.smoothed)
     line_plot(

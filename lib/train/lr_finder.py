@@ -1,8 +1,9 @@
 """Learning-rate range test (Smith, https://arxiv.org/abs/1506.01186; as fastai's `lr_find`),
 bounded, with fastai's valley rule for the suggestion.
 
-In: a model, a training DataLoader, the optimizer as training builds it (optimizer, weight
-decay, backbone lr multiplier or layer decay, label smoothing), the lr range and a step cap.
+In: a model, a training DataLoader, the run's TrainConfig (the optimizer as training builds
+it: optimizer, momentum, weight decay, backbone lr multiplier or layer decay, label smoothing),
+the lr range and a step cap.
 Out: a Sweep (the lrs tried, the raw and smoothed loss at each, why it stopped) and the
 suggested lr (`valley`).
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -43,6 +45,9 @@ from tqdm import tqdm
 from lib.common.errors import UserError
 from lib.train.device import autocast, prepare_model, to_device
 from lib.train.optim import make_optimizer, parameter_groups, set_lr
+
+if TYPE_CHECKING:  # the sweep reads a config; it runs no training loop
+    from lib.train.loop import TrainConfig
 
 MIN_STEPS = 20  # fewer points than this cannot show a valley (about 4 per decade of lr)
 DIVERGE = 4.0  # stop once the smoothed loss is this many times its lowest (as fastai)
@@ -92,12 +97,7 @@ def lr_sweep(
     start_lr: float,
     end_lr: float,
     max_steps: int,
-    optimizer: str,
-    weight_decay: float,
-    momentum: float = 0.9,
-    backbone_lr_mult: float = 1.0,
-    layer_decay: float = 0.0,
-    label_smoothing: float = 0.0,
+    config: TrainConfig,
     diverge: float = DIVERGE,
 ) -> Sweep:
     """Train on one pass of `loader` at most (and `max_steps` at most), the head's lr growing
@@ -109,13 +109,13 @@ def lr_sweep(
     opt = make_optimizer(
         parameter_groups(
             model,
-            weight_decay=weight_decay,
-            backbone_lr_mult=backbone_lr_mult,
-            layer_decay=layer_decay,
+            weight_decay=config.weight_decay,
+            backbone_lr_mult=config.backbone_lr_mult,
+            layer_decay=config.layer_decay,
         ),
-        name=optimizer,
+        name=config.optimizer,
         lr=start_lr,
-        momentum=momentum,
+        momentum=config.momentum,
     )
     lrs: list[float] = []
     losses: list[float] = []
@@ -129,7 +129,7 @@ def lr_sweep(
         images, targets = to_device(images, device), targets.to(device)
         with autocast(device):
             loss = nn.functional.cross_entropy(
-                model(images).float(), targets, label_smoothing=label_smoothing
+                model(images).float(), targets, label_smoothing=config.label_smoothing
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -16,7 +16,7 @@ from lib.common.images import load_rgb_array
 from lib.train.data import ImageDataset, build_transforms, make_loader, rows_dataset
 from lib.train.lr_finder import MIN_STEPS, Sweep, lr_sweep, smooth, suggest_lr, sweep_steps, valley
 from lib.train.model import create_model
-from tests.conftest import write_image
+from tests.conftest import train_config, write_image
 
 # The demo's training settings, written here (not read from params.yaml: a user's values must
 # not change what the test checks). DEMO_LR is the default lr, known to fine-tune it well
@@ -57,8 +57,7 @@ def test_sweep_is_exponential_one_pass_at_most_and_stops_when_the_loss_diverges(
         start_lr=1e-4,
         end_lr=1e4,
         max_steps=1000,
-        optimizer="sgd",
-        weight_decay=0.0,
+        config=train_config(optimizer="sgd", weight_decay=0.0, label_smoothing=0.0),
     )
     assert sweep.steps == passes  # the cap is more than one pass: one pass it is
     ratios = [b / a for a, b in zip(sweep.lrs, sweep.lrs[1:], strict=False)]
@@ -184,9 +183,14 @@ def test_on_the_demo_the_suggestion_is_within_3x_of_the_lr_that_fine_tunes_it_we
         start_lr=1e-5,
         end_lr=1.0,
         max_steps=100,
-        optimizer=DEMO["optimizer"],
-        weight_decay=DEMO["weight_decay"],
-        label_smoothing=DEMO["label_smoothing"],
+        config=train_config(
+            optimizer=DEMO["optimizer"],
+            weight_decay=DEMO["weight_decay"],
+            label_smoothing=DEMO["label_smoothing"],
+            momentum=0.9,
+            backbone_lr_mult=1.0,
+            layer_decay=0.0,
+        ),
     )
     assert sweep.steps == len(loader) < 100  # one pass, not the cap
     suggestion = suggest_lr(sweep)
