@@ -36,6 +36,7 @@ from lib.common.errors import UserError
 from lib.common.fileio import write_json
 from lib.infer.blending import gather_runs
 from lib.infer.bundled import CONFIG_NAME, CONFIG_VERSION
+from lib.infer.inference import PredictConfig
 from lib.infer.members import FOLDER, resolve
 from lib.infer.scoring import blend_runs
 from lib.infer.shapes import top_k
@@ -43,7 +44,7 @@ from lib.infer.submission import competition_class_names, competition_layout
 from lib.infer.weights import fit_run_weights
 from lib.train.checkpoint import load_checkpoint
 
-TTA_KEYS = ("tta", "tta_merge", "tta_crop", "tta_scales")
+TTA_KEYS = tuple(PredictConfig.dep_keys())  # predict@k's params, as dvc.lock records them
 ENSEMBLE_KEYS = (
     "ensemble_merge",
     "ensemble_runs",
