@@ -21,8 +21,8 @@ from lib.experiments.history import keep_submission
 from lib.infer.blending import ensemble_competition
 from lib.infer.report import write_oof_reports
 from lib.infer.report_page import write_run_report
-from lib.infer.scoring import summary
 from lib.infer.submission import write_submission
+from lib.infer.summary import summary
 from lib.prepare.folds import read_folds
 from stages import common as out
 from stages.common import IMAGES_DIR, run, upstream

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lib.infer.ensemble import clip_probs, correct_prior, most_probable_column
+from lib.infer.clipping import clip_probs
 from lib.infer.predictions import Predictions
+from lib.infer.prior import correct_prior, most_probable_column
 from lib.infer.submission import Layout, build_submission
 
 

@@ -169,7 +169,7 @@ def test_each_stage_runs_only_the_code_that_can_change_its_outputs(name):
 def test_the_rule_catches_a_downloader_module_in_training():
     train = code_deps(REPO, STAGES["train"]["cmd"])
     assert outside([*train, "lib/acquire/oskit.py"], MAY_RUN["train"]) == ["lib/acquire/oskit.py"]
-    assert outside(["lib/infer/ensemble.py"], MAY_RUN["predict"]) == ["lib/infer/ensemble.py"]
+    assert outside(["lib/infer/combine.py"], MAY_RUN["predict"]) == ["lib/infer/combine.py"]
     assert outside(["lib/train/loop.py"], MAY_RUN["predict"]) == ["lib/train/loop.py"]
 
 
