@@ -1,6 +1,6 @@
 """Download every image of a competition into an ImageFolder tree.
 
-In: ``{split: [ImageRecord, ...]}`` (``lib.acquire.competition``), the competition folder (the
+In: ``{split: [ImageRecord, ...]}`` (``lib.acquire.records``), the competition folder (the
 only folder ``file:`` URLs may read from), the images folder, the folder for images no longer
 listed, ``DownloadSettings`` and, to retry an earlier run's failures only, the pairs
 ``read_failures`` returns (ids as text). Out: the images under ``images_dir/<split>/<label>/``
@@ -46,15 +46,9 @@ from typing import Any
 from tqdm import tqdm
 
 from lib.acquire import fetch_workers
-from lib.acquire.competition import (
-    LABELLED_SPLITS,
-    SPLITS,
-    ImageRecord,
-    label_dir_name,
-    label_width,
-)
 from lib.acquire.fetch_workers import CHECK, FETCH, Job, Outcome, Source, Workers, shares
 from lib.acquire.reconcile import default_removed_dir, image_stem, reconcile
+from lib.acquire.records import LABELLED_SPLITS, SPLITS, ImageRecord, label_dir_name, label_width
 from lib.acquire.resize import ImageLimits
 from lib.common import pools
 from lib.common.errors import UserError

@@ -1,7 +1,7 @@
 """Blend the runs' predictions into the submission and score it: the ensemble stage's work.
 
 In: this run's and the other members' RunPredictions (lib.infer.runs, lib.infer.members), the
-submission Layout, the known test answers (a test_labels file, or the competition's held-out
+SubmissionLayout, the known test answers (a test_labels file, or the competition's held-out
 share, or None), the competition's metric and the ensemble settings (merge, weights or `auto`,
 target prior, prior correction, clip bounds). Out: a Blend (OOF, holdout and test predictions
 merged over runs, and both class priors); an Outcome: the submission frame, the OOF blend (for
@@ -37,7 +37,7 @@ from lib.infer.scoring import (
 )
 from lib.infer.shapes import top_k
 from lib.infer.submission import (
-    Layout,
+    SubmissionLayout,
     competition_class_names,
     competition_layout,
 )
@@ -80,7 +80,7 @@ class Outcome:
     oof: Predictions  # the OOF blend
     detail: dict  # metrics/ensemble_detail.json
     headline: dict  # metrics/ensemble.json
-    layout: Layout | None = None  # what the submission must look like
+    layout: SubmissionLayout | None = None  # what the submission must look like
     names: dict[int, str] | None = None  # class names, when the competition has them
 
 
@@ -147,7 +147,7 @@ def ensemble_competition(
 def blend_and_score(
     runs: Sequence[RunPredictions],
     *,
-    layout: Layout,
+    layout: SubmissionLayout,
     answers: pd.DataFrame | None,
     how: str,
     weights: Sequence[float] | str | None,

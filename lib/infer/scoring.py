@@ -34,7 +34,7 @@ from lib.infer.metrics import (
 from lib.infer.predictions import Predictions
 from lib.infer.prior import correct_prior
 from lib.infer.runs import RunPredictions
-from lib.infer.submission import Layout, build_submission, make_layout
+from lib.infer.submission import SubmissionLayout, build_submission, make_layout
 
 if TYPE_CHECKING:
     from lib.infer.blending import Blend
@@ -128,7 +128,7 @@ def headline(detail: dict, *, prior_correction: bool, metric: str = "accuracy") 
 
 def test_scores(
     truth: pd.DataFrame,
-    layout: Layout,
+    layout: SubmissionLayout,
     test: Predictions,
     *,
     prior: np.ndarray,

@@ -26,7 +26,6 @@ import yaml
 from aiohttp import web
 from PIL import Image
 
-from lib.acquire.competition import ImageRecord
 from lib.acquire.download import (
     SOURCES_FILE,
     DownloadResult,
@@ -36,6 +35,7 @@ from lib.acquire.download import (
     write_report,
 )
 from lib.acquire.fetch import backoff_delay, retry_after_s
+from lib.acquire.records import ImageRecord
 from tests.conftest import REPO, default_params, download_settings, write_image
 
 # small limits so the big and the bomb fixtures trip them while 32x32 images pass

@@ -133,7 +133,8 @@ MAY_RUN = {
     "ensemble": [
         "stages/ensemble.py",
         "lib/prepare/folds.py",
-        "lib/acquire/competition.py",
+        "lib/acquire/competition_json.py",
+        "lib/acquire/records.py",
         "lib/acquire/competition_files.py",
         "lib/acquire/layouts.py",
         "lib/acquire/named_files.py",
