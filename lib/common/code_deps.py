@@ -2,9 +2,11 @@
 
 In: the repository root and dvc.yaml. Out: for each stage, the files of stages/ and lib/ its
 command runs (the import closure of the modules it starts, lazy imports included, less
-NOT_DEPS), and dvc.yaml's text with each stage's code deps replaced by exactly those.
+NOT_DEPS; commands/ is walked too, so a stage importing a command would show), and dvc.yaml's
+text with each stage's code deps replaced by exactly those.
 DVC trusts dvc.yaml: a module missing from a stage's deps would let it serve stale results
-with a clean status, so the list is derived here and `tests/test_dvc_yaml.py` holds it equal.
+with a clean status, so the list is derived here and `tests/common/test_code_deps.py` holds it
+equal.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-PACKAGES = ("lib", "stages")
+PACKAGES = ("lib", "stages", "commands")
 # Modules a stage runs that cannot change any of its outputs: editing them re-runs nothing.
 NOT_DEPS = {
     "lib/common/errors.py": "exception classes: they change what a failure says, never an output",
@@ -24,7 +26,7 @@ NOT_DEPS = {
     "stages/prechecks.py": "checks what would fail the ensemble before a stage's work: it can "
     "stop a stage, never change what it writes",
 }
-_CODE_DEP = re.compile(r"^(\s+)- ((?:lib|stages)/[\w/]+\.py)\s*$")
+_CODE_DEP = re.compile(r"^(\s+)- ((?:lib|stages|commands)/[\w/]+\.py)\s*$")
 
 
 def stage_definitions(root: Path) -> dict[str, dict]:

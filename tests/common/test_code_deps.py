@@ -174,6 +174,20 @@ def test_the_rule_catches_a_downloader_module_in_training():
     assert outside(["lib/train/loop.py"], MAY_RUN["predict"]) == ["lib/train/loop.py"]
 
 
+def test_stages_holds_the_pipelines_stages_and_what_they_share_only():
+    """Commands run by hand live in commands/; stages/ holds what dvc.yaml runs (launch starts
+    train under torchrun), and the plumbing they share."""
+    started = {m for stage in STAGES.values() for m in entry_modules(stage["cmd"])}
+    modules = {f"stages.{p.stem}" for p in (REPO / "stages").glob("*.py") if p.stem != "__init__"}
+    assert modules - started == {"stages.common", "stages.prechecks"}
+    assert started <= modules
+
+
+def test_no_stage_runs_a_commands_code():
+    for name, stage in STAGES.items():
+        assert not [d for d in code_deps(REPO, stage["cmd"]) if d.startswith("commands/")], name
+
+
 def test_no_stage_but_the_download_runs_the_downloaders_os_tuning():
     for name, stage in STAGES.items():
         deps = code_deps(REPO, stage["cmd"])

@@ -1,7 +1,7 @@
 """Command (not a DVC stage): rewrite each stage's code deps in dvc.yaml from the imports of
 the code it runs (`make deps`). `--check` changes nothing and exits 1 when dvc.yaml differs.
 
-    python -m stages.code_deps [--check]
+    python -m commands.code_deps [--check]
 """
 
 import argparse
