@@ -64,6 +64,7 @@ from lib.common.fileio import TMP_PREFIX, write_json, write_text
 from lib.common.ids import ALLOWED as ALLOWED_IDS
 from lib.common.ids import id_order, is_id_text
 from lib.common.params import RULES
+from lib.common.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -198,14 +199,7 @@ def download_competition(
         plan = _plan(records_by_split, folder_of, tally, retry_texts)
         plan.sources = read_sources(images_dir)
         try:
-            with tqdm(
-                total=total,
-                initial=tally.done,
-                unit="img",
-                desc="download",
-                disable=None,
-                smoothing=0.1,
-            ) as bar:
+            with progress(total=total, initial=tally.done, desc="download", smoothing=0.1) as bar:
                 if plan.existing or plan.jobs:
                     _fetch_and_store(plan, Path(competition_dir), settings, tally, bar)
         finally:  # interrupted too: the versions of what was written are kept

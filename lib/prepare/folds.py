@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
-from tqdm import tqdm
 
 from lib.common.errors import UserError
 from lib.common.ids import ALLOWED as ALLOWED_IDS
 from lib.common.ids import id_order, is_id_text
 from lib.common.images import decode_problem, list_images
 from lib.common.pools import process_pool, set_up_decode_worker
+from lib.common.progress import progress
 
 log = logging.getLogger(__name__)
 COLUMNS = ["split", "image_id", "label", "path", "fold", "group"]
@@ -86,7 +86,7 @@ def drop_unreadable(
         with process_pool(workers, initializer=set_up_decode_worker) as pool:
             found = pool.imap(decode_problem, [paths[i] for i in todo], chunksize=16)
             for i, problem in zip(
-                todo, tqdm(found, total=len(todo), desc="decode", unit="img"), strict=True
+                todo, progress(found, total=len(todo), desc="decode"), strict=True
             ):
                 problems[i] = problem
     bad = pd.Series([problem is not None for problem in problems], index=images.index)
