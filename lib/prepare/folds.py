@@ -77,7 +77,7 @@ def drop_unreadable(
     todo = [i for i in range(len(paths)) if known is None or not known[i]]
     if len(todo) < len(paths):
         log.info(
-            "folds: %d of %d images known to decode (the download decoded them); decoding %d",
+            "%d of %d images known to decode (the download decoded them); decoding %d",
             len(paths) - len(todo),
             len(paths),
             len(todo),
