@@ -135,6 +135,24 @@ def test_stats_and_folds_leave_out_a_truncated_image_and_name_it(tmp_path, image
     assert str(truncated) in stats.stderr
 
 
+def test_folds_decodes_only_the_images_the_download_did_not(tmp_path, image_tree):
+    from lib.common.decoded import add_decoded, digest
+
+    params = repo_params() | {"folds": 2, "train_folds": [0, 1]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "data").mkdir()
+    images = tmp_path / "data" / "images"
+    image_tree.rename(images)
+    labelled = sorted(p for split in ("train", "validation") for p in (images / split).rglob("*.*"))
+    add_decoded(images, b"".join(digest(p.read_bytes()) for p in labelled))
+    truncated = images / "train" / "02" / "203.png"  # changed since: its digest is not known
+    truncated.write_bytes(truncated.read_bytes()[:150])
+    folds = call_stage("folds", tmp_path)
+    assert folds.returncode == 0, folds.stderr
+    assert f"{len(labelled) - 1} of {len(labelled)} images known to decode" in folds.stderr
+    assert "203.png: left out of the folds, it does not decode" in folds.stderr
+
+
 def ensemble_project(tmp_path: Path, **overrides) -> Path:
     """A project with two folds' predictions on 6 labelled images (classes 1 = cat, 2 = dog) and
     3 of the 4 test images (test image 4 could not be downloaded)."""

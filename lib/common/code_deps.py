@@ -23,6 +23,7 @@ PACKAGES = ("lib", "stages", "commands")
 NOT_DEPS = {
     "lib/common/errors.py": "exception classes: they change what a failure says, never an output",
     "lib/common/params.py": "reads and checks params.yaml as DVC does; DVC tracks the values",
+    "lib/common/progress.py": "draws progress bars on stderr, never an output",
     "stages/prechecks.py": "checks what would fail the ensemble before a stage's work: it can "
     "stop a stage, never change what it writes",
 }

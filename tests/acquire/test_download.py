@@ -36,6 +36,8 @@ from lib.acquire.download import (
 )
 from lib.acquire.fetch import backoff_delay, retry_after_s
 from lib.acquire.records import ImageRecord
+from lib.common.decoded import known_to_decode, read_decoded
+from lib.prepare.duplicates import file_digest
 from tests.conftest import REPO, default_params, download_settings, write_image
 
 # small limits so the big and the bomb fixtures trip them while 32x32 images pass
@@ -590,6 +592,16 @@ def test_failures_name_the_last_url_and_every_reason(run: Run):
     assert rows[("train", 26)]["url"] == run.refused
     assert list(rows)[0] == ("train", 2)  # sorted by split then image_id
     assert list(rows)[-1] == ("test", 51)
+
+
+def test_the_digest_of_every_image_written_is_known_to_decode(run: Run):
+    written = sorted(p for p in run.images.rglob("*") if p.is_file() and p.name[0] != ".")
+    assert written
+    digests = [file_digest(str(path)) for path in written]
+    assert known_to_decode(digests, run.images).all()
+    assert len(read_decoded(run.images)) == len(set(digests))  # nothing else: no failure
+    refused = file_digest(str(run.competition / "images" / "big.png"))  # over max_bytes
+    assert not known_to_decode([refused], run.images)[0]
 
 
 def test_no_temp_file_is_left_behind(run: Run):
