@@ -36,7 +36,7 @@ from lib.acquire.download import (
 )
 from lib.acquire.fetch import backoff_delay, retry_after_s
 from lib.acquire.records import ImageRecord
-from lib.common.decoded import known_to_decode, read_decoded
+from lib.common.decoded import DECODED_FILE, known_to_decode, read_decoded
 from lib.prepare.duplicates import file_digest
 from tests.conftest import REPO, default_params, download_settings, write_image
 
@@ -861,11 +861,12 @@ def test_retry_after_and_backoff():
 
 
 def files_under(root: Path) -> dict[str, bytes]:
-    """``{relative path: bytes}`` of every file under ``root`` (but the sources' versions)."""
+    """``{relative path: bytes}`` of every file under ``root`` (but the sources' versions and
+    the decoded digests: bookkeeping, not images)."""
     return {
         path.relative_to(root).as_posix(): path.read_bytes()
         for path in sorted(root.rglob("*"))
-        if path.is_file() and path.relative_to(root).as_posix() != SOURCES_FILE
+        if path.is_file() and path.relative_to(root).as_posix() not in (SOURCES_FILE, DECODED_FILE)
     }
 
 
@@ -1180,9 +1181,9 @@ def interrupt_mid_run(root: Path, signum: int) -> tuple[subprocess.Popen, set[in
 def assert_complete_and_fetched_once(
     root: Path, server: Server, tag: str, before: set[int], hits_after_stop: Counter[str]
 ) -> None:
-    files = [
-        p for p in (root / "data" / "images").rglob("*") if p.is_file() and p.name != SOURCES_FILE
-    ]
+    bookkeeping = (SOURCES_FILE, DECODED_FILE)
+    files = [p for p in (root / "data" / "images").rglob("*") if p.is_file()]
+    files = [p for p in files if p.name not in bookkeeping]
     assert sorted(int(p.name.partition(".")[0]) for p in files) == list(range(RESUME_IMAGES))
     for path in files:
         with Image.open(path) as image:
