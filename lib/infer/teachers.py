@@ -8,9 +8,13 @@ metrics/ensemble_detail.json; nothing when no run taught them.
 
 from __future__ import annotations
 
+import logging
+import pickle
 from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def recorded_teaching(model_files: dict[int, Path]) -> dict:
@@ -22,7 +26,14 @@ def recorded_teaching(model_files: dict[int, Path]) -> dict:
     for fold, path in sorted(model_files.items()):
         if not Path(path).is_file():
             continue
-        params = torch.load(path, weights_only=True, map_location="cpu", mmap=True)["params"]
+        try:
+            params = torch.load(path, weights_only=True, map_location="cpu", mmap=True)["params"]
+        except (RuntimeError, EOFError, pickle.UnpicklingError, KeyError, TypeError) as err:
+            # predict read the same file: only a file replaced since then gets here
+            log.warning(
+                "%s: not a readable checkpoint (%s); its teachers are not recorded", path, err
+            )
+            continue
         for name, key in (("pseudo_labels", "pseudo"), ("distillation", "distill")):
             if key in params:
                 found[name][fold] = params[key]

@@ -30,5 +30,7 @@ def test_folds_taught_differently_give_one_entry_per_fold(tmp_path):
     assert found["distillation"] == {"from": "base", "alpha": 0.7, "folds": [0]}
 
 
-def test_untaught_or_missing_models_add_nothing(tmp_path):
-    assert recorded_teaching({0: save(tmp_path / "0.pt"), 1: tmp_path / "absent.pt"}) == {}
+def test_untaught_missing_or_unreadable_models_add_nothing(tmp_path):
+    (tmp_path / "2.pt").write_bytes(b"cut short")
+    files = {0: save(tmp_path / "0.pt"), 1: tmp_path / "absent.pt", 2: tmp_path / "2.pt"}
+    assert recorded_teaching(files) == {}
