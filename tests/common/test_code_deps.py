@@ -113,7 +113,18 @@ MAY_RUN = {
     "download": ["stages/download.py", "lib/acquire/*"],
     "stats": ["stages/stats.py", "lib/prepare/stats.py"],
     "folds": ["stages/folds.py", "lib/prepare/folds.py", "lib/prepare/duplicates.py"],
-    "train": ["stages/launch.py", "stages/train.py", "lib/prepare/folds.py", "lib/train/*"],
+    # + how a finished run's predictions are found and read (pseudo_from, distill_from);
+    # lib/infer/ensemble.py only for RunPredictions, which lib/infer/members.py imports from it
+    "train": [
+        "stages/launch.py",
+        "stages/train.py",
+        "lib/prepare/folds.py",
+        "lib/train/*",
+        "lib/infer/members.py",
+        "lib/infer/ensemble.py",
+        "lib/infer/merge.py",
+        "lib/infer/predictions.py",
+    ],
     # the model and its inputs as training built them, not the training loop
     "predict": [
         "stages/predict.py",
