@@ -10,6 +10,7 @@ only rank 0 writes the outs and logs.
 import contextlib
 import json
 import logging
+import os
 
 import torch
 from dvclive import Live
@@ -20,9 +21,11 @@ from lib.prepare.folds import read_folds
 from lib.train import distributed
 from lib.train.fold import fold_data, resume_key, train_fold
 from lib.train.loop import TrainConfig, as_metrics
+from lib.train.teaching import load_teaching
 from stages.common import (
     FOLDS_CSV,
     IMAGES_DIR,
+    PREDICTIONS_DIR,
     STATS_JSON,
     Interrupted,
     fold_argument,
@@ -32,6 +35,16 @@ from stages.common import (
 )
 from stages.prechecks import check_before_work
 
+# Finished runs that teach this one (lib.train.teaching): read when the stage runs; the
+# models record which commit and predictions they read.
+TEACHING_PARAMS = [
+    "pseudo_from",
+    "pseudo_threshold",
+    "pseudo_weight",
+    "pseudo_soft",
+    "distill_from",
+    "distill_alpha",
+]
 # Speed only (loader processes; torch.compile computes the same function): not DVC deps.
 SPEED_PARAMS = ["workers", "compile"]
 PARAMS = [
@@ -47,6 +60,7 @@ PARAMS = [
         "aug",
         "class_balance",
         "gpus",
+        *TEACHING_PARAMS,
     ]
     if key not in SPEED_PARAMS
 ]
@@ -64,9 +78,20 @@ def main() -> None:
         torch.manual_seed(p["seed"])
         folds_text = upstream(FOLDS_CSV, "folds").read_text()
         stats_text = upstream(STATS_JSON, "stats").read_text()
-        stats, provenance = json.loads(stats_text), {key: p[key] for key in PARAMS}
+        folds = read_folds(FOLDS_CSV)
+        teaching = load_teaching(
+            **{key: p[key] for key in TEACHING_PARAMS},
+            folds=folds,
+            fold=fold,
+            test_dir=IMAGES_DIR / "test",
+            # a queued experiment runs in a temporary copy: the runs are the project's
+            root=os.environ.get("DVC_ROOT", "."),
+            predictions_dir=str(PREDICTIONS_DIR),
+        )
+        stats = json.loads(stats_text)
+        provenance = {key: p[key] for key in PARAMS} | teaching.provenance()
         data = fold_data(
-            read_folds(FOLDS_CSV), fold, images_dir=IMAGES_DIR, stats=stats, p=p, env=env
+            folds, fold, images_dir=IMAGES_DIR, stats=stats, p=p, env=env, teaching=teaching
         )
         with (
             Live(dir=str(model_dir(fold) / "live"), dvcyaml=None, save_dvc_exp=False)

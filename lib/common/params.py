@@ -164,6 +164,18 @@ def _members(value: Any) -> str | None:
     )
 
 
+def _source_run(value: Any) -> str | None:
+    """A finished run to learn from, or none: only the spelling, as for ensemble_runs."""
+    if value is None or value == "" or value == "none":
+        return None
+    if isinstance(value, str) and (Path(value).is_dir() or _REVISION.fullmatch(value)):
+        return None
+    return (
+        "empty (none), a DVC experiment name, a git revision or an existing folder (a copy of "
+        "a run's predictions/), e.g. b3-pseudo1"
+    )
+
+
 def _weights(value: Any) -> str | None:
     if value == "auto":
         return None
@@ -278,6 +290,12 @@ RULES: dict[str, Check] = {
         or (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", value))
         else "null or your Kaggle user name (kaggle.com/<user name>), e.g. jdoe"
     ),
+    "pseudo_from": _source_run,
+    "pseudo_threshold": _number(0, high=1.0),
+    "pseudo_weight": _number(0, strict=True, high=10.0),
+    "pseudo_soft": _bool,
+    "distill_from": _source_run,
+    "distill_alpha": _number(0, high=1.0),
     "clip_low": _number(0, high=0.5),
     "clip_high": _number(0.5, strict=True, high=1.0),
 }

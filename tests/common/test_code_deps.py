@@ -113,7 +113,19 @@ MAY_RUN = {
     "download": ["stages/download.py", "lib/acquire/*"],
     "stats": ["stages/stats.py", "lib/prepare/stats.py"],
     "folds": ["stages/folds.py", "lib/prepare/folds.py", "lib/prepare/duplicates.py"],
-    "train": ["stages/launch.py", "stages/train.py", "lib/prepare/folds.py", "lib/train/*"],
+    # + how a finished run's predictions are found, read and merged over its folds
+    # (pseudo_from, distill_from): they decide the pseudo-labels and the distilled targets
+    "train": [
+        "stages/launch.py",
+        "stages/train.py",
+        "lib/prepare/folds.py",
+        "lib/train/*",
+        "lib/infer/members.py",
+        "lib/infer/runs.py",
+        "lib/infer/combine.py",
+        "lib/infer/merge.py",
+        "lib/infer/predictions.py",
+    ],
     # the model and its inputs as training built them, not the training loop
     "predict": [
         "stages/predict.py",
