@@ -45,29 +45,29 @@ check: lint typecheck test
 
 # Every experiment with the params it changed and its headline numbers, best OOF first.
 leaderboard: setup
-	$(BIN)/python -m stages.leaderboard
+	$(BIN)/python -m commands.leaderboard
 
 # Check submissions/submission.csv, then upload it with the kaggle tool (kaggle_competition in
 # params.yaml; MESSAGE="..." to write your own message).
 submit: setup
-	$(BIN)/python -m stages.submit $(if $(MESSAGE),--message "$(MESSAGE)")
+	$(BIN)/python -m commands.submit $(if $(MESSAGE),--message "$(MESSAGE)")
 
 # Code competitions: this run (blended with ensemble_runs) as a Kaggle dataset + offline notebook
 # in kaggle/ (ARGS="--wheels --gpu --runs a b" to pass options), then upload both.
 kaggle-bundle: setup
-	$(BIN)/python -m stages.bundle $(ARGS)
+	$(BIN)/python -m commands.bundle $(ARGS)
 
 kaggle-push: setup
-	$(BIN)/python -m stages.kaggle_push
+	$(BIN)/python -m commands.kaggle_push
 
 # Get the competition named by kaggle_competition (params.yaml) with the kaggle tool and unzip it
 # into data/<slug>; then set `competition: data/<slug>`.
 download-competition: setup
-	$(BIN)/python -m stages.get_competition
+	$(BIN)/python -m commands.get_competition
 
 # Rewrite each stage's code deps in dvc.yaml from the imports of the code it runs.
 deps: setup
-	$(BIN)/python -m stages.code_deps
+	$(BIN)/python -m commands.code_deps
 
 # Rebuild data/demo from Debian's dataset-fashion-mnist (only needed to change the demo).
 demo-data: setup

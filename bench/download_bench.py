@@ -63,10 +63,10 @@ from loopback import (
 )
 from PIL import Image
 
-from lib.acquire.competition import ImageRecord
 from lib.acquire.download import download_competition, worker_preload
 from lib.acquire.fetch import fetching
 from lib.acquire.oskit import keep_freed_memory
+from lib.acquire.records import ImageRecord
 from lib.acquire.resize import ImageLimits, prepare_image
 from lib.common.pools import context, process_pool, set_up_decode_worker, worker_count
 

@@ -37,8 +37,8 @@ from loopback import (
     where_written,
 )
 
-from lib.acquire.competition import ImageRecord
 from lib.acquire.download import download_competition, worker_preload
+from lib.acquire.records import ImageRecord
 from lib.common.pools import context
 
 

@@ -6,9 +6,11 @@ the contenders write to.
   (``load_sample_image``: china.jpg, flower.jpg), so they have real photos' detail and JPEG
   cost without any download; ``make_small()``: 64 of 64-200 px. Made once into bench/.cache/
   (git-ignored).
-- ``serving(*folders)``: an HTTP server on 127.0.0.1 in its own process, answering
-  ``/p/<delay_ms>/<name>`` (a photo by name) and ``/s/<delay_ms>/<n>.jpg`` (the small images
-  in turn) after ``delay_ms``. Each response is built once in memory and sent by a plain
+- ``serving(*folders, disk=None)``: an HTTP server on 127.0.0.1 in its own process, answering
+  ``/p/<delay_ms>/<name>`` (a photo by name), ``/s/<delay_ms>/<n>.jpg`` (the small images
+  in turn) and ``/d/<delay_ms>/<path>`` (a file under the folder ``disk``, read when asked:
+  for lists too large to hold in memory; 404 when there is none) after ``delay_ms``. Each
+  response of the first two is built once in memory and sent by a plain
   asyncio protocol: it stands for remote hosts, so it takes as little as possible of the cores
   the contenders share (less than aiohttp's low-level server).
 - ``use_out``, ``fresh``: the contenders' output folder, on the tmpfs /dev/shm when it has
@@ -135,9 +137,12 @@ _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 _CLOSE = b"Connection: close\r\n"
 
 
-def _serve(folders: list[str], ready: multiprocessing.connection.Connection) -> None:
+def _serve(
+    folders: list[str], ready: multiprocessing.connection.Connection, disk: str | None = None
+) -> None:
     """The server process: HTTP/1.1 (keep-alive, or ``Connection: close`` as urllib asks) on
-    a plain asyncio protocol, every response built once in memory, sent in one write."""
+    a plain asyncio protocol, every response of ``folders`` built once in memory, sent in one
+    write; those of ``disk`` read from it on each request."""
     responses = {
         path.name: _response(path.read_bytes())
         for folder in folders
@@ -146,11 +151,14 @@ def _serve(folders: list[str], ready: multiprocessing.connection.Connection) -> 
     small = [responses[f"{i}.jpg"] for i in range(SMALL_COUNT) if f"{i}.jpg" in responses]
 
     def lookup(target: bytes) -> tuple[bytes, float]:
-        # /<kind>/<delay_ms>/<name>: p = the photos by name, s = the small images in turn
-        kind, delay, name = (target.decode("latin-1").split("/") + ["", "", ""])[1:4]
-        if kind not in ("p", "s") or not delay.isdigit():
+        # /<kind>/<delay_ms>/<name>: p = the photos by name, s = the small images in turn,
+        # d = a file under `disk` (name: a relative path)
+        kind, delay, name = (target.decode("latin-1").split("/", 3) + ["", "", ""])[1:4]
+        if kind not in ("p", "s", "d") or not delay.isdigit():
             return _NOT_FOUND, 0.0
-        if kind == "p":
+        if kind == "d":
+            response = _from_disk(disk, name)
+        elif kind == "p":
             response = responses.get(name, _NOT_FOUND)
         else:
             stem = name.partition(".")[0]
@@ -166,6 +174,15 @@ def _serve(folders: list[str], ready: multiprocessing.connection.Connection) -> 
         await asyncio.Event().wait()  # until terminated
 
     asyncio.run(main())
+
+
+def _from_disk(disk: str | None, name: str) -> bytes:
+    if disk is None or ".." in name.split("/"):
+        return _NOT_FOUND
+    try:
+        return _response(Path(disk, name).read_bytes())
+    except OSError:  # no such file (a dead URL of the list)
+        return _NOT_FOUND
 
 
 def _response(body: bytes) -> bytes:
@@ -228,10 +245,12 @@ class _PhotoProtocol(asyncio.Protocol):
 class Server:
     """The loopback image server in a child process; ``url(kind, delay_ms, name)``."""
 
-    def __init__(self, *folders: Path) -> None:
+    def __init__(self, *folders: Path, disk: Path | None = None) -> None:
         receive, send = multiprocessing.Pipe(duplex=False)
         self.process = multiprocessing.get_context("spawn").Process(
-            target=_serve, args=([str(folder) for folder in folders], send), daemon=True
+            target=_serve,
+            args=([str(folder) for folder in folders], send, str(disk) if disk else None),
+            daemon=True,
         )
         self.process.start()
         send.close()  # the child's end: if the child dies before it is ready, recv() raises
@@ -255,11 +274,11 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(*folders: Path) -> Iterator[Server]:
-    """The server over ``folders`` for the block; OUT is emptied before (an interrupted run's
-    leftovers) and deleted after."""
+def serving(*folders: Path, disk: Path | None = None) -> Iterator[Server]:
+    """The server over ``folders`` (and ``disk``) for the block; OUT is emptied before (an
+    interrupted run's leftovers) and deleted after."""
     shutil.rmtree(OUT, ignore_errors=True)
-    server = Server(*folders)
+    server = Server(*folders, disk=disk)
     try:
         yield server
     finally:

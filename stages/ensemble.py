@@ -21,8 +21,9 @@ from lib.experiments.history import keep_submission
 from lib.infer.blending import ensemble_competition
 from lib.infer.report import write_oof_reports
 from lib.infer.report_page import write_run_report
-from lib.infer.scoring import summary
 from lib.infer.submission import write_submission
+from lib.infer.summary import summary
+from lib.infer.teachers import recorded_teaching
 from lib.prepare.folds import read_folds
 from stages import common as out
 from stages.common import IMAGES_DIR, run, upstream
@@ -105,7 +106,9 @@ def main() -> None:
         },
     )
     write_submission(out.SUBMISSION_CSV, result.frame, result.layout)
-    write_json(out.ENSEMBLE_DETAIL, result.detail)
+    # what taught the models (pseudo_from, distill_from): the runs and the images per class
+    teaching = recorded_teaching({k: out.model_dir(k) / "model.pt" for k in p["train_folds"]})
+    write_json(out.ENSEMBLE_DETAIL, result.detail | teaching)
     write_json(out.ENSEMBLE_METRICS, result.headline)
     keep_submission(
         out.SUBMISSION_CSV,

@@ -1,8 +1,7 @@
 """folds: stratified, duplicate-aware k-fold assignment of the labelled images that decode
 -> data/folds.csv and data/folds_summary.json (which lists the images left out as unreadable)."""
 
-import pandas as pd
-
+from lib.common.decoded import known_to_decode
 from lib.common.fileio import atomic_path, remove_stale_temps, write_json
 from lib.common.images import list_images
 from lib.prepare.duplicates import content_hashes, group_ids
@@ -26,9 +25,15 @@ def main() -> None:
     check_before_work()
     remove_stale_temps(FOLDS_CSV.parent)
     splits = [s for s in ("train", "validation") if (IMAGES_DIR / s).is_dir()]
-    images, unreadable = drop_unreadable(scan_labelled(IMAGES_DIR, splits), images_dir=IMAGES_DIR)
-    hashes = pd.Series(content_hashes([IMAGES_DIR / p for p in images["path"]]))
-    test_hashes = content_hashes(list_images(IMAGES_DIR / "test"))
+    test_images = list_images(IMAGES_DIR / "test")
+    images = scan_labelled(IMAGES_DIR, splits)
+    # hashed first: images whose bytes the download already decoded are not decoded again;
+    # the test images in the same pass (one pool to start, not two)
+    digests = content_hashes([IMAGES_DIR / p for p in images["path"]] + test_images)
+    images["content"], test_hashes = digests[: len(images)], digests[len(images) :]
+    known = known_to_decode(images["content"], IMAGES_DIR)
+    images, unreadable = drop_unreadable(images, images_dir=IMAGES_DIR, known=known)
+    hashes = images.pop("content")
     holdout = images["split"] == "validation" if config.validation == "holdout" else None
     folds = assign_folds(
         images,

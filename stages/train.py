@@ -10,6 +10,7 @@ only rank 0 writes the outs and logs.
 import contextlib
 import json
 import logging
+import os
 
 import torch
 from dvclive import Live
@@ -19,9 +20,11 @@ from lib.prepare.folds import read_folds
 from lib.train import distributed
 from lib.train.fold import fold_data, resume_key, train_fold
 from lib.train.loop import TrainConfig, as_metrics
+from lib.train.teaching import load_teaching
 from stages.common import (
     FOLDS_CSV,
     IMAGES_DIR,
+    PREDICTIONS_DIR,
     STATS_JSON,
     Interrupted,
     fold_argument,
@@ -46,10 +49,28 @@ def main() -> None:
         torch.manual_seed(config.seed)
         folds_text = upstream(FOLDS_CSV, "folds").read_text()
         stats_text = upstream(STATS_JSON, "stats").read_text()
-        # the params that made the model, saved in it: the same keys as the stage's DVC params
-        stats, provenance = json.loads(stats_text), config.dep_values()
+        folds = read_folds(FOLDS_CSV)
+        teaching = load_teaching(
+            config,
+            folds=folds,
+            fold=fold,
+            test_dir=IMAGES_DIR / "test",
+            # a queued experiment runs in a temporary copy: the runs are the project's
+            root=os.environ.get("DVC_ROOT", "."),
+            predictions_dir=str(PREDICTIONS_DIR),
+        )
+        stats = json.loads(stats_text)
+        # the params that made the model, saved in it (the stage's DVC params), and what the
+        # teaching runs were
+        provenance = config.dep_values() | teaching.provenance()
         data = fold_data(
-            read_folds(FOLDS_CSV), fold, images_dir=IMAGES_DIR, stats=stats, config=config, env=env
+            folds,
+            fold,
+            images_dir=IMAGES_DIR,
+            stats=stats,
+            config=config,
+            env=env,
+            teaching=teaching,
         )
         with (
             Live(dir=str(model_dir(fold) / "live"), dvcyaml=None, save_dvc_exp=False)

@@ -1,10 +1,11 @@
 """Helpers the test modules share (fixtures are in conftest.py).
 
-- ``call_stage``: a stage or command (``stages.<name>``) run in this process as ``python -m``
-  would run it, its exit code, stdout and stderr (its log lines included) in a
-  CompletedProcess: an error-message test pays no interpreter start and no torch import.
-- ``run_stage``: the same in a fresh ``python -m`` process, for what only a process shows
-  (signals, environment variables read at import, a crash's exit status).
+- ``call_stage`` / ``call_command``: a stage (``stages.<name>``) or a command
+  (``commands.<name>``) run in this process as ``python -m`` would run it, its exit code,
+  stdout and stderr (its log lines included) in a CompletedProcess: an error-message test pays
+  no interpreter start and no torch import.
+- ``run_stage`` / ``run_command``: the same in a fresh ``python -m`` process, for what only a
+  process shows (signals, environment variables read at import, a crash's exit status).
 - ``one_error_line``: the check every user-mistake test makes: exit 2, no traceback, one
   ``error:`` line, which it returns.
 - ``run`` and ``wait_for_queue``: real ``git`` and ``dvc`` commands for the end-to-end tests
@@ -41,9 +42,19 @@ def repo_params() -> dict:
 
 
 def call_stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    """``python -m stages.<name> *args`` in ``cwd``, run in this process. A UserError ends as
-    the stage's own exit 2 and ``error:`` line; any other exception as a traceback on stderr
-    and exit code 1, as the interpreter would end it."""
+    """``python -m stages.<name> *args`` in ``cwd``, run in this process (``call_module``)."""
+    return call_module(f"stages.{name}", cwd, *args)
+
+
+def call_command(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m commands.<name> *args`` in ``cwd``, run in this process (``call_module``)."""
+    return call_module(f"commands.{name}", cwd, *args)
+
+
+def call_module(module: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m <module> *args`` in ``cwd``, run in this process. A UserError ends as the
+    module's own exit 2 and ``error:`` line; any other exception as a traceback on stderr and
+    exit code 1, as the interpreter would end it."""
     out, err = io.StringIO(), io.StringIO()
     handler = logging.StreamHandler(err)
     handler.setFormatter(logging.Formatter(_LOG_FORMAT, "%H:%M:%S"))
@@ -54,12 +65,12 @@ def call_stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     code = 0
     try:
         os.chdir(cwd)
-        sys.argv = [str(REPO / "stages" / f"{name}.py"), *args]
+        sys.argv = [str(REPO.joinpath(*module.split(".")).with_suffix(".py")), *args]
         with redirect_stdout(out), redirect_stderr(err), warnings.catch_warnings():
             # runpy's note that the module was imported before: that is this helper's point
             warnings.filterwarnings("ignore", r".* found in sys\.modules", RuntimeWarning)
             try:
-                runpy.run_module(f"stages.{name}", run_name="__main__", alter_sys=False)
+                runpy.run_module(module, run_name="__main__", alter_sys=False)
             except SystemExit as exit_:
                 code = _exit_code(exit_.code, err)
             except Exception:  # noqa: BLE001 - reported as the interpreter would report it
@@ -70,9 +81,7 @@ def call_stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
         sys.argv = argv
         root.removeHandler(handler)
         root.setLevel(level)
-    return subprocess.CompletedProcess(
-        ["stages." + name, *args], code, out.getvalue(), err.getvalue()
-    )
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
 
 
 def _exit_code(code: object, err: io.StringIO) -> int:
@@ -86,11 +95,25 @@ def _exit_code(code: object, err: io.StringIO) -> int:
 def run_stage(
     name: str, cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
-    """``python -m stages.<name> *args`` in ``cwd``, in a new process (``env`` added to this
-    one's environment)."""
+    """``python -m stages.<name> *args`` in ``cwd``, in a new process (``run_module``)."""
+    return run_module(f"stages.{name}", cwd, *args, env=env, timeout=timeout)
+
+
+def run_command(
+    name: str, cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """``python -m commands.<name> *args`` in ``cwd``, in a new process (``run_module``)."""
+    return run_module(f"commands.{name}", cwd, *args, env=env, timeout=timeout)
+
+
+def run_module(
+    module: str, cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """``python -m <module> *args`` in ``cwd``, in a new process (``env`` added to this one's
+    environment)."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", f"stages.{name}", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

@@ -32,7 +32,8 @@ def hand_made_competition(folder: Path) -> None:
 
 
 def leaderboard(project: Path) -> list[str]:
-    return run([sys.executable, "-m", "stages.leaderboard", "--width", "120"], project).splitlines()
+    board = run([sys.executable, "-m", "commands.leaderboard", "--width", "120"], project)
+    return board.splitlines()
 
 
 @pytest.mark.timeout(1800)

@@ -97,7 +97,7 @@ def test_dog_breed_layout_gives_a_proba_submission_in_the_samples_shape(tmp_path
         assert min(values) >= CLIP_LOW / (1 + 2 * CLIP_LOW) - 1e-6 and max(values) <= CLIP_HIGH
     report = json.loads((project / "data/download_report.json").read_text())
     assert report["downloaded"] == len(BREEDS) * PER_BREED + TEST_IMAGES and report["failed"] == 0
-    done = run(["python", "-m", "stages.check_submission"], project)
+    done = run(["python", "-m", "commands.check_submission"], project)
     assert "OK" in done
 
 
@@ -158,7 +158,7 @@ def test_tinyimagenet_gives_a_label_submission_of_wnids_with_ids_spelt_as_the_sa
     assert (
         "goldfish, Carassius auratus (n01443537)" in (project / "metrics/per_class.csv").read_text()
     )  # words.txt names the reports' classes
-    assert "OK (6 rows, label format" in run(["python", "-m", "stages.check_submission"], project)
+    assert "OK (6 rows, label format" in run(["python", "-m", "commands.check_submission"], project)
 
 
 def test_pets_by_pattern_give_a_top3_submission_scored_by_map3_against_the_held_out_answers(
@@ -189,5 +189,5 @@ def test_pets_by_pattern_give_a_top3_submission_scored_by_map3_against_the_held_
     headline = json.loads((project / "metrics/ensemble.json").read_text())
     assert headline["test"]["map@3"] == pytest.approx(map_at_k_lists(guesses, truth, 3))
     assert headline["test"]["map@3"] >= 1 / 3 and 1 / 3 <= headline["oof"]["map@3"] <= 1
-    done = run(["python", "-m", "stages.submit", "--dry-run"], project)
+    done = run(["python", "-m", "commands.submit", "--dry-run"], project)
     assert f"OOF map@3 {headline['oof']['map@3']:.4f}" in done

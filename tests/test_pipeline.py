@@ -180,7 +180,7 @@ def test_repro_then_experiments_rerun_only_what_depends_on_their_params(project)
         # its OOF accuracy and log loss (tiny-lr's may pass 1) and test accuracy
         assert "…" not in row and len(re.findall(r"\b\d\.\d{2,}\b", row)) >= 3, row
 
-    board = run([sys.executable, "-m", "stages.leaderboard", "--width", "120"], project)
+    board = run([sys.executable, "-m", "commands.leaderboard", "--width", "120"], project)
     lines = board.splitlines()
     assert max(len(line) for line in lines) <= 120
     assert lines[0] == "competition data/demo: ranked by OOF accuracy (higher is better)"
@@ -196,9 +196,9 @@ def test_repro_then_experiments_rerun_only_what_depends_on_their_params(project)
 
 
 def bundle_and_run_notebook(project: Path, kaggle: Path) -> tuple[dict, dict]:
-    """`python -m stages.bundle`, then its notebook run as Kaggle would (tests.kaggle_notebook);
+    """`python -m commands.bundle`, then its notebook run as Kaggle would (tests.kaggle_notebook);
     the bundle's inference.json and where the notebook's code came from."""
-    run([sys.executable, "-m", "stages.bundle"], project)
+    run([sys.executable, "-m", "commands.bundle"], project)
     config = json.loads((project / "kaggle/dataset/inference.json").read_text())
     return config, run_notebook(project, kaggle)
 

@@ -1,5 +1,6 @@
-"""Stage entry points: a user's mistake ends as one line on stderr and exit code 2. Each runs
-in this process (``call_stage``) unless it needs a process of its own (``run_stage``)."""
+"""Stage and command entry points: a user's mistake ends as one line on stderr and exit code 2.
+Each runs in this process (``call_stage``, ``call_command``) unless it needs a process of its
+own (``run_stage``, ``run_command``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.helpers import call_stage, one_error_line, repo_params, run_stage
+from tests.helpers import (
+    call_command,
+    call_module,
+    call_stage,
+    one_error_line,
+    repo_params,
+    run_command,
+    run_stage,
+)
 
 
 def test_bad_param_is_one_line_naming_key_value_and_allowed(tmp_path):
@@ -45,18 +54,18 @@ def test_bad_image_id_in_competition_is_one_line_before_any_download(tmp_path, i
 
 
 @pytest.mark.parametrize(
-    ("stage", "args", "present", "missing", "made_by"),
+    ("module", "args", "present", "missing", "made_by"),
     [
-        ("stats", [], [], "data/images/train", "download"),
-        ("folds", [], [], "data/images", "download"),
-        ("train", ["--fold", "0"], [], "data/folds.csv", "folds"),
-        ("train", ["--fold", "0"], ["data/folds.csv"], "data/stats.json", "stats"),
-        ("lr_find", [], ["data/folds.csv"], "data/stats.json", "stats"),
-        ("check_submission", [], [], "submissions/submission.csv", "ensemble"),
+        ("stages.stats", [], [], "data/images/train", "download"),
+        ("stages.folds", [], [], "data/images", "download"),
+        ("stages.train", ["--fold", "0"], [], "data/folds.csv", "folds"),
+        ("stages.train", ["--fold", "0"], ["data/folds.csv"], "data/stats.json", "stats"),
+        ("commands.lr_find", [], ["data/folds.csv"], "data/stats.json", "stats"),
+        ("commands.check_submission", [], [], "submissions/submission.csv", "ensemble"),
     ],
 )
 def test_missing_upstream_out_names_the_stage_that_makes_it(
-    tmp_path, stage, args, present, missing, made_by
+    tmp_path, module, args, present, missing, made_by
 ):
     demo = REPO / "data" / "demo"
     params = repo_params() | {"competition": str(demo), "classes_file": str(demo / "classes.csv")}
@@ -64,7 +73,7 @@ def test_missing_upstream_out_names_the_stage_that_makes_it(
     for name in present:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("split,image_id,label,path,fold,group\n")
-    assert one_error_line(call_stage(stage, tmp_path, *args)) == (
+    assert one_error_line(call_module(module, tmp_path, *args)) == (
         f"error: {missing} not found: run `dvc repro {made_by}` to make it"
     )
 
@@ -124,6 +133,24 @@ def test_stats_and_folds_leave_out_a_truncated_image_and_name_it(tmp_path, image
         str(truncated)
     ]
     assert str(truncated) in stats.stderr
+
+
+def test_folds_decodes_only_the_images_the_download_did_not(tmp_path, image_tree):
+    from lib.common.decoded import add_decoded, digest
+
+    params = repo_params() | {"folds": 2, "train_folds": [0, 1]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "data").mkdir()
+    images = tmp_path / "data" / "images"
+    image_tree.rename(images)
+    labelled = sorted(p for split in ("train", "validation") for p in (images / split).rglob("*.*"))
+    add_decoded(images, b"".join(digest(p.read_bytes()) for p in labelled))
+    truncated = images / "train" / "02" / "203.png"  # changed since: its digest is not known
+    truncated.write_bytes(truncated.read_bytes()[:150])
+    folds = call_stage("folds", tmp_path)
+    assert folds.returncode == 0, folds.stderr
+    assert f"{len(labelled) - 1} of {len(labelled)} images known to decode" in folds.stderr
+    assert "203.png: left out of the folds, it does not decode" in folds.stderr
 
 
 def ensemble_project(tmp_path: Path, **overrides) -> Path:
@@ -228,13 +255,13 @@ def test_ensemble_writes_both_formats_that_pass_the_check(tmp_path):
         assert (project / "reports" / picture).is_file(), picture
     assert "0.6667" in (project / "reports/report.html").read_text()
     assert (project / "metrics/oof_confusion.csv").read_text().startswith("image_id,actual")
-    checked = call_stage("check_submission", project)
+    checked = call_command("check_submission", project)
     assert checked.returncode == 0 and "OK (4 rows, proba format" in checked.stdout
     again = call_stage("ensemble", project, "--summary")  # what `make run` ends with
     assert again.returncode == 0 and done.stdout.strip() == again.stdout.strip()
     assert "OOF accuracy 0.6667" in again.stdout
 
-    assert call_stage("check_submission", project, "--format", "label").returncode == 1
+    assert call_command("check_submission", project, "--format", "label").returncode == 1
     params = yaml.safe_load((project / "params.yaml").read_text()) | {"submission_format": "label"}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     assert call_stage("ensemble", project).returncode == 0
@@ -246,21 +273,21 @@ def test_ensemble_writes_both_formats_that_pass_the_check(tmp_path):
             ["3", "1"],
             ["4", "1"],
         ]
-    assert call_stage("check_submission", project).returncode == 0
+    assert call_command("check_submission", project).returncode == 0
 
 
 def test_check_submission_lists_the_problems_and_fails(tmp_path):
     project = ensemble_project(tmp_path, submission_format="label")
     bad = project / "bad.csv"
     bad.write_text("id,predicted\n1,2\n1,2\n2,7\n")
-    done = call_stage("check_submission", project, str(bad))
+    done = call_command("check_submission", project, str(bad))
     assert done.returncode == 1
     lines = done.stdout.strip().splitlines()
     assert any("2 missing ids: 3, 4" in line for line in lines)
     assert any("1 duplicate ids: 1" in line for line in lines)
     assert any("1 unknown labels (line 4: 7; allowed: 1..2)" in line for line in lines)
     assert "Kaggle would reject it" in done.stderr
-    missing = call_stage("check_submission", project, "nope.csv")
+    missing = call_command("check_submission", project, "nope.csv")
     assert one_error_line(missing) == "error: nope.csv: file not found"
 
 
@@ -277,14 +304,14 @@ def test_check_submission_lists_the_problems_and_fails(tmp_path):
 def test_check_submission_of_a_file_that_is_no_csv_is_one_line(tmp_path, text, problem):
     project = ensemble_project(tmp_path, submission_format="label")
     (project / "garbage.csv").write_bytes(text)
-    line = one_error_line(call_stage("check_submission", project, "garbage.csv"))
+    line = one_error_line(call_command("check_submission", project, "garbage.csv"))
     assert line.startswith("error: garbage.csv: submission ") and problem in line
 
 
 def test_check_submission_rejects_ids_not_spelled_as_kaggle_matches_them(tmp_path):
     project = ensemble_project(tmp_path, submission_format="label")
     (project / "padded.csv").write_text("id,predicted\n01,2\n 2,1\n3,1\n4,1\n")
-    done = call_stage("check_submission", project, "padded.csv")
+    done = call_command("check_submission", project, "padded.csv")
     assert done.returncode == 1
     assert (
         "padded.csv: 1 malformed ids (an id is letters, digits, - and _, optionally with the "
@@ -408,13 +435,13 @@ def stand_in_kaggle(folder: Path) -> Path:
 
 
 def run_with_kaggle(project: Path, bin_dir: Path, home: Path, *args: str):
-    """`stages.submit` in a process of its own (the kaggle tool's output is the child's, on
+    """`commands.submit` in a process of its own (the kaggle tool's output is the child's, on
     the process's descriptors), with `bin_dir` first on PATH, `home` as HOME and no KAGGLE_
     variables."""
     with pytest.MonkeyPatch.context() as env:
         for key in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
             env.delenv(key, raising=False)
-        return run_stage(
+        return run_command(
             "submit",
             project,
             *args,
@@ -570,7 +597,7 @@ def test_download_refuses_a_submission_shape_the_sample_contradicts_before_any_i
 
 def test_aug_grid_names_each_row_by_its_class(tmp_path):
     project = ensemble_project(tmp_path, aug="medium")
-    done = run_stage("aug_grid", project, "--images", "3", "--copies", "2")
+    done = run_command("aug_grid", project, "--images", "3", "--copies", "2")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
         "wrote reports/aug_medium.png: 3 training images (2 classes), 2 'medium' copies each"
@@ -582,7 +609,7 @@ def test_aug_grid_names_each_row_by_its_class(tmp_path):
 
     import pandas as pd
 
-    from stages.aug_grid import one_per_class
+    from commands.aug_grid import one_per_class
 
     folds = pd.DataFrame({"label": [2, 1, 1, 2, 3, 3], "path": list("abcdef")})
     assert one_per_class(folds, 2, seed=0)["label"].tolist() == [1, 2]

@@ -1,6 +1,6 @@
 """Download every image of a competition into an ImageFolder tree.
 
-In: ``{split: [ImageRecord, ...]}`` (``lib.acquire.competition``), the competition folder (the
+In: ``{split: [ImageRecord, ...]}`` (``lib.acquire.records``), the competition folder (the
 only folder ``file:`` URLs may read from), the images folder, the folder for images no longer
 listed, ``DownloadSettings`` and, to retry an earlier run's failures only, the pairs
 ``read_failures`` returns (ids as text). Out: the images under ``images_dir/<split>/<label>/``
@@ -19,7 +19,8 @@ is whole and kept, and ``DownloadInterrupted`` is raised.
 Each image's source version (``lib.acquire.fetch_workers``: a file's size and mtime, a URL's
 validators) is kept in ``images_dir/.sources.tsv``, beside the images it describes, so a re-run
 copies again a source file that changed, and with ``refetch`` a URL whose server reports
-another version.
+another version. The digest of every image written (decoded in full first) is added to
+``images_dir/.decoded`` (``lib.common.decoded``), so the folds stage need not decode it again.
 
 docs/download.md describes the layout, the re-runs, the report's fields and the failure reasons.
 """
@@ -46,22 +47,18 @@ from typing import Any
 from tqdm import tqdm
 
 from lib.acquire import fetch_workers
-from lib.acquire.competition import (
-    LABELLED_SPLITS,
-    SPLITS,
-    ImageRecord,
-    label_dir_name,
-    label_width,
-)
 from lib.acquire.fetch_workers import CHECK, FETCH, Job, Outcome, Source, Workers, shares
 from lib.acquire.reconcile import default_removed_dir, image_stem, reconcile
+from lib.acquire.records import LABELLED_SPLITS, SPLITS, ImageRecord, label_dir_name, label_width
 from lib.acquire.resize import ImageLimits
 from lib.common import pools
+from lib.common.decoded import add_decoded
 from lib.common.errors import UserError
 from lib.common.fileio import TMP_PREFIX, write_json, write_text
 from lib.common.ids import ALLOWED as ALLOWED_IDS
 from lib.common.ids import id_order, is_id_text
 from lib.common.params import Config, boolean, integer, number, param, part
+from lib.common.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -221,18 +218,12 @@ def download_competition(
         plan = _plan(records_by_split, folder_of, tally, retry_texts)
         plan.sources = read_sources(images_dir)
         try:
-            with tqdm(
-                total=total,
-                initial=tally.done,
-                unit="img",
-                desc="download",
-                disable=None,
-                smoothing=0.1,
-            ) as bar:
+            with progress(total=total, initial=tally.done, desc="download", smoothing=0.1) as bar:
                 if plan.existing or plan.jobs:
                     _fetch_and_store(plan, Path(competition_dir), settings, tally, bar)
         finally:  # interrupted too: the versions of what was written are kept
             write_sources(images_dir, plan.sources)
+            add_decoded(images_dir, plan.decoded)
     report = tally.report(time.perf_counter() - started)
     _log_summary(report)
     return DownloadResult(report=report, failures=tally.failure_rows())
@@ -366,6 +357,7 @@ class _Plan:
     existing: list[tuple[ImageRecord, str]]  # on disk, to check from the header
     folder_of: Callable[[ImageRecord], Path]
     sources: dict[tuple[str, str], Source] = field(default_factory=dict)  # (split, id) ->
+    decoded: bytearray = field(default_factory=bytearray)  # digests of the images written
 
 
 def read_sources(images_dir: Path) -> dict[tuple[str, str], Source]:
@@ -505,6 +497,7 @@ def _fetch_and_store(
         for outcome in workers.run(len(records), job_of):
             _count(outcome, records[outcome.index], tally, bar)
             _note_source(outcome, records[outcome.index], plan.sources)
+            plan.decoded += outcome.digest  # 16 bytes an image, no object per image
     finally:
         workers.close()  # on an interrupt: each drops its requests and finishes its write
     tally.fetching_s = workers.fetching_s

@@ -41,7 +41,7 @@ from PIL import Image
 from lib.acquire.fetch import Fetcher, fetching
 from lib.acquire.oskit import batch_scheduling, keep_freed_memory
 from lib.acquire.resize import ImageLimits
-from lib.acquire.store import EXISTING_BAD, EXISTING_RESIZED, check_existing, store
+from lib.acquire.store import EXISTING_BAD, EXISTING_RESIZED, check_existing, store_decoded
 from lib.common.errors import UserError
 from lib.common.pools import set_up_decode_worker
 
@@ -65,8 +65,9 @@ class Job:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of job ``index``: DOWNLOADED with ``nbytes``, ``written``, ``resized`` and
-    ``later_url``; FAILED with ``reasons``; EXISTING with ``resized``; REPLACED; REFRESHED.
+    """What became of job ``index``: DOWNLOADED with ``nbytes``, ``written``, ``resized``,
+    ``later_url`` and ``digest`` (``lib.common.decoded``: of the bytes written, which decoded
+    in full); FAILED with ``reasons``; EXISTING with ``resized``; REPLACED; REFRESHED.
     DOWNLOADED and EXISTING carry the image's ``source`` when its version is known."""
 
     index: int
@@ -77,6 +78,7 @@ class Outcome:
     resized: bool = False
     later_url: bool = False
     source: Source | None = None
+    digest: bytes = b""
 
 
 class WorkerFailed(RuntimeError):
@@ -290,7 +292,7 @@ async def _fetch_image(
         feed.started()
         body, reason = await fetch(url)
         if body is not None:
-            reason, written, resized = store(body, job.path, job.stem, limits)
+            reason, written, resized, digest = store_decoded(body, job.path, job.stem, limits)
             validator = fetch.validator(url)
             if reason is None:
                 feed.stored()
@@ -302,6 +304,7 @@ async def _fetch_image(
                     resized=resized,
                     later_url=position > 0,
                     source=(url, validator) if validator else None,
+                    digest=digest,
                 )
         assert reason is not None
         reasons.append(reason)

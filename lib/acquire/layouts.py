@@ -8,7 +8,7 @@ their label ids' names.
 
 Formats:
 - ``json``: ``train.json`` (+ ``validation.json``, ``test.json``), iMaterialist's URL lists
-  (``lib.acquire.competition``);
+  (``lib.acquire.competition_json``);
 - ``labels_csv``: ``train/<id>.<ext>``, ``labels.csv`` (a column naming each train image, by
   file name or stem, and a column of labels), ``test/<id>.<ext>`` and optionally
   ``sample_submission.csv`` (Dog Breed Identification's shape);
@@ -44,12 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from lib.acquire.competition import (
-    LABELLED_SPLITS,
-    CompetitionError,
-    ImageRecord,
-    load_competition,
-)
+from lib.acquire.competition_json import load_competition
+from lib.acquire.records import LABELLED_SPLITS, CompetitionError, ImageRecord
 from lib.common.csvfile import plain_int, read_rows
 from lib.common.ids import ALLOWED as ALLOWED_IDS
 from lib.common.ids import id_order, is_id_text, repeated_stem

@@ -23,8 +23,8 @@ import math
 import re
 from pathlib import Path
 
-from lib.acquire.competition import CompetitionError
 from lib.acquire.layouts import Competition, _images_in, _records, label_ids
+from lib.acquire.records import CompetitionError
 
 IMAGES = "images"
 

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.acquire.competition import LABELLED_SPLITS, SPLITS, ImageRecord
+from lib.acquire.records import LABELLED_SPLITS, SPLITS, ImageRecord
 from lib.acquire.resize import STORED_EXTENSIONS
 from lib.common.errors import UserError
 from lib.common.fileio import TMP_PREFIX, atomic_path

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lib.acquire.oskit import link_unnamed_file, open_unnamed_file
 from lib.acquire.resize import ImageLimits, check_header, prepare_image
+from lib.common.decoded import digest
 from lib.common.fileio import disk_full, temp_name
 
 EXISTING_OK, EXISTING_RESIZED, EXISTING_BAD = "ok", "resized", "bad"
@@ -28,11 +29,20 @@ def store(
 
     Returns ``(reason, 0, False)`` when refused, else ``(None, bytes written, resized)``.
     """
+    reason, written, resized, _ = store_decoded(body, folder, stem, limits)
+    return reason, written, resized
+
+
+def store_decoded(
+    body: bytes | bytearray, folder: str, stem: str, limits: ImageLimits
+) -> tuple[str | None, int, bool, bytes]:
+    """``store``, and the digest (``lib.common.decoded``) of the bytes written, which decoded
+    in full (b"" when refused)."""
     prepared = prepare_image(body, limits)
     if prepared.data is None:
-        return prepared.reason, 0, False
+        return prepared.reason, 0, False, b""
     write_bytes(Path(folder) / f"{stem}.{prepared.extension}", prepared.data)
-    return None, len(prepared.data), prepared.resized
+    return None, len(prepared.data), prepared.resized, digest(prepared.data)
 
 
 def check_existing(path: str, limits: ImageLimits) -> str:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from lib.acquire.competition import CompetitionError
 from lib.acquire.layouts import Competition, _check_stems, _images_in, _records, label_ids
+from lib.acquire.records import CompetitionError
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,11 @@
 
 In: the repository root and dvc.yaml. Out: for each stage, the files of stages/ and lib/ its
 command runs (the import closure of the modules it starts, lazy imports included, less
-NOT_DEPS) and the params it reads (its modules' PARAMS, which derive from the stage's config
-class: lib.common.params.Config), and dvc.yaml's text with each stage's code deps and params
-replaced by exactly those. DVC trusts dvc.yaml: a module or param missing from a stage's deps
-would let it serve stale results with a clean status, so the lists are derived here and
+NOT_DEPS; commands/ is walked too, so a stage importing a command would show) and the params
+it reads (its modules' PARAMS, which derive from the stage's config class:
+lib.common.params.Config), and dvc.yaml's text with each stage's code deps and params replaced
+by exactly those. DVC trusts dvc.yaml: a module or param missing from a stage's deps would let
+it serve stale results with a clean status, so the lists are derived here and
 `tests/common/test_code_deps.py` holds them equal.
 """
 
@@ -19,17 +20,19 @@ from pathlib import Path
 
 import yaml
 
-PACKAGES = ("lib", "stages")
+PACKAGES = ("lib", "stages", "commands")
 # Modules a stage runs that cannot change any of its outputs: editing them re-runs nothing.
 NOT_DEPS = {
     "lib/common/errors.py": "exception classes: they change what a failure says, never an output",
     "lib/common/params.py": "reads and checks params.yaml as DVC does; DVC tracks the values",
+    "lib/common/progress.py": "draws progress bars on stderr, never an output",
     "stages/prechecks.py": "checks what would fail the ensemble before a stage's work: it can "
     "stop a stage, never change what it writes",
 }
-_CODE_DEP = re.compile(r"^(\s+)- ((?:lib|stages)/[\w/]+\.py)\s*$")
+_CODE_DEP = re.compile(r"^(\s+)- ((?:lib|stages|commands)/[\w/]+\.py)\s*$")
 _PARAMS = re.compile(r"^(\s+)params:\s*$")
 _ITEM = re.compile(r"^(\s+)- [\w.-]+\s*$")
+_COMMENT = re.compile(r"^(\s+)#")
 
 
 def stage_definitions(root: Path) -> dict[str, dict]:
@@ -134,27 +137,45 @@ def stage_params(cmd: str) -> list[str]:
 def rewrite_params(text: str, params: dict[str, list[str]]) -> str:
     """dvc.yaml's `text` with the params list of each stage named in `params` holding exactly
     its keys: those listed stay in their place, the others are dropped, new ones are appended
-    (so a rewrite moves no line it need not). Every other line, comments included, as it was."""
+    (so a rewrite moves no line it need not). A comment inside the list stays above the keys
+    it precedes (it goes when they all go); every other line as it was."""
     out: list[str] = []
-    stage, block, listed = "", None, list[str]()
+    stage, block = "", None
+    groups: list[tuple[list[str], list[str]]] = []  # (comment lines, the keys they precede)
     for line in [*text.splitlines(keepends=True), ""]:
         if block is not None:
-            item = _ITEM.match(line)
+            item, note = _ITEM.match(line), _COMMENT.match(line)
             if item and len(item.group(1)) > len(block):
-                listed.append(line.split("-", 1)[1].strip())
+                groups[-1][1].append(line.split("-", 1)[1].strip())
                 continue
-            keys = [k for k in listed if k in params[stage]]
-            keys += [k for k in params[stage] if k not in keys]
-            out += [f"{block}  - {key}\n" for key in keys]
+            if note and len(note.group(1)) > len(block):
+                if groups[-1][1]:
+                    groups.append(([], []))
+                groups[-1][0].append(line)
+                continue
+            out += _params_block(block, groups, params[stage])
             block = None
         name = re.match(r"^  ([\w-]+):\s*$", line)
         if name:
             stage = name.group(1)
         found = _PARAMS.match(line)
         if found and stage in params:
-            block, listed = found.group(1), []
+            block, groups = found.group(1), [([], [])]
         out.append(line)
     return "".join(out)
+
+
+def _params_block(
+    block: str, groups: list[tuple[list[str], list[str]]], wanted: list[str]
+) -> list[str]:
+    lines: list[str] = []
+    listed = [key for _, keys in groups for key in keys]
+    for comments, keys in groups:
+        kept = [key for key in keys if key in wanted]
+        if kept or not keys:
+            lines += comments
+        lines += [f"{block}  - {key}\n" for key in kept]
+    return lines + [f"{block}  - {key}\n" for key in wanted if key not in listed]
 
 
 def rewrite_dvc_yaml(root: Path) -> str:

@@ -164,6 +164,18 @@ def _members(value: Any) -> str | None:
     )
 
 
+def source_run(value: Any) -> str | None:
+    """A finished run to learn from, or none: only the spelling, as for ensemble_runs."""
+    if value is None or value == "" or value == "none":
+        return None
+    if isinstance(value, str) and (Path(value).is_dir() or _REVISION.fullmatch(value)):
+        return None
+    return (
+        "empty (none), a DVC experiment name, a git revision or an existing folder (a copy of "
+        "a run's predictions/), e.g. b3-pseudo1"
+    )
+
+
 def _weights(value: Any) -> str | None:
     if value == "auto":
         return None

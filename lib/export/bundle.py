@@ -34,11 +34,10 @@ from lib.acquire.competition_files import CompetitionFiles
 from lib.acquire.layouts import Competition
 from lib.common.errors import UserError
 from lib.common.fileio import write_json
-from lib.infer.blending import gather_runs
+from lib.infer.blending import blend_runs
 from lib.infer.bundled import CONFIG_NAME, CONFIG_VERSION
 from lib.infer.inference import PredictConfig
-from lib.infer.members import FOLDER, resolve
-from lib.infer.scoring import blend_runs
+from lib.infer.members import FOLDER, gather_runs, resolve
 from lib.infer.shapes import top_k
 from lib.infer.submission import competition_class_names, competition_layout
 from lib.infer.weights import fit_run_weights

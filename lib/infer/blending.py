@@ -1,10 +1,11 @@
-"""From the runs' predictions to the submission and its scores: the ensemble stage's work.
+"""Blend the runs' predictions into the submission and score it: the ensemble stage's work.
 
-In: this run's and the other members' RunPredictions, the submission Layout, the known test
-answers (a test_labels file, or the competition's held-out share, or None), the competition's
-metric and the ensemble settings (merge, weights or `auto`, target prior, prior correction, clip
-bounds). Out: an Outcome: the submission frame, the OOF blend (for the reports), the detail
-metrics and the headline numbers.
+In: this run's and the other members' RunPredictions (lib.infer.runs, lib.infer.members), the
+SubmissionLayout, the known test answers (a test_labels file, or the competition's held-out
+share, or None), the competition's metric and the ensemble settings (merge, weights or `auto`,
+target prior, prior correction, clip bounds). Out: a Blend (OOF, holdout and test predictions
+merged over runs, and both class priors); an Outcome: the submission frame, the OOF blend (for
+the reports), the detail metrics and the headline numbers.
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lib.acquire.competition_files import CompetitionFiles
 from lib.acquire.layouts import Competition
 from lib.common.images import list_test_images
-from lib.infer.ensemble import RunPredictions
+from lib.infer.combine import combine
 from lib.infer.final import final_submission
-from lib.infer.members import load_members
+from lib.infer.members import gather_runs
 from lib.infer.metrics import differentiable
-from lib.infer.predictions import Predictions, check_test_ids
+from lib.infer.predictions import Predictions, training_prior
+from lib.infer.prior import read_target_prior
+from lib.infer.runs import RunPredictions, check_runs_current
 from lib.infer.scoring import (
     answers_frame,
-    blend_runs,
     detail_scores,
     headline,
     read_answers,
@@ -34,7 +37,7 @@ from lib.infer.scoring import (
 )
 from lib.infer.shapes import top_k
 from lib.infer.submission import (
-    Layout,
+    SubmissionLayout,
     competition_class_names,
     competition_layout,
 )
@@ -44,12 +47,40 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class Blend:
+    oof: Predictions
+    test: Predictions
+    holdout: Predictions | None
+    source: np.ndarray  # the class prior the models were trained under
+    target: np.ndarray  # the class prior of the test set (target_prior)
+
+
+def blend_runs(
+    runs: Sequence[RunPredictions], *, how: str, weights: Sequence[float] | None, target_prior: str
+) -> Blend:
+    names = [r.name for r in runs]
+    oof = combine([r.oof for r in runs], how=how, weights=weights, names=names)
+    test = combine([r.test for r in runs], how=how, weights=weights, names=names)
+    holdout = None
+    if all(r.holdout is not None for r in runs):
+        holdout = combine([r.holdout for r in runs], how=how, weights=weights, names=names)
+    source = oof.prior if oof.prior is not None else training_prior(oof.targets, oof.classes)
+    return Blend(
+        oof=oof,
+        test=test,
+        holdout=holdout,
+        source=source,
+        target=read_target_prior(target_prior, oof.classes),
+    )
+
+
+@dataclass
 class Outcome:
     frame: pd.DataFrame  # the submission, in the layout's row order
     oof: Predictions  # the OOF blend
     detail: dict  # metrics/ensemble_detail.json
     headline: dict  # metrics/ensemble.json
-    layout: Layout | None = None  # what the submission must look like
+    layout: SubmissionLayout | None = None  # what the submission must look like
     names: dict[int, str] | None = None  # class names, when the competition has them
 
 
@@ -116,7 +147,7 @@ def ensemble_competition(
 def blend_and_score(
     runs: Sequence[RunPredictions],
     *,
-    layout: Layout,
+    layout: SubmissionLayout,
     answers: pd.DataFrame | None,
     how: str,
     weights: Sequence[float] | str | None,
@@ -173,29 +204,3 @@ def blend_and_score(
         detail=detail,
         headline=headline(detail, prior_correction=prior_correction, metric=metric),
     )
-
-
-def gather_runs(
-    predictions_dir: Path, *, folds: Sequence[int], entries: Sequence[str], root: Path, how: str
-) -> tuple[list[RunPredictions], dict[str, str | None]]:
-    """This run's predictions, then each member of `entries` (lib.infer.members); and the commit
-    each member was read from (None for a folder)."""
-    this_run = RunPredictions(predictions_dir, folds=folds, how=how)
-    members = load_members(entries, this_run=this_run, root=root, how=how)
-    return [this_run, *(m.run for m in members)], {m.run.name: m.source.commit for m in members}
-
-
-def check_runs_current(
-    runs: Sequence[RunPredictions], *, test_ids: Sequence, on_disk: Sequence | None
-) -> None:
-    """Every run's test predictions were made for the current test images
-    (lib.infer.predictions)."""
-    for i, member in enumerate(runs):
-        rerun = (
-            "dvc repro predict"
-            if i == 0
-            else f"dvc exp run for {member.name} again, or take it out of ensemble_runs"
-        )
-        check_test_ids(
-            member.test, expected=test_ids, on_disk=on_disk, source=member.name, rerun=rerun
-        )

@@ -27,7 +27,7 @@ from lib.acquire.layouts import Competition, read_test_competition
 from lib.acquire.resize import ImageLimits, prepare_image
 from lib.common.errors import UserError
 from lib.common.images import list_test_images
-from lib.infer.ensemble import combine
+from lib.infer.combine import combine
 from lib.infer.final import final_submission
 from lib.infer.inference import PredictConfig, prepare_inference
 from lib.infer.predictions import Predictions

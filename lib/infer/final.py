@@ -1,7 +1,7 @@
 """The last step from blended test probabilities to the submission's rows, shared by the
 ensemble stage and the Kaggle bundle's notebook so both write the same numbers.
 
-In: the blended test Predictions, the submission Layout, the class prior the models were
+In: the blended test Predictions, the SubmissionLayout, the class prior the models were
 trained under (`source`) and the test set's (`target`), whether to correct for the prior, and
 the clip bounds. Out: a Final: the test probabilities as submitted (prior-corrected when asked,
 clipped and renormalised), the prior behind the rows of test images without a prediction and
@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lib.infer.ensemble import clip_probs, correct_prior, most_probable_column
+from lib.infer.clipping import clip_probs
 from lib.infer.predictions import Predictions
-from lib.infer.submission import Layout, build_submission
+from lib.infer.prior import correct_prior, most_probable_column
+from lib.infer.submission import SubmissionLayout, build_submission
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Final:
 def final_submission(
     test: Predictions,
     *,
-    layout: Layout,
+    layout: SubmissionLayout,
     source: np.ndarray,
     target: np.ndarray,
     prior_correction: bool,

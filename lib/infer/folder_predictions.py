@@ -22,7 +22,7 @@ import torch
 from lib.common.errors import UserError
 from lib.common.ids import repeated_stem
 from lib.common.images import decode_problem, list_images
-from lib.infer.ensemble import combine
+from lib.infer.combine import combine
 from lib.infer.inference import PredictConfig, prepare_inference
 from lib.infer.predictions import Predictions
 from lib.infer.submission import class_names

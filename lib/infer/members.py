@@ -1,6 +1,7 @@
 """The members of an ensemble: `ensemble_runs` entries resolved to their predictions.
 
-In: an `ensemble_runs` entry, the DVC project root and this run's RunPredictions. An entry is
+In: an `ensemble_runs` entry, the DVC project root and this run's RunPredictions
+(lib.infer.runs). An entry is
 a folder holding a copy of a run's `predictions/` (as before), a DVC experiment name (`dvc exp
 show` lists them) or a git revision (branch, tag, commit). Out: a Member with the entry's
 RunPredictions, read from the folder or, for a name or revision, from the local DVC cache at
@@ -9,6 +10,7 @@ that commit (dvc.fs.DVCFileSystem), so no copy is made by hand; and the commit i
 A member is refused with one line naming it (UserError) when the entry is no folder,
 experiment or revision; when its predictions are not in the local cache (with the command that
 brings them); or when it predicted other images or other classes than this run.
+`gather_runs` gives every run the ensemble blends: this run's, then each member's.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from scmrepo.exceptions import RevError, SCMError
 from scmrepo.git import Git
 
 from lib.common.errors import UserError
-from lib.infer.ensemble import RunPredictions, combine
+from lib.infer.combine import combine
+from lib.infer.runs import RunPredictions
 
 FOLDER, EXPERIMENT, REVISION = "folder", "experiment", "revision"
 SPLIT_FILES = ("oof.npz", "test.npz", "holdout.npz")
@@ -73,6 +76,16 @@ def load_members(
         check_same_rows(this_run, run)
         members.append(Member(source=source, run=run))
     return members
+
+
+def gather_runs(
+    predictions_dir: Path, *, folds: Sequence[int], entries: Sequence[str], root: Path, how: str
+) -> tuple[list[RunPredictions], dict[str, str | None]]:
+    """This run's predictions, then each member of `entries` ; and the commit
+    each member was read from (None for a folder)."""
+    this_run = RunPredictions(predictions_dir, folds=folds, how=how)
+    members = load_members(entries, this_run=this_run, root=root, how=how)
+    return [this_run, *(m.run for m in members)], {m.run.name: m.source.commit for m in members}
 
 
 def resolve(entry: str, *, root: Path) -> Source:
@@ -206,7 +219,7 @@ def _not_cached(source: Source, root: Path, path: str) -> UserError:
 
 def check_same_rows(this_run: RunPredictions, member: RunPredictions) -> None:
     """UserError naming the member when its OOF or test predictions cover other images or
-    other classes than this run's (lib.infer.ensemble.combine's checks, run before any work)."""
+    other classes than this run's (lib.infer.combine.combine's checks, run before any work)."""
     names = [this_run.name, member.name]
     combine([this_run.oof, member.oof], names=names)
     combine([this_run.test, member.test], names=names)

@@ -1,8 +1,10 @@
-"""The competition metrics a run is judged by (the `metric` param), one function each.
+"""The metrics a run is judged by: the competition's (the `metric` param) and the ones every run
+reports (accuracy, top-k accuracy, log loss), one function each.
 
 In: the predicted probabilities (rows x classes, the columns in the order of `classes`) and the
-column of each row's true class; for `qwk`, the label ids of the columns (the grades). Out: one
-float per metric; which way is better (`higher_is_better`); whether the metric is a smooth
+column of each row's true class (`target_columns` turns true label ids into columns); for
+`qwk`, the label ids of the columns (the grades). Out: one float per metric (per row for
+`top_k_hits`); which way is better (`higher_is_better`); whether the metric is a smooth
 function of blend weights (`differentiable`), so that `ensemble_weights: auto` can fit to it.
 
 - accuracy: share of rows whose most probable class is the true one.
@@ -26,6 +28,8 @@ from __future__ import annotations
 import re
 
 import numpy as np
+
+from lib.common.errors import UserError
 
 METRICS = ("accuracy", "log_loss", "map@1", "map@2", "map@3", "map@4", "map@5", "f1_macro", "qwk")
 _MAP = re.compile(r"map@([1-5])")
@@ -67,13 +71,35 @@ def score_metric(metric: str, probs: np.ndarray, columns: np.ndarray, classes: n
     return qwk(probs, columns, classes)
 
 
+def target_columns(classes: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Column index of each true label id; a label outside the class list is an error."""
+    column = {int(label): i for i, label in enumerate(classes)}
+    missing = sorted({int(t) for t in targets} - column.keys())
+    if missing:
+        raise UserError(f"labels {missing[:5]} are not among the model's classes")
+    return np.array([column[int(t)] for t in targets], dtype=np.int64)
+
+
 def accuracy(probs: np.ndarray, columns: np.ndarray) -> float:
     return float(np.mean(np.asarray(probs).argmax(axis=1) == np.asarray(columns)))
 
 
+def top_k_hits(probs: np.ndarray, columns: np.ndarray, k: int = 3) -> np.ndarray:
+    """Per row, whether its true column is among the k most probable (ties: lower column)."""
+    k = min(k, probs.shape[1])
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return (top == columns[:, None]).any(axis=1)
+
+
+def top_k_accuracy(probs: np.ndarray, columns: np.ndarray, k: int = 3) -> float:
+    """Share of rows whose true column is among the k most probable (ties: lower column)."""
+    return float(np.mean(top_k_hits(probs, columns, k)))
+
+
 def log_loss(probs: np.ndarray, columns: np.ndarray, eps: float = _TINY) -> float:
-    rows = np.asarray(probs, dtype=np.float64)
-    rows = rows / rows.sum(axis=1, keepdims=True)
+    """Multi-class log loss as Kaggle computes it (rows renormalised, clipped at 1e-15)."""
+    probs = np.asarray(probs)
+    rows = probs.astype(np.float64) / probs.sum(axis=1, keepdims=True)
     picked = np.clip(rows[np.arange(len(columns)), columns], eps, 1 - eps)
     return float(-np.mean(np.log(picked)))
 

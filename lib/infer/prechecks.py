@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.acquire.competition import CompetitionError
 from lib.acquire.competition_files import competition_files
 from lib.acquire.layouts import Competition
+from lib.acquire.records import CompetitionError
 from lib.common.errors import ParamError
 from lib.infer.shapes import check_sample_shape, top_k
 from lib.infer.submission import competition_class_names, competition_layout

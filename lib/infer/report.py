@@ -27,7 +27,7 @@ import pandas as pd
 from lib.common.figures import heatmap, image_grid
 from lib.common.fileio import atomic_path
 from lib.common.images import load_rgb_array
-from lib.infer.ensemble import target_columns, top_k_hits
+from lib.infer.metrics import target_columns, top_k_hits
 from lib.infer.predictions import Predictions
 from lib.infer.submission import class_names
 

@@ -77,7 +77,7 @@ def curves_figure(curves: Mapping[int, Curves], path: Path) -> None:
 @dataclass
 class Row:
     name: str
-    scores: dict  # lib.infer.ensemble.score's numbers
+    scores: dict  # lib.infer.scoring.score's numbers
     weight: float | None = None
 
 

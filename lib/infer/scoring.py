@@ -1,11 +1,12 @@
-"""Blend runs' predictions and score the blend.
+"""Score predictions against the truth: the detail metrics of the ensemble and its headline.
 
-In: RunPredictions (lib.infer.ensemble) of this run and of ensemble_runs, the merge method and
-weights, the target class prior, clip bounds, and known test answers when there are some.
-Out: a Blend (OOF, holdout and test predictions merged over runs, and both priors); the detail
-metrics (per fold, per run, OOF, holdout, test), each also in the competition's `metric`
+In: the runs (RunPredictions, lib.infer.runs) and their Blend (lib.infer.blending), the clip
+bounds and the competition's `metric`; for the test, the known answers (a test_labels file, or
+the held-out share's) and the submitted probabilities. Out: `score`'s numbers of one set of
+predictions (accuracy, top-3 accuracy, log loss raw and clipped, and prior-corrected); the
+detail metrics (per fold, per run, OOF, holdout, test), each also in `metric`
 (lib.infer.metrics); the headline numbers `dvc exp show` displays (`oof.<metric>` beside
-accuracy and log loss); the lines a run prints at its end.
+accuracy and log loss).
 
 The headline scores what is submitted: prior-corrected when prior_correction is on, and the log
 loss of the clipped probabilities.
@@ -14,54 +15,56 @@ loss of the clipped probabilities.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from lib.common.csvfile import id_field, int_field, read_columns
 from lib.common.errors import UserError
-from lib.infer.ensemble import (
-    RunPredictions,
-    combine,
-    correct_prior,
+from lib.infer.clipping import clip_probs
+from lib.infer.metrics import (
+    accuracy,
     log_loss,
-    read_target_prior,
-    score,
+    score_metric,
     target_columns,
+    top_k_accuracy,
 )
-from lib.infer.metrics import score_metric
-from lib.infer.predictions import Predictions, training_prior
-from lib.infer.submission import Layout, build_submission, make_layout
+from lib.infer.predictions import Predictions
+from lib.infer.prior import correct_prior
+from lib.infer.runs import RunPredictions
+from lib.infer.submission import SubmissionLayout, build_submission, make_layout
+
+if TYPE_CHECKING:
+    from lib.infer.blending import Blend
 
 
-@dataclass
-class Blend:
-    oof: Predictions
-    test: Predictions
-    holdout: Predictions | None
-    source: np.ndarray  # the class prior the models were trained under
-    target: np.ndarray  # the class prior of the test set (target_prior)
-
-
-def blend_runs(
-    runs: Sequence[RunPredictions], *, how: str, weights: Sequence[float] | None, target_prior: str
-) -> Blend:
-    names = [r.name for r in runs]
-    oof = combine([r.oof for r in runs], how=how, weights=weights, names=names)
-    test = combine([r.test for r in runs], how=how, weights=weights, names=names)
-    holdout = None
-    if all(r.holdout is not None for r in runs):
-        holdout = combine([r.holdout for r in runs], how=how, weights=weights, names=names)
-    source = oof.prior if oof.prior is not None else training_prior(oof.targets, oof.classes)
-    return Blend(
-        oof=oof,
-        test=test,
-        holdout=holdout,
-        source=source,
-        target=read_target_prior(target_prior, oof.classes),
-    )
+def score(
+    probs: np.ndarray,
+    columns: np.ndarray,
+    *,
+    low: float,
+    high: float,
+    source: np.ndarray | None = None,
+    target: np.ndarray | None = None,
+) -> dict:
+    """Accuracy, top-3 accuracy and log loss raw and clipped; with both priors given, also
+    accuracy and log loss (raw and clipped) after prior correction."""
+    scores = {
+        "accuracy": accuracy(probs, columns),
+        "top3_accuracy": top_k_accuracy(probs, columns, 3),
+        "log_loss": log_loss(probs, columns),
+        "log_loss_clipped": log_loss(clip_probs(probs, low=low, high=high), columns),
+    }
+    if source is not None and target is not None:
+        corrected = correct_prior(probs, source=source, target=target)
+        scores |= {
+            "accuracy_prior": accuracy(corrected, columns),
+            "log_loss_prior": log_loss(corrected, columns),
+            "log_loss_prior_clipped": log_loss(clip_probs(corrected, low=low, high=high), columns),
+        }
+    return scores
 
 
 def detail_scores(
@@ -125,7 +128,7 @@ def headline(detail: dict, *, prior_correction: bool, metric: str = "accuracy") 
 
 def test_scores(
     truth: pd.DataFrame,
-    layout: Layout,
+    layout: SubmissionLayout,
     test: Predictions,
     *,
     prior: np.ndarray,
@@ -199,60 +202,3 @@ def read_answers(path: Path, names: dict[int, str] | None = None) -> pd.DataFram
         columns=["id", "label"],
     )
     return frame.astype({"id": str, "label": np.int64})
-
-
-def summary(
-    detail: dict,
-    submission_format: str,
-    metric: str = "accuracy",
-    *,
-    prior_correction: bool = False,
-    this_run: str = "predictions",
-) -> str:
-    """The lines a Kaggler looks at, from the detail metrics: the competition's `metric` when it
-    is another than accuracy and log loss, the prior-corrected scores only when prior_correction
-    is on (they are then what is submitted), and each member's fitted weight when the weights
-    were fitted (`this_run`: the name the current run's predictions go by in the detail)."""
-    o, done = detail["oof"], detail["submission"]
-    lines = [
-        f"submission: {done['rows']} rows ({done['filled_missing_images']} without an image, "
-        f"given the most probable class under the prior), format {submission_format}",
-        f"OOF accuracy {o['accuracy']:.4f} (top-3 {o['top3_accuracy']:.4f}), log loss "
-        f"{o['log_loss']:.4f} raw / {o['log_loss_clipped']:.4f} clipped",
-    ]
-    if prior_correction:
-        lines.append(
-            f"prior-corrected (as submitted): OOF accuracy {o['accuracy_prior']:.4f}, "
-            f"log loss {o['log_loss_prior']:.4f} raw / "
-            f"{o['log_loss_prior_clipped']:.4f} clipped"
-        )
-    if "weights" in detail:
-        lines.append(weights_line(detail["weights"], this_run=this_run))
-    if metric in o and metric not in ("accuracy", "log_loss"):
-        lines.append(
-            f"OOF {metric} {o[metric]:.4f} (the competition's metric)"
-            + (f"; prior-corrected {o[f'{metric}_prior']:.4f}" if prior_correction else "")
-        )
-    if "test" in detail:  # known answers (test_labels): the demo scores itself
-        t = detail["test"]
-        lines.append(
-            f"test accuracy {t['accuracy']:.4f}, log loss of the submitted "
-            f"probabilities {t['log_loss_submitted']:.4f}"
-            + (f", {metric} {t[metric]:.4f}" if metric in t and metric != "accuracy" else "")
-        )
-    return "\n".join(lines)
-
-
-def weights_line(fit: dict, *, this_run: str = "predictions") -> str:
-    """The fitted blend weights by member name (lib.infer.weights.WeightFit.metrics), with the
-    nested OOF score they give against equal weights."""
-    named = ", ".join(
-        f"{'this run' if name == this_run else name} {weight:.3f}"
-        for name, weight in fit["weights"].items()
-    )
-    nested, equal = fit["nested_oof"], fit["equal_oof"]
-    return (
-        f"blend weights fitted on the OOF {fit['objective'].replace('_', ' ')}: {named}; "
-        f"nested OOF accuracy {nested['accuracy']:.4f}, log loss {nested['log_loss']:.4f} "
-        f"(equal weights: {equal['accuracy']:.4f}, {equal['log_loss']:.4f})"
-    )

@@ -2,9 +2,10 @@
 
 In: the competition (lib.acquire.layouts: its test ids and label ids), the names of the labels
 from a classes file when there is one, optionally Kaggle's sample submission, and the ensembled test
-probabilities. Out: a `Layout` (header, ids in row order, the label of each column), the
-submission written atomically after passing `check_submission`, and for any CSV the list of
-everything Kaggle would reject.
+probabilities. Out: a `SubmissionLayout` (header, ids in row order, the label of each column:
+what the submission CSV looks like, not the competition folder's shape, which is
+lib.acquire.layouts'), the submission written atomically after passing `check_submission`, and
+for any CSV the list of everything Kaggle would reject.
 
 Formats:
 - label (iMaterialist, Cassava, Plant Seedlings): `id,predicted`, one label per test id: the
@@ -49,7 +50,7 @@ SUM_TOLERANCE = 1e-3  # how far a proba row may sum from 1 (6 significant digits
 
 
 @dataclass
-class Layout:
+class SubmissionLayout:
     """What a submission must look like: `labels` are the label ids of the probability columns
     (proba, in header order) or the allowed predicted labels (label, topk)."""
 
@@ -135,7 +136,7 @@ def competition_layout(
     sample: Path | None,
     extra_labels: Sequence[int] = (),
     k: int = 1,
-) -> Layout:
+) -> SubmissionLayout:
     """The submission Kaggle expects for a competition, the same for the ensemble that writes
     it and for the check before an upload: the test ids; as classes, those of the classes file
     (`names`, from `competition_class_names`), else every label of the labelled splits, plus
@@ -178,7 +179,7 @@ def make_layout(
     names: dict[int, str] | None = None,
     sample: Path | None = None,
     k: int = 1,
-) -> Layout:
+) -> SubmissionLayout:
     """The expected submission. `labels`: the competition's label ids; `names`: their names
     (proba columns); `k`: labels per row of a topk submission. With a sample, its ids (as it
     spells them), header and row order are taken, after checking that they name the same test
@@ -191,7 +192,9 @@ def make_layout(
     ids = [str(i) for i in test_ids]
     k = min(k, len(labels)) if fmt == "topk" else 1
     if sample is None:
-        return Layout(fmt, header, ids, list(column_of.values()) if fmt == "proba" else labels, k=k)
+        return SubmissionLayout(
+            fmt, header, ids, list(column_of.values()) if fmt == "proba" else labels, k=k
+        )
     sample_header, sample_ids = read_sample(sample)
     known = set(ids)
     keys = [i if i in known else (id_of_spelling(i) or i) for i in sample_ids]
@@ -211,7 +214,7 @@ def make_layout(
                 f"columns; the {fmt} format writes 2 (id and the predicted "
                 "labels): is submission_format proba?"
             )
-        return Layout(fmt, sample_header, sample_ids, labels, keys=keys_or_none, k=k)
+        return SubmissionLayout(fmt, sample_header, sample_ids, labels, keys=keys_or_none, k=k)
     unknown = [c for c in sample_header[1:] if c not in column_of]
     absent = [c for c in column_of if c not in sample_header[1:]]
     if unknown or absent:
@@ -220,13 +223,13 @@ def make_layout(
             f"{len(unknown)} unknown ({_examples(unknown)}), {len(absent)} classes "
             f"without a column ({_examples(absent)}); check classes_file"
         )
-    return Layout(
+    return SubmissionLayout(
         fmt, sample_header, sample_ids, [column_of[c] for c in sample_header[1:]], keys=keys_or_none
     )
 
 
 def build_submission(
-    layout: Layout, test: Predictions, *, fallback_probs: np.ndarray, fallback_column: int
+    layout: SubmissionLayout, test: Predictions, *, fallback_probs: np.ndarray, fallback_column: int
 ) -> tuple[pd.DataFrame, int]:
     """The submission rows in the layout's order; ids without a prediction get the fallback
     (probabilities for proba, the label of `fallback_column` first for label and topk, then
@@ -261,7 +264,7 @@ def build_submission(
     return frame, filled
 
 
-def write_submission(path: Path, frame: pd.DataFrame, layout: Layout) -> None:
+def write_submission(path: Path, frame: pd.DataFrame, layout: SubmissionLayout) -> None:
     """Write atomically, only if `check_submission` finds nothing Kaggle would reject."""
     with atomic_path(path, suffix=".csv") as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
@@ -278,7 +281,7 @@ def _float(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def check_submission(path: Path, layout: Layout) -> list[str]:
+def check_submission(path: Path, layout: SubmissionLayout) -> list[str]:
     """Everything Kaggle would reject in the CSV at `path`, one line each (empty: fine). A
     file that is not a UTF-8 CSV at all is a UserError."""
     table = read_rows(path, what="submission")
@@ -342,7 +345,7 @@ def check_submission(path: Path, layout: Layout) -> list[str]:
     return problems
 
 
-def _check_label_lists(rows: list[tuple[int, list[str]]], layout: Layout) -> list[str]:
+def _check_label_lists(rows: list[tuple[int, list[str]]], layout: SubmissionLayout) -> list[str]:
     """A label name per cell (label: a name may hold spaces) or space-separated lists of 1..k
     distinct labels (topk)."""
     allowed = {layout.written(label) for label in layout.labels}

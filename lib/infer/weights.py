@@ -2,7 +2,7 @@
 
 In: each member's OOF probabilities with their rows aligned (one n_rows x n_classes array per
 member, or the members' RunPredictions), the true column of each row, the merge method (`mean`
-or `geomean`, blended as lib.infer.ensemble.merge_probs does) and the fold of each row.
+or `geomean`, blended as lib.infer.combine.merge_probs does) and the fold of each row.
 Out: non-negative weights summing to 1 that minimise the blend's OOF log loss, fitted on every
 row (the weights the test predictions get); the nested OOF blend, in which each fold's rows are
 blended with weights fitted on the other folds' rows only, and its scores; a dict for the
@@ -29,19 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from lib.infer.ensemble import (
-    _TINY,
-    RunPredictions,
-    accuracy,
-    combine,
-    log_loss,
-    merge_probs,
-    normalised_weights,
-    sorted_rows,
-    target_columns,
-)
+from lib.infer.combine import _TINY, combine, merge_probs, normalised_weights, sorted_rows
 from lib.infer.merge import MERGES
+from lib.infer.metrics import accuracy, log_loss, target_columns
 from lib.infer.predictions import Predictions
+from lib.infer.runs import RunPredictions
 
 OBJECTIVE = "log_loss"
 NESTED_GROUPS = 5  # row groups for the nested score when the OOF rows come from one fold only

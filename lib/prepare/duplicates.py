@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from lib.common.pools import process_pool
+from lib.common.progress import progress
 
 _BLOCK = 1 << 20
 
@@ -33,12 +33,7 @@ def content_hashes(paths: Sequence[Path], *, workers: int = 0) -> list[str]:
     names = [str(p) for p in paths]
     with process_pool(workers) as pool:
         return list(
-            tqdm(
-                pool.imap(file_digest, names, chunksize=64),
-                total=len(names),
-                desc="hash",
-                unit="img",
-            )
+            progress(pool.imap(file_digest, names, chunksize=64), total=len(names), desc="hash")
         )
 
 

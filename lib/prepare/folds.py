@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
-from tqdm import tqdm
 
 from lib.common.errors import UserError
 from lib.common.ids import ALLOWED as ALLOWED_IDS
@@ -35,6 +35,7 @@ from lib.common.ids import id_order, is_id_text
 from lib.common.images import decode_problem, list_images
 from lib.common.params import Config, choice, param
 from lib.common.pools import process_pool, set_up_decode_worker
+from lib.common.progress import progress
 
 log = logging.getLogger(__name__)
 COLUMNS = ["split", "image_id", "label", "path", "fold", "group"]
@@ -73,21 +74,34 @@ def scan_labelled(images_dir: Path, splits: Sequence[str]) -> pd.DataFrame:
 
 
 def drop_unreadable(
-    images: pd.DataFrame, *, images_dir: Path, workers: int = 0
+    images: pd.DataFrame,
+    *,
+    images_dir: Path,
+    workers: int = 0,
+    known: Sequence[bool] | np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """`images` (scan_labelled's rows) without those whose file does not decode
     (lib.common.images.decode_problem, in a pool of `workers` processes, 0 = one per core), and the
-    left-out `path`s. A warning names each (the first MAX_NAMED); none readable is a UserError."""
+    left-out `path`s. A warning names each (the first MAX_NAMED); none readable is a UserError.
+    `known`: per row, whether the file's bytes are known to decode (lib.common.decoded: the
+    download decoded them); those are not decoded again."""
     paths = [str(images_dir / path) for path in images["path"]]
-    with process_pool(workers, initializer=set_up_decode_worker) as pool:
-        problems = list(
-            tqdm(
-                pool.imap(decode_problem, paths, chunksize=16),
-                total=len(paths),
-                desc="decode",
-                unit="img",
-            )
+    problems: list[str | None] = [None] * len(paths)
+    todo = [i for i in range(len(paths)) if known is None or not known[i]]
+    if len(todo) < len(paths):
+        log.info(
+            "%d of %d images known to decode (the download decoded them); decoding %d",
+            len(paths) - len(todo),
+            len(paths),
+            len(todo),
         )
+    if todo:
+        with process_pool(workers, initializer=set_up_decode_worker) as pool:
+            found = pool.imap(decode_problem, [paths[i] for i in todo], chunksize=16)
+            for i, problem in zip(
+                todo, progress(found, total=len(todo), desc="decode"), strict=True
+            ):
+                problems[i] = problem
     bad = pd.Series([problem is not None for problem in problems], index=images.index)
     if len(images) and bad.all():
         raise UserError(

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from lib.common.errors import UserError
 from lib.common.images import DECODE_ERRORS, load_rgb_array
 from lib.common.params import Config, integer, param, resolution
 from lib.common.pools import process_pool, set_up_decode_worker
+from lib.common.progress import progress
 
 log = logging.getLogger(__name__)
 CHUNK = 32  # images per task: enough that inter-process overhead is small, small enough to balance
@@ -123,7 +123,7 @@ def compute_stats(
     merged = ChannelSums()
     with (
         process_pool(workers, initializer=set_up_decode_worker) as pool,
-        tqdm(total=len(paths), desc="stats", unit="img") as bar,
+        progress(total=len(paths), desc="stats") as bar,
     ):
         for part in pool.imap_unordered(partial(sum_chunk, size=size), chunks):
             merged.merge(part)

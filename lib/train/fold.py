@@ -2,7 +2,8 @@
 checkpoint with its provenance.
 
 In: the folds table (data/folds.csv), the fold, the images folder, the training image stats,
-the run's TrainConfig and the process group (lib.train.distributed).
+the run's TrainConfig, the process group (lib.train.distributed) and what finished runs teach
+the training set (lib.train.teaching: pseudo-labels, distillation).
 Out: the kept weights saved as a checkpoint (lib.train.checkpoint) by rank 0, per-epoch metrics
 through a callback; a killed run resumes from the resume file when params, folds and stats are
 unchanged.
@@ -15,7 +16,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -35,6 +36,9 @@ from lib.train.distributed import Dist
 from lib.train.loop import EpochResult, TrainConfig, fit
 from lib.train.model import create_model
 
+if TYPE_CHECKING:
+    from lib.train.teaching import Teaching
+
 
 @dataclass
 class FoldData:
@@ -52,8 +56,10 @@ def fold_data(
     stats: Mapping,
     config: TrainConfig,
     env: Dist,
+    teaching: Teaching | None = None,
 ) -> FoldData:
-    """The fold's training and validation loaders (this process's share of each batch)."""
+    """The fold's training and validation loaders (this process's share of each batch).
+    `teaching` (pseudo-labels, distilled targets) changes the training set only."""
     if config.batch_size % env.world:
         raise UserError(
             f"batch_size = {config.batch_size} is not allowed with gpus = "
@@ -76,6 +82,8 @@ def fold_data(
             ),
             decode_size=decode_size(config.img_size, train=is_train, aug=config.aug),
         )
+        if is_train and teaching:
+            dataset = teaching.training_set(dataset, rows, classes=classes)
         targets[name] = dataset.targets
         weights = inverse_frequency(dataset.targets, len(classes))
         balance = is_train and config.class_balance == "sampler"

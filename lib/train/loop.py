@@ -8,7 +8,7 @@ Each epoch's randomness (shuffling, augmentation, mixup, dropout) is seeded from
 and the full state (model, optimizer, schedule, EMA, best weights, history, torch RNG) is saved
 after every epoch; a run killed after epoch e and started again resumes at e + 1 and ends with
 the same weights as a run that was never interrupted. A resume file that cannot be read is set
-aside (renamed, with a warning) and training starts over.
+aside (renamed, with a warning) and training starts over (the file: lib.train.resume).
 
 Speed (lib.train.device): AMP (bf16, or fp16 with a grad scaler, whose state is saved too),
 channels_last, cuDNN benchmark mode, optional torch.compile; the loss is summed on the device and
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -38,8 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lib.common.fileio import atomic_path
-from lib.common.params import Config, boolean, choice, integer, number, param, text
+from lib.common.params import Config, boolean, choice, integer, number, param, source_run, text
 from lib.train.data import AUG_LEVELS
 from lib.train.device import (
     AMP_MODES,
@@ -54,24 +52,12 @@ from lib.train.device import (
 from lib.train.distributed import Dist, all_sum
 from lib.train.heads import HEADS, head_parameters
 from lib.train.mix import mix_batch, soft_cross_entropy
-from lib.train.model import UnreadableFile, load_torch_file
 from lib.train.optim import OPTIMIZERS, make_optimizer, parameter_groups, set_lr
+from lib.train.resume import read_resume, write_resume
 from lib.train.schedules import SCHEDULES, Schedule
 
 log = logging.getLogger(__name__)
 ONE_PROCESS = Dist()  # the default: no DDP
-RESUME_FIELDS = (
-    "key",
-    "epoch",
-    "model",
-    "optimizer",
-    "schedule",
-    "ema",
-    "history",
-    "best",
-    "torch_rng",
-    "scaler",
-)
 
 
 @dataclass(frozen=True)
@@ -113,6 +99,14 @@ class TrainConfig(Config):
     amp: str = param(choice(*AMP_MODES))
     gpus: int = param(integer(1))
     sync_bn: bool = param(boolean)
+    # Finished runs that teach this one (lib.train.teaching), read when the stage runs; the
+    # model records which commits and predictions they were.
+    pseudo_from: str | None = param(source_run)
+    pseudo_threshold: float = param(number(0, high=1.0))
+    pseudo_weight: float = param(number(0, strict=True, high=10.0))
+    pseudo_soft: bool = param(boolean)
+    distill_from: str | None = param(source_run)
+    distill_alpha: float = param(number(0, high=1.0))
     # Speed only (loader processes; torch.compile computes the same function): not DVC deps.
     workers: int | str = param(speed=True)
     compile: bool = param(boolean, speed=True)
@@ -460,8 +454,7 @@ def _save_resume(
         "torch_rng": torch.get_rng_state(),
         "scaler": scaler.state_dict(),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_resume(path, payload)
 
 
 def _resume(
@@ -480,7 +473,7 @@ def _resume(
     `set_aside`: rename an unreadable resume file (one process of several does it)."""
     if path is None or not path.is_file():
         return 1
-    state = _read_resume(path, key, set_aside)
+    state = read_resume(path, key, set_aside)
     if state is None:
         return 1
     model.load_state_dict(state["model"])
@@ -495,53 +488,6 @@ def _resume(
         scaler.load_state_dict(state["scaler"])
     log.info("resuming from %s after epoch %d", path, state["epoch"])
     return state["epoch"] + 1
-
-
-def _read_resume(path: Path, key: str, set_aside: bool) -> dict | None:
-    """The resume file's contents when they are from a run with `key`; None when it is from
-    other params or data (it is overwritten after the first epoch), or when it is unreadable
-    or lacks a field (a kill while an older version wrote it, a full disk, a copy cut short):
-    such a file is then renamed, not deleted, so whoever wants to look at it still can."""
-    try:
-        state = load_torch_file(path, remedy="training starts over")
-    except UnreadableFile as err:
-        _set_aside(path, str(err), rename=set_aside)
-        return None
-    if isinstance(state, dict) and "key" in state and state["key"] != key:
-        log.info("%s is from other params or data: starting afresh", path)
-        return None
-    lacking = (
-        [name for name in RESUME_FIELDS if name not in state]
-        if isinstance(state, dict)
-        else list(RESUME_FIELDS)
-    )
-    if lacking:
-        _set_aside(
-            path,
-            f"{path}: not a resume file (it lacks {', '.join(lacking)}); training starts over",
-            rename=set_aside,
-        )
-        return None
-    return state
-
-
-def _set_aside(path: Path, why: str, *, rename: bool) -> None:
-    """Warn `why`; with `rename`, move `path` to an unused ``<name>.corrupt`` beside it."""
-    if not rename:
-        log.warning("%s", why)
-        return
-    kept = _unused_name(path.with_name(f"{path.name}.corrupt"))
-    os.replace(path, kept)
-    log.warning("%s (the file is kept as %s)", why, kept)
-
-
-def _unused_name(path: Path) -> Path:
-    """`path`, or `path` with .1, .2, ... added: a name no file has yet."""
-    candidate, n = path, 0
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.name}.{n}")
-    return candidate
 
 
 def as_metrics(result: EpochResult) -> dict[str, float]:

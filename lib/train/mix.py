@@ -1,8 +1,11 @@
 """Mixup and CutMix on a batch, with label smoothing, as soft targets.
 
-In: a batch of images, class indices, the number of classes, the probabilities of applying
-mixup or cutmix to a batch, the Beta(alpha, alpha) parameter and the label smoothing. Out: the
-(possibly mixed) images and soft targets whose rows sum to 1, for `soft_cross_entropy`.
+In: a batch of images, class indices (or target rows: class probabilities, each row summing to
+its image's weight in the loss, as lib.train.teaching gives them), the number of classes, the
+probabilities of applying mixup or cutmix to a batch, the Beta(alpha, alpha) parameter and the
+label smoothing. Out: the (possibly mixed) images and soft targets whose rows sum to 1 (to the
+mixed weights, for target rows), for `soft_cross_entropy`, which weights each image's loss by
+its row's sum.
 Mixup: https://arxiv.org/abs/1710.09412; CutMix: https://arxiv.org/abs/1905.04899.
 """
 
@@ -19,6 +22,15 @@ def smooth_one_hot(targets: torch.Tensor, num_classes: int, smoothing: float) ->
     )
 
 
+def target_rows(targets: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+    """Class indices as smoothed one-hot rows; given rows are smoothed alike, each keeping its
+    sum (the image's weight in the loss)."""
+    if targets.ndim == 1:
+        return smooth_one_hot(targets, num_classes, smoothing)
+    rows = targets.float()
+    return rows * (1.0 - smoothing) + rows.sum(dim=1, keepdim=True) * (smoothing / num_classes)
+
+
 def mix_batch(
     images: torch.Tensor,
     targets: torch.Tensor,
@@ -30,7 +42,7 @@ def mix_batch(
     smoothing: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draws from torch's global RNG, which the training loop seeds every epoch."""
-    soft = smooth_one_hot(targets, num_classes, smoothing)
+    soft = target_rows(targets, num_classes, smoothing)
     draw = torch.rand(1).item()
     if draw >= mixup_prob + cutmix_prob or len(images) < 2:
         return images, soft

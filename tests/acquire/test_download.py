@@ -26,7 +26,6 @@ import yaml
 from aiohttp import web
 from PIL import Image
 
-from lib.acquire.competition import ImageRecord
 from lib.acquire.download import (
     SOURCES_FILE,
     DownloadResult,
@@ -36,6 +35,9 @@ from lib.acquire.download import (
     write_report,
 )
 from lib.acquire.fetch import backoff_delay, retry_after_s
+from lib.acquire.records import ImageRecord
+from lib.common.decoded import DECODED_FILE, known_to_decode, read_decoded
+from lib.prepare.duplicates import file_digest
 from tests.conftest import REPO, default_params, download_settings, write_image
 
 # small limits so the big and the bomb fixtures trip them while 32x32 images pass
@@ -592,6 +594,16 @@ def test_failures_name_the_last_url_and_every_reason(run: Run):
     assert list(rows)[-1] == ("test", 51)
 
 
+def test_the_digest_of_every_image_written_is_known_to_decode(run: Run):
+    written = sorted(p for p in run.images.rglob("*") if p.is_file() and p.name[0] != ".")
+    assert written
+    digests = [file_digest(str(path)) for path in written]
+    assert known_to_decode(digests, run.images).all()
+    assert len(read_decoded(run.images)) == len(set(digests))  # nothing else: no failure
+    refused = file_digest(str(run.competition / "images" / "big.png"))  # over max_bytes
+    assert not known_to_decode([refused], run.images)[0]
+
+
 def test_no_temp_file_is_left_behind(run: Run):
     assert not list(run.images.rglob(".tmp*"))
 
@@ -849,11 +861,12 @@ def test_retry_after_and_backoff():
 
 
 def files_under(root: Path) -> dict[str, bytes]:
-    """``{relative path: bytes}`` of every file under ``root`` (but the sources' versions)."""
+    """``{relative path: bytes}`` of every file under ``root`` (but the sources' versions and
+    the decoded digests: bookkeeping, not images)."""
     return {
         path.relative_to(root).as_posix(): path.read_bytes()
         for path in sorted(root.rglob("*"))
-        if path.is_file() and path.relative_to(root).as_posix() != SOURCES_FILE
+        if path.is_file() and path.relative_to(root).as_posix() not in (SOURCES_FILE, DECODED_FILE)
     }
 
 
@@ -1168,9 +1181,9 @@ def interrupt_mid_run(root: Path, signum: int) -> tuple[subprocess.Popen, set[in
 def assert_complete_and_fetched_once(
     root: Path, server: Server, tag: str, before: set[int], hits_after_stop: Counter[str]
 ) -> None:
-    files = [
-        p for p in (root / "data" / "images").rglob("*") if p.is_file() and p.name != SOURCES_FILE
-    ]
+    bookkeeping = (SOURCES_FILE, DECODED_FILE)
+    files = [p for p in (root / "data" / "images").rglob("*") if p.is_file()]
+    files = [p for p in files if p.name not in bookkeeping]
     assert sorted(int(p.name.partition(".")[0]) for p in files) == list(range(RESUME_IMAGES))
     for path in files:
         with Image.open(path) as image:

@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from lib.acquire.competition import ImageRecord
 from lib.acquire.download import SOURCES_FILE, download_competition
+from lib.acquire.records import ImageRecord
 from tests.acquire.test_layouts_kaggle_shapes import download_stage, make_competition
 from tests.conftest import download_settings, write_image
 

@@ -1,4 +1,4 @@
-"""lib.acquire.kaggle_download and `python -m stages.get_competition`, with a stand-in `kaggle`
+"""lib.acquire.kaggle_download and `python -m commands.get_competition`, with a stand-in `kaggle`
 executable on PATH that writes a zip (no network)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import yaml
 
 from lib.acquire.kaggle_download import download_and_unzip, unzip
 from lib.common.errors import UserError
-from tests.helpers import call_stage, one_error_line, repo_params
+from tests.helpers import call_command, one_error_line, repo_params
 
 STAND_IN = f"""#!{sys.executable}
 # kaggle competitions download -c <slug> -p <folder>: writes <folder>/<slug>.zip
@@ -44,7 +44,7 @@ def kaggle(tmp_path: Path) -> Path:
 
 
 def get_competition(project: Path, kaggle: Path, **env: str) -> subprocess.CompletedProcess:
-    """`stages.get_competition` with the stand-in `kaggle` first on PATH, `project` as HOME, no
+    """`commands.get_competition` with the stand-in `kaggle` first on PATH, `project` as HOME, no
     KAGGLE_ variables but those of `env` (the stage and the kaggle tool read them as they run)."""
     params = repo_params() | {"kaggle_competition": "dog-breed-identification"}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
@@ -57,7 +57,7 @@ def get_competition(project: Path, kaggle: Path, **env: str) -> subprocess.Compl
             **env,
         }.items():
             patch.setenv(key, value)
-        return call_stage("get_competition", project)
+        return call_command("get_competition", project)
 
 
 def test_get_competition_unzips_into_data_slug_and_tracks_it_with_dvc(tmp_path, kaggle):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib.acquire.competition import CompetitionError, ImageRecord
 from lib.acquire.layouts import read_competition, read_test_competition
+from lib.acquire.records import CompetitionError, ImageRecord
 from tests.conftest import write_image
 from tests.helpers import call_stage, repo_params, run_stage
 

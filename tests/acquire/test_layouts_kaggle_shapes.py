@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib.acquire.competition import CompetitionError
 from lib.acquire.layouts import read_competition
 from lib.acquire.reconcile import ShrunkError
+from lib.acquire.records import CompetitionError
 from lib.common.errors import UserError
 from tests.conftest import write_image
 from tests.test_stages import repo_params

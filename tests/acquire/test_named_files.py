@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lib.acquire.competition import CompetitionError
 from lib.acquire.layouts import detect_format, read_competition
 from lib.acquire.named_files import hold_out
+from lib.acquire.records import CompetitionError
 from tests.conftest import write_image
 
 BREEDS = ["Abyssinian", "great_pyrenees", "yorkshire_terrier"]  # cats are capitalised

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lib.acquire.competition import ImageRecord
 from lib.acquire.reconcile import default_removed_dir, image_stem, reconcile, scan_images
+from lib.acquire.records import ImageRecord
 from lib.acquire.resize import STORED_EXTENSIONS
 from lib.common.images import IMAGE_SUFFIXES
 from stages.common import IMAGES_DIR, IMAGES_REMOVED_DIR

@@ -4,6 +4,7 @@ image on disk checked."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import tempfile
@@ -21,6 +22,7 @@ from lib.acquire.store import (
     EXISTING_RESIZED,
     check_existing,
     store,
+    store_decoded,
     write_bytes,
 )
 
@@ -49,6 +51,20 @@ def test_a_larger_body_is_shrunk_to_max_side_as_a_jpeg(tmp_path: Path):
     with Image.open(tmp_path / "1.jpg") as image:
         assert image.size == (16, 8)
     assert (tmp_path / "1.jpg").stat().st_size == written
+
+
+def test_store_decoded_gives_the_digest_of_the_bytes_written(tmp_path: Path):
+    reason, written, resized, digest = store_decoded(
+        png((64, 32)), str(tmp_path), "1", ImageLimits(max_side=16)
+    )
+    assert (reason, resized) == (None, True)
+    assert digest == hashlib.blake2b((tmp_path / "1.jpg").read_bytes(), digest_size=16).digest()
+    assert store_decoded(png((1, 1)), str(tmp_path), "2", ImageLimits(min_side=8)) == (
+        "placeholder",
+        0,
+        False,
+        b"",
+    )
 
 
 def test_a_missing_folder_is_an_error_not_a_refused_image(tmp_path: Path):

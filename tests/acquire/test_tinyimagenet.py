@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lib.acquire.competition import CompetitionError
 from lib.acquire.layouts import detect_format, read_competition
+from lib.acquire.records import CompetitionError
 from tests.conftest import write_image
 
 WNIDS = ["n02124075", "n01443537", "n04067472"]  # Egyptian cat, goldfish, reel

@@ -90,6 +90,17 @@ def test_the_params_rewrite_keeps_the_order_drops_stale_keys_and_appends_new_one
     assert rewrite_params(last, {"s": ["a", "b"]}) == last + "      - b\n"
 
 
+def test_a_comment_in_a_params_list_stays_above_its_keys_and_goes_with_them():
+    text = (
+        "stages:\n  s:\n    params:\n      - a\n      # why b and c\n      - b\n      - c\n"
+        "      # why d\n      - d\n    # after the list\n    outs:\n      - x\n"
+    )
+    assert rewrite_params(text, {"s": ["a", "c", "e"]}) == (
+        "stages:\n  s:\n    params:\n      - a\n      # why b and c\n      - c\n"
+        "      - e\n    # after the list\n    outs:\n      - x\n"
+    )
+
+
 def test_the_rewrite_fills_a_missing_dep_and_drops_a_stale_one(tmp_path):
     (tmp_path / "lib").mkdir()
     (tmp_path / "stages").mkdir()
@@ -149,7 +160,19 @@ MAY_RUN = {
     "download": ["stages/download.py", "lib/acquire/*"],
     "stats": ["stages/stats.py", "lib/prepare/stats.py"],
     "folds": ["stages/folds.py", "lib/prepare/folds.py", "lib/prepare/duplicates.py"],
-    "train": ["stages/launch.py", "stages/train.py", "lib/prepare/folds.py", "lib/train/*"],
+    # + how a finished run's predictions are found, read and merged over its folds
+    # (pseudo_from, distill_from): they decide the pseudo-labels and the distilled targets
+    "train": [
+        "stages/launch.py",
+        "stages/train.py",
+        "lib/prepare/folds.py",
+        "lib/train/*",
+        "lib/infer/members.py",
+        "lib/infer/runs.py",
+        "lib/infer/combine.py",
+        "lib/infer/merge.py",
+        "lib/infer/predictions.py",
+    ],
     # the model and its inputs as training built them, not the training loop
     "predict": [
         "stages/predict.py",
@@ -169,7 +192,8 @@ MAY_RUN = {
     "ensemble": [
         "stages/ensemble.py",
         "lib/prepare/folds.py",
-        "lib/acquire/competition.py",
+        "lib/acquire/competition_json.py",
+        "lib/acquire/records.py",
         "lib/acquire/competition_files.py",
         "lib/acquire/layouts.py",
         "lib/acquire/named_files.py",
@@ -205,8 +229,22 @@ def test_each_stage_runs_only_the_code_that_can_change_its_outputs(name):
 def test_the_rule_catches_a_downloader_module_in_training():
     train = code_deps(REPO, STAGES["train"]["cmd"])
     assert outside([*train, "lib/acquire/oskit.py"], MAY_RUN["train"]) == ["lib/acquire/oskit.py"]
-    assert outside(["lib/infer/ensemble.py"], MAY_RUN["predict"]) == ["lib/infer/ensemble.py"]
+    assert outside(["lib/infer/combine.py"], MAY_RUN["predict"]) == ["lib/infer/combine.py"]
     assert outside(["lib/train/loop.py"], MAY_RUN["predict"]) == ["lib/train/loop.py"]
+
+
+def test_stages_holds_the_pipelines_stages_and_what_they_share_only():
+    """Commands run by hand live in commands/; stages/ holds what dvc.yaml runs (launch starts
+    train under torchrun), and the plumbing they share."""
+    started = {m for stage in STAGES.values() for m in entry_modules(stage["cmd"])}
+    modules = {f"stages.{p.stem}" for p in (REPO / "stages").glob("*.py") if p.stem != "__init__"}
+    assert modules - started == {"stages.common", "stages.prechecks"}
+    assert started <= modules
+
+
+def test_no_stage_runs_a_commands_code():
+    for name, stage in STAGES.items():
+        assert not [d for d in code_deps(REPO, stage["cmd"]) if d.startswith("commands/")], name
 
 
 def test_no_stage_but_the_download_runs_the_downloaders_os_tuning():

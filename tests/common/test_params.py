@@ -94,6 +94,12 @@ def test_values_come_back_by_dotted_key(tmp_path):
         ("gpus: 0\n", "gpus", "an integer >= 1"),
         ("sync_bn: 'yes'\n", "sync_bn", "true or false"),
         ("competition: nowhere\n", "competition", "a folder that holds train.json"),
+        ("pseudo_from: 'round one'\n", "pseudo_from", "empty (none), a DVC experiment name"),
+        ("distill_from: 1234567\n", "distill_from", "a git revision or an existing folder"),
+        ("pseudo_threshold: 1.5\n", "pseudo_threshold", "a number >= 0 and <= 1.0"),
+        ("pseudo_weight: 0\n", "pseudo_weight", "a number > 0 and <= 10.0"),
+        ("pseudo_soft: 'yes'\n", "pseudo_soft", "true or false"),
+        ("distill_alpha: -0.1\n", "distill_alpha", "a number >= 0 and <= 1.0"),
     ],
 )
 def test_bad_value_names_key_value_and_what_is_allowed(tmp_path, text, key, allowed):
@@ -129,6 +135,21 @@ def test_ensemble_runs_take_folders_experiment_names_and_revisions_and_auto_weig
     assert load_params(["ensemble_runs", "ensemble_weights"], path) == {
         "ensemble_runs": runs,
         "ensemble_weights": "auto",
+    }
+
+
+def test_a_run_to_learn_from_is_none_a_name_a_revision_or_a_folder(tmp_path):
+    (tmp_path / "b3").mkdir()
+    for value in ("", "none", "round-1", "HEAD~1", "abc1234", str(tmp_path / "b3")):
+        path = write_params(tmp_path, f"pseudo_from: '{value}'\ndistill_from: '{value}'\n")
+        assert load_params(["pseudo_from", "distill_from"], path) == {
+            "pseudo_from": value,
+            "distill_from": value,
+        }
+    path = write_params(tmp_path, "pseudo_from:\ndistill_from:\n")  # empty: none
+    assert load_params(["pseudo_from", "distill_from"], path) == {
+        "pseudo_from": None,
+        "distill_from": None,
     }
 
 

@@ -55,7 +55,7 @@ def push(tmp_path: Path, bin_dir: Path, *args: str, **env: str):
         "KAGGLE_KEY": "k",
     }
     return subprocess.run(
-        [sys.executable, "-m", "stages.kaggle_push", *args],
+        [sys.executable, "-m", "commands.kaggle_push", *args],
         cwd=tmp_path,
         env=environ,
         capture_output=True,

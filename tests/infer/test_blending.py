@@ -1,5 +1,4 @@
-"""lib.infer.blending: runs gathered and checked against the current test images, blended,
-scored and laid out as the submission."""
+"""lib.infer.blending: runs blended, scored and laid out as the submission."""
 
 from __future__ import annotations
 
@@ -8,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lib.common.errors import UserError
-from lib.infer.blending import blend_and_score, check_runs_current, gather_runs
-from lib.infer.ensemble import RunPredictions
+from lib.infer.blending import blend_and_score
 from lib.infer.predictions import Predictions, save_predictions
+from lib.infer.runs import RunPredictions
 from lib.infer.scoring import read_answers
 from lib.infer.submission import make_layout
 
@@ -95,31 +93,3 @@ def test_known_test_answers_are_scored(tmp_path):
     )
     assert outcome.detail["test"]["accuracy"] == pytest.approx(0.75)
     assert outcome.headline["test"]["accuracy"] == pytest.approx(0.75)
-
-
-def test_gather_runs_puts_this_run_first_then_each_member(tmp_path):
-    this = write_run(tmp_path / "predictions", right=0.8)
-    other = write_run(tmp_path / "runs" / "b3", right=0.7)
-    runs, commits = gather_runs(this, folds=[0, 1], entries=[str(other)], root=tmp_path, how="mean")
-    assert [r.name for r in runs] == [str(this), str(other)]
-    assert commits == {str(other): None}  # a folder, not a revision
-    assert gather_runs(this, folds=[0, 1], entries=[], root=tmp_path, how="mean")[1] == {}
-
-
-def test_runs_of_another_test_set_are_refused_naming_how_to_redo_each(tmp_path):
-    this = RunPredictions(write_run(tmp_path / "this", right=0.8), name="this")
-    member = RunPredictions(write_run(tmp_path / "b", right=0.8, test_ids=(1, 2, 5)), name="exp-b")
-    check_runs_current([this], test_ids=["1", "2", "3", "4"], on_disk=["1", "2", "3"])
-    with pytest.raises(
-        UserError,
-        match=r"^this: .*1 test images on disk without a prediction "
-        r"\(4\); run `dvc repro predict`$",
-    ):
-        check_runs_current([this], test_ids=["1", "2", "3", "4"], on_disk=["1", "2", "3", "4"])
-    with pytest.raises(
-        UserError,
-        match=r"^exp-b: .*1 ids not in test\.json \(5\), .*; run "
-        r"`dvc exp run for exp-b again, or take it out of "
-        r"ensemble_runs`$",
-    ):
-        check_runs_current([this, member], test_ids=["1", "2", "3", "4"], on_disk=None)

@@ -1,4 +1,4 @@
-"""lib.infer.folder_predictions and `python -m stages.predict_folder`: tiny real fold models on
+"""lib.infer.folder_predictions and `python -m commands.predict_folder`: tiny real fold models on
 a folder of new images, no DVC."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import pytest
 import torch
 import yaml
 
+from commands.predict_folder import build_parser
 from lib.common.errors import UserError
 from lib.infer.folder_predictions import fold_models, folder_images, top_k_table
 from lib.infer.predictions import Predictions
 from lib.train.checkpoint import save_checkpoint
 from lib.train.model import create_model
-from stages.predict_folder import build_parser
 from tests.conftest import REPO, write_image
 from tests.helpers import repo_params
 
@@ -80,7 +80,7 @@ def test_predict_folder_writes_ids_classes_and_top_k(tmp_path):
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     done = subprocess.run(
-        [sys.executable, "-m", "stages.predict_folder", "new", "--out", "out", "--top-k", "2"],
+        [sys.executable, "-m", "commands.predict_folder", "new", "--out", "out", "--top-k", "2"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -106,7 +106,7 @@ def test_predict_folder_writes_ids_classes_and_top_k(tmp_path):
 
     # without --out: under outputs/, which git ignores (no clutter in `git status`)
     done = subprocess.run(
-        [sys.executable, "-m", "stages.predict_folder", "new"],
+        [sys.executable, "-m", "commands.predict_folder", "new"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -13,15 +13,15 @@ import pytest
 import yaml
 
 from lib.common.errors import UserError
-from lib.infer.ensemble import RunPredictions
-from lib.infer.members import EXPERIMENT, FOLDER, REVISION, load_members
+from lib.infer.members import EXPERIMENT, FOLDER, REVISION, gather_runs, load_members
 from lib.infer.predictions import Predictions, save_predictions
+from lib.infer.runs import RunPredictions
 from tests import helpers
 from tests.conftest import REPO
+from tests.infer.test_blending import write_run
 
-# every test reads members from one real git + DVC project (`dvc repro`, `dvc exp run`): about
-# a minute and a half, so in the end-to-end tier
-pytestmark = pytest.mark.slow
+# the tests of `project` read members from one real git + DVC project (`dvc repro`, `dvc exp
+# run`): about a minute and a half, so in the end-to-end tier
 
 # The stage: fold 0's OOF and test predictions of 3 classes, drawn from the param `seed`.
 PREDICT = textwrap.dedent("""\
@@ -49,7 +49,7 @@ BLEND = textwrap.dedent("""\
 
     import yaml
 
-    from lib.infer.ensemble import RunPredictions
+    from lib.infer.runs import RunPredictions
     from lib.infer.members import load_members
 
     runs = yaml.safe_load(Path("params.yaml").read_text())["ensemble_runs"]
@@ -107,6 +107,7 @@ def experiment_ref(root: Path, name: str) -> str:
     return f"refs/exps/{head[:2]}/{head[2:]}/{name}"
 
 
+@pytest.mark.slow
 def test_members_by_experiment_name_and_git_revision(project):
     root, this = project["root"], project["this"]
     exp_a, v0 = load_members(["exp-a", "v0"], this_run=this, root=root)
@@ -122,6 +123,7 @@ def test_members_by_experiment_name_and_git_revision(project):
     assert not exp_a.run.folder.exists()  # the temporary copy is gone once loaded
 
 
+@pytest.mark.slow
 def test_dvc_exp_run_ensembles_experiments_by_name(project, tmp_path):
     root = copy_project(project, tmp_path)
     run(["dvc", "exp", "run", "-q", "-n", "blend-a", "-S", "ensemble_runs=[exp-a,v0]"], root)
@@ -131,12 +133,14 @@ def test_dvc_exp_run_ensembles_experiments_by_name(project, tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_a_folder_entry_reads_that_folder(project, tmp_path):
     copy = shutil.copytree(project["root"] / "predictions", tmp_path / "runs" / "b3")
     [member] = load_members([str(copy)], this_run=project["this"], root=project["root"])
     assert (member.source.kind, member.source.commit, member.run.name) == (FOLDER, None, str(copy))
 
 
+@pytest.mark.slow
 def test_an_unknown_name_is_one_line_naming_it(project):
     with pytest.raises(UserError) as error:
         load_members(["exp-zz"], this_run=project["this"], root=project["root"])
@@ -145,6 +149,7 @@ def test_an_unknown_name_is_one_line_naming_it(project):
     assert "dvc exp list --all-commits" in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_outside_git_an_entry_must_be_a_folder(project, tmp_path):
     with pytest.raises(UserError, match="is not a git repository"):
         load_members(["exp-a"], this_run=project["this"], root=tmp_path)
@@ -163,6 +168,7 @@ def fold0_dir_md5(root: Path, commit: str) -> str:
     return lock["stages"]["predict"]["outs"][0]["md5"]
 
 
+@pytest.mark.slow
 def test_an_experiment_outside_the_cache_says_how_to_pull_it(project, tmp_path):
     root = copy_project(project, tmp_path)
     run(["git", "remote", "add", "origin", str(tmp_path / "elsewhere.git")], root)
@@ -176,6 +182,7 @@ def test_an_experiment_outside_the_cache_says_how_to_pull_it(project, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_revision_outside_the_cache_says_how_to_fetch_it(project, tmp_path):
     root = copy_project(project, tmp_path)
     commit = rev_parse(root, "v0")
@@ -190,6 +197,7 @@ def test_a_revision_outside_the_cache_says_how_to_fetch_it(project, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_revision_without_predictions_is_one_line(project, tmp_path):
     root = copy_project(project, tmp_path)
     run(["git", "rm", "-q", "--cached", "dvc.lock"], root)
@@ -203,6 +211,7 @@ def test_a_revision_without_predictions_is_one_line(project, tmp_path):
         load_members(["nolock"], this_run=project["this"], root=root)
 
 
+@pytest.mark.slow
 def test_an_experiment_name_prefers_the_one_on_head_and_refuses_ambiguity(project, tmp_path):
     root = copy_project(project, tmp_path)
     v0 = rev_parse(root, "v0")
@@ -219,6 +228,7 @@ def test_an_experiment_name_prefers_the_one_on_head_and_refuses_ambiguity(projec
         load_members(["exp-b"], this_run=project["this"], root=root)
 
 
+@pytest.mark.slow
 def test_a_member_with_other_images_or_classes_is_named(project, tmp_path):
     this = project["this"]
     fold = Predictions(
@@ -239,3 +249,12 @@ def test_a_member_with_other_images_or_classes_is_named(project, tmp_path):
     )
     with pytest.raises(UserError, match=r"relabelled: different class list"):
         load_members([str(tmp_path / "relabelled")], this_run=this, root=project["root"])
+
+
+def test_gather_runs_puts_this_run_first_then_each_member(tmp_path):
+    this = write_run(tmp_path / "predictions", right=0.8)
+    other = write_run(tmp_path / "runs" / "b3", right=0.7)
+    runs, commits = gather_runs(this, folds=[0, 1], entries=[str(other)], root=tmp_path, how="mean")
+    assert [r.name for r in runs] == [str(this), str(other)]
+    assert commits == {str(other): None}  # a folder, not a revision
+    assert gather_runs(this, folds=[0, 1], entries=[], root=tmp_path, how="mean")[1] == {}

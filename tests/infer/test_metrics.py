@@ -7,16 +7,24 @@ import pytest
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 from sklearn.metrics import log_loss as sk_log_loss
 
+from lib.common.errors import UserError
 from lib.infer.metrics import (
     METRICS,
+    accuracy,
     differentiable,
     higher_is_better,
     map_at_k,
     map_at_k_lists,
     map_k,
     score_metric,
+    target_columns,
+    top_k_accuracy,
     top_k_columns,
+    top_k_hits,
 )
+from lib.infer.metrics import log_loss as kaggle_log_loss
+
+CLASSES = np.array([3, 7])
 
 
 def random_case(seed: int, rows: int = 60, classes: int = 5):
@@ -114,3 +122,26 @@ def test_direction_differentiability_and_k():
     assert [map_k(m) for m in METRICS] == [None, None, 1, 2, 3, 4, 5, None, None]
     with pytest.raises(ValueError, match="map@6"):
         score_metric("map@6", np.eye(2), np.array([0, 1]), np.arange(2))
+
+
+def test_log_loss_and_accuracy_by_hand():
+    probs = np.array([[0.5, 0.5], [0.0, 1.0], [0.25, 0.75]])
+    columns = np.array([0, 0, 1])
+    expected = -(np.log(0.5) + np.log(1e-15) + np.log(0.75)) / 3
+    assert kaggle_log_loss(probs, columns) == pytest.approx(expected)
+    assert accuracy(probs, columns) == pytest.approx(2 / 3)  # argmax of a tie is column 0
+
+
+def test_target_columns_and_unknown_label():
+    assert target_columns(CLASSES, np.array([7, 3, 7])).tolist() == [1, 0, 1]
+    with pytest.raises(UserError, match=r"labels \[5\]"):
+        target_columns(CLASSES, np.array([5]))
+
+
+def test_top3_accuracy_by_hand():
+    probs = np.array([[0.4, 0.3, 0.2, 0.1], [0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4]])
+    assert top_k_accuracy(probs, np.array([2, 3, 0]), 3) == pytest.approx(1 / 3)
+    assert top_k_accuracy(probs[:, :2], np.array([1, 1, 0]), 3) == 1.0  # k capped at classes
+    # per row; a tie goes to the lower column, so column 3 of [0.25]*4 is 4th
+    assert top_k_hits(probs, np.array([2, 3, 0]), 3).tolist() == [True, False, False]
+    assert top_k_hits(np.full((1, 4), 0.25), np.array([3]), 3).tolist() == [False]

@@ -10,6 +10,7 @@ from lib.infer.predictions import (
     check_test_ids,
     load_predictions,
     save_fold_predictions,
+    training_prior,
 )
 
 
@@ -77,3 +78,12 @@ def test_test_predictions_must_match_the_current_test_images(ids, expected, on_d
 
 def test_ids_compare_as_text_so_file_stems_match(tmp_path: Path):
     check_test_ids(predictions([7]), expected=[7], on_disk=["7"], source="p", rerun="r")
+
+
+def test_training_prior_counts_labels_and_is_uniform_when_balanced():
+    classes = np.array([1, 2, 5])
+    np.testing.assert_allclose(
+        training_prior(np.array([1, 1, 2, 1, 5, 5]), classes), [0.5, 1 / 6, 1 / 3]
+    )
+    np.testing.assert_allclose(training_prior(np.array([1, 1, 1]), classes), [0.6, 0.2, 0.2])
+    np.testing.assert_allclose(training_prior(np.array([1]), classes, balanced=True), [1 / 3] * 3)

@@ -1,4 +1,10 @@
-from lib.infer.scoring import headline, summary
+"""lib.infer.scoring: the scores of one set of predictions, the headline, the known answers."""
+
+import numpy as np
+import pytest
+
+from lib.common.errors import UserError
+from lib.infer.scoring import headline, read_answers, score
 
 DETAIL = {
     "oof": {
@@ -45,11 +51,6 @@ def test_the_headline_carries_the_competitions_metric():
 
 
 def test_answers_of_a_competition_whose_labels_are_names(tmp_path):
-    import pytest
-
-    from lib.common.errors import UserError
-    from lib.infer.scoring import read_answers
-
     path = tmp_path / "test_labels.csv"
     path.write_text("id,label\na1,dog\na2,cat\n")
     frame = read_answers(path, {1: "cat", 2: "dog"})
@@ -61,34 +62,26 @@ def test_answers_of_a_competition_whose_labels_are_names(tmp_path):
     assert read_answers(path).to_dict("list") == {"id": ["a1"], "label": [2]}
 
 
-SUBMITTED = {"rows": 4, "filled_missing_images": 1}
-FIT = {
-    "objective": "log_loss",
-    "weights": {"predictions": 0.6875, "b0-64": 0.3125},
-    "nested_oof": {"accuracy": 0.82, "log_loss": 0.5},
-    "equal_oof": {"accuracy": 0.81, "log_loss": 0.51},
-}
+def test_clipping_caps_the_log_loss_of_a_confident_mistake():
+    probs = np.array([[0.5, 0.5], [0.0, 1.0], [0.25, 0.75]])
+    scores = score(probs, np.array([0, 0, 1]), low=0.01, high=0.99)
+    assert scores["log_loss_clipped"] < scores["log_loss"]  # clipping caps the 1e-15 mistake
 
 
-def test_the_summary_names_the_prior_corrected_scores_only_when_they_are_submitted():
-    detail = DETAIL | {"submission": SUBMITTED}
-    plain = summary(detail, "label", prior_correction=False)
-    assert "prior" not in plain.replace("under the prior", "")
-    assert "OOF accuracy 0.8000 (top-3 0.9500), log loss 0.6000 raw / 0.5500 clipped" in plain
-    corrected = summary(detail, "label", prior_correction=True).splitlines()
-    assert (
-        "prior-corrected (as submitted): OOF accuracy 0.8100, log loss 0.5800 raw / "
-        "0.5200 clipped" in corrected
+def test_score_reports_raw_clipped_and_prior_corrected():
+    probs = np.array([[0.7, 0.3], [0.6, 0.4]])
+    columns = np.array([0, 1])
+    scores = score(
+        probs,
+        columns,
+        low=0.01,
+        high=0.99,
+        source=np.array([0.7, 0.3]),
+        target=np.array([0.5, 0.5]),
     )
-
-
-def test_the_summary_prints_each_members_fitted_weight_by_name():
-    lines = summary(DETAIL | {"submission": SUBMITTED, "weights": FIT}, "proba").splitlines()
-    assert (
-        "blend weights fitted on the OOF log loss: this run 0.688, b0-64 0.312; nested OOF "
-        "accuracy 0.8200, log loss 0.5000 (equal weights: 0.8100, 0.5100)"
-    ) in lines
-    assert not any(
-        "blend weights" in line
-        for line in summary(DETAIL | {"submission": SUBMITTED}, "proba").splitlines()
-    )
+    assert scores["accuracy"] == 0.5  # row 2 is wrong until the prior is divided out
+    assert scores["accuracy_prior"] == 1.0  # row 1 ties at (0.5, 0.5): column 0, right
+    # corrected rows: (0.5, 0.5) and (0.6/0.7, 0.4/0.3) renormalised
+    second = (0.4 / 0.3) / (0.6 / 0.7 + 0.4 / 0.3)
+    assert scores["log_loss_prior"] == pytest.approx(-(np.log(0.5) + np.log(second)) / 2)
+    assert {"top3_accuracy", "log_loss_clipped", "log_loss_prior_clipped"} <= set(scores)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lib.common.errors import UserError
-from lib.infer.ensemble import read_target_prior
+from lib.infer.prior import read_target_prior
 from lib.infer.submission import check_submission, make_layout, read_class_names
 from tests.conftest import assert_written_only_inside, recording_writes
 

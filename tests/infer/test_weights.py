@@ -4,8 +4,10 @@ from scipy.optimize import check_grad
 
 from lib.common.errors import UserError
 from lib.infer import weights as weights_module
-from lib.infer.ensemble import RunPredictions, log_loss, merge_probs
+from lib.infer.combine import merge_probs
+from lib.infer.metrics import log_loss
 from lib.infer.predictions import Predictions, save_predictions
+from lib.infer.runs import RunPredictions
 from lib.infer.weights import (
     _geomean_loss,
     _mean_loss,

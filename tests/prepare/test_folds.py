@@ -162,6 +162,22 @@ def test_a_truncated_jpeg_is_caught_at_reduced_size_too(tmp_path):
     assert unreadable == ["train/1/1.jpg"]
 
 
+def test_images_known_to_decode_are_not_decoded_again(image_tree, caplog):
+    caplog.set_level("INFO")
+    broken = damage(image_tree)
+    frame = scan_labelled(image_tree, ["train", "validation"])
+    # every image known: the broken ones too, so a decode would have left them out
+    kept, unreadable = drop_unreadable(
+        frame, images_dir=image_tree, workers=1, known=[True] * len(frame)
+    )
+    assert unreadable == [] and len(kept) == len(frame)
+    assert f"{len(frame)} of {len(frame)} images known to decode" in caplog.text
+    # only the unknown ones are decoded
+    known = [path not in broken[:2] for path in frame["path"]]
+    _, unreadable = drop_unreadable(frame, images_dir=image_tree, workers=1, known=known)
+    assert unreadable == broken[:2]
+
+
 def test_no_image_that_decodes_is_a_clear_error(tmp_path):
     (tmp_path / "train" / "1").mkdir(parents=True)
     (tmp_path / "train" / "1" / "1.png").write_bytes(b"")

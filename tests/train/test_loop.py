@@ -113,51 +113,6 @@ def test_same_seed_same_metrics_and_weights(image_tree):
     assert all(torch.equal(first.state_dict[k], second.state_dict[k]) for k in first.state_dict)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "foreign"])
-def test_a_damaged_resume_file_is_set_aside_and_training_starts_over(
-    image_tree, tmp_path, damage, caplog
-):
-    train, val = loaders(image_tree)
-    resume = tmp_path / "resume.pt"
-    config = train_config(epochs=1, lr=0.01)
-
-    def run():
-        model = create_model("resnet10t", num_classes=3, pretrained="none")
-        return fit(
-            model,
-            train_loader=train,
-            val_loader=val,
-            device=torch.device("cpu"),
-            fold=0,
-            num_classes=3,
-            config=config,
-            resume_path=resume,
-            resume_key="k",
-        )
-
-    run()
-    whole = resume.read_bytes()
-    if damage == "truncated":
-        resume.write_bytes(whole[: len(whole) // 3])
-    else:
-        torch.save({"key": "k", "epoch": 1}, resume)
-    damaged = resume.read_bytes()
-    (tmp_path / "resume.pt.corrupt").write_bytes(b"an earlier one, kept too")
-    with caplog.at_level("WARNING", logger="lib.train.loop"):
-        result = run()
-    assert [r.epoch for r in result.history] == [1]  # trained, not resumed
-    assert (tmp_path / "resume.pt.corrupt.1").read_bytes() == damaged
-    assert (tmp_path / "resume.pt.corrupt").read_bytes() == b"an earlier one, kept too"
-    assert torch.load(resume, weights_only=True)["epoch"] == 1  # a fresh one written
-    [warning] = [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "lib.train.loop" and r.levelname == "WARNING"
-    ]
-    assert warning.startswith(f"{resume}: not a ") and "training starts over" in warning
-    assert warning.endswith(f"(the file is kept as {tmp_path / 'resume.pt.corrupt.1'})")
-
-
 @pytest.mark.parametrize(("images", "batch_size"), [(17, 16), (9, 8), (18, 16)])
 def test_a_fold_whose_last_batch_would_hold_one_image_trains(image_tree, images, batch_size):
     # 25 images over 3 folds leave 17 to train on: with batch 16 the last batch would be one

@@ -1,5 +1,6 @@
-"""Resumable training: a train stage killed after an epoch and started again ends with the same
-weights and metrics as a run that was never interrupted."""
+"""Resumable training (lib.train.resume): a train stage killed after an epoch and started again
+ends with the same weights and metrics as a run that was never interrupted; a resume file that
+is damaged, foreign or from other params is never trusted."""
 
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ import yaml
 
 from lib.common.fileio import write_json
 from lib.prepare.folds import assign_folds, scan_labelled
-from tests.conftest import REPO, default_params, write_image
+from lib.train.loop import fit
+from lib.train.model import create_model
+from lib.train.resume import RESUME_FIELDS, read_resume, write_resume
+from tests.conftest import REPO, default_params, train_config, write_image
 from tests.helpers import call_stage
+from tests.train.test_loop import loaders
 
 SHRUNK = {
     "arch": "resnet10t",
@@ -145,3 +150,66 @@ def test_ctrl_c_stops_training_in_one_line_that_says_how_to_resume(tmp_path):
     assert f"resuming from models/fold0/resume.pt after epoch {epoch}" in finish(
         start_training(root)
     )
+
+
+def test_a_whole_file_of_the_same_run_is_read_back(tmp_path):
+    path = tmp_path / "resume.pt"
+    state = {name: None for name in RESUME_FIELDS} | {"key": "k", "epoch": 3}
+    write_resume(path, state)
+    assert read_resume(path, "k", set_aside=True)["epoch"] == 3
+    assert read_resume(path, "other", set_aside=True) is None  # other params: ignored, kept
+    assert path.is_file() and not list(tmp_path.glob("*.corrupt*"))
+
+
+def test_one_process_of_several_warns_without_renaming(tmp_path, caplog):
+    path = tmp_path / "resume.pt"
+    path.write_bytes(b"not a torch file")
+    with caplog.at_level("WARNING", logger="lib.train.resume"):
+        assert read_resume(path, "k", set_aside=False) is None
+    assert path.read_bytes() == b"not a torch file" and not list(tmp_path.glob("*.corrupt*"))
+    assert "training starts over" in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_a_damaged_resume_file_is_set_aside_and_training_starts_over(
+    image_tree, tmp_path, damage, caplog
+):
+    train, val = loaders(image_tree)
+    resume = tmp_path / "resume.pt"
+    config = train_config(epochs=1, lr=0.01)
+
+    def run():
+        model = create_model("resnet10t", num_classes=3, pretrained="none")
+        return fit(
+            model,
+            train_loader=train,
+            val_loader=val,
+            device=torch.device("cpu"),
+            fold=0,
+            num_classes=3,
+            config=config,
+            resume_path=resume,
+            resume_key="k",
+        )
+
+    run()
+    whole = resume.read_bytes()
+    if damage == "truncated":
+        resume.write_bytes(whole[: len(whole) // 3])
+    else:
+        torch.save({"key": "k", "epoch": 1}, resume)
+    damaged = resume.read_bytes()
+    (tmp_path / "resume.pt.corrupt").write_bytes(b"an earlier one, kept too")
+    with caplog.at_level("WARNING", logger="lib.train.resume"):
+        result = run()
+    assert [r.epoch for r in result.history] == [1]  # trained, not resumed
+    assert (tmp_path / "resume.pt.corrupt.1").read_bytes() == damaged
+    assert (tmp_path / "resume.pt.corrupt").read_bytes() == b"an earlier one, kept too"
+    assert torch.load(resume, weights_only=True)["epoch"] == 1  # a fresh one written
+    [warning] = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "lib.train.resume" and r.levelname == "WARNING"
+    ]
+    assert warning.startswith(f"{resume}: not a ") and "training starts over" in warning
+    assert warning.endswith(f"(the file is kept as {tmp_path / 'resume.pt.corrupt.1'})")

@@ -2,7 +2,7 @@
 training images, save a plot of loss against lr with the suggestion and the current `lr`
 marked, and print the suggestion (lib.train.lr_finder: bounds, divergence, the valley rule).
 
-    python -m stages.lr_find [--fold 0] [--max-steps 100] [--start 1e-5] [--end 1] \
+    python -m commands.lr_find [--fold 0] [--max-steps 100] [--start 1e-5] [--end 1] \
         [--out reports/lr_find.png]
 """
 

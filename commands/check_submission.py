@@ -1,7 +1,7 @@
 """Check a submission CSV against the competition before uploading it.
 
-    python -m stages.check_submission [submissions/submission.csv] [--format label|proba|topk]
-                                      [--sample sample_submission.csv]
+    python -m commands.check_submission [submissions/submission.csv]
+        [--format label|proba|topk] [--sample sample_submission.csv]
 
 Lists everything Kaggle would reject (wrong header, missing, duplicate or unknown ids, unknown
 labels, more than k or repeated labels in a topk row, NaN or non-numeric values, probabilities

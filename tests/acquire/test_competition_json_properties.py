@@ -1,5 +1,5 @@
-"""lib.acquire.competition, property-based: whatever a competition folder holds (random JSON shaped
-like a competition or not, random bytes), reading it either works or raises the one-line
+"""lib.acquire.competition_json, property-based: whatever a competition folder holds (random JSON
+shaped like a competition or not, random bytes), reading it either works or raises the one-line
 UserError; it never raises anything else and writes nothing."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lib.acquire.competition import SPLITS, load_competition, load_split
+from lib.acquire.competition_json import load_competition, load_split
+from lib.acquire.records import SPLITS
 from lib.common.errors import UserError
 from tests.conftest import assert_written_only_inside, recording_writes
 
@@ -61,7 +62,8 @@ documents = (
 
 
 def read_all(folder: Path) -> None:
-    """Every reader of lib.acquire.competition on `folder`; UserError is the expected failure."""
+    """Every reader of lib.acquire.competition_json on `folder`; UserError is the expected
+    failure."""
     for split in SPLITS:
         if (folder / f"{split}.json").is_file():
             with contextlib.suppress(UserError):

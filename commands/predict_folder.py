@@ -1,8 +1,8 @@
 """Command (not a DVC stage): predict a folder of new images with the trained fold models, with
 the run's TTA and ensemble merge from params.yaml; no DVC needed.
 
-    python -m stages.predict_folder FOLDER [--runs models runs/b3/models] [--out preds.csv]
-                                           [--top-k 3]
+    python -m commands.predict_folder FOLDER [--runs models runs/b3/models] [--out preds.csv]
+                                             [--top-k 3]
 
 Writes a CSV (by default outputs/<FOLDER's name>.csv: outputs/ is git-ignored): id (the file
 stem), predicted (the class name when a classes file is known, else the label id), then

@@ -2,7 +2,7 @@
 kaggle tool (`make kaggle-push`): the dataset (`kaggle datasets create`, or `version` when it
 exists), then, once Kaggle has processed it, the notebook (`kaggle kernels push`).
 
-    python -m stages.kaggle_push [--out DIR] [--message TEXT] [--dry-run]
+    python -m commands.kaggle_push [--out DIR] [--message TEXT] [--dry-run]
 """
 
 import argparse

@@ -28,38 +28,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
-from lib.common.errors import UserError
+from lib.acquire.records import LABELLED_SPLITS, SPLITS, CompetitionError, ImageRecord
 from lib.common.ids import ALLOWED as ALLOWED_IDS
 from lib.common.ids import id_order, id_problem, id_text
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
-LABELLED_SPLITS = ("train", "validation")
 URL_SCHEMES = ("file", "http", "https")
 
 INT64_MAX = 2**63 - 1  # the largest image_id or label_id: later stages keep them as int64
 _MAX_REPR = 80  # keep error messages on one readable line even for a huge bad value
-
-
-class CompetitionError(UserError, ValueError):
-    """A competition file is missing or malformed; the message names file, key, value, rule."""
-
-
-@dataclass(frozen=True, slots=True)  # slots: ~200k of them for a real competition
-class ImageRecord:
-    """One image of one split: where to fetch it and, for labelled splits, its class."""
-
-    split: str
-    image_id: int | str  # as the file gives it; its text (str()) is what later stages carry
-    urls: tuple[str, ...]
-    label: int | None  # None for the test split
 
 
 def load_competition(competition_dir: Path) -> dict[str, list[ImageRecord]]:
@@ -100,17 +82,6 @@ def load_split(path: Path, split: str) -> list[ImageRecord]:
         ImageRecord(split=split, image_id=image_id, urls=urls, label=labels.get(id_text(image_id)))
         for image_id, urls in sorted(urls_by_id.values(), key=lambda item: id_order(item[0]))
     ]
-
-
-def label_width(records: Iterable[ImageRecord]) -> int:
-    """Digits of the largest label, so zero-padded folder names sort in numeric order."""
-    labels = [record.label for record in records if record.label is not None]
-    return len(str(max(labels))) if labels else 1
-
-
-def label_dir_name(label: int, width: int) -> str:
-    """Folder name of a label: ``(5, 3) -> "005"``, so ImageFolder's string sort is numeric."""
-    return f"{label:0{width}d}"
 
 
 def _read_json(path: Path) -> dict[str, Any]:

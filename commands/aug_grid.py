@@ -2,7 +2,7 @@
 level, to look at what the model will see before training. One row per training image, named
 by its class (the classes file's names, else the label id): the original, then its copies.
 
-    python -m stages.aug_grid [--level medium] [--images 8] [--copies 6] [--out PATH]
+    python -m commands.aug_grid [--level medium] [--images 8] [--copies 6] [--out PATH]
 """
 
 import argparse

@@ -1,7 +1,7 @@
 """Command (not a DVC stage): this run, blended with its ensemble_runs (or the runs named), as a
 Kaggle dataset and an offline notebook that reproduces its submission (`make kaggle-bundle`).
 
-    python -m stages.bundle [--runs NAME ...] [--wheels] [--gpu] [--out DIR]
+    python -m commands.bundle [--runs NAME ...] [--wheels] [--gpu] [--out DIR]
 
 Out (DIR, default kaggle/): dataset/ (models/<run>/fold<k>/model.pt, inference.json, code/,
 wheels/ with --wheels, dataset-metadata.json) and kernel/ (inference.ipynb,

@@ -1,4 +1,4 @@
-"""lib.acquire.competition: reading and validating the competition JSON files."""
+"""lib.acquire.competition_json: reading and validating the competition JSON files."""
 
 from __future__ import annotations
 
@@ -10,14 +10,8 @@ from typing import Any
 
 import pytest
 
-from lib.acquire.competition import (
-    CompetitionError,
-    ImageRecord,
-    label_dir_name,
-    label_width,
-    load_competition,
-    load_split,
-)
+from lib.acquire.competition_json import load_competition, load_split
+from lib.acquire.records import CompetitionError, ImageRecord
 
 
 def write_json(path: Path, document: Any) -> Path:
@@ -76,7 +70,7 @@ def test_missing_validation_and_test_are_skipped_with_a_log_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     write_json(tmp_path / "train.json", labelled((1, 1)))
-    with caplog.at_level(logging.INFO, logger="lib.acquire.competition"):
+    with caplog.at_level(logging.INFO, logger="lib.acquire.competition_json"):
         splits = load_competition(tmp_path)
     assert list(splits) == ["train"]
     messages = " ".join(record.getMessage() for record in caplog.records)
@@ -268,22 +262,6 @@ def test_unknown_split_name_is_refused(tmp_path: Path):
         load_split(path, "extra")
 
 
-@pytest.mark.parametrize(
-    ("labels", "width"), [([5], 1), ([1, 9], 1), ([3, 10], 2), ([128, 7], 3), ([], 1)]
-)
-def test_label_width_is_the_digits_of_the_largest_label(labels: list[int], width: int):
-    records = [ImageRecord("train", i, ("https://x/1",), label) for i, label in enumerate(labels)]
-    records.append(ImageRecord("test", 99, ("https://x/2",), None))
-    assert label_width(records) == width
-
-
-def test_label_dir_names_sort_numerically():
-    assert label_dir_name(5, 3) == "005"
-    assert label_dir_name(128, 3) == "128"
-    names = [label_dir_name(label, 3) for label in (1, 2, 10, 100, 128)]
-    assert sorted(names) == names
-
-
 def test_file_urls_inside_the_competition_folder_are_accepted(tmp_path: Path):
     inside = tmp_path / "images" / "1.png"
     path = write_json(
@@ -321,12 +299,6 @@ def test_json_that_is_not_utf8_is_named(tmp_path: Path):
     path.write_bytes(b'{"images": [], "annotations": [], "x": "\xff"}')
     with pytest.raises(CompetitionError, match=r"train\.json: not UTF-8 text \(byte \d+"):
         load_split(path, "train")
-
-
-def test_records_keep_no_per_instance_dict():
-    # ~200k records for a real competition: slots keep each one small
-    record = ImageRecord("train", 1, ("https://x/1.jpg",), 3)
-    assert not hasattr(record, "__dict__")
 
 
 def test_largest_int64_ids_and_labels_are_accepted(tmp_path: Path):

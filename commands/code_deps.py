@@ -2,7 +2,7 @@
 the code it runs, and its params from its modules' PARAMS (`make deps`). `--check` changes
 nothing and exits 1 when dvc.yaml differs.
 
-    python -m stages.code_deps [--check]
+    python -m commands.code_deps [--check]
 """
 
 import argparse

@@ -4,7 +4,7 @@ kaggle tool, unzip it into data/<slug> (`make download-competition`) and track i
 experiments, which run in a copy of what git and DVC track, have it; then point `competition`
 at that folder.
 
-    python -m stages.get_competition [--into FOLDER] [--no-dvc-add]
+    python -m commands.get_competition [--into FOLDER] [--no-dvc-add]
 """
 
 import argparse

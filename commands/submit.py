@@ -2,7 +2,7 @@
 tool (`make submit`), with a message naming the run: experiment, arch, image size, folds, TTA
 and OOF score.
 
-    python -m stages.submit [--message TEXT] [--dry-run]
+    python -m commands.submit [--message TEXT] [--dry-run]
 """
 
 import argparse
@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from commands.check_submission import check_file
 from lib.common.kaggle_cli import (
     check_credentials,
     experiment_name,
@@ -21,7 +22,6 @@ from lib.common.kaggle_cli import (
 from lib.common.params import load_params
 from lib.infer.inference import PredictConfig
 from lib.train.loop import TrainConfig
-from stages.check_submission import check_file
 from stages.common import ENSEMBLE_METRICS, SUBMISSION_CSV, run
 
 PARAMS = ["kaggle_competition", "arch", "img_size", "train_folds", "tta", "ensemble_runs", "metric"]

@@ -4,7 +4,7 @@ known), best OOF `metric` first, one table per competition; failed queued experi
 listed with the line that says why (`make leaderboard`). Reads `dvc exp show --json` and the
 failed experiments' logs.
 
-    python -m stages.leaderboard [--all] [--width 120]
+    python -m commands.leaderboard [--all] [--width 120]
 """
 
 import argparse
