@@ -29,6 +29,7 @@ from lib.export.kaggle_files import (
     write_code,
     write_notebook,
 )
+from lib.infer.blending import EnsembleConfig
 from lib.infer.inference import PredictConfig
 from stages import common as out
 from stages.common import run
@@ -81,7 +82,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=out.KAGGLE_DIR)
     args = parser.parse_args()
     # the image checks of the download, which the notebook runs on the test images
-    p = load_params(PARAMS, rules=PredictConfig.rules() | DownloadSettings.rules())
+    p = load_params(
+        PARAMS, rules=PredictConfig.rules() | DownloadSettings.rules() | EnsembleConfig.rules()
+    )
     if not p["kaggle_username"]:
         raise ParamError(
             "kaggle_username is null in params.yaml: set it to your Kaggle user "

@@ -12,13 +12,15 @@ figures again.
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from lib.acquire.competition_files import submitting_competition
 from lib.common.fileio import remove_stale_temps, write_json
 from lib.common.params import load_params
 from lib.experiments.history import keep_submission
-from lib.infer.blending import ensemble_competition
+from lib.infer.blending import EnsembleConfig, ensemble_competition
 from lib.infer.report import write_oof_reports
 from lib.infer.report_page import write_run_report
 from lib.infer.submission import write_submission
@@ -28,35 +30,14 @@ from lib.prepare.folds import read_folds
 from stages import common as out
 from stages.common import IMAGES_DIR, run, upstream
 
-PARAMS = [
-    "competition",
-    "competition_format",
-    "id_column",
-    "label_column",
-    "label_pattern",
-    "test_share",
-    "test_labels",
-    "metric",
-    "train_folds",
-    "clip_low",
-    "clip_high",
-    "ensemble_merge",
-    "ensemble_runs",
-    "ensemble_weights",
-    "prior_correction",
-    "target_prior",
-    "submission_format",
-    "sample_submission",
-    "classes_file",
-]
-SPEED_PARAMS: list[str] = []
+PARAMS, SPEED_PARAMS = EnsembleConfig.dep_keys(), EnsembleConfig.speed_keys()
 
 
 def main() -> None:
-    p = load_params(PARAMS)
+    config = EnsembleConfig.load()
     root = Path(os.environ.get("DVC_ROOT", "."))
-    competition, files = submitting_competition(p, derived_classes=out.CLASSES_CSV)
-    for fold in p["train_folds"]:
+    competition, files = submitting_competition(config.values(), derived_classes=out.CLASSES_CSV)
+    for fold in config.train_folds:
         upstream(out.predictions_dir(fold), f"predict@{fold}")
     # root: a queued experiment runs in a temporary copy; members and history are the project's
     result = ensemble_competition(
@@ -64,17 +45,8 @@ def main() -> None:
         root=root,
         files=files,
         predictions_dir=out.PREDICTIONS_DIR,
-        train_folds=p["train_folds"],
-        ensemble_runs=p["ensemble_runs"],
         test_images=IMAGES_DIR / "test",
-        submission_format=p["submission_format"],
-        how=p["ensemble_merge"],
-        weights=p["ensemble_weights"] or None,
-        target_prior=p["target_prior"],
-        prior_correction=p["prior_correction"],
-        low=p["clip_low"],
-        high=p["clip_high"],
-        metric=p["metric"],
+        config=config,
     )
     for folder in (out.SUBMISSION_CSV.parent, out.ENSEMBLE_METRICS.parent, out.REPORTS_DIR):
         remove_stale_temps(folder)
@@ -93,11 +65,11 @@ def main() -> None:
         out.REPORT_HTML,
         curves_png=out.CURVES_PNG,
         headline=result.headline,
-        live_dirs={k: out.model_dir(k) / "live" for k in p["train_folds"]},
-        title=f"{Path(p['competition']).name}: {os.environ.get('DVC_EXP_NAME') or 'workspace'}",
+        live_dirs={k: out.model_dir(k) / "live" for k in config.train_folds},
+        title=f"{Path(config.competition).name}: {os.environ.get('DVC_EXP_NAME') or 'workspace'}",
         detail=result.detail,
-        prior_correction=p["prior_correction"],
-        by_log_loss=p["metric"] == "log_loss",
+        prior_correction=config.prior_correction,
+        by_log_loss=config.metric == "log_loss",
         per_class=per_class,
         figures={
             "Confusion matrix (OOF), counts": out.CONFUSION_PNG,
@@ -107,7 +79,7 @@ def main() -> None:
     )
     write_submission(out.SUBMISSION_CSV, result.frame, result.layout)
     # what taught the models (pseudo_from, distill_from): the runs and the images per class
-    teaching = recorded_teaching({k: out.model_dir(k) / "model.pt" for k in p["train_folds"]})
+    teaching = recorded_teaching({k: out.model_dir(k) / "model.pt" for k in config.train_folds})
     write_json(out.ENSEMBLE_DETAIL, result.detail | teaching)
     write_json(out.ENSEMBLE_METRICS, result.headline)
     keep_submission(
@@ -115,22 +87,12 @@ def main() -> None:
         root / out.HISTORY_DIR,
         headline=result.headline,
         experiment=os.environ.get("DVC_EXP_NAME"),
-        metric=p["metric"],
+        metric=config.metric,
     )
-    print(
-        summary(
-            result.detail,
-            p["submission_format"],
-            p["metric"],
-            prior_correction=p["prior_correction"],
-            this_run=str(out.PREDICTIONS_DIR),
-        )
-    )
+    print_summary(result.detail, config.values())
 
 
-def print_summary() -> None:
-    detail = json.loads(upstream(out.ENSEMBLE_DETAIL, "ensemble").read_text())
-    p = load_params(["submission_format", "metric", "prior_correction"])
+def print_summary(detail: dict, p: Mapping[str, Any]) -> None:
     print(
         summary(
             detail,
@@ -142,5 +104,13 @@ def print_summary() -> None:
     )
 
 
+def summary_again() -> None:
+    """`--summary`: the last run's figures (metrics/ensemble_detail.json) printed again; only
+    the keys the lines need are read (the competition folder need not be there)."""
+    detail = json.loads(upstream(out.ENSEMBLE_DETAIL, "ensemble").read_text())
+    keys = ["submission_format", "metric", "prior_correction"]
+    print_summary(detail, load_params(keys, rules=EnsembleConfig.rules()))
+
+
 if __name__ == "__main__":
-    run(print_summary if sys.argv[1:] == ["--summary"] else main)
+    run(summary_again if sys.argv[1:] == ["--summary"] else main)

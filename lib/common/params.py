@@ -100,7 +100,8 @@ def _competition_dir(value: Any) -> str | None:
     )
 
 
-# The competition's metric (lib.infer.metrics.METRICS; not imported: every stage reads params).
+# The competition's metrics: the names lib.infer.metrics scores (it imports them from here, the
+# home below both: every stage reads params, only the ensemble scores).
 METRICS = ("accuracy", "log_loss", "map@1", "map@2", "map@3", "map@4", "map@5", "f1_macro", "qwk")
 
 
@@ -190,7 +191,7 @@ def _weights(value: Any) -> str | None:
     )
 
 
-def _prior(value: Any) -> str | None:
+def class_prior(value: Any) -> str | None:
     if value == "uniform" or (isinstance(value, str) and Path(value).is_file()):
         return None
     return "uniform or the path of a label_id,prior CSV"
@@ -199,7 +200,7 @@ def _prior(value: Any) -> str | None:
 # The rules of the keys that several configs, or code without a config, read (the ensemble, the
 # prechecks, the commands). Every other key's rule sits on its field in the config of the stage
 # that reads it (`param(rule)`): DownloadConfig, StatsConfig, FoldsConfig, TrainConfig,
-# PredictConfig. A key has its rule in exactly one of the two places.
+# PredictConfig, EnsembleConfig. A key has its rule in exactly one of the two places.
 RULES: dict[str, Check] = {
     "competition": _competition_dir,
     "competition_format": choice(
@@ -218,8 +219,6 @@ RULES: dict[str, Check] = {
     "ensemble_merge": choice("mean", "geomean"),
     "ensemble_runs": _members,
     "ensemble_weights": _weights,
-    "prior_correction": boolean,
-    "target_prior": _prior,
     "submission_format": choice("label", "proba", "topk"),
     "metric": choice(*METRICS),
     "sample_submission": _competition_file,
@@ -235,8 +234,6 @@ RULES: dict[str, Check] = {
         or (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", value))
         else "null or your Kaggle user name (kaggle.com/<user name>), e.g. jdoe"
     ),
-    "clip_low": number(0, high=0.5),
-    "clip_high": number(0.5, strict=True, high=1.0),
 }
 
 

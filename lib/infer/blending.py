@@ -3,9 +3,10 @@
 In: this run's and the other members' RunPredictions (lib.infer.runs, lib.infer.members), the
 SubmissionLayout, the known test answers (a test_labels file, or the competition's held-out
 share, or None), the competition's metric and the ensemble settings (merge, weights or `auto`,
-target prior, prior correction, clip bounds). Out: a Blend (OOF, holdout and test predictions
-merged over runs, and both class priors); an Outcome: the submission frame, the OOF blend (for
-the reports), the detail metrics and the headline numbers.
+target prior, prior correction, clip bounds): the ensemble stage's EnsembleConfig, whose fields
+carry each key's rule. Out: a Blend (OOF, holdout and test predictions merged over runs, and
+both class priors); an Outcome: the submission frame, the OOF blend (for the reports), the
+detail metrics and the headline numbers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pandas as pd
 from lib.acquire.competition_files import CompetitionFiles
 from lib.acquire.layouts import Competition
 from lib.common.images import list_test_images
+from lib.common.params import Config, boolean, class_prior, number, param
 from lib.infer.combine import combine
 from lib.infer.final import final_submission
 from lib.infer.members import gather_runs
@@ -44,6 +46,35 @@ from lib.infer.submission import (
 from lib.infer.weights import fit_run_weights
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EnsembleConfig(Config):
+    """The ensemble stage's config. Defaults and meaning: params.yaml. A field without a rule
+    shares RULES' (the prechecks, the download or the commands read that key too)."""
+
+    # how the competition is read
+    competition: str = param()
+    competition_format: str = param()
+    id_column: str = param()
+    label_column: str = param()
+    label_pattern: str = param()
+    test_share: float = param()
+    test_labels: str | None = param()
+    metric: str = param()
+    train_folds: list[int] = param()
+    # the blend, its prior correction and the clipping of what log loss scores
+    clip_low: float = param(number(0, high=0.5))
+    clip_high: float = param(number(0.5, strict=True, high=1.0))
+    ensemble_merge: str = param()
+    ensemble_runs: list[str] = param()
+    ensemble_weights: list[float] | str = param()
+    prior_correction: bool = param(boolean)
+    target_prior: str = param(class_prior)
+    # the submission
+    submission_format: str = param()
+    sample_submission: str | None = param()
+    classes_file: str | None = param()
 
 
 @dataclass
@@ -89,24 +120,20 @@ def ensemble_competition(
     *,
     files: CompetitionFiles,
     predictions_dir: Path,
-    train_folds: Sequence[int],
-    ensemble_runs: Sequence[str],
     root: Path,
     test_images: Path,
-    submission_format: str,
-    how: str,
-    weights: Sequence[float] | str | None,
-    target_prior: str,
-    prior_correction: bool,
-    low: float,
-    high: float,
-    metric: str = "accuracy",
+    config: EnsembleConfig,
 ) -> Outcome:
     """Everything the ensemble stage computes: the runs gathered (`root`: the project whose
     experiments and cache are read) and checked against the current test images, blended,
-    scored (in `metric` too) and laid out as the competition's submission."""
+    scored (in the config's metric too) and laid out as the competition's submission."""
+    submission_format, metric = config.submission_format, config.metric
     runs, commits = gather_runs(
-        predictions_dir, folds=train_folds, entries=ensemble_runs, root=root, how=how
+        predictions_dir,
+        folds=config.train_folds,
+        entries=config.ensemble_runs,
+        root=root,
+        how=config.ensemble_merge,
     )
     names = competition_class_names(files.classes_file, competition)
     layout = competition_layout(
@@ -131,12 +158,12 @@ def ensemble_competition(
         runs,
         layout=layout,
         answers=answers,
-        how=how,
-        weights=weights,
-        target_prior=target_prior,
-        prior_correction=prior_correction,
-        low=low,
-        high=high,
+        how=config.ensemble_merge,
+        weights=config.ensemble_weights or None,  # []: equal weights
+        target_prior=config.target_prior,
+        prior_correction=config.prior_correction,
+        low=config.clip_low,
+        high=config.clip_high,
         metric=metric,
     )
     outcome.detail["members"] = commits

@@ -30,8 +30,8 @@ import re
 import numpy as np
 
 from lib.common.errors import UserError
+from lib.common.params import METRICS  # the names the `metric` param allows: one list
 
-METRICS = ("accuracy", "log_loss", "map@1", "map@2", "map@3", "map@4", "map@5", "f1_macro", "qwk")
 _MAP = re.compile(r"map@([1-5])")
 _TINY = 1e-15  # Kaggle's floor for log loss
 

@@ -11,6 +11,7 @@ from lib.acquire.download import DownloadConfig
 from lib.common.errors import ParamError
 from lib.common.params import RULES, Config, read_params_file
 from lib.common.params import load_params as load_keys
+from lib.infer.blending import EnsembleConfig
 from lib.infer.inference import PredictConfig
 from lib.prepare.folds import FoldsConfig
 from lib.prepare.stats import StatsConfig
@@ -24,6 +25,7 @@ CONFIGS: tuple[type[Config], ...] = (
     FoldsConfig,
     TrainConfig,
     PredictConfig,
+    EnsembleConfig,
 )
 EVERY_RULE = RULES | {key: rule for config in CONFIGS for key, rule in config.rules().items()}
 
@@ -429,3 +431,18 @@ def test_dvc_exp_run_set_param_changes_only_the_lines_of_the_keys_it_sets(tmp_pa
         for key, value in read_params_file(PARAMS_FIXTURE).items()
         if key not in {"train_folds", "ensemble_runs", "tta_scales", "kaggle_competition"}
     }
+
+
+def test_the_ensemble_reads_its_config_and_one_list_of_metrics():
+    """stages/ensemble.py's params are EnsembleConfig's keys; the metric rule allows exactly the
+    metrics lib.infer.metrics scores (one tuple)."""
+    import stages.ensemble
+    from lib.common import params
+    from lib.infer import metrics
+
+    assert EnsembleConfig.dep_keys() == stages.ensemble.PARAMS and not EnsembleConfig.speed_keys()
+    assert metrics.METRICS is params.METRICS
+    assert {m for m in metrics.METRICS if RULES["metric"](m) is None} == set(metrics.METRICS)
+    assert RULES["metric"]("auc") == "one of " + ", ".join(metrics.METRICS)
+    config = EnsembleConfig.from_params(read_params_file(PARAMS_FIXTURE))
+    assert config.values()["clip_low"] == config.clip_low and config.train_folds == [0, 1, 2]
