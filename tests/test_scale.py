@@ -33,12 +33,12 @@ def test_two_clones_share_the_remote_and_the_run_cache(tmp_path):
 
     # Machine A: fold 0, then push its outs and its run-cache.
     output = run(["dvc", "repro", "train@0"], a)
-    assert ran_stages(output) == {"download", "stats", "folds", "train@0"}
+    assert ran_stages(output) == {"check_competition", "download", "stats", "folds", "train@0"}
     run(["dvc", "push", "--run-cache"], a)
 
     # Machine B (its own clone, none of A's commits): fold 1.
     output = run(["dvc", "repro", "train@1"], b)
-    assert ran_stages(output) == {"download", "stats", "folds", "train@1"}
+    assert ran_stages(output) == {"check_competition", "download", "stats", "folds", "train@1"}
     # Then fold 0 from the shared run-cache (--pull: the runs, then the outs of those it uses),
     # and the ensemble of both folds.
     output = run(["dvc", "repro", "--pull"], b)
