@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_image
-from tests.test_pipeline import commit, make_project, run, wait_for_queue
+from tests.helpers import commit, make_project, run, wait_for_queue
 
 pytestmark = pytest.mark.slow
 CLASSES = ["Ankle boot", "Sandal", "Sneaker"]  # folder names, one with a space
@@ -71,6 +71,7 @@ def test_a_queued_sweep_needs_the_folder_tracked_and_then_succeeds(tmp_path_fact
             "clip_low": 0.003,
             "img_size": 16,
             "batch_size": 8,
+            "train_folds": [0],  # one model per experiment: the sweep is the point, not the folds
             "tta": "none",
         },
     )
