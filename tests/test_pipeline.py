@@ -72,6 +72,8 @@ def in_terminal(args: list[str], cwd: Path, columns: int = 120) -> list[str]:
     return [line[:columns] for line in text.replace("\r", "").splitlines()]
 
 
+# pytest-timeout counts fixture setup: the first test to take `reproduced_demo` pays its repro
+@pytest.mark.timeout(2400)
 def test_repro_then_experiments_rerun_only_what_depends_on_their_params(project, reproduced_demo):
     assert ran_stages(reproduced_demo.output) == {
         "check_competition",

@@ -52,6 +52,7 @@ def test_two_clones_share_the_remote_and_the_run_cache(tmp_path):
     assert "Data and pipelines are up to date" in run(["dvc", "status"], b)
 
 
+@pytest.mark.timeout(2400)  # run alone, it pays the `reproduced_demo` repro (fixture setup)
 def test_a_queued_sweep_runs_both_experiments(reproduced_demo, tmp_path):
     root = copy_project(reproduced_demo.path, tmp_path / "sweep")
     # Up to train@0 only, to keep the test short: the sweep machinery is the same.
