@@ -1,6 +1,6 @@
 """Shared fixtures: tiny real images written under tmp_path; a recorder of the files a call
 writes (for the property-based tests: readers write nothing outside their folder); the params
-the tests run on.
+the tests run on; the shrunk demo project reproduced once, for the end-to-end tests to copy.
 
 Tests never read the checkout's params.yaml (the user's to edit: another competition, another
 lr): they take tests/params.yaml, a copy of the shipped defaults, whose keys a test holds equal
@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +155,22 @@ def download_settings(**overrides):
     from lib.acquire.download import DownloadSettings
 
     return DownloadSettings.from_params(default_params(), **overrides)
+
+
+@dataclass(frozen=True)
+class Reproduced:
+    path: Path  # the project: its git repo, DVC cache and outs
+    output: str  # what its `dvc repro` printed
+
+
+@pytest.fixture(scope="session")
+def reproduced_demo(tmp_path_factory) -> Reproduced:
+    """The shrunk demo project (tests.helpers.make_project) after one `dvc repro`, committed as
+    "baseline". Shared by the end-to-end tests that start from the same trained demo: each
+    works on its own copy (tests.helpers.copy_project), never on this one."""
+    from tests.helpers import commit, make_project, run
+
+    project = make_project(tmp_path_factory.mktemp("reproduced_demo"))
+    output = run(["dvc", "repro"], project)
+    commit(project, "baseline")
+    return Reproduced(project, output)

@@ -10,15 +10,20 @@
   ``error:`` line, which it returns.
 - ``run`` and ``wait_for_queue``: real ``git`` and ``dvc`` commands for the end-to-end tests
   (marked slow: ``make test-fast`` leaves them out).
+- ``make_project``, ``copy_project``, ``commit``, ``ran_stages``: the end-to-end tests' projects
+  (a copy of the repo with a shrunk demo, its own git repo) and what ``dvc`` ran in them.
 """
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import logging
 import os
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +31,8 @@ import traceback
 import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+
+import yaml
 
 from tests.conftest import REPO
 
@@ -161,3 +168,80 @@ def wait_for_queue(project: Path, timeout_s: float = 1200, poll_s: float = 3) ->
             return status
         time.sleep(poll_s)
     raise AssertionError(f"the queue did not finish in {timeout_s} s:\n{status}")
+
+
+SHRUNK = {
+    "img_size": 32,
+    "epochs": 1,
+    "folds": 2,
+    "train_folds": [0, 1],
+    "batch_size": 32,
+    "workers": 0,
+}
+KEEP = {"train": 160, "validation": 40, "test": 60}  # first N image ids per split
+
+
+def shrink_competition(demo: Path) -> None:
+    """Keep the first ids of each split, plus every entry with a broken mirror."""
+    for split, keep in KEEP.items():
+        path = demo / f"{split}.json"
+        doc = json.loads(path.read_text())
+        ids = {e["image_id"] for e in doc["images"] if e["image_id"] <= keep or len(e["url"]) > 1}
+        doc["images"] = [e for e in doc["images"] if e["image_id"] in ids]
+        if "annotations" in doc:
+            doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] in ids]
+        path.write_text(json.dumps(doc))
+    with open(demo / "test_labels.csv") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["id"]) in ids]
+    with open(demo / "test_labels.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["id", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def make_project(root: Path, shrunk: dict | None = None, source: Path = REPO) -> Path:
+    """A copy of the repo's tracked and untracked files (or of every file under `source`) in
+    `root`, with the demo competition and the params shrunk (`shrunk` overrides SHRUNK),
+    committed as a fresh git repo."""
+    if source == REPO:
+        files = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    else:
+        files = [p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()]
+    for name in files:
+        if (source / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, root / name)
+    shrink_competition(root / "data" / "demo")
+    from tests.conftest import default_params
+
+    params = default_params()  # the defaults, not the checkout's params.yaml
+    params.update(SHRUNK | (shrunk or {}))
+    params["stats"]["workers"] = 1
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "start"], root)
+    return root
+
+
+def copy_project(project: Path, root: Path) -> Path:
+    """`project` (its git repo, DVC cache and outs) copied into `root`, for a test to change
+    without touching the original: cheaper than reproducing it again."""
+    shutil.copytree(project, root, symlinks=True, dirs_exist_ok=True)
+    return root
+
+
+def commit(project: Path, message: str) -> None:
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", message], project)
+
+
+def ran_stages(output: str) -> set[str]:
+    """The stages a `dvc repro` or `dvc exp run` output says it ran."""
+    return set(re.findall(r"Running stage '([^']+)'", output))

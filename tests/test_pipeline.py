@@ -1,5 +1,7 @@
 """End to end: real `dvc repro` and `dvc exp run` on a shrunk copy of the demo competition, in a
-temporary copy of the repo that is its own git repo."""
+temporary copy of the repo that is its own git repo. The tests start from copies of one project
+reproduced once (conftest's `reproduced_demo`): the experiments, not the baseline, are what
+each test is about."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import json
 import os
 import pty
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -19,76 +20,24 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, default_params
-from tests.helpers import run, wait_for_queue
+from tests.conftest import REPO, Reproduced
+from tests.helpers import (  # noqa: F401 - make_project and commit: the other e2e tests' import
+    commit,
+    copy_project,
+    make_project,
+    ran_stages,
+    run,
+    wait_for_queue,
+)
 from tests.kaggle_notebook import assert_same_submission, run_notebook
 
 pytestmark = pytest.mark.slow
-SHRUNK = {
-    "img_size": 32,
-    "epochs": 1,
-    "folds": 2,
-    "train_folds": [0, 1],
-    "batch_size": 32,
-    "workers": 0,
-}
-KEEP = {"train": 160, "validation": 40, "test": 60}  # first N image ids per split
-
-
-def shrink_competition(demo: Path) -> None:
-    """Keep the first ids of each split, plus every entry with a broken mirror."""
-    for split, keep in KEEP.items():
-        path = demo / f"{split}.json"
-        doc = json.loads(path.read_text())
-        ids = {e["image_id"] for e in doc["images"] if e["image_id"] <= keep or len(e["url"]) > 1}
-        doc["images"] = [e for e in doc["images"] if e["image_id"] in ids]
-        if "annotations" in doc:
-            doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] in ids]
-        path.write_text(json.dumps(doc))
-    with open(demo / "test_labels.csv") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["id"]) in ids]
-    with open(demo / "test_labels.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["id", "label"])
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def make_project(root: Path, shrunk: dict | None = None, source: Path = REPO) -> Path:
-    """A copy of the repo's tracked and untracked files (or of every file under `source`) in
-    `root`, with the demo competition and the params shrunk (`shrunk` overrides SHRUNK),
-    committed as a fresh git repo."""
-    if source == REPO:
-        files = subprocess.run(
-            ["git", "ls-files", "-co", "--exclude-standard"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-    else:
-        files = [p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()]
-    for name in files:
-        if (source / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / name, root / name)
-    shrink_competition(root / "data" / "demo")
-    params = default_params()  # the defaults, not the checkout's params.yaml
-    params.update(SHRUNK | (shrunk or {}))
-    params["stats"]["workers"] = 1
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "start"], root)
-    return root
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    return make_project(tmp_path_factory.mktemp("project"))
-
-
-def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
+def project(reproduced_demo: Reproduced, tmp_path_factory) -> Path:
+    """This module's own copy of the reproduced demo, which its tests change in turn."""
+    return copy_project(reproduced_demo.path, tmp_path_factory.mktemp("project"))
 
 
 def in_terminal(args: list[str], cwd: Path, columns: int = 120) -> list[str]:
@@ -123,14 +72,11 @@ def in_terminal(args: list[str], cwd: Path, columns: int = 120) -> list[str]:
     return [line[:columns] for line in text.replace("\r", "").splitlines()]
 
 
-def commit(project: Path, message: str) -> None:
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", message], project)
-
-
-def test_repro_then_experiments_rerun_only_what_depends_on_their_params(project):
-    output = run(["dvc", "repro"], project)
-    assert ran_stages(output) == {
+# pytest-timeout counts fixture setup: the first test to take `reproduced_demo` pays its repro
+@pytest.mark.timeout(2400)
+def test_repro_then_experiments_rerun_only_what_depends_on_their_params(project, reproduced_demo):
+    assert ran_stages(reproduced_demo.output) == {
+        "check_competition",
         "download",
         "stats",
         "folds",
@@ -160,7 +106,6 @@ def test_repro_then_experiments_rerun_only_what_depends_on_their_params(project)
     assert 0.0 <= headline["test"]["accuracy"] <= 1.0
     report = json.loads((project / "data/download_report.json").read_text())
     assert report["failed"] == 6 and report["failure_reasons"] == {"not_found": 6}
-    commit(project, "baseline")
 
     # the value form DVC writes for 1e-5 (`lr: 1e-05`) must reach training as a number
     output = run(["dvc", "exp", "run", "-n", "tiny-lr", "-S", "lr=1e-5"], project)
@@ -207,8 +152,6 @@ def bundle_and_run_notebook(project: Path, kaggle: Path) -> tuple[dict, dict]:
 def test_the_kaggle_notebook_reproduces_the_submission_and_a_blend_of_named_runs(project, tmp_path):
     """After the experiments above (the workspace holds tta-flip6): the run alone, then blended
     with tiny-lr (other weights) with fitted weights, in proba format."""
-    if not (project / "dvc.lock").is_file():
-        run(["dvc", "repro"], project)
     if "tiny-lr" not in run(["dvc", "exp", "list", "--name-only"], project).split():
         run(["dvc", "exp", "run", "-n", "tiny-lr", "-S", "lr=1e-5"], project)
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -264,8 +207,6 @@ def test_the_kaggle_notebook_reproduces_the_submission_and_a_blend_of_named_runs
 
 
 def test_speed_knobs_rerun_nothing_and_a_code_change_reruns_its_stages(project):
-    if not (project / "dvc.lock").is_file():
-        run(["dvc", "repro"], project)
     run(["git", "reset", "-q", "--hard"], project)  # back to the baseline's params and lock
     run(["dvc", "checkout", "-f"], project)
     assert "up to date" in run(["dvc", "status"], project)
@@ -283,10 +224,8 @@ def test_speed_knobs_rerun_nothing_and_a_code_change_reruns_its_stages(project):
 
 
 @pytest.mark.timeout(2400)  # three experiments end to end, on a machine that may be shared
-def test_queued_and_temp_experiments_run_only_what_changed(tmp_path_factory):
-    project = make_project(tmp_path_factory.mktemp("queue"))
-    run(["dvc", "repro"], project)
-    commit(project, "baseline")
+def test_queued_and_temp_experiments_run_only_what_changed(reproduced_demo, tmp_path_factory):
+    project = copy_project(reproduced_demo.path, tmp_path_factory.mktemp("queue"))
     assert "failed to load" not in run(["dvc", "metrics", "diff"], project)
     good = (project / "submissions/submission.csv").read_bytes()
 
@@ -295,23 +234,25 @@ def test_queued_and_temp_experiments_run_only_what_changed(tmp_path_factory):
     run(["dvc", "queue", "start", "-j", "1"], project)
     status = wait_for_queue(project)
     assert status.count("Success") == 2, status
+    # the check of the competition folder runs in each copy (its out is in no cache), the
+    # download it feeds does not
+    changed = {"check_competition", "train@0", "train@1", "predict@0", "predict@1", "ensemble"}
     for name in ("q-small", "q-large"):
         logs = run(["dvc", "queue", "logs", name], project)
-        assert ran_stages(logs) == {"train@0", "train@1", "predict@0", "predict@1", "ensemble"}, (
-            logs[-3000:]
-        )
-    output = run(["dvc", "exp", "run", "--temp", "-n", "t-mid", "-S", "lr=0.005"], project)
-    assert ran_stages(output) == {"train@0", "train@1", "predict@0", "predict@1", "ensemble"}
+        assert ran_stages(logs) == changed, logs[-3000:]
+    # a --temp copy too: the models come from the DVC cache, only the predictions run again
+    output = run(["dvc", "exp", "run", "--temp", "-n", "t-flip6", "-S", "tta=flip6"], project)
+    assert ran_stages(output) == {"check_competition", "predict@0", "predict@1", "ensemble"}
 
     shown = run(["dvc", "exp", "show", "--no-pager", "--csv"], project)
-    assert "!" not in shown and all(name in shown for name in ("q-small", "q-large", "t-mid"))
+    assert "!" not in shown and all(name in shown for name in ("q-small", "q-large", "t-flip6"))
     assert "failed to load" not in run(["dvc", "metrics", "diff"], project)
     # each experiment's submission is kept in the project, not in its temporary copy
     kept = [p.name for p in (project / "submissions/history").iterdir()]
-    assert {name for name in ("q-small", "q-large", "t-mid") if any(name in k for k in kept)} == {
+    assert {name for name in ("q-small", "q-large", "t-flip6") if any(name in k for k in kept)} == {
         "q-small",
         "q-large",
-        "t-mid",
+        "t-flip6",
     }
     assert (project / "submissions/submission.csv").read_bytes() == good
 

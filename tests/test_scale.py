@@ -3,8 +3,9 @@ machines" and "Queued sweeps"):
 - two clones sharing a local-directory DVC remote and its run-cache: A trains fold 0 and
   pushes; B trains fold 1, then `dvc repro --pull` takes fold 0 from the run-cache (no
   retraining) and ensembles both folds;
-- a queued sweep (`dvc exp run --queue -S 'lr=0.1,0.03'`, `dvc queue start`) whose two
-  experiments `dvc exp show` then lists."""
+- a queued sweep (`dvc exp run --queue -S 'lr=0.1,0.03'`, `dvc queue start`) on a copy of the
+  reproduced demo (conftest's `reproduced_demo`), whose two experiments `dvc exp show` then
+  lists."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run, wait_for_queue
-from tests.test_pipeline import make_project, ran_stages
+from tests.helpers import copy_project, make_project, ran_stages, run, wait_for_queue
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +33,12 @@ def test_two_clones_share_the_remote_and_the_run_cache(tmp_path):
 
     # Machine A: fold 0, then push its outs and its run-cache.
     output = run(["dvc", "repro", "train@0"], a)
-    assert ran_stages(output) == {"download", "stats", "folds", "train@0"}
+    assert ran_stages(output) == {"check_competition", "download", "stats", "folds", "train@0"}
     run(["dvc", "push", "--run-cache"], a)
 
     # Machine B (its own clone, none of A's commits): fold 1.
     output = run(["dvc", "repro", "train@1"], b)
-    assert ran_stages(output) == {"download", "stats", "folds", "train@1"}
+    assert ran_stages(output) == {"check_competition", "download", "stats", "folds", "train@1"}
     # Then fold 0 from the shared run-cache (--pull: the runs, then the outs of those it uses),
     # and the ensemble of both folds.
     output = run(["dvc", "repro", "--pull"], b)
@@ -52,8 +52,9 @@ def test_two_clones_share_the_remote_and_the_run_cache(tmp_path):
     assert "Data and pipelines are up to date" in run(["dvc", "status"], b)
 
 
-def test_a_queued_sweep_runs_both_experiments(tmp_path):
-    root = make_project(tmp_path / "sweep", {"train_folds": [0]})
+@pytest.mark.timeout(2400)  # run alone, it pays the `reproduced_demo` repro (fixture setup)
+def test_a_queued_sweep_runs_both_experiments(reproduced_demo, tmp_path):
+    root = copy_project(reproduced_demo.path, tmp_path / "sweep")
     # Up to train@0 only, to keep the test short: the sweep machinery is the same.
     output = run(["dvc", "exp", "run", "--queue", "train@0", "-S", "lr=0.1,0.03"], root)
     assert output.count("Queued experiment") == 2, output

@@ -157,6 +157,7 @@ def test_speed_knobs_are_not_deps(name):
 # there would re-run the stage for nothing: move the shared part below both users instead.
 _EVERY_STAGE = ["stages/common.py", "lib/common/*"]
 MAY_RUN = {
+    "check_competition": ["stages/check_competition.py", "lib/acquire/presence.py"],
     "download": ["stages/download.py", "lib/acquire/*"],
     "stats": ["stages/stats.py", "lib/prepare/stats.py"],
     "folds": ["stages/folds.py", "lib/prepare/folds.py", "lib/prepare/duplicates.py"],
