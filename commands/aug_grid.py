@@ -11,15 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.acquire.competition_files import competition_files
+from commands.class_names import class_names
 from lib.common.figures import image_grid
 from lib.common.images import load_rgb_array
 from lib.common.params import load_params
-from lib.infer.submission import read_class_names
 from lib.prepare.folds import read_folds
 from lib.train.data import AUG_LEVELS, build_transforms
 from lib.train.loop import TrainConfig
-from stages.common import CLASSES_CSV, FOLDS_CSV, IMAGES_DIR, REPORTS_DIR, run, upstream
+from stages.common import FOLDS_CSV, IMAGES_DIR, REPORTS_DIR, run, upstream
 
 
 def one_per_class(folds: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
@@ -47,14 +46,7 @@ def main() -> None:
     level = args.level or config.aug
     folds = read_folds(upstream(FOLDS_CSV, "folds"))
     rows = one_per_class(folds[folds["label"].notna()], args.images, config.seed)
-    classes = competition_files(
-        Path(p["competition"]),
-        derived_classes=CLASSES_CSV,
-        classes_file=p["classes_file"],
-        test_labels=None,
-        sample_submission=None,
-    ).classes_file
-    names = read_class_names(classes) if classes else {}
+    names = class_names(p["competition"], p["classes_file"])
     transform = build_transforms(
         img_size=config.img_size, mean=[0] * 3, std=[1] * 3, train=True, aug=level, normalize=False
     )

@@ -26,19 +26,9 @@ from lib.infer.submission import (
     competition_layout,
 )
 from stages.common import CLASSES_CSV, SUBMISSION_CSV, run, upstream
+from stages.prechecks import SUBMISSION_PARAMS
 
-PARAMS = [
-    "competition",
-    "competition_format",
-    "id_column",
-    "label_column",
-    "label_pattern",
-    "test_share",
-    "classes_file",
-    "sample_submission",
-    "submission_format",
-    "metric",
-]
+PARAMS = SUBMISSION_PARAMS
 
 
 def main() -> None:

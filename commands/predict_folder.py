@@ -13,14 +13,13 @@ warning. --out may be a folder: the CSV is then <out>/<FOLDER's name>.csv.
 import argparse
 from pathlib import Path
 
-from lib.acquire.competition_files import competition_files
+from commands.class_names import class_names
 from lib.common.fileio import atomic_path
 from lib.common.params import load_params
 from lib.infer.folder_predictions import fold_models, folder_images, predict_images, top_k_table
 from lib.infer.inference import PredictConfig
-from lib.infer.submission import read_class_names
 from lib.train.device import pick_device
-from stages.common import CLASSES_CSV, run
+from stages.common import run
 
 # The TTA (and its speed knobs) as predict@k reads it, and these:
 PARAMS = ["ensemble_merge", "competition", "classes_file"]
@@ -76,16 +75,8 @@ def main() -> None:
         config=config,
         merge=p["ensemble_merge"],
     )
-    classes = competition_files(
-        Path(p["competition"]),
-        derived_classes=CLASSES_CSV,
-        classes_file=p["classes_file"],
-        test_labels=None,
-        sample_submission=None,
-    ).classes_file
-    table = top_k_table(
-        predictions, read_class_names(classes) if classes else None, max(args.top_k, 1)
-    )
+    names = class_names(p["competition"], p["classes_file"]) or None
+    table = top_k_table(predictions, names, max(args.top_k, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out, suffix=".csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")

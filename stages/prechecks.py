@@ -16,7 +16,8 @@ from lib.acquire.layouts import Competition, read_competition
 from lib.common.params import load_params
 from lib.infer.prechecks import Setup, check_test_split, run_prechecks
 
-PARAMS = [
+# What the competition's submission is checked against (commands.check_submission reads these too)
+SUBMISSION_PARAMS = [
     "competition",
     "competition_format",
     "id_column",
@@ -27,9 +28,8 @@ PARAMS = [
     "sample_submission",
     "submission_format",
     "metric",
-    "ensemble_runs",
-    "ensemble_weights",
 ]
+PARAMS = [*SUBMISSION_PARAMS, "ensemble_runs", "ensemble_weights"]
 
 
 def check_before_work(competition: Competition | None = None, *, needs_test: bool = True) -> None:
